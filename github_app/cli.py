@@ -1,0 +1,51 @@
+"""The `guildprompts` command: one parser, each family of subcommands registered by its home.
+
+Registrars only add arguments; heavy imports happen inside the command that needs them, so
+`guildprompts validate` starts as fast as the pure format package allows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from promptrepo import cli as format_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="guildprompts",
+        description="Prompt templates for a Discord summarization bot, kept in GitHub.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    format_cli.register(commands)
+    for module_name in _SERVICE_COMMANDS:
+        module = __import__(module_name, fromlist=["register"])
+        module.register(commands)
+    return parser
+
+
+# Modules whose `register(subparsers)` adds the service's commands (db, keys, serve, worker, ...).
+_SERVICE_COMMANDS: list[str] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # last resort: a person reads this, never a traceback
+        from github_app.settings import SettingsError
+
+        if isinstance(exc, SettingsError):
+            print(f"guildprompts: configuration error: {exc}", file=sys.stderr)
+        else:
+            print(f"guildprompts: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
