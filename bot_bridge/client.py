@@ -1,0 +1,900 @@
+"""The bot's client for the guildprompts bridge: always an answer, fast, even with the service down.
+
+`resolve_prompt` never raises. It keeps the last good answer per (guild, normalised context),
+revalidates it with `If-None-Match`, and when the service times out, refuses connections or answers
+5xx it serves that answer marked `is_stale`, or else the built-in defaults (`source="fallback"`).
+A circuit breaker stops waiting on a failing service: after a failure no request is sent for a
+cool-down (doubling up to a ceiling), so while the service stays down every call answers from
+memory. The admin calls behind `/prompt-config` raise `BridgeError` with the server's message.
+
+Both clients share one sans-I/O core (`_Core`) that builds requests and interprets responses,
+caches and persists; `BridgeClient` and `AsyncBridgeClient` only differ in how they send.
+Imports only the standard library, httpx and promptrepo, so a bot needs none of the server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType, TracebackType
+from typing import Any, Generic, Self, TypeVar
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from promptrepo import Context, Diagnostic, builtin_default, render
+
+__all__ = [
+    "AsyncBridgeClient",
+    "BridgeClient",
+    "BridgeError",
+    "BridgeEvent",
+    "GuildConfig",
+    "PreviewResult",
+    "ResolvedPrompt",
+]
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/bridge/v1"
+CACHE_FILE_FORMAT = "guildprompts-bridge-cache/1"
+_GUILD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_T = TypeVar("_T")
+
+
+# --- results ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResolvedPrompt:
+    """The prompt for one (guild, context), shaped so the bot can swap it in for its old resolver.
+
+    `resolved_at` is when the bridge produced (or confirmed, by 304) this answer; a stale answer
+    keeps the time it was last confirmed, so its age is visible.
+    """
+
+    content: str
+    source: str  # custom | default | fallback
+    version: int | str | None  # the repository's schema version
+    commit_sha: str | None
+    file_path: str | None
+    tried_paths: tuple[str, ...]
+    repo_url: str | None
+    github_file_url: str | None
+    parameters: Mapping[str, Any]
+    is_stale: bool
+    resolved_at: datetime
+    route: str | None = None
+    branch: str | None = None
+    repository: str | None = None  # owner/name
+    status_message: str | None = None
+
+
+@dataclass(frozen=True)
+class GuildConfig:
+    """A guild's binding and its sync status, as `GET .../config` reports it.
+
+    `state`: active | no_access (lost access: built-in defaults serve) | pending (not live yet,
+    e.g. the App is not installed). `last_sync_outcome`: pending | ok | rejected (the latest commit
+    failed validation, `active_sha` still serves) | error (GitHub unreachable or fetch failed) |
+    deleted (the branch is gone). Times are ISO 8601 text as the server sent them.
+    """
+
+    guild_id: str
+    repository: str | None
+    branch: str | None  # None: the repository's default branch
+    enabled: bool
+    state: str | None
+    last_sync_outcome: str | None
+    status_message: str | None
+    active_sha: str | None
+    latest_sha: str | None
+    last_sync_at: str | None
+    errors: tuple[Diagnostic, ...]
+    set_by: str | None
+    set_at: str | None
+    repo_url: str | None
+    install_url: str | None
+    in_progress: bool = False  # the server answered 202: the sync is still running
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class PreviewResult:
+    """What `POST .../test` found for one context: nothing is cached by the server for it."""
+
+    file_path: str | None
+    tried_paths: tuple[str, ...]
+    route: str | None
+    source: str | None
+    commit_sha: str | None
+    preview: str
+    diagnostics: tuple[Diagnostic, ...]
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class BridgeEvent:
+    """One audit-log entry of a guild's binding: who changed what, when (never a secret)."""
+
+    at: str | None
+    actor: str | None
+    action: str
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+class BridgeError(Exception):
+    """An admin call failed; `status_code` is None when the service could not be reached."""
+
+    def __init__(
+        self, status_code: int | None, message: str, body: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.body: Mapping[str, Any] = body or {}
+
+    @property
+    def install_url(self) -> str | None:
+        """Where to install the App (the 409 answer to `set_config`)."""
+        return _text(self.body.get("install_url"))
+
+    @property
+    def unreachable(self) -> bool:
+        return self.status_code is None
+
+    @property
+    def diagnostics(self) -> tuple[Diagnostic, ...]:
+        """Problems the server listed with its refusal (e.g. a first sync that failed)."""
+        return _diagnostics(self.body.get("errors") or self.body.get("diagnostics"))
+
+
+# --- the shared core ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    path: str
+    timeout: float
+    params: Mapping[str, str] | None = None
+    json: Any = None
+    headers: Mapping[str, str] | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "url": self.path,
+            "params": self.params,
+            "json": self.json,
+            "headers": self.headers,
+            "timeout": httpx.Timeout(self.timeout),
+        }
+
+
+@dataclass(frozen=True)
+class _Op(Generic[_T]):
+    """One call: the request to send (None: answer without I/O) and how to finish it.
+
+    `finish(response, error)` gets exactly one of the two (neither when `request` is None).
+    """
+
+    request: _Request | None
+    finish: Callable[[httpx.Response | None, BaseException | None], _T]
+
+
+@dataclass
+class _Entry:
+    prompt: ResolvedPrompt
+    body: dict[str, Any]
+    etag: str | None
+
+
+class _Breaker:
+    """Closed until a failure; then open for a cool-down that doubles per failure up to a ceiling.
+
+    When the cool-down ends, one caller probes while the others keep answering from memory.
+    Concurrent requests failing together count as one failure, so a burst does not jump straight
+    to the longest pause.
+    """
+
+    def __init__(self, cooldown: float, max_cooldown: float, probe_window: float) -> None:
+        self._cooldown, self._max, self._probe_window = cooldown, max_cooldown, probe_window
+        self.failures = 0
+        self.reason = ""
+        self._open_until = 0.0
+        self._probing = False
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        if now < self._open_until:
+            return False
+        if self.failures:
+            self._open_until = now + self._probe_window
+            self._probing = True
+        return True
+
+    def succeeded(self) -> None:
+        if self.failures:
+            logger.info("guildprompts bridge answers again after %d failure(s)", self.failures)
+        self.failures, self.reason, self._open_until, self._probing = 0, "", 0.0, False
+
+    def failed(self, reason: str) -> None:
+        if self.failures and not self._probing:
+            return  # already open: another request of the same outage reported it
+        self._probing = False
+        self.failures += 1
+        self.reason = reason
+        cooldown = min(self._cooldown * 2 ** min(self.failures - 1, 16), self._max)
+        self._open_until = time.monotonic() + cooldown
+        logger.warning(
+            "guildprompts bridge unavailable (%s); answering from last good answers or defaults "
+            "for %.1f s",
+            reason,
+            cooldown,
+        )
+
+
+class _Core:
+    """Everything both clients share: requests, parsing, the last-good cache and the breaker."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float,
+        admin_timeout: float,
+        cache_path: str | os.PathLike[str] | None,
+        max_entries: int,
+        cooldown: float,
+        max_cooldown: float,
+    ) -> None:
+        if timeout <= 0 or admin_timeout <= 0:
+            raise ValueError("timeouts must be above 0 seconds")
+        root = base_url.rstrip("/").removesuffix(API_PREFIX)
+        if urlsplit(root).scheme not in {"http", "https"}:
+            raise ValueError("base_url must be an http(s) URL of the guildprompts service")
+        self.base_url = root
+        self.headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json",
+            "User-Agent": "guildprompts-bot-bridge",
+        }
+        self.timeout = timeout
+        self.admin_timeout = admin_timeout
+        self._breaker = _Breaker(cooldown, max_cooldown, probe_window=timeout + 1.0)
+        self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+        self._save_lock = threading.Lock()
+        self._snapshots_taken = self._snapshots_saved = 0
+        self._cache_path = Path(cache_path) if cache_path is not None else None
+        self._last_refusal = ""
+        if self._cache_path is not None:
+            self._load()
+
+    # resolve_prompt ------------------------------------------------------------------------------
+
+    def resolve(
+        self, guild_id: object, context: Mapping[str, object] | None, variables: dict[str, object]
+    ) -> _Op[ResolvedPrompt]:
+        guild = str(guild_id)
+        try:
+            ctx = Context.from_mapping({**(context or {}), **variables})
+            # The guild is the URL's; a `guild` in the context must not split the cache.
+            ctx = Context(tuple(item for item in ctx.items if item[0] != "guild"))
+            if not _GUILD_ID.fullmatch(guild):
+                raise ValueError(f"invalid guild id {guild[:80]!r}")
+        except ValueError as exc:
+            logger.warning("resolve_prompt called with an unusable request: %s", exc)
+            message = f"invalid request ({exc}); built-in defaults"
+            return _Op(None, lambda _r, _e: _fallback(guild, Context(), message))
+        key = (guild, ctx.key)
+        with self._lock:
+            entry = self._entries.get(key)
+            allowed = self._breaker.allow()
+            reason = self._breaker.reason
+        if not allowed:
+            return _Op(None, lambda _r, _e: self._degraded(key, ctx, f"{reason}; circuit open"))
+        params = dict(ctx.items)
+        headers = {"If-None-Match": entry.etag} if entry is not None and entry.etag else None
+        request = _Request(
+            "GET", f"{API_PREFIX}/guilds/{quote(guild)}/prompt", self.timeout, params, None, headers
+        )
+
+        def finish(response: httpx.Response | None, error: BaseException | None) -> ResolvedPrompt:
+            try:
+                return self._finish_resolve(key, ctx, response, error)
+            except Exception:  # a bug here must still not take the bot down
+                logger.exception("unexpected error while resolving a prompt")
+                return self._degraded(key, ctx, "client error")
+
+        return _Op(request, finish)
+
+    def _finish_resolve(
+        self,
+        key: tuple[str, str],
+        ctx: Context,
+        response: httpx.Response | None,
+        error: BaseException | None,
+    ) -> ResolvedPrompt:
+        if response is None:
+            reason = _describe(error)
+            with self._lock:
+                self._breaker.failed(reason)
+            return self._degraded(key, ctx, reason)
+        status = response.status_code
+        if status >= 500 or status == 429:
+            with self._lock:
+                self._breaker.failed(f"HTTP {status}")
+            return self._degraded(key, ctx, f"HTTP {status}")
+        with self._lock:
+            self._breaker.succeeded()
+            entry = self._entries.get(key)
+            if status == 304 and entry is not None:
+                entry.prompt = replace(entry.prompt, resolved_at=_now())
+                self._entries.move_to_end(key)
+                return entry.prompt
+        body = _json_object(response) if status == 200 else None
+        prompt = _prompt_from_body(body, _now()) if body is not None else None
+        if prompt is None:
+            return self._refused(key, ctx, response)
+        self._store(key, _Entry(prompt, body or {}, response.headers.get("ETag")))
+        return prompt
+
+    def _refused(
+        self, key: tuple[str, str], ctx: Context, response: httpx.Response
+    ) -> ResolvedPrompt:
+        """The service answered, but not with a prompt (bad token, bad request, bad body)."""
+        detail = "the answer is not a prompt" if response.is_success else _error_message(response)
+        reason = f"HTTP {response.status_code}: {detail}"
+        if reason != self._last_refusal:
+            logger.warning("guildprompts bridge refused a prompt request (%s)", reason)
+            self._last_refusal = reason
+        return self._degraded(key, ctx, reason)
+
+    def _degraded(self, key: tuple[str, str], ctx: Context, reason: str) -> ResolvedPrompt:
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is not None:
+            when = entry.prompt.resolved_at.isoformat(timespec="seconds")
+            return replace(
+                entry.prompt,
+                is_stale=True,
+                status_message=f"guildprompts unavailable ({reason}); last good answer from {when}",
+            )
+        message = f"guildprompts unavailable ({reason}); built-in defaults"
+        return _fallback(key[0], ctx, message)
+
+    # the last-good cache and its file ------------------------------------------------------------
+
+    def _store(self, key: tuple[str, str], entry: _Entry) -> None:
+        with self._lock:
+            previous = self._entries.get(key)
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)
+            changed = previous is None or previous.etag != entry.etag or previous.body != entry.body
+            snapshot = self._snapshot() if changed and self._cache_path is not None else None
+        if snapshot is not None:
+            self._save(snapshot)
+
+    def _snapshot(self) -> dict[str, Any]:
+        self._snapshots_taken += 1
+        return {
+            "format": CACHE_FILE_FORMAT,
+            "sequence": self._snapshots_taken,
+            "entries": [
+                {
+                    "guild": guild,
+                    "context": context_key,
+                    "etag": entry.etag,
+                    "resolved_at": entry.prompt.resolved_at.isoformat(),
+                    "body": entry.body,
+                }
+                for (guild, context_key), entry in self._entries.items()
+            ],
+        }
+
+    def _save(self, snapshot: dict[str, Any]) -> None:
+        """Write to a temporary file and rename it over the old one: readers see all or nothing.
+
+        Best effort: a failure is logged, never raised. Writers are serialised and an older
+        snapshot never overwrites a newer one.
+        """
+        with self._save_lock:
+            if snapshot["sequence"] <= self._snapshots_saved:
+                return
+            self._write(snapshot)
+            self._snapshots_saved = snapshot["sequence"]
+
+    def _write(self, snapshot: dict[str, Any]) -> None:
+        assert self._cache_path is not None
+        directory = self._cache_path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(
+                prefix=f".{self._cache_path.name}.", suffix=".tmp", dir=directory
+            )
+            try:
+                with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                    json.dump(snapshot, stream, separators=(",", ":"))
+                    stream.flush()
+                    os.fsync(stream.fileno())
+                os.replace(temporary, self._cache_path)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
+        except Exception as exc:
+            logger.warning("cannot write the prompt cache file (%s)", exc)
+
+    def _load(self) -> None:
+        assert self._cache_path is not None
+        try:
+            data = json.loads(self._cache_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            logger.warning("ignoring the unreadable prompt cache file (%s)", exc)
+            return
+        if not isinstance(data, dict) or data.get("format") != CACHE_FILE_FORMAT:
+            logger.warning("ignoring a prompt cache file of an unknown format")
+            return
+        for item in data.get("entries") or ():
+            entry = _entry_from_file(item)
+            if entry is not None:
+                self._entries[entry[0]] = entry[1]
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+    # admin calls ---------------------------------------------------------------------------------
+
+    def admin(
+        self,
+        method: str,
+        guild_id: object,
+        suffix: str,
+        parse: Callable[[str, Any, int], _T],
+        body: Any = None,
+        on_404: Callable[[], _T] | None = None,
+    ) -> _Op[_T]:
+        guild = str(guild_id)
+        if not _GUILD_ID.fullmatch(guild):
+            raise ValueError(f"invalid guild id {guild[:80]!r}")
+        path = f"{API_PREFIX}/guilds/{quote(guild)}/{suffix}"
+        request = _Request(method, path, self.admin_timeout, json=body)
+
+        def finish(response: httpx.Response | None, error: BaseException | None) -> _T:
+            if response is None:
+                if isinstance(error, httpx.TimeoutException):
+                    raise BridgeError(
+                        None, f"guildprompts did not answer within {self.admin_timeout:g} s"
+                    ) from error
+                if isinstance(error, httpx.HTTPError):
+                    raise BridgeError(None, f"guildprompts is unreachable ({_describe(error)})")
+                assert error is not None
+                raise error
+            if response.status_code == 404 and on_404 is not None:
+                return on_404()
+            if not response.is_success:
+                raise BridgeError(
+                    response.status_code, _error_message(response), _json_object(response)
+                )
+            try:
+                payload = response.json() if response.content else {}
+            except ValueError:
+                message = "guildprompts answered with something other than JSON"
+                raise BridgeError(response.status_code, message) from None
+            return parse(guild, payload, response.status_code)
+
+        return _Op(request, finish)
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    return tuple(item for item in value if isinstance(item, str)) if isinstance(value, list) else ()
+
+
+def _describe(error: BaseException | None) -> str:
+    if isinstance(error, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(error, httpx.ConnectError):
+        return "connection refused or failed"
+    return type(error).__name__
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _error_message(response: httpx.Response) -> str:
+    body = _json_object(response) or {}
+    for key in ("message", "error", "detail"):
+        if _text(body.get(key)):
+            return str(body[key])
+    return response.reason_phrase or f"HTTP {response.status_code}"
+
+
+def _repo_url(body: Mapping[str, Any]) -> str | None:
+    """The repository's web URL, from the commit-pinned file URL (it carries the right host)."""
+    if _text(body.get("repo_url")):
+        return str(body["repo_url"])
+    file_url = _text(body.get("github_file_url"))
+    if file_url is None:
+        return None
+    parts = urlsplit(file_url)
+    owner_name = [segment for segment in parts.path.split("/") if segment][:2]
+    if len(owner_name) < 2 or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}/{owner_name[0]}/{owner_name[1]}"
+
+
+def _prompt_from_body(body: Mapping[str, Any], resolved_at: datetime) -> ResolvedPrompt | None:
+    content = body.get("content")
+    if not isinstance(content, str):
+        return None
+    parameters = body.get("parameters")
+    version = body.get("schema_version")
+    return ResolvedPrompt(
+        content=content,
+        source=_text(body.get("source")) or "custom",
+        version=version if isinstance(version, int | str) else None,
+        commit_sha=_text(body.get("commit_sha")),
+        file_path=_text(body.get("file_path")),
+        tried_paths=_texts(body.get("tried_paths")),
+        repo_url=_repo_url(body),
+        github_file_url=_text(body.get("github_file_url")),
+        parameters=MappingProxyType(dict(parameters) if isinstance(parameters, dict) else {}),
+        is_stale=body.get("is_stale") is True,
+        resolved_at=resolved_at,
+        route=_text(body.get("route")),
+        branch=_text(body.get("branch")),
+        repository=_text(body.get("repository")),
+        status_message=_text(body.get("status_message")),
+    )
+
+
+def _entry_from_file(item: Any) -> tuple[tuple[str, str], _Entry] | None:
+    if not isinstance(item, dict) or not isinstance(item.get("body"), dict):
+        return None
+    guild, context_key = item.get("guild"), item.get("context")
+    if not isinstance(guild, str) or not isinstance(context_key, str):
+        return None
+    try:
+        resolved_at = datetime.fromisoformat(str(item.get("resolved_at")))
+    except ValueError:
+        return None
+    prompt = _prompt_from_body(item["body"], resolved_at)
+    if prompt is None:
+        return None
+    etag = item.get("etag") if isinstance(item.get("etag"), str) else None
+    return (guild, context_key), _Entry(prompt, item["body"], etag)
+
+
+def _fallback(guild: str, ctx: Context, message: str) -> ResolvedPrompt:
+    """The built-in default for this context, rendered the way the bridge renders it."""
+    try:
+        resolution = builtin_default(ctx)
+    except Exception:  # a context the defaults cannot route still gets the generic default
+        resolution = builtin_default(Context())
+    variables = dict(resolution.variables)
+    if _GUILD_ID.fullmatch(guild):
+        variables["guild"] = guild
+    return ResolvedPrompt(
+        content=render(resolution.content, variables).text,
+        source="fallback",
+        version=resolution.schema_version,
+        commit_sha=None,
+        file_path=resolution.file_path,
+        tried_paths=tuple(resolution.tried_paths),
+        repo_url=None,
+        github_file_url=None,
+        parameters=MappingProxyType(dict(resolution.parameters or {})),
+        is_stale=False,
+        resolved_at=_now(),
+        route=resolution.route,
+        status_message=message,
+    )
+
+
+def _diagnostics(value: Any) -> tuple[Diagnostic, ...]:
+    found = []
+    for item in value if isinstance(value, list) else ():
+        if not isinstance(item, dict):
+            continue
+        severity = item.get("severity")
+        line, column = item.get("line"), item.get("column")
+        found.append(
+            Diagnostic(
+                path=str(item.get("path") or ""),
+                line=line if isinstance(line, int) else None,
+                column=column if isinstance(column, int) else None,
+                severity=severity if severity in ("error", "warning", "notice") else "error",
+                code=str(item.get("code") or ""),
+                message=str(item.get("message") or ""),
+                hint=str(item.get("hint") or ""),
+            )
+        )
+    return tuple(found)
+
+
+def _config(guild: str, body: Any, status_code: int) -> GuildConfig | None:
+    """None when the guild has no binding (a 404, or an answer without a repository)."""
+    config = _config_result(guild, body, status_code)
+    return config if config.repository else None
+
+
+def _config_result(guild: str, body: Any, status_code: int) -> GuildConfig:
+    body = body if isinstance(body, dict) else {}
+    return GuildConfig(
+        guild_id=_text(body.get("guild_id")) or guild,
+        repository=_text(body.get("repository")),
+        branch=_text(body.get("branch")),
+        enabled=body.get("enabled") is not False,
+        state=_text(body.get("state")),
+        last_sync_outcome=_text(body.get("last_sync_outcome")),
+        status_message=_text(body.get("status_message")),
+        active_sha=_text(body.get("active_sha")),
+        latest_sha=_text(body.get("latest_sha")),
+        last_sync_at=_text(body.get("last_sync_at")),
+        errors=_diagnostics(body.get("errors")),
+        set_by=_text(body.get("set_by")),
+        set_at=_text(body.get("set_at")),
+        repo_url=_text(body.get("repo_url")),
+        install_url=_text(body.get("install_url")),
+        in_progress=status_code == 202,
+        raw=body,
+    )
+
+
+def _preview(guild: str, body: Any, status_code: int) -> PreviewResult:
+    body = body if isinstance(body, dict) else {}
+    preview = body.get("preview", body.get("content"))
+    return PreviewResult(
+        file_path=_text(body.get("file_path")),
+        tried_paths=_texts(body.get("tried_paths")),
+        route=_text(body.get("route")),
+        source=_text(body.get("source")),
+        commit_sha=_text(body.get("commit_sha")),
+        preview=preview if isinstance(preview, str) else "",
+        diagnostics=_diagnostics(body.get("diagnostics")),
+        raw=body,
+    )
+
+
+def _events(guild: str, body: Any, status_code: int) -> list[BridgeEvent]:
+    items = body.get("events") if isinstance(body, dict) else body
+    return [
+        BridgeEvent(
+            at=_text(item.get("at")),
+            actor=_text(item.get("actor")),
+            action=_text(item.get("action")) or "unknown",
+            before=item.get("before") if isinstance(item.get("before"), dict) else None,
+            after=item.get("after") if isinstance(item.get("after"), dict) else None,
+            raw=item,
+        )
+        for item in (items if isinstance(items, list) else ())
+        if isinstance(item, dict)
+    ]
+
+
+def _removed(guild: str, body: Any, status_code: int) -> bool:
+    return True
+
+
+# --- the two clients: same API, only the transport call differs ---------------------------------
+
+
+class _ClientBase:
+    """Constructor and the per-call request descriptions shared by both clients."""
+
+    _http_class: type[httpx.Client] | type[httpx.AsyncClient]
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 2.0,
+        admin_timeout: float = 15.0,
+        cache_path: str | os.PathLike[str] | None = None,
+        max_entries: int = 4096,
+        cooldown: float = 5.0,
+        max_cooldown: float = 30.0,
+        transport: Any = None,
+    ) -> None:
+        """`timeout` bounds every resolve (connect and each read); admin calls get
+        `admin_timeout` because binding or refreshing waits for a sync. `cache_path` persists
+        last good answers; `cooldown`/`max_cooldown` bound the circuit breaker's pause;
+        `transport` is an httpx transport (tests use `httpx.MockTransport`)."""
+        self._core = _Core(
+            base_url,
+            token,
+            timeout=timeout,
+            admin_timeout=admin_timeout,
+            cache_path=cache_path,
+            max_entries=max_entries,
+            cooldown=cooldown,
+            max_cooldown=max_cooldown,
+        )
+        self._http = self._http_class(
+            base_url=self._core.base_url, headers=self._core.headers, transport=transport
+        )
+
+    def __repr__(self) -> str:  # never the token
+        return f"{type(self).__name__}({self._core.base_url!r})"
+
+    def _get_config(self, guild_id: object) -> _Op[GuildConfig | None]:
+        return self._core.admin("GET", guild_id, "config", _config, on_404=lambda: None)
+
+    def _set_config(
+        self, guild_id: object, repository: str, branch: str | None, token: str | None, actor: str
+    ) -> _Op[GuildConfig]:
+        body = {"repository": repository, "branch": branch, "token": token, "actor": actor}
+        return self._core.admin("PUT", guild_id, "config", _config_result, body)
+
+    def _remove_config(self, guild_id: object, actor: str) -> _Op[bool]:
+        body = {"actor": actor}
+        return self._core.admin("DELETE", guild_id, "config", _removed, body, lambda: False)
+
+    def _refresh(self, guild_id: object, actor: str) -> _Op[GuildConfig]:
+        return self._core.admin("POST", guild_id, "refresh", _config_result, {"actor": actor})
+
+    def _test(self, guild_id: object, context: Mapping[str, object] | None) -> _Op[PreviewResult]:
+        body = {key: value for key, value in (context or {}).items() if value is not None}
+        return self._core.admin("POST", guild_id, "test", _preview, body)
+
+    def _events(self, guild_id: object) -> _Op[list[BridgeEvent]]:
+        return self._core.admin("GET", guild_id, "events", _events)
+
+
+class BridgeClient(_ClientBase):
+    """Blocking client; safe to share between threads."""
+
+    _http_class = httpx.Client
+    _http: httpx.Client
+
+    def _run(self, op: _Op[_T]) -> _T:
+        if op.request is None:
+            return op.finish(None, None)
+        try:
+            response = self._http.request(**op.request.kwargs())
+        except Exception as exc:
+            return op.finish(None, exc)
+        return op.finish(response, None)
+
+    def resolve_prompt(
+        self, guild_id: object, context: Mapping[str, object] | None = None, **variables: object
+    ) -> ResolvedPrompt:
+        """The prompt for this guild and context; never raises."""
+        return self._run(self._core.resolve(guild_id, context, variables))
+
+    def get_config(self, guild_id: object) -> GuildConfig | None:
+        """The guild's binding, or None when it has none."""
+        return self._run(self._get_config(guild_id))
+
+    def set_config(
+        self,
+        guild_id: object,
+        repository: str,
+        branch: str | None = None,
+        token: str | None = None,
+        *,
+        actor: str,
+    ) -> GuildConfig:
+        return self._run(self._set_config(guild_id, repository, branch, token, actor))
+
+    def remove_config(self, guild_id: object, *, actor: str) -> bool:
+        """True when a binding was removed, False when there was none."""
+        return self._run(self._remove_config(guild_id, actor))
+
+    def refresh(self, guild_id: object, *, actor: str) -> GuildConfig:
+        return self._run(self._refresh(guild_id, actor))
+
+    def test(self, guild_id: object, context: Mapping[str, object] | None = None) -> PreviewResult:
+        return self._run(self._test(guild_id, context))
+
+    def events(self, guild_id: object) -> list[BridgeEvent]:
+        return self._run(self._events(guild_id))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncBridgeClient(_ClientBase):
+    """asyncio (or trio) client with the same API as `BridgeClient`, every call awaitable."""
+
+    _http_class = httpx.AsyncClient
+    _http: httpx.AsyncClient
+
+    async def _run(self, op: _Op[_T]) -> _T:
+        if op.request is None:
+            return op.finish(None, None)
+        try:
+            response = await self._http.request(**op.request.kwargs())
+        except Exception as exc:
+            return op.finish(None, exc)
+        return op.finish(response, None)
+
+    async def resolve_prompt(
+        self, guild_id: object, context: Mapping[str, object] | None = None, **variables: object
+    ) -> ResolvedPrompt:
+        """The prompt for this guild and context; never raises."""
+        return await self._run(self._core.resolve(guild_id, context, variables))
+
+    async def get_config(self, guild_id: object) -> GuildConfig | None:
+        """The guild's binding, or None when it has none."""
+        return await self._run(self._get_config(guild_id))
+
+    async def set_config(
+        self,
+        guild_id: object,
+        repository: str,
+        branch: str | None = None,
+        token: str | None = None,
+        *,
+        actor: str,
+    ) -> GuildConfig:
+        return await self._run(self._set_config(guild_id, repository, branch, token, actor))
+
+    async def remove_config(self, guild_id: object, *, actor: str) -> bool:
+        """True when a binding was removed, False when there was none."""
+        return await self._run(self._remove_config(guild_id, actor))
+
+    async def refresh(self, guild_id: object, *, actor: str) -> GuildConfig:
+        return await self._run(self._refresh(guild_id, actor))
+
+    async def test(
+        self, guild_id: object, context: Mapping[str, object] | None = None
+    ) -> PreviewResult:
+        return await self._run(self._test(guild_id, context))
+
+    async def events(self, guild_id: object) -> list[BridgeEvent]:
+        return await self._run(self._events(guild_id))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,166 @@
+"""`/prompt-config` for discord.py: a thin adapter from interactions to `bot_bridge.commands`.
+
+It only reads who called from where, defers (admin calls may outlast Discord's 3 s), and sends
+the `Reply` back privately with mentions disabled. discord.py is the optional `discord` extra, so
+only this module imports it. Add it to a bot with
+`await bot.add_cog(PromptConfigCog(AsyncBridgeClient(url, token), manager_roles=[role_id]))`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Collection
+
+import discord
+from discord import app_commands
+from discord.ext import commands as ext
+
+from . import commands
+from .client import AsyncBridgeClient
+from .commands import Caller, Reply
+
+logger = logging.getLogger(__name__)
+
+CONFIRM_TIMEOUT = 60.0
+UNEXPECTED = Reply("Something went wrong while handling this command; the bot's log has details.")
+
+Run = Callable[[Caller], Awaitable[Reply]]
+
+
+def caller_of(interaction: discord.Interaction) -> Caller:
+    """The command functions' view of an interaction (a DM has no guild and no permissions)."""
+    user = interaction.user
+    permissions = getattr(user, "guild_permissions", None)
+    return Caller(
+        user_id=str(user.id),
+        guild_id=str(interaction.guild_id) if interaction.guild_id else None,
+        administrator=bool(permissions and permissions.administrator),
+        manage_guild=bool(permissions and permissions.manage_guild),
+        role_ids=frozenset(str(role.id) for role in getattr(user, "roles", ())),
+        channel_id=str(interaction.channel_id) if interaction.channel_id else None,
+        channel_name=getattr(interaction.channel, "name", None),
+    )
+
+
+async def _reply_for(run: Run, interaction: discord.Interaction) -> Reply:
+    try:
+        return await run(caller_of(interaction))
+    except Exception:  # the user gets a sentence, the operator the traceback
+        logger.exception("/prompt-config failed")
+        return UNEXPECTED
+
+
+@app_commands.guild_only()
+class PromptConfigCog(
+    ext.GroupCog,
+    group_name="prompt-config",
+    group_description="Where this server's summary prompts come from (a GitHub repository).",
+):
+    def __init__(
+        self, client: AsyncBridgeClient, *, manager_roles: Collection[int | str] = ()
+    ) -> None:
+        self.client = client
+        self.manager_roles = frozenset(str(role) for role in manager_roles)
+        super().__init__()
+
+    async def _respond(self, interaction: discord.Interaction, run: Run) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        reply = await _reply_for(run, interaction)
+        options: dict[str, object] = {}
+        if reply.needs_confirmation:
+            options["view"] = ConfirmRemoval(self, interaction.user.id)
+        await interaction.followup.send(
+            reply.text,
+            ephemeral=reply.ephemeral,
+            allowed_mentions=discord.AllowedMentions.none(),
+            **options,
+        )
+
+    @app_commands.command(name="set", description="Use a GitHub repository for this server.")
+    @app_commands.describe(
+        repository="owner/name or the repository's GitHub URL",
+        branch="Branch to follow (default: the repository's default branch)",
+    )
+    async def set_repository(
+        self, interaction: discord.Interaction, repository: str, branch: str | None = None
+    ) -> None:
+        await self._respond(
+            interaction,
+            lambda caller: commands.set_binding(
+                self.client, caller, repository, branch, manager_roles=self.manager_roles
+            ),
+        )
+
+    @app_commands.command(name="status", description="Show the repository and what it serves.")
+    async def status(self, interaction: discord.Interaction) -> None:
+        await self._respond(interaction, lambda caller: commands.show_status(self.client, caller))
+
+    @app_commands.command(name="remove", description="Stop using the repository (asks first).")
+    async def remove(self, interaction: discord.Interaction) -> None:
+        await self._respond(
+            interaction,
+            lambda caller: commands.remove_binding(
+                self.client, caller, manager_roles=self.manager_roles
+            ),
+        )
+
+    @app_commands.command(name="refresh", description="Sync from GitHub now.")
+    async def refresh(self, interaction: discord.Interaction) -> None:
+        await self._respond(
+            interaction,
+            lambda caller: commands.refresh_binding(
+                self.client, caller, manager_roles=self.manager_roles
+            ),
+        )
+
+    @app_commands.command(name="test", description="Show which prompt a summary here would use.")
+    @app_commands.rename(summary_type="type")
+    @app_commands.describe(
+        category="e.g. discussion, meeting, moderation",
+        summary_type="e.g. brief, detailed, comprehensive",
+        perspective="e.g. neutral",
+    )
+    async def test(
+        self,
+        interaction: discord.Interaction,
+        category: str | None = None,
+        summary_type: str | None = None,
+        perspective: str | None = None,
+    ) -> None:
+        await self._respond(
+            interaction,
+            lambda caller: commands.preview_prompt(
+                self.client, caller, category, summary_type, perspective
+            ),
+        )
+
+
+class ConfirmRemoval(discord.ui.View):
+    """Remove / Cancel buttons under the private confirmation question."""
+
+    def __init__(self, cog: PromptConfigCog, user_id: int) -> None:
+        super().__init__(timeout=CONFIRM_TIMEOUT)
+        self.cog = cog
+        self.user_id = user_id
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return interaction.user.id == self.user_id
+
+    @discord.ui.button(label="Remove", style=discord.ButtonStyle.danger)
+    async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        self.stop()
+        await interaction.response.edit_message(content="Removing…", view=None)
+        reply = await _reply_for(
+            lambda caller: commands.remove_binding(
+                self.cog.client, caller, confirmed=True, manager_roles=self.cog.manager_roles
+            ),
+            interaction,
+        )
+        await interaction.edit_original_response(
+            content=reply.text, allowed_mentions=discord.AllowedMentions.none()
+        )
+
+    @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
+    async def cancel(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        self.stop()
+        await interaction.response.edit_message(content="Nothing was removed.", view=None)

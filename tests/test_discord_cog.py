@@ -1,0 +1,188 @@
+"""The discord.py cog: fake interactions in, private replies out, through the command functions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+
+discord = pytest.importorskip("discord")
+
+from bot_bridge import AsyncBridgeClient  # noqa: E402
+from bot_bridge.commands import PERMISSION_DENIED  # noqa: E402
+from bot_bridge.discord_cog import ConfirmRemoval, PromptConfigCog, caller_of  # noqa: E402
+
+pytestmark = pytest.mark.anyio
+
+GUILD = 111
+CONFIG = {
+    "repository": "octo-org/prompts",
+    "branch": None,
+    "state": "active",
+    "last_sync_outcome": "ok",
+    "active_sha": "0123456789abcdef0123456789abcdef01234567",
+    "set_by": "999",
+}
+
+
+class FakeInteraction:
+    """The parts of discord.Interaction the cog touches, recording what it was sent."""
+
+    def __init__(self, user: Any, guild_id: int | None = GUILD) -> None:
+        self.user = user
+        self.guild_id = guild_id
+        self.channel_id = 42
+        self.channel = SimpleNamespace(name="standup")
+        self.deferred: dict[str, Any] | None = None
+        self.sent: list[dict[str, Any]] = []
+        self.edits: list[dict[str, Any]] = []
+        self.response = SimpleNamespace(defer=self._defer, edit_message=self._edit)
+        self.followup = SimpleNamespace(send=self._send)
+
+    async def _defer(self, **options: Any) -> None:
+        self.deferred = options
+
+    async def _send(self, content: str, **options: Any) -> None:
+        self.sent.append({"content": content, **options})
+
+    async def _edit(self, **options: Any) -> None:
+        self.edits.append(options)
+
+    async def edit_original_response(self, **options: Any) -> None:
+        self.edits.append(options)
+
+
+def member(user_id: int = 999, *, admin: bool = False, manage: bool = False, roles=()) -> Any:
+    return SimpleNamespace(
+        id=user_id,
+        guild_permissions=SimpleNamespace(administrator=admin, manage_guild=manage),
+        roles=[SimpleNamespace(id=role) for role in roles],
+    )
+
+
+class Bridge:
+    def __init__(self) -> None:
+        self.sent: list[httpx.Request] = []
+        self.answers: dict[tuple[str, str], tuple[int, Any]] = {
+            ("GET", "config"): (200, CONFIG),
+            ("PUT", "config"): (200, CONFIG),
+            ("DELETE", "config"): (200, {}),
+            ("POST", "test"): (200, {"file_path": "prompts/meeting.md", "preview": "Hi"}),
+        }
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append(request)
+        status, body = self.answers[(request.method, request.url.path.rsplit("/", 1)[1])]
+        return httpx.Response(status, json=body)
+
+
+@pytest.fixture
+def bridge() -> Bridge:
+    return Bridge()
+
+
+@pytest.fixture
+async def cog(bridge: Bridge) -> AsyncIterator[PromptConfigCog]:
+    client = AsyncBridgeClient("http://bridge.test", "t", transport=httpx.MockTransport(bridge))
+    async with client:
+        yield PromptConfigCog(client, manager_roles=[77])
+
+
+async def test_the_group_and_its_subcommands(cog: PromptConfigCog) -> None:
+    group = cog.__cog_app_commands_group__
+    assert group is not None and group.name == "prompt-config" and group.guild_only
+    assert [command.name for command in group.commands] == [
+        "set",
+        "status",
+        "remove",
+        "refresh",
+        "test",
+    ]
+    test = group.get_command("test")
+    assert [p.display_name for p in test.parameters] == ["category", "type", "perspective"]
+
+
+async def test_caller_is_read_from_the_interaction() -> None:
+    interaction = FakeInteraction(member(5, manage=True, roles=[77, 78]))
+    caller = caller_of(interaction)  # type: ignore[arg-type]
+    assert (caller.user_id, caller.guild_id, caller.channel_id) == ("5", "111", "42")
+    assert caller.manage_guild and not caller.administrator
+    assert caller.role_ids == {"77", "78"} and caller.channel_name == "standup"
+    direct = caller_of(FakeInteraction(SimpleNamespace(id=5), guild_id=None))  # type: ignore[arg-type]
+    assert direct.guild_id is None and not direct.administrator and not direct.role_ids
+
+
+async def test_set_defers_privately_and_replies_without_mentions(
+    cog: PromptConfigCog, bridge: Bridge
+) -> None:
+    interaction = FakeInteraction(member(admin=True))
+    await cog.set_repository.callback(cog, interaction, "octo-org/prompts", "main")
+    assert interaction.deferred == {"ephemeral": True, "thinking": True}
+    (message,) = interaction.sent
+    assert message["ephemeral"] is True
+    assert message["allowed_mentions"].everyone is False
+    assert "Prompt repository set." in message["content"]
+    assert json.loads(bridge.sent[-1].content)["actor"] == "999"
+
+
+async def test_the_bot_manager_role_counts(cog: PromptConfigCog, bridge: Bridge) -> None:
+    manager, stranger = FakeInteraction(member(roles=[77])), FakeInteraction(member(roles=[5]))
+    await cog.set_repository.callback(cog, manager, "octo-org/prompts")
+    await cog.set_repository.callback(cog, stranger, "octo-org/prompts")
+    assert "Prompt repository set." in manager.sent[0]["content"]
+    assert stranger.sent[0]["content"] == PERMISSION_DENIED
+    assert len(bridge.sent) == 1
+
+
+async def test_status_and_test_are_open_to_members(cog: PromptConfigCog, bridge: Bridge) -> None:
+    status, test = FakeInteraction(member()), FakeInteraction(member())
+    await cog.status.callback(cog, status)
+    await cog.test.callback(cog, test, "meeting", "brief", None)
+    assert "Serving commit `0123456`" in status.sent[0]["content"]
+    assert "`prompts/meeting.md`" in test.sent[0]["content"]
+    assert json.loads(bridge.sent[-1].content) == {
+        "category": "meeting",
+        "type": "brief",
+        "channel": "standup",
+        "channel_id": "42",
+    }
+
+
+async def test_remove_confirms_with_buttons(cog: PromptConfigCog, bridge: Bridge) -> None:
+    interaction = FakeInteraction(member(admin=True))
+    await cog.remove.callback(cog, interaction)
+    (question,) = interaction.sent
+    view = question["view"]
+    assert isinstance(view, ConfirmRemoval) and "**octo-org/prompts**" in question["content"]
+    assert [request.method for request in bridge.sent] == ["GET"]
+    assert await view.interaction_check(FakeInteraction(member(999)))  # type: ignore[arg-type]
+    assert not await view.interaction_check(FakeInteraction(member(1)))  # type: ignore[arg-type]
+
+    click = FakeInteraction(member(admin=True))
+    await view.confirm.callback(click)
+    assert view.is_finished()
+    assert click.edits[0] == {"content": "Removing…", "view": None}
+    assert "removed" in click.edits[-1]["content"]
+    assert bridge.sent[-1].method == "DELETE"
+
+
+async def test_cancel_removes_nothing(cog: PromptConfigCog, bridge: Bridge) -> None:
+    interaction = FakeInteraction(member(admin=True))
+    await cog.remove.callback(cog, interaction)
+    click = FakeInteraction(member(admin=True))
+    await interaction.sent[0]["view"].cancel.callback(click)
+    assert click.edits == [{"content": "Nothing was removed.", "view": None}]
+    assert [request.method for request in bridge.sent] == ["GET"]
+
+
+async def test_an_unexpected_failure_still_gets_a_reply(
+    cog: PromptConfigCog, bridge: Bridge
+) -> None:
+    bridge.answers.pop(("POST", "test"))  # the fake raises KeyError inside the transport
+    interaction = FakeInteraction(member())
+    await cog.test.callback(cog, interaction)
+    assert "Something went wrong" in interaction.sent[0]["content"]

@@ -1,0 +1,246 @@
+"""The fake GitHub enforces GitHub's rules, so tests written against it fail where GitHub would.
+
+Driven with raw httpx so the checks do not depend on guildprompts' own client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import subprocess
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+from fakegithub import (
+    ANNOTATIONS_PER_REQUEST,
+    SUMMARY_LIMIT,
+    ZERO_SHA,
+    FakeGitHub,
+    Symlink,
+    generate_rsa_key,
+    sign,
+)
+
+pytestmark = pytest.mark.anyio
+
+API = "https://api.github.test"
+
+
+@pytest.fixture
+def fake() -> FakeGitHub:
+    fake = FakeGitHub()
+    fake.installation_id = fake.add_installation()
+    fake.add_repo("octo/prompts", installation=fake.installation_id)
+    fake.head_sha = fake.push("octo/prompts", "main", {"PATH": "x\n", "a/b.md": "hello"})
+    return fake
+
+
+def http(fake: FakeGitHub) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=API, transport=httpx.ASGITransport(app=fake))
+
+
+def app_jwt(fake: FakeGitHub, *, iat_offset: int = -60, exp_offset: int = 540,
+            key: str | None = None) -> str:
+    now = int(fake.clock())
+    claims = {"iat": now + iat_offset, "exp": now + exp_offset, "iss": str(fake.app_id)}
+    return jwt.encode(claims, key or fake.private_key_pem, algorithm="RS256")
+
+
+async def mint(client: httpx.AsyncClient, fake: FakeGitHub) -> str:
+    response = await client.post(
+        f"/app/installations/{fake.installation_id}/access_tokens",
+        headers={"Authorization": f"Bearer {app_jwt(fake)}"},
+    )
+    assert response.status_code == 201
+    return response.json()["token"]
+
+
+@pytest.mark.parametrize(
+    ("iat_offset", "exp_offset", "wrong_key", "message"),
+    [
+        (-60, 600, False, "too far in the future"),  # exp 11 minutes after iat
+        (-10, 601, False, "too far in the future"),
+        (30, 500, False, "'Issued at'"),
+        (-700, -100, False, "'Expiration time'"),
+        (-60, 540, True, "could not be decoded"),
+    ],
+)
+async def test_app_routes_enforce_githubs_jwt_rules(
+    fake: FakeGitHub, iat_offset: int, exp_offset: int, wrong_key: bool, message: str
+) -> None:
+    token = app_jwt(fake, iat_offset=iat_offset, exp_offset=exp_offset,
+                    key=generate_rsa_key() if wrong_key else None)
+    async with http(fake) as client:
+        response = await client.get("/app", headers={"Authorization": f"Bearer {token}"})
+        valid = await client.get("/app", headers={"Authorization": f"Bearer {app_jwt(fake)}"})
+    assert response.status_code == 401
+    assert message in response.json()["message"]
+    assert valid.status_code == 200
+
+
+async def test_installation_tokens_expire_and_reach_only_their_installation(
+    fake: FakeGitHub,
+) -> None:
+    other = fake.add_installation("someone-else")
+    fake.add_repo("someone-else/private", installation=other)
+    fake.add_repo("someone-else/public", installation=other, private=False)
+    fake.push("someone-else/public", "main", {"README": "hi"})
+    async with http(fake) as client:
+        token = await mint(client, fake)
+        assert len(token) != 40
+        auth = {"Authorization": f"token {token}"}
+        assert (await client.get("/repos/octo/prompts", headers=auth)).status_code == 200
+        assert (await client.get("/repos/someone-else/private", headers=auth)).status_code == 404
+        assert (await client.get("/repos/someone-else/public", headers=auth)).status_code == 200
+        assert (await client.get("/repos/octo/prompts")).status_code == 404  # anonymous
+        assert (await client.get("/repos/someone-else/public")).status_code == 200
+        fake.clock.advance(3600)
+        assert (await client.get("/repos/octo/prompts", headers=auth)).status_code == 401
+
+
+async def test_conditional_requests_answer_304_without_spending_rate_limit(
+    fake: FakeGitHub,
+) -> None:
+    async with http(fake) as client:
+        first = await client.get("/repos/octo/prompts/git/ref/heads/main",
+                                 headers={"Authorization": f"token {await mint(client, fake)}"})
+        auth = {"Authorization": first.request.headers["Authorization"]}
+        again = await client.get("/repos/octo/prompts/git/ref/heads/main",
+                                 headers={**auth, "If-None-Match": first.headers["ETag"]})
+        fake.push("octo/prompts", "main", {"new.md": "x"})
+        changed = await client.get("/repos/octo/prompts/git/ref/heads/main",
+                                   headers={**auth, "If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["X-RateLimit-Remaining"] == first.headers["X-RateLimit-Remaining"]
+    assert changed.status_code == 200
+    assert changed.json()["object"]["sha"] == fake.head("octo/prompts", "main")
+
+
+async def test_check_runs_enforce_annotation_and_summary_limits(fake: FakeGitHub) -> None:
+    note = {"path": "PATH", "start_line": 1, "end_line": 1, "annotation_level": "failure",
+            "message": "bad"}
+
+    def output(annotations: int, summary: int = 10) -> dict:
+        return {"title": "t", "summary": "s" * summary, "annotations": [note] * annotations}
+
+    async with http(fake) as client:
+        auth = {"Authorization": f"token {await mint(client, fake)}"}
+        url = "/repos/octo/prompts/check-runs"
+        base = {"name": "guildprompts", "head_sha": fake.head_sha}
+        too_many = await client.post(
+            url, headers=auth, json={**base, "output": output(ANNOTATIONS_PER_REQUEST + 1)}
+        )
+        too_long = await client.post(
+            url, headers=auth, json={**base, "output": output(0, SUMMARY_LIMIT + 1)}
+        )
+        created = await client.post(
+            url, headers=auth, json={**base, "output": output(ANNOTATIONS_PER_REQUEST)}
+        )
+        run_id = created.json()["id"]
+        patched = await client.patch(
+            f"{url}/{run_id}", headers=auth,
+            json={"conclusion": "failure", "output": output(3, SUMMARY_LIMIT)},
+        )
+        no_conclusion = await client.patch(f"{url}/{run_id}", headers=auth,
+                                           json={"status": "completed", "conclusion": None})
+        pat = fake.add_pat()
+        by_pat = await client.post(url, headers={"Authorization": f"token {pat}"}, json=base)
+    assert (too_many.status_code, too_long.status_code) == (422, 422)
+    assert "50 annotations" in too_many.json()["message"]
+    assert created.status_code == 201 and patched.status_code == 200
+    run = fake.check_runs[run_id]
+    assert len(run["annotations"]) == ANNOTATIONS_PER_REQUEST + 3
+    assert run["output"]["annotations_count"] == ANNOTATIONS_PER_REQUEST + 3
+    assert (run["status"], run["conclusion"]) == ("completed", "failure")
+    assert no_conclusion.status_code == 422
+    assert by_pat.status_code == 403  # only Apps create check runs
+
+
+def test_objects_hash_exactly_like_git(fake: FakeGitHub, tmp_path: Path) -> None:
+    files = {"PATH": "x\n", "a/c/d.md": b"\x00bin", "a-b": "dash", "a.md": "dot", "a0": "zero"}
+    sha = fake.push("octo/prompts", "feature", {**files, "link": Symlink("PATH")},
+                    remove=["a/b.md"])
+    git = ["git", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    for path, content in files.items():
+        target = tmp_path / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content.encode() if isinstance(content, str) else content)
+    (tmp_path / "link").symlink_to("PATH")
+    subprocess.run([*git, "add", "-A"], check=True)
+    tree = subprocess.run([*git, "write-tree"], check=True, capture_output=True, text=True)
+    assert fake.repo("octo/prompts").commits[sha]["tree"] == tree.stdout.strip()
+
+
+def test_webhooks_are_signed_and_logged_as_deliveries(fake: FakeGitHub) -> None:
+    hook = fake.webhook("push", fake.push_payload("octo/prompts", "main"), status_code=502)
+    expected = hmac.new(fake.webhook_secret.encode(), hook.body, hashlib.sha256).hexdigest()
+    assert hook.headers["X-Hub-Signature-256"] == f"sha256={expected}" == sign(
+        hook.body, fake.webhook_secret
+    )
+    assert hook.payload["after"] == fake.head_sha and hook.payload["created"] is True
+    assert hook.payload["head_commit"]["added"] == ["PATH", "a/b.md"]
+    assert hook.payload["installation"]["id"] == fake.installation_id
+    assert fake.deliveries[-1]["guid"] == hook.guid
+    assert fake.deliveries[-1]["status_code"] == 502
+    fake.delete_branch("octo/prompts", "main")
+    deleted = fake.push_payload("octo/prompts", "main")
+    assert (deleted["before"], deleted["after"]) == (fake.head_sha, ZERO_SHA)
+    assert deleted["deleted"] is True and deleted["head_commit"] is None
+
+
+async def test_failure_injection_and_request_log(fake: FakeGitHub) -> None:
+    fake.fail_next(r"/git/trees/", status=502, times=2)
+    fake.public = fake.add_repo("octo/public", private=False)
+    sha = fake.push("octo/public", "main", {"a": "b"})
+    async with http(fake) as client:
+        statuses = [
+            (await client.get(f"/repos/octo/public/git/trees/{sha}")).status_code
+            for _ in range(3)
+        ]
+    assert statuses == [502, 502, 200]
+    assert fake.count(r"/git/trees/") == 3
+    assert [r.status for r in fake.requests] == [502, 502, 200]
+
+
+EXAMPLES = Path(__file__).parent / "fixtures" / "github-webhooks"
+
+
+@pytest.mark.parametrize(
+    ("example", "build"),
+    [
+        ("push/with-installation.payload.json", lambda f: f.push_payload("octo/prompts", "main")),
+        ("delete/payload.json", lambda f: f.delete_payload("octo/prompts", "main")),
+        ("pull_request/opened.payload.json",
+         lambda f: f.pull_request_payload("octo/prompts", "main")),
+        ("check_suite/requested.payload.json",
+         lambda f: f.check_suite_payload("octo/prompts", "main")),
+        ("installation/created.payload.json",
+         lambda f: f.installation_payload(f.installation_id)),
+        ("installation_repositories/added.payload.json",
+         lambda f: f.installation_repositories_payload(f.installation_id, added=["octo/prompts"])),
+        ("repository/renamed.payload.json",
+         lambda f: f.repository_payload("octo/prompts", "renamed",
+                                        changes={"repository": {"name": {"from": "old"}}})),
+        ("github_app_authorization/revoked.payload.json", lambda f: f.app_authorization_payload()),
+    ],
+)
+def test_payload_builders_have_the_shape_of_githubs_examples(
+    fake: FakeGitHub, example: str, build
+) -> None:
+    real = json.loads((EXAMPLES / example).read_text())
+    built = build(fake)
+    assert set(real) - {"organization", "enterprise"} <= set(built)
+    if "repository" in real:
+        essentials = {"id", "name", "full_name", "private", "owner", "default_branch", "html_url"}
+        assert essentials <= set(built["repository"]) & set(real["repository"])
+    for key in ("installation", "check_suite"):
+        if key in real:
+            assert "id" in built[key]
+    if "pull_request" in real:
+        assert {"number", "head", "base", "state"} <= set(built["pull_request"])
+        assert {"ref", "sha"} <= set(built["pull_request"]["head"])
+    json.dumps(built)  # serialisable as a webhook body
