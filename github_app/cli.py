@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules whose `register(subparsers)` adds the service's commands (db, keys, serve, worker, ...).
-_SERVICE_COMMANDS: list[str] = []
+_SERVICE_COMMANDS: list[str] = ["github_app.store.commands"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""Alembic migrations of the guildprompts database (run them with `guildprompts db upgrade`)."""

@@ -1,0 +1,129 @@
+"""Engine and session factory: one place that knows how to talk to SQLite and PostgreSQL.
+
+SQLite (one instance, embedded) runs in WAL mode with foreign keys on, a generous busy timeout,
+and every transaction opened with `BEGIN IMMEDIATE`: writers queue on the file lock at the start
+of a transaction instead of failing half-way with "database is locked", so a read followed by a
+write in one transaction is safe (the claim of a delivery, the check of a version). PostgreSQL
+(several processes) goes through psycopg 3, with connections checked before use.
+
+Data-access functions never commit: the `with database.session() as session:` block is the
+transaction, so several calls can form one atomic unit, and an exception rolls everything back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from github_app.store.errors import DatabaseUnavailableError, StoreError
+
+SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+
+
+def normalize_url(url: str) -> URL:
+    """Parse DATABASE_URL; `postgres://` and `postgresql://` mean psycopg 3, the driver we ship."""
+    try:
+        parsed = make_url(url.strip())
+    except ArgumentError:
+        raise StoreError(
+            "DATABASE_URL is not a database URL (expected sqlite:///path.db or "
+            "postgresql+psycopg://user@host/db)"
+        ) from None
+    if parsed.drivername in {"postgres", "postgresql"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in {"sqlite", "postgresql"}:
+        raise StoreError(
+            f"DATABASE_URL: {parsed.get_backend_name()} is not supported "
+            "(use sqlite:///path.db or postgresql+psycopg://...)"
+        )
+    return parsed
+
+
+def display_url(url: str | URL) -> str:
+    """The URL without its password, for messages and logs."""
+    parsed = url if isinstance(url, URL) else make_url(url)
+    return parsed.render_as_string(hide_password=True)
+
+
+def make_engine(url: str | URL, **engine_options: Any) -> Engine:
+    """An engine configured for guildprompts' concurrency needs on either database."""
+    parsed = normalize_url(url) if isinstance(url, str) else url
+    if parsed.get_backend_name() == "sqlite":
+        connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
+        engine = create_engine(parsed, connect_args=connect_args, **engine_options)
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(parsed, pool_pre_ping=True, **engine_options)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    memory = engine.url.database in {None, "", ":memory:"}
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take BEGIN away from the sqlite3 module (it would skip it before SELECTs).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """An engine plus its session factory; build one per process and share it."""
+
+    def __init__(self, url: str | URL | Engine, **engine_options: Any) -> None:
+        self.engine = url if isinstance(url, Engine) else make_engine(url, **engine_options)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        """"sqlite" or "postgresql"."""
+        return self.engine.dialect.name
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @property
+    def display_url(self) -> str:
+        return display_url(self.engine.url)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if it raises.
+
+        Objects stay readable after the block (no expiry on commit), so a function can return
+        the rows it wrote. Connection failures become `DatabaseUnavailableError`.
+        """
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except (OperationalError, InterfaceError) as exc:
+            raise unavailable(self.engine.url, exc) from exc
+
+    def dispose(self) -> None:
+        """Close pooled connections (tests, shutdown, after fork)."""
+        self.engine.dispose()
+
+
+def unavailable(url: URL, error: OperationalError | InterfaceError) -> DatabaseUnavailableError:
+    """The error to raise when the database does not answer: URL without password, cause."""
+    cause = error.orig if error.orig is not None else error
+    lines = str(cause).strip().splitlines()
+    reason = lines[0] if lines else type(cause).__name__
+    return DatabaseUnavailableError(f"the database at {display_url(url)} did not answer ({reason})")

@@ -1,0 +1,219 @@
+"""The durable queue of webhook deliveries: store once, claim, finish, retry, coalesce.
+
+A delivery is a row from the moment it is acknowledged. Workers claim one at a time with a lease:
+PostgreSQL hands rows out with `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait on or
+receive the same delivery; SQLite serialises writers (`BEGIN IMMEDIATE`) and claims with a
+conditional UPDATE. A claim whose lease expired (the worker crashed) is handed out again, so
+processing is at-least-once and handlers must be idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from github_app.store._sql import dialect_of, insert_ignoring_conflicts
+from github_app.store.errors import NotFoundError
+from github_app.store.models import Delivery, DeliveryState, utcnow
+
+DEFAULT_LEASE = timedelta(minutes=5)
+_GUID_MAX = 64
+
+
+def record_delivery(
+    session: Session,
+    guid: str,
+    event: str,
+    action: str | None,
+    installation_id: int | None,
+    repository_id: int | None,
+    payload: bytes | Mapping[str, Any],
+    *,
+    ref: str | None = None,
+    received_at: datetime | None = None,
+) -> bool:
+    """Store a delivery before it is acknowledged; False when this GUID is already stored.
+
+    `payload` is the exact body received (bytes) or its parsed form. `ref` is the pushed ref of
+    a `push` event ("refs/heads/main"), used to coalesce pushes to one branch.
+    """
+    guid = guid.strip()
+    if not guid or len(guid) > _GUID_MAX:
+        raise ValueError(f"a delivery GUID must be 1 to {_GUID_MAX} characters")
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
+    row = {
+        "guid": guid,
+        "event": event,
+        "action": action,
+        "installation_id": installation_id,
+        "repository_id": repository_id,
+        "ref": ref,
+        "payload": body,
+        "received_at": received_at or utcnow(),
+        "state": DeliveryState.PENDING.value,
+        "attempts": 0,
+    }
+    return insert_ignoring_conflicts(session, Delivery.__table__, row, ["guid"]) == 1
+
+
+def get_delivery(session: Session, guid: str) -> Delivery | None:
+    return session.scalar(select(Delivery).where(Delivery.guid == guid))
+
+
+def claim_next(
+    session: Session,
+    worker_id: str,
+    now: datetime | None = None,
+    *,
+    lease: timedelta = DEFAULT_LEASE,
+) -> Delivery | None:
+    """Take the oldest delivery that is due, or whose previous claim's lease expired.
+
+    The returned delivery is PROCESSING, claimed by `worker_id` until `now + lease`, with
+    `attempts` counting this claim. Commit right away and process outside the transaction (on
+    PostgreSQL the row stays locked until the commit), then record the outcome with
+    `mark_done` / `mark_retry` / `mark_failed` in another. None when nothing is due.
+    """
+    now = now or utcnow()
+    due = or_(
+        and_(
+            Delivery.state == DeliveryState.PENDING,
+            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+        ),
+        and_(Delivery.state == DeliveryState.PROCESSING, Delivery.lease_expires_at < now),
+    )
+    claim = {
+        "state": DeliveryState.PROCESSING,
+        "claimed_by": worker_id,
+        "lease_expires_at": now + lease,
+        "attempts": Delivery.attempts + 1,
+    }
+    oldest_due = select(Delivery.id).where(due).order_by(Delivery.id).limit(1)
+    if dialect_of(session) == "postgresql":
+        oldest_due = oldest_due.with_for_update(skip_locked=True)
+    delivery_id = session.scalar(oldest_due)
+    if delivery_id is None:
+        return None
+    # Conditional, so the claim stays correct even if the row changed since it was read.
+    claimed = session.execute(
+        update(Delivery).where(Delivery.id == delivery_id, due).values(**claim)
+    )
+    if claimed.rowcount != 1:
+        return None
+    return session.get(Delivery, delivery_id, populate_existing=True)
+
+
+def mark_done(session: Session, delivery_id: int, now: datetime | None = None) -> None:
+    """Processing finished (including "nothing to do", e.g. a coalesced older push)."""
+    _finish(session, delivery_id, DeliveryState.DONE, None, now)
+
+
+def mark_failed(
+    session: Session, delivery_id: int, error: str, now: datetime | None = None
+) -> None:
+    """Give up on a delivery; it stays visible to operators with its error."""
+    _finish(session, delivery_id, DeliveryState.FAILED, error, now)
+
+
+def mark_retry(
+    session: Session, delivery_id: int, error: str, next_attempt_at: datetime
+) -> None:
+    """A transient failure: the delivery is due again at `next_attempt_at` (backoff)."""
+    _set(
+        session,
+        delivery_id,
+        state=DeliveryState.PENDING,
+        last_error=error,
+        next_attempt_at=next_attempt_at,
+        claimed_by=None,
+        lease_expires_at=None,
+    )
+
+
+def _finish(
+    session: Session, delivery_id: int, state: DeliveryState, error: str | None,
+    now: datetime | None,
+) -> None:
+    values: dict[str, Any] = {
+        "state": state,
+        "finished_at": now or utcnow(),
+        "claimed_by": None,
+        "lease_expires_at": None,
+    }
+    if error is not None:
+        values["last_error"] = error
+    _set(session, delivery_id, **values)
+
+
+def _set(session: Session, delivery_id: int, **values: Any) -> None:
+    result = session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+    if result.rowcount != 1:
+        raise NotFoundError(f"delivery {delivery_id} does not exist (pruned?)")
+
+
+def has_newer_push(
+    session: Session, repository_id: int, ref: str, than_delivery_id: int
+) -> bool:
+    """Is a later push to the same ref stored? Then this one need not be synced on its own."""
+    newer = select(Delivery.id).where(
+        Delivery.event == "push",
+        Delivery.repository_id == repository_id,
+        Delivery.ref == ref,
+        Delivery.id > than_delivery_id,
+    )
+    return bool(session.scalar(select(exists(newer))))
+
+
+def recent_guids(session: Session, since: datetime) -> set[str]:
+    """GUIDs received since `since`: the redelivery sweep asks GitHub only for the others."""
+    return set(session.scalars(select(Delivery.guid).where(Delivery.received_at >= since)))
+
+
+def failed_deliveries(session: Session, limit: int = 50) -> list[Delivery]:
+    """The most recent deliveries that ended as failed, newest first (for operators)."""
+    query = (
+        select(Delivery)
+        .where(Delivery.state == DeliveryState.FAILED)
+        .order_by(Delivery.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    pending: int  # waiting, including those backing off
+    processing: int
+    failed: int
+    oldest_pending_age: float | None  # seconds since the oldest pending one was received
+
+
+def queue_stats(session: Session, now: datetime | None = None) -> QueueStats:
+    """Queue depth and age for metrics, in one query."""
+    now = now or utcnow()
+    counts = dict(
+        session.execute(
+            select(Delivery.state, func.count())
+            .where(Delivery.state.in_([DeliveryState.PENDING, DeliveryState.PROCESSING,
+                                       DeliveryState.FAILED]))
+            .group_by(Delivery.state)
+        ).all()
+    )
+    oldest = session.scalar(
+        select(Delivery.received_at)
+        .where(Delivery.state == DeliveryState.PENDING)
+        .order_by(Delivery.id)
+        .limit(1)
+    )
+    return QueueStats(
+        pending=counts.get(DeliveryState.PENDING, 0),
+        processing=counts.get(DeliveryState.PROCESSING, 0),
+        failed=counts.get(DeliveryState.FAILED, 0),
+        oldest_pending_age=None if oldest is None else max(0.0, (now - oldest).total_seconds()),
+    )

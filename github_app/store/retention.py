@@ -1,0 +1,67 @@
+"""Retention: forget old finished work, never what is served.
+
+Pruned: deliveries finished (done or failed) before the cutoff, sync log entries and completed
+check runs older than it, and snapshots created before it that no branch has active. Blobs no
+snapshot uses any more go too, if they are older than the cutoff themselves, so a sync that
+stored its blobs but has not yet written its snapshot keeps them. The audit log is kept.
+An active snapshot cannot be deleted at all: the branch pointer's foreign key refuses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, exists
+from sqlalchemy.orm import Session
+
+from github_app.store.models import (
+    Blob,
+    CheckRun,
+    Delivery,
+    DeliveryState,
+    Snapshot,
+    SnapshotFile,
+    SyncLogEntry,
+    TrackedBranch,
+    utcnow,
+)
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    deliveries: int
+    sync_logs: int
+    check_runs: int
+    snapshots: int
+    blobs: int
+
+
+def prune(session: Session, older_than: timedelta, now: datetime | None = None) -> PruneReport:
+    """Delete what is older than `older_than` and no longer needed; returns the counts."""
+    if older_than < timedelta(0):
+        raise ValueError("the retention age cannot be negative")
+    cutoff = (now or utcnow()) - older_than
+    deliveries = session.execute(
+        delete(Delivery).where(
+            Delivery.state.in_([DeliveryState.DONE, DeliveryState.FAILED]),
+            Delivery.finished_at < cutoff,
+        )
+    ).rowcount
+    sync_logs = session.execute(delete(SyncLogEntry).where(SyncLogEntry.at < cutoff)).rowcount
+    check_runs = session.execute(
+        delete(CheckRun).where(CheckRun.status == "completed", CheckRun.updated_at < cutoff)
+    ).rowcount
+    active = exists().where(TrackedBranch.active_snapshot_id == Snapshot.id)
+    snapshots = session.execute(
+        delete(Snapshot).where(Snapshot.created_at < cutoff, ~active)
+    ).rowcount
+    used = exists().where(SnapshotFile.blob_sha == Blob.sha)
+    blobs = session.execute(delete(Blob).where(Blob.created_at < cutoff, ~used)).rowcount
+    return PruneReport(
+        deliveries=deliveries,
+        sync_logs=sync_logs,
+        check_runs=check_runs,
+        snapshots=snapshots,
+        blobs=blobs,
+    )
