@@ -1,0 +1,178 @@
+"""What one guildprompts process holds: settings, database, vault, GitHub client, wake-ups.
+
+`serve` and `worker` build one `Runtime` at start-up and hand it to the web app, the worker and
+the background loops, so every part shares one engine, one token cache and one client instead of
+each opening its own. Database work from async code goes through `run_db`, which runs a function
+in a worker thread inside one transaction, so the event loop never waits on a query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import httpx
+
+from github_app import metrics
+from github_app.auth import AppAuth
+from github_app.github import GitHubClient
+from github_app.logs import register_secret
+from github_app.secrets import Vault, load_vault
+from github_app.settings import Settings
+from github_app.store import credentials
+from github_app.store.db import Database
+from github_app.store.schema import open_database
+
+log = logging.getLogger("guildprompts.runtime")
+
+T = TypeVar("T")
+ActivationListener = Callable[[int], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class AppCredentials:
+    """The App's identity: from the environment, else from the manifest flow's stored secrets."""
+
+    app_id: str = ""
+    slug: str = ""
+    private_key: str = ""
+    webhook_secrets: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.app_id and self.private_key and self.webhook_secrets)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    database: Database
+    vault: Vault
+    credentials: AppCredentials
+    github: GitHubClient
+    auth: AppAuth | None
+    work_available: asyncio.Event = field(default_factory=asyncio.Event)
+    _activation_listeners: list[ActivationListener] = field(default_factory=list)
+
+    @property
+    def app_configured(self) -> bool:
+        return self.auth is not None and bool(self.credentials.webhook_secrets)
+
+    async def run_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn(session, *args, **kwargs)` in a thread, in one transaction; its result."""
+        return await anyio.to_thread.run_sync(partial(self.in_session, fn, *args, **kwargs))
+
+    def in_session(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with self.database.session() as session:
+            return fn(session, *args, **kwargs)
+
+    def wake_worker(self) -> None:
+        """New work is stored: an in-process worker starts on it now instead of at its next poll."""
+        self.work_available.set()
+
+    def on_activation(self, listener: ActivationListener) -> None:
+        """Call `listener(generation)` after every activation this process commits."""
+        self._activation_listeners.append(listener)
+
+    async def announce_activation(self, generation: int) -> None:
+        """Tell this process's listeners (the resolver cache, the Redis publisher) at once."""
+        for listener in list(self._activation_listeners):
+            try:
+                result = listener(generation)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("an activation listener failed (generation %s)", generation)
+
+    async def aclose(self) -> None:
+        await self.github.aclose()
+        self.database.dispose()
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    auto_upgrade: bool | None = None,
+) -> Runtime:
+    """Open the database (upgrading an embedded one), the vault and the GitHub client.
+
+    `transport` lets tests route the GitHub client to the fake GitHub in-process.
+    """
+    _register_configured_secrets(settings)
+    database = open_database(settings.database_url, auto_upgrade=auto_upgrade)
+    try:
+        vault = load_vault(settings)
+        app = _app_credentials(settings, database, vault)
+    except BaseException:
+        database.dispose()
+        raise
+    auth = AppAuth(app.app_id, app.private_key) if app.app_id and app.private_key else None
+    github = GitHubClient(
+        settings.github_api_url,
+        auth=auth,
+        transport=transport,
+        on_request=metrics.record_github_request,
+    )
+    return Runtime(settings, database, vault, app, github, auth)
+
+
+def _app_credentials(settings: Settings, database: Database, vault: Vault) -> AppCredentials:
+    if settings.github_app_id:
+        return AppCredentials(
+            settings.github_app_id,
+            settings.github_app_slug,
+            settings.private_key_pem(),
+            settings.github_webhook_secrets,
+        )
+    with database.session() as session:
+        stored = {
+            name: credentials.get_secret(session, vault, name)
+            for name in (credentials.APP_ID, credentials.APP_SLUG, credentials.PRIVATE_KEY,
+                         credentials.WEBHOOK_SECRET)
+        }
+    for value in stored.values():
+        register_secret(value)
+    secret = stored[credentials.WEBHOOK_SECRET]
+    return AppCredentials(
+        stored[credentials.APP_ID] or "",
+        stored[credentials.APP_SLUG] or settings.github_app_slug,
+        stored[credentials.PRIVATE_KEY] or "",
+        (secret,) if secret else settings.github_webhook_secrets,
+    )
+
+
+def _register_configured_secrets(settings: Settings) -> None:
+    """Every secret the settings hold is masked in logs from the first line on."""
+    for value in (
+        settings.github_private_key,
+        settings.github_client_secret,
+        *settings.github_webhook_secrets,
+        *settings.encryption_keys,
+        *settings.bridge_tokens,
+    ):
+        register_secret(value)
+    if settings.github_private_key_path:
+        register_secret(settings.private_key_pem())
+
+
+def save_app_credentials(database: Database, vault: Vault, values: dict[str, str]) -> None:
+    """The manifest flow's result, encrypted; `values` is keyed by environment variable name."""
+    names = {
+        "GITHUB_APP_ID": credentials.APP_ID,
+        "GITHUB_APP_SLUG": credentials.APP_SLUG,
+        "GITHUB_PRIVATE_KEY": credentials.PRIVATE_KEY,
+        "GITHUB_WEBHOOK_SECRET": credentials.WEBHOOK_SECRET,
+        "GITHUB_CLIENT_ID": credentials.CLIENT_ID,
+        "GITHUB_CLIENT_SECRET": credentials.CLIENT_SECRET,
+    }
+    with database.session() as session:
+        for env_name, value in values.items():
+            if env_name in names and value:
+                credentials.put_secret(session, vault, names[env_name], value)
+
