@@ -1,0 +1,194 @@
+"""`guildprompts validate` and `guildprompts resolve`: the format, from a shell or a CI job.
+
+Exit codes: 0 no error (warnings allowed), 1 the repository has errors, 2 usage or I/O problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    validate = subparsers.add_parser(
+        "validate", help="check a prompt repository",
+        description="Check a prompt repository checked out in DIR. Exit status: 0 when there "
+        "is no error (warnings allowed), 1 when there are errors, 2 on usage or I/O problems.")
+    validate.add_argument("directory", metavar="DIR", help="the repository's root directory")
+    validate.add_argument("--format", choices=("text", "json", "github"), default="text",
+                          help="text for people, json for tools, github for workflow "
+                          "annotations (default: text)")
+    validate.add_argument("--strict", action="store_true",
+                          help="report dangerous patterns as errors, as strict deployments do")
+    validate.add_argument("--max-file-size", type=_positive_int, default=100 * 1024,
+                          metavar="BYTES", help="largest accepted file (default: 102400)")
+    validate.set_defaults(run=run_validate)
+
+    resolve = subparsers.add_parser(
+        "resolve", help="show which prompt a context gets",
+        description="Show which prompt file DIR's routes choose for a context, and its text.")
+    resolve.add_argument("directory", metavar="DIR", help="the repository's root directory")
+    for name, metavar, text in (
+        ("category", "C", "discussion, meeting, moderation or any other category"),
+        ("channel", "X", "the channel name"),
+        ("type", "T", "the summary type: brief, detailed, comprehensive, ..."),
+        ("perspective", "P", "the reader's perspective: general, developer, ..."),
+    ):
+        resolve.add_argument(f"--{name}", metavar=metavar, help=text)
+    resolve.add_argument("--var", action="append", default=[], type=_variable, metavar="K=V",
+                         help="another context variable (repeatable)")
+    resolve.add_argument("--render", action="store_true",
+                         help="fill in the placeholders the context supplies")
+    resolve.add_argument("--format", choices=("text", "json"), default="text",
+                         help="text for people, json for tools (default: text)")
+    resolve.set_defaults(run=run_resolve)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of bytes above 0, got {text!r}")
+    return value
+
+
+def _variable(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected K=V, got {text!r}")
+    return key.strip(), value
+
+
+def _read(directory: str, command: str) -> dict[str, bytes] | None:
+    from promptrepo import files_from_directory
+
+    try:
+        return files_from_directory(directory)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        print(f"guildprompts {command}: cannot read {directory}: {reason}", file=sys.stderr)
+        return None
+
+
+def _tolerant_stdout() -> None:
+    """Print any text, whatever the terminal's encoding."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from promptrepo import validate_report
+
+    files = _read(args.directory, "validate")
+    if files is None:
+        return 2
+    _tolerant_stdout()
+    report = validate_report(files, strict=args.strict, max_file_size=args.max_file_size)
+    if args.format == "json":
+        print(json.dumps({
+            "valid": report.valid,
+            "schema_version": report.schema_version,
+            "diagnostics": [d.to_dict() for d in report.diagnostics],
+        }, indent=2, ensure_ascii=False))
+    elif args.format == "github":
+        for d in report.diagnostics:
+            print(_workflow_command(d, args.directory))
+        print(_summary(report, args.directory))
+    else:
+        for d in report.diagnostics:
+            where = ":".join(str(part) for part in (d.path, d.line, d.column) if part is not None)
+            print(f"{where}: {d.severity}: {d.message} [{d.code}]\n    hint: {d.hint}")
+        print(_summary(report, args.directory))
+    return 0 if report.valid else 1
+
+
+def _summary(report: Any, directory: str) -> str:
+    counts = {severity: sum(d.severity == severity for d in report.diagnostics)
+              for severity in ("error", "warning", "notice")}
+    version = f"schema {report.schema_version}" if report.schema_version else "schema unknown"
+    found = ", ".join(f"{count} {severity}{'s' if count != 1 else ''}"
+                      for severity, count in counts.items())
+    verdict = "valid" if report.valid else "INVALID"
+    return f"{directory}: {verdict} ({version}): {found}"
+
+
+def _workflow_command(d: Any, directory: str) -> str:
+    """`::error file=...,line=...::message`, escaped as GitHub Actions requires."""
+    path = os.path.normpath(os.path.join(directory, d.path)).replace(os.sep, "/")
+    properties = [f"file={_escape(path, True)}"]
+    if d.line is not None:
+        properties.append(f"line={d.line}")
+    if d.column is not None:
+        properties.append(f"col={d.column}")
+    properties.append(f"title={_escape(d.code, True)}")
+    message = _escape(d.message + "\n" + d.hint, False)
+    return f"::{d.severity} {','.join(properties)}::{message}"
+
+
+def _escape(text: str, is_property: bool) -> str:
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if is_property:
+        text = text.replace(":", "%3A").replace(",", "%2C")
+    return text
+
+
+def run_resolve(args: argparse.Namespace) -> int:
+    from promptrepo import (
+        Context,
+        ContextError,
+        RepositoryError,
+        load_repository,
+        render,
+        resolve,
+    )
+
+    values: dict[str, str] = dict(args.var)
+    for name in ("category", "channel", "type", "perspective"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    files = _read(args.directory, "resolve")
+    if files is None:
+        return 2
+    try:
+        context = Context.from_mapping(values)
+    except ContextError as exc:
+        print(f"guildprompts resolve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        resolution = resolve(load_repository(files), context)
+    except RepositoryError as exc:
+        print(f"guildprompts resolve: {exc}\n(run `guildprompts validate {args.directory}` for "
+              "every problem with its line)", file=sys.stderr)
+        return 1
+    rendered = render(resolution.content, resolution.variables if args.render else {})
+    _tolerant_stdout()
+    result = {
+        "file_path": resolution.file_path,
+        "tried_paths": list(resolution.tried_paths),
+        "route": resolution.route,
+        "source": resolution.source,
+        "schema_version": resolution.schema_version,
+        "parameters": resolution.to_dict()["parameters"],
+        "content": rendered.text,
+        "unresolved": list(rendered.unresolved),
+    }
+    if args.format == "json":
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+        return 0
+    chosen = result["file_path"] or "(none: built-in default prompt)"
+    lines = [f"file:       {chosen}",
+             f"source:     {result['source']}",
+             f"route:      {result['route'] or '-'}",
+             f"schema:     {result['schema_version'] or '-'}",
+             "tried:      " + (", ".join(result["tried_paths"]) or "-")]
+    if result["parameters"]:
+        lines.append(f"parameters: {json.dumps(result['parameters'], ensure_ascii=False)}")
+    lines.append("unresolved: " + (", ".join(result["unresolved"]) or "-"))
+    print("\n".join(lines) + "\n\n" + rendered.text.rstrip("\n"))
+    return 0

@@ -1,0 +1,64 @@
+"""Which paths belong to a prompt repository, and reading one from a directory.
+
+The sync decides which blobs to download with `is_repository_file`, and the CLI reads a checkout
+through the same filter, so `guildprompts validate` sees exactly what the service would.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from pathlib import Path
+
+PATH_FILE = "PATH"
+SCHEMA_VERSION_FILE = "schema-version"
+PROMPT_SUFFIXES = (".md", ".yaml", ".yml")
+_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f\\\ud800-\udfff]")  # controls, \, surrogates
+# Repository documentation, never prompts. README is skipped at any depth (folders often carry
+# one); the others only at the top, where projects keep them.
+_ANY_DEPTH_DOCS = frozenset({"readme"})
+_TOP_LEVEL_DOCS = frozenset({
+    "license", "licence", "changelog", "changes", "history", "contributing",
+    "code_of_conduct", "security", "authors", "notice", "copying", "support",
+})
+
+
+def is_repository_file(path: str) -> bool:
+    """PATH, schema-version, and files that can hold prompts (.md, .yaml, .yml)."""
+    if path in (PATH_FILE, SCHEMA_VERSION_FILE):
+        return True
+    if not path or _UNSAFE_CHARS.search(path):
+        return False
+    segments = path.split("/")
+    if any(not segment or segment.startswith(".") for segment in segments):
+        return False  # dot-directories (.github/), dotfiles, `..`, empty segments
+    name = segments[-1].lower()
+    if not name.endswith(PROMPT_SUFFIXES):
+        return False
+    stem = name.rsplit(".", 1)[0]
+    if stem in _ANY_DEPTH_DOCS:
+        return False
+    return not (len(segments) == 1 and stem in _TOP_LEVEL_DOCS)
+
+
+def files_from_directory(path: str | os.PathLike[str]) -> dict[str, bytes]:
+    """The repository files under a directory, keyed by relative path with forward slashes.
+
+    Dot-directories (.git, .github) are not entered and symbolic links are not followed, so a
+    checkout cannot make validation read files outside it.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", os.fspath(path))
+    files: dict[str, bytes] = {}
+    for directory, subdirectories, names in os.walk(root, followlinks=False):
+        subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
+        base = Path(directory)
+        for name in sorted(names):
+            full = base / name
+            relative = full.relative_to(root).as_posix()
+            if full.is_symlink() or not is_repository_file(relative):
+                continue
+            files[relative] = full.read_bytes()
+    return files

@@ -1,0 +1,228 @@
+"""`validate`: every problem in a repository, precise enough for check-run annotations.
+
+Parsing problems come from the shared analysis (`repository.analyse`); this module adds what only
+matters to authors: unreachable routes and files, unknown placeholders, and the earlier bot's
+"dangerous pattern" list (warnings, errors only in strict mode: prompts only go to a model).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .diagnostics import Diagnostic, diagnostic
+from .files import PATH_FILE
+from .frontmatter import PromptSource, is_yaml_prompt
+from .pathfile import Route
+from .render import PLACEHOLDER
+from .repository import Analysis, analyse
+from .variables import ALIASES, CONTEXT_VARIABLES, KNOWN_VARIABLES, canonical
+
+DEFAULT_MAX_FILE_SIZE = 100 * 1024
+
+_DANGEROUS = re.compile(
+    r"""
+      (?P<script><\s*script\b)
+    | (?P<javascript>\bjavascript\s*:)
+    | (?P<call>\b(?:eval|exec)\s*\()
+    | (?P<dunder>__import__)
+    | (?P<dollar>\$\{[^{}\n]*\})
+    | (?P<handler><[a-z][^<>\n]*?\son[a-z]+\s*=)
+    | (?P<double>\{\{[^{}\n]*\}\})
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+# Every _DANGEROUS match contains one of these (lowercased): a cheap test that skips the
+# regex for the many prompts that contain none.
+_TRIGGERS = ("<", "javascript", "eval", "exec", "__import__", "${", "{{")
+_DANGER_NAMES = {
+    "script": "script tag",
+    "javascript": "javascript: URL",
+    "call": "code execution call",
+    "dunder": "Python import",
+    "dollar": "template expression",
+    "handler": "HTML event handler",
+}
+_VALUE = "[a-z0-9_-]{1,100}"  # what a normalised context value can be
+
+
+@dataclass(frozen=True)
+class Report:
+    diagnostics: list[Diagnostic]
+    schema_version: str | None  # None when unsupported, conflicting or unknown
+
+    @property
+    def valid(self) -> bool:
+        return not any(d.severity == "error" for d in self.diagnostics)
+
+
+def validate(files: Mapping[str, bytes], *, strict: bool = False,
+             max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> list[Diagnostic]:
+    """All diagnostics for a repository given as path -> bytes, sorted by file and line."""
+    return validate_report(files, strict=strict, max_file_size=max_file_size).diagnostics
+
+
+def validate_report(files: Mapping[str, bytes], *, strict: bool = False,
+                    max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> Report:
+    """`validate`, plus the schema version the repository was checked against."""
+    result = analyse(files, max_file_size=max_file_size)
+    found = list(result.diagnostics)
+    known = _known_names(result)
+    for source in result.sources.values():
+        found += _check_text(source, known, strict)
+    if result.routes:
+        found += _check_route_variables(result)
+        found += _check_reachability(result)
+    return Report(sorted(found, key=Diagnostic.sort_key), result.schema_version)
+
+
+def _known_names(result: Analysis) -> frozenset[str]:
+    names = set(KNOWN_VARIABLES)
+    if result.path_file is not None:
+        names |= set(result.path_file.variables)
+    for route in result.routes:
+        names |= set(route.names) | {name for name, _ in route.when}
+    names |= {alias for alias, name in ALIASES.items() if name in names}
+    return frozenset(names)
+
+
+def _check_text(source: PromptSource, known: frozenset[str], strict: bool) -> list[Diagnostic]:
+    """Unknown placeholders and dangerous patterns, first occurrence of each, with a count."""
+    findings: dict[tuple[str, str], list[re.Match[str]]] = {}
+    body = source.body
+    for match in PLACEHOLDER.finditer(body):
+        name = match.group(2)
+        # `${name}` is reported once, as a dangerous pattern, not also as a placeholder.
+        dollar = body[match.start() - 1 : match.start()] == "$"
+        if name is not None and name not in known and not dollar:
+            findings.setdefault(("placeholder", name), []).append(match)
+    lowered = body.lower()
+    suspicious = any(trigger in lowered for trigger in _TRIGGERS)
+    for match in _DANGEROUS.finditer(body) if suspicious else ():
+        kind = match.lastgroup or ""
+        if kind == "double":
+            if match.group()[2:-2] in known:
+                continue
+            kind = match.group()  # each unknown `{{...}}` separately
+        findings.setdefault(("danger", kind), []).append(match)
+    out = []
+    cursor = 0
+    for (group, kind), matches in sorted(findings.items(), key=lambda item: item[1][0].start()):
+        first = matches[0]
+        line, column, cursor = source.locate(first.start(), first.group(), cursor)
+        more = f" ({len(matches)} times in this file)" if len(matches) > 1 else ""
+        if group == "placeholder":
+            out.append(diagnostic(
+                "placeholder-unknown", source.path, f"`{{{kind}}}` is not supplied by the "
+                f"routing context, PATH variables or the bot; it stays as written{more}",
+                line, column))
+        else:
+            out.append(_danger(source.path, kind, first.group(), more, line, column, strict))
+    return out
+
+
+def _danger(path: str, kind: str, text: str, more: str, line: int, column: int,
+            strict: bool) -> Diagnostic:
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    if kind in _DANGER_NAMES:
+        what = f"`{shown}` is on the dangerous-pattern list ({_DANGER_NAMES[kind]})"
+    elif text[2:-2].strip() in KNOWN_VARIABLES:
+        inner = text[2:-2].strip()
+        what = f"`{shown}` is not a placeholder: write `{{{{{inner}}}}}` without spaces"
+    else:
+        what = f"`{shown}` is not a known variable"
+    if not strict:
+        return diagnostic("dangerous-pattern", path, what + more, line, column)
+    hint = ("This deployment runs in strict mode, where these patterns are errors: rephrase the "
+            "text (a JSON example needs single braces only).")
+    return diagnostic("dangerous-pattern", path, what + more, line, column, hint=hint,
+                      severity="error")
+
+
+def _check_route_variables(result: Analysis) -> list[Diagnostic]:
+    declared = set(result.path_file.variables) if result.path_file else set()
+    out = []
+    for route in result.routes:
+        written = list(route.names) + [name for name, _ in route.when]
+        for name in dict.fromkeys(written):
+            if canonical(name) not in CONTEXT_VARIABLES and canonical(name) not in declared:
+                out.append(diagnostic(
+                    "route-variable-unknown", PATH_FILE, f"route `{route.name}` uses "
+                    f"`{name}`, which the bot only sends as an extra variable",
+                    route.line, route.column))
+    return out
+
+
+def _route_regex(route: Route, version: str) -> re.Pattern[str]:
+    allowed = dict(route.when) if version != "v1" else {}
+    pieces = []
+    for index, part in enumerate(route.parts):
+        if index % 2 == 0:
+            pieces.append(re.escape(part))
+        elif canonical(part) in allowed:
+            values = sorted(value for value in allowed[canonical(part)] if value)
+            pieces.append("(?:" + "|".join(map(re.escape, values)) + ")" if values else "(?!)")
+        else:
+            pieces.append(_VALUE)
+    return re.compile("".join(pieces))
+
+
+def _check_reachability(result: Analysis) -> list[Diagnostic]:
+    """Routes no file can satisfy, and prompt files no route (or include) can reach."""
+    prompts = result.prompt_paths
+    regexes = [(route, _route_regex(route, result.version)) for route in result.routes]
+    out = []
+    routed: set[str] = set()
+    for route, regex in regexes:
+        matched = {path for path in prompts if regex.fullmatch(path)}
+        routed |= matched
+        if not matched:
+            out.append(diagnostic("route-unreachable", PATH_FILE, f"route `{route.name}`: no "
+                                  f"file matches `{route.pattern}`", route.line, route.column,
+                                  hint=_example_hint(route, result.version)))
+    reachable = _closure(routed, result.sources)
+    for path in prompts:
+        if path in reachable:
+            if result.version == "v1" and is_yaml_prompt(path) and path in routed:
+                out.append(diagnostic("yaml-prompt-v1", path, "a route reaches this .yaml "
+                                      "file, which schema v1 sends to the model verbatim"))
+            continue
+        lowered = path.lower()
+        if lowered != path and any(regex.fullmatch(lowered) for _, regex in regexes):
+            out.append(diagnostic(
+                "file-unreachable", path, "no route can reach this file: routing values are "
+                f"lowercase, so it must be named {lowered}"))
+        else:
+            out.append(diagnostic("file-unreachable", path, "no route can reach this file, and "
+                                  "no reachable prompt includes it"))
+    return out
+
+
+def _closure(roots: Iterable[str], sources: Mapping[str, PromptSource]) -> set[str]:
+    seen = set(roots)
+    pending = list(seen)
+    while pending:
+        source = sources.get(pending.pop())
+        for include in source.includes if source else ():
+            if include.path not in seen:
+                seen.add(include.path)
+                pending.append(include.path)
+    return seen
+
+
+_EXAMPLE_VALUES = {"category": "discussion", "channel": "general", "type": "brief",
+                   "perspective": "general", "guild": "123456789012345678",
+                   "channel_id": "123456789012345678"}
+
+
+def _example_hint(route: Route, version: str) -> str:
+    when = dict(route.when) if version != "v1" else {}
+    parts = list(route.parts)
+    for index in range(1, len(parts), 2):
+        name = canonical(parts[index])
+        choices = sorted(value for value in when.get(name, ()) if value)
+        parts[index] = choices[0] if choices else _EXAMPLE_VALUES.get(name, "default")
+    return (f"Create a file the pattern matches, such as {''.join(parts)} (file names are "
+            "lowercase: a-z, 0-9, `_` and `-`), or remove the route.")
+
