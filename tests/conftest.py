@@ -106,3 +106,13 @@ def redis_url() -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[object]:
+    """An upgraded `github_app.store.db.Database`, once on SQLite and once on PostgreSQL."""
+    from github_app.store.schema import open_database
+
+    database = open_database(database_url, auto_upgrade=True)
+    yield database
+    database.dispose()

@@ -4,7 +4,6 @@ replace a working binding, encrypted tokens, audit entries, and what a guild is 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,18 +14,10 @@ from github_app.store import audit, bindings, branches, installations, serving, 
 from github_app.store.db import Database
 from github_app.store.errors import ConcurrentUpdateError, NotFoundError
 from github_app.store.models import UNCHANGED, BindingState, BranchStatus
-from github_app.store.schema import open_database
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 REPO = 700
 GUILD = "123456789012345678"
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = open_database(database_url, auto_upgrade=True)
-    yield database
-    database.dispose()
 
 
 @pytest.fixture

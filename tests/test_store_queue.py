@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,13 +14,6 @@ from github_app.store.models import DeliveryState
 from github_app.store.schema import open_database
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = open_database(database_url, auto_upgrade=True)
-    yield database
-    database.dispose()
 
 
 def _record(db: Database, guid: str, *, event: str = "push", ref: str | None = "refs/heads/main",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,17 +21,9 @@ from github_app.secrets import (
 from github_app.settings import Settings
 from github_app.store import bindings, credentials
 from github_app.store.db import Database
-from github_app.store.schema import open_database
 
 TOKEN = "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz"
 PRIVATE_KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIEsecret\n-----END RSA PRIVATE KEY-----\n"
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = open_database(database_url, auto_upgrade=True)
-    yield database
-    database.dispose()
 
 
 def _raw_secrets(db: Database) -> str:

@@ -3,7 +3,6 @@ never goes backwards, purge on lost access, and retention that never touches wha
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -30,14 +29,14 @@ REPO = 700
 
 
 @pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = open_database(database_url, auto_upgrade=True)
+def db(db: Database) -> Database:
+    """The shared database, holding the repository these tests snapshot."""
+    database = db
     with database.session() as session:
         installations.upsert_installation(session, 1, "owner")
         installations.upsert_repository(session, REPO, "owner/prompts", private=True,
                                         default_branch="main", installation_id=1)
-    yield database
-    database.dispose()
+    return database
 
 
 def _snapshot(db: Database, sha: str, files: dict[str, bytes], *, valid: bool = True,
