@@ -35,7 +35,6 @@ from functools import partial
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import promptrepo
@@ -66,7 +65,6 @@ from github_app.store.errors import ConcurrentUpdateError
 from github_app.store.models import (
     UNCHANGED,
     BindingState,
-    Blob,
     BranchStatus,
     GuildBinding,
     PendingBinding,
@@ -86,7 +84,6 @@ RERUN_TRIGGERS = frozenset({"check_suite", "check_run"})  # a person asked for a
 ACTOR = "guildprompts-sync"  # the audit log's actor for promotions made by a sync
 PATH_FILE = "PATH"
 _SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
-_BLOB_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -373,7 +370,7 @@ class _Run:
         present = set(wanted.values()) - set(downloaded)
         contents = dict(downloaded)
         if present:
-            contents.update(await self.runtime.run_db(_load_blobs, present))
+            contents.update(await self.runtime.run_db(snapshots.load_blobs, present))
         files = {path: contents[blob] for path, blob in wanted.items()}
         validation = await _to_thread(
             _validate, files, tree_diagnostics, settings.strict_validation,
@@ -752,17 +749,6 @@ def _diagnostics_from(stored: Iterable[Mapping[str, Any]]) -> Iterable[Diagnosti
             yield Diagnostic(**item)
         except TypeError:
             log.warning("skipping a stored diagnostic of an unknown shape: %r", item)
-
-
-def _load_blobs(session: Session, shas: Iterable[str]) -> dict[str, bytes]:
-    """Contents of stored blobs by id (the unchanged files of a commit)."""
-    ordered = sorted(shas)
-    found: dict[str, bytes] = {}
-    for start in range(0, len(ordered), _BLOB_CHUNK):
-        chunk = ordered[start : start + _BLOB_CHUNK]
-        rows = session.execute(select(Blob.sha, Blob.content).where(Blob.sha.in_(chunk)))
-        found.update((sha, content) for sha, content in rows)
-    return found
 
 
 def _active_sha(session: Session, tracked: TrackedBranch | None) -> str | None:

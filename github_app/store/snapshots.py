@@ -8,7 +8,7 @@ content hashes to its id (the git blob hash), so a key always names its content.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,12 +31,21 @@ def git_blob_sha(content: bytes, *, algorithm: str = "sha1") -> str:
 def missing_blobs(session: Session, shas: Iterable[str]) -> set[str]:
     """The blob ids not stored yet: a sync downloads only these."""
     wanted = set(shas)
-    present: set[str] = set()
-    ordered = sorted(wanted)
+    present = {sha for sha, in _blob_rows(session, wanted, Blob.sha)}
+    return wanted - present
+
+
+def load_blobs(session: Session, shas: Iterable[str]) -> dict[str, bytes]:
+    """Contents of stored blobs by id (a commit's unchanged files); unknown ids are left out."""
+    return dict(_blob_rows(session, shas, Blob.sha, Blob.content))
+
+
+def _blob_rows(session: Session, shas: Iterable[str], *columns: Any) -> Iterator[Any]:
+    """Rows of the given blobs, queried in chunks so a large tree stays under bind limits."""
+    ordered = sorted(set(shas))
     for start in range(0, len(ordered), _CHUNK):
         chunk = ordered[start : start + _CHUNK]
-        present.update(session.scalars(select(Blob.sha).where(Blob.sha.in_(chunk))))
-    return wanted - present
+        yield from session.execute(select(*columns).where(Blob.sha.in_(chunk)))
 
 
 def store_blobs(
