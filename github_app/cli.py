@@ -27,7 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules whose `register(subparsers)` adds the service's commands (db, keys, serve, worker, ...).
-_SERVICE_COMMANDS: list[str] = ["github_app.store.commands"]
+_SERVICE_COMMANDS: list[str] = [
+    "github_app.store.commands",
+    "github_app.service",
+    "bot_bridge.preview",
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

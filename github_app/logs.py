@@ -331,6 +331,9 @@ def configure_logging(
         logger.handlers.clear()
         logger.propagate = True
     # httpx logs every request at INFO and httpcore every socket event at DEBUG.
-    logging.getLogger("httpx").setLevel(logging.INFO if level <= logging.DEBUG else logging.WARNING)
+    chatty = logging.INFO if level <= logging.DEBUG else logging.WARNING
+    logging.getLogger("httpx").setLevel(chatty)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # Alembic announces its plugins at INFO on every schema check (every start and /readyz).
+    logging.getLogger("alembic").setLevel(chatty)
     return handler

@@ -75,9 +75,13 @@ class Runtime:
         """New work is stored: an in-process worker starts on it now instead of at its next poll."""
         self.work_available.set()
 
-    def on_activation(self, listener: ActivationListener) -> None:
-        """Call `listener(generation)` after every activation this process commits."""
+    def on_activation(self, listener: ActivationListener) -> Callable[[], None]:
+        """Call `listener(generation)` after every activation this process commits.
+
+        Returns the function that unsubscribes it (for listeners that stop before the process).
+        """
         self._activation_listeners.append(listener)
+        return lambda: self._activation_listeners.remove(listener)
 
     async def announce_activation(self, generation: int) -> None:
         """Tell this process's listeners (the resolver cache, the Redis publisher) at once."""
@@ -136,8 +140,8 @@ def _app_credentials(settings: Settings, database: Database, vault: Vault) -> Ap
             for name in (credentials.APP_ID, credentials.APP_SLUG, credentials.PRIVATE_KEY,
                          credentials.WEBHOOK_SECRET)
         }
-    for value in stored.values():
-        register_secret(value)
+    register_secret(stored[credentials.PRIVATE_KEY])
+    register_secret(stored[credentials.WEBHOOK_SECRET])
     secret = stored[credentials.WEBHOOK_SECRET]
     return AppCredentials(
         stored[credentials.APP_ID] or "",

@@ -1,0 +1,22 @@
+"""Every event handler, one small module per event family, merged into one `router`.
+
+The worker dispatches each stored delivery with `router.dispatch(delivery, ctx)`, where `ctx`
+is a `HandlerContext`. Events without a handler (or actions nobody registered) are simply done.
+"""
+
+from __future__ import annotations
+
+from github_app.handlers import checks, installations, ping, push, repositories, sync
+from github_app.handlers.common import HandlerContext
+from github_app.webhooks import Router
+
+router = Router(
+    push.router,
+    checks.router,
+    installations.router,
+    repositories.router,
+    ping.router,
+    sync.router,
+)
+
+__all__ = ["HandlerContext", "router"]

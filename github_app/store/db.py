@@ -12,8 +12,9 @@ transaction, so several calls can form one atomic unit, and an exception rolls e
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -89,6 +90,12 @@ class Database:
     def __init__(self, url: str | URL | Engine, **engine_options: Any) -> None:
         self.engine = url if isinstance(url, Engine) else make_engine(url, **engine_options)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite lets one transaction write at a time anyway (BEGIN IMMEDIATE); queueing this
+        # process's threads on a lock hands the file over at once, where SQLite's busy handler
+        # would sleep 1..100 ms between retries (the webhook acknowledgement's tail latency).
+        self._turn: AbstractContextManager[Any] = (
+            threading.RLock() if self.is_sqlite else nullcontext()
+        )
 
     @property
     def dialect(self) -> str:
@@ -111,7 +118,7 @@ class Database:
         the rows it wrote. Connection failures become `DatabaseUnavailableError`.
         """
         try:
-            with self._sessions.begin() as session:
+            with self._turn, self._sessions.begin() as session:
                 yield session
         except (OperationalError, InterfaceError) as exc:
             raise unavailable(self.engine.url, exc) from exc

@@ -1,0 +1,105 @@
+"""Check runs on demand: pull requests, check suites, and "Re-run" on a guildprompts check.
+
+Each one syncs the head commit without activating it (`activate=False`) and posts the
+`guildprompts` check run on it. A commit gets one run whichever event asks first: the sync
+skips a commit with a completed run for `pull_request`, and this module skips `check_suite`
+requested on a commit with any recorded run (the sync treats every check_suite trigger as a
+rerun). `rerequested` always posts a new one, since a person asked for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from github_app.handlers.common import (
+    HandlerContext,
+    commit_sha,
+    integer,
+    mapping,
+    remember_installation,
+    remember_repository,
+    run_sync,
+)
+from github_app.store import checkruns, installations
+from github_app.sync import SyncRequest
+from github_app.webhooks import Delivery, Router
+
+log = logging.getLogger("guildprompts.handlers.checks")
+router = Router()
+
+
+@router.register("pull_request", "opened")
+@router.register("pull_request", "synchronize")
+@router.register("pull_request", "reopened")
+async def on_pull_request(delivery: Delivery, ctx: HandlerContext) -> None:
+    pull = mapping(delivery.payload.get("pull_request"))
+    head = mapping(pull.get("head"))
+    same_repository = integer(mapping(head.get("repo")).get("id")) == delivery.repository_id
+    branch = head.get("ref") if same_repository and isinstance(head.get("ref"), str) else None
+    await _check(ctx, delivery, commit_sha(head.get("sha")), branch, "pull_request")
+
+
+@router.register("check_suite", "requested")
+@router.register("check_suite", "rerequested")
+async def on_check_suite(delivery: Delivery, ctx: HandlerContext) -> None:
+    suite = mapping(delivery.payload.get("check_suite"))
+    branch = suite.get("head_branch") if isinstance(suite.get("head_branch"), str) else None
+    await _check(ctx, delivery, commit_sha(suite.get("head_sha")), branch, "check_suite",
+                 skip_if_checked=delivery.action == "requested")
+
+
+@router.register("check_run", "rerequested")
+async def on_check_run(delivery: Delivery, ctx: HandlerContext) -> None:
+    run = mapping(delivery.payload.get("check_run"))
+    suite = mapping(run.get("check_suite"))
+    branch = suite.get("head_branch") if isinstance(suite.get("head_branch"), str) else None
+    await _check(ctx, delivery, commit_sha(run.get("head_sha")), branch, "check_run")
+
+
+async def _check(
+    ctx: HandlerContext, delivery: Delivery, sha: str | None, branch: str | None, trigger: str,
+    *, skip_if_checked: bool = False,
+) -> None:
+    if delivery.repository_id is None or delivery.repository is None or sha is None:
+        log.info("%s.%s without a repository or head sha: nothing to check",
+                 delivery.event, delivery.action)
+        return
+    installation_id = await ctx.db(
+        _prepare, delivery.payload, delivery.repository_id, sha, skip_if_checked
+    )
+    if installation_id is None:
+        log.info("%s.%s: commit %s already has a check run, or the App cannot post one",
+                 delivery.event, delivery.action, sha[:7])
+        return
+    await run_sync(ctx, SyncRequest(
+        repository_id=delivery.repository_id,
+        full_name=delivery.repository,
+        branch=branch,
+        sha=sha,
+        trigger=trigger,
+        installation_id=installation_id,
+        activate=False,
+        check_run=True,
+    ))
+
+
+def _prepare(
+    session: Session, payload: Mapping[str, Any], repository_id: int, sha: str,
+    skip_if_checked: bool,
+) -> int | None:
+    """Refresh the repository; the installation to post with, or None to post nothing."""
+    repository = mapping(payload.get("repository"))
+    owner = mapping(repository.get("owner"))
+    installation_id = remember_installation(
+        session, mapping(payload.get("installation")), account_login=owner.get("login")
+    )
+    remember_repository(session, repository, installation_id)
+    if installation_id is None or not installations.has_app_access(session, repository_id):
+        return None
+    if skip_if_checked and checkruns.check_runs_for(session, repository_id, sha):
+        return None
+    return installation_id

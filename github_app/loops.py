@@ -1,0 +1,254 @@
+"""Background work besides the worker: catching up on what webhooks missed, and pruning.
+
+- Reconcile (every RECONCILE_INTERVAL s): each followed branch's head is read with a
+  conditional request (ETag: a 304 costs no rate limit); a new head, or a head that cannot be
+  read any more, queues a `guildprompts.sync` (trigger reconcile), which records what
+  happened. This is also what keeps branches read with a guild's personal access token
+  current, since no webhook comes for them.
+- Redelivery sweep (every REDELIVERY_INTERVAL s): GitHub's log of the App's recent deliveries is
+  read back to the sweep horizon (an hour, or three intervals; a day on the first sweep after
+  start, to cover downtime); each failed delivery whose GUID is not in the `deliveries` table
+  is redelivered, once per GUID per horizon. GitHub then POSTs it again to intake.
+- Retention (every 6 hours): `store.retention.prune` with RETENTION_DAYS.
+
+Producers only: syncing happens in the worker. Each loop logs its errors and keeps going; work
+needing the App is skipped while the App is not configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from github_app.github import (
+    NOT_MODIFIED,
+    GitHubError,
+    InstallationUnavailable,
+    NotFound,
+)
+from github_app.jobs import enqueue_sync
+from github_app.runtime import Runtime
+from github_app.store import bindings, branches, deliveries, retention, serving
+from github_app.store.errors import StoreError
+from github_app.store.models import BranchStatus, utcnow
+from github_app.store.serving import TrackedTarget
+from github_app.worker import Worker
+
+log = logging.getLogger("guildprompts.loops")
+
+RETENTION_INTERVAL = 6 * 3600.0
+RECONCILE_CONCURRENCY = 8
+SWEEP_HORIZON = timedelta(hours=1)  # how far back each sweep looks (at least 3 intervals)
+STARTUP_SWEEP_HORIZON = timedelta(hours=24)  # the first sweep also covers a day of downtime
+
+
+# ---- reconcile -------------------------------------------------------------------------------
+
+
+async def reconcile(runtime: Runtime) -> int:
+    """Check every followed branch's head once; returns how many syncs were queued."""
+    targets = await runtime.run_db(serving.tracked_targets)
+    if not runtime.app_configured:
+        targets = [target for target in targets if target.installation_id is None]
+    limit = asyncio.Semaphore(RECONCILE_CONCURRENCY)
+
+    async def check(target: TrackedTarget) -> bool:
+        async with limit:
+            return await _reconcile_target(runtime, target)
+
+    queued = sum(await asyncio.gather(*(check(target) for target in targets)))
+    if queued:
+        runtime.wake_worker()
+    return queued
+
+
+async def _reconcile_target(runtime: Runtime, target: TrackedTarget) -> bool:
+    """One branch: True when a sync was queued."""
+    token = None
+    if target.installation_id is None:
+        token = await runtime.run_db(
+            bindings.repository_token, runtime.vault, target.repository_id
+        )
+        if token is None:
+            return False
+    where = f"{target.full_name}@{target.branch}"
+    try:
+        head = await runtime.github.get_branch_head(
+            target.repository_id, target.branch, etag=target.etag,
+            installation_id=target.installation_id, token=token,
+        )
+    except InstallationUnavailable:
+        log.info("reconcile: %s: the installation is gone; its events purge it", where)
+        return False
+    except NotFound:
+        queued = await runtime.run_db(_branch_missing, target)
+        if queued:
+            log.info("reconcile: %s is not readable on GitHub: sync queued to find out why "
+                     "(branch deleted, or access lost)", where)
+        return queued
+    except GitHubError as exc:
+        log.warning("reconcile: cannot read the head of %s: %s", where, exc)
+        return False
+    if head is NOT_MODIFIED:
+        return False
+    sha, etag = head
+    queued = await runtime.run_db(_record_head, target, sha, etag)
+    if queued:
+        log.info("reconcile: %s moved to %s without a delivery here: sync queued", where, sha[:7])
+    return queued
+
+
+def _record_head(session: Any, target: TrackedTarget, sha: str, etag: str | None) -> bool:
+    """Keep the ETag; queue a sync when the head is not the one last seen."""
+    branches.set_etag(session, target.repository_id, target.branch, etag)
+    if sha == target.latest_sha:
+        return False
+    enqueue_sync(session, full_name=target.full_name, repository_id=target.repository_id,
+                 branch=target.branch, sha=sha, trigger="reconcile")
+    return True
+
+
+def _branch_missing(session: Any, target: TrackedTarget) -> bool:
+    """The head answered 404: the sync tells a deleted branch from lost access and says so in
+    the statuses. Once it has (deleted or error), the 404 is not news: nothing is queued."""
+    tracked = branches.get_branch(session, target.repository_id, target.branch)
+    if tracked is not None and tracked.status in (BranchStatus.DELETED, BranchStatus.ERROR):
+        return False
+    enqueue_sync(session, full_name=target.full_name, repository_id=target.repository_id,
+                 branch=target.branch, trigger="reconcile")
+    return True
+
+
+# ---- redelivery sweep --------------------------------------------------------------------------
+
+
+class RedeliverySweep:
+    """Asks GitHub to redeliver what failed and never reached the database.
+
+    It remembers which GUIDs it asked for, so a delivery that fails again is not asked for on
+    every sweep (the redelivery shows in GitHub's log; a person can retry it from there).
+    """
+
+    def __init__(self, runtime: Runtime, *, horizon: timedelta = SWEEP_HORIZON,
+                 startup_horizon: timedelta = STARTUP_SWEEP_HORIZON) -> None:
+        self.runtime = runtime
+        self.horizon = max(horizon, timedelta(seconds=3 * runtime.settings.redelivery_interval))
+        self.startup_horizon = max(startup_horizon, self.horizon)
+        self._asked: dict[str, datetime] = {}
+        self._swept_once = False
+
+    async def sweep(self, now: datetime | None = None) -> list[int]:
+        """One sweep; returns the ids of the deliveries GitHub was asked to send again."""
+        now = now or utcnow()
+        horizon = self.horizon if self._swept_once else self.startup_horizon
+        since = now - horizon
+        self._asked = {guid: at for guid, at in self._asked.items() if at >= since}
+        logged = await self.runtime.github.list_hook_deliveries(since=since)
+        self._swept_once = True
+        candidates = _failed(logged, set(self._asked))
+        stored = await self.runtime.run_db(_stored_guids, [guid for _, guid in candidates])
+        redelivered = []
+        for delivery_id, guid in candidates:
+            if guid in stored:
+                continue  # GitHub gave up waiting, but intake had stored it
+            try:
+                await self.runtime.github.redeliver(delivery_id)
+            except GitHubError as exc:
+                log.warning("redelivery of %s refused by GitHub: %s", guid, exc)
+                continue
+            self._asked[guid] = now
+            redelivered.append(delivery_id)
+        if redelivered:
+            log.info("asked GitHub to redeliver %d failed deliveries", len(redelivered))
+        return redelivered
+
+
+def _failed(logged: list[dict[str, Any]], skip: set[str]) -> list[tuple[int, str]]:
+    """(delivery id, GUID) of the newest attempt of each GUID that never succeeded.
+
+    GitHub's log lists every attempt (redeliveries share the GUID), newest first.
+    """
+    attempts: dict[str, list[dict[str, Any]]] = {}
+    for item in logged:
+        guid = item.get("guid")
+        if isinstance(guid, str) and guid and guid not in skip:
+            attempts.setdefault(guid, []).append(item)
+    chosen = []
+    for guid, items in attempts.items():
+        if any(_succeeded(item) for item in items):
+            continue
+        newest = max(items, key=lambda item: item.get("id") or 0)
+        if isinstance(newest.get("id"), int):
+            chosen.append((newest["id"], guid))
+    return sorted(chosen)
+
+
+def _stored_guids(session: Any, guids: list[str]) -> set[str]:
+    """Which of these GUIDs intake stored (checked one by one: there are few failures, while
+    the table may hold a great many recent deliveries)."""
+    return {guid for guid in guids if deliveries.get_delivery(session, guid) is not None}
+
+
+def _succeeded(item: dict[str, Any]) -> bool:
+    status = item.get("status_code")
+    return isinstance(status, int) and 200 <= status < 300
+
+
+# ---- retention -------------------------------------------------------------------------------
+
+
+async def prune(runtime: Runtime) -> retention.PruneReport:
+    report = await runtime.run_db(
+        retention.prune, timedelta(days=runtime.settings.retention_days)
+    )
+    log.info("retention: pruned %d deliveries, %d sync logs, %d check runs, %d snapshots, "
+             "%d blobs", report.deliveries, report.sync_logs, report.check_runs,
+             report.snapshots, report.blobs)
+    return report
+
+
+# ---- running them ----------------------------------------------------------------------------
+
+
+async def run_background(runtime: Runtime, stop: asyncio.Event, *, worker: bool = True) -> None:
+    """The worker (optionally) and every loop, until `stop` is set; then they finish cleanly."""
+    sweep = RedeliverySweep(runtime)
+    settings = runtime.settings
+    tasks = [
+        asyncio.create_task(_every(settings.reconcile_interval, stop, "reconcile",
+                                   lambda: reconcile(runtime))),
+        asyncio.create_task(_every(settings.redelivery_interval, stop, "redelivery sweep",
+                                   sweep.sweep, when=lambda: runtime.app_configured)),
+        asyncio.create_task(_every(RETENTION_INTERVAL, stop, "retention",
+                                   lambda: prune(runtime))),
+    ]
+    if worker:
+        tasks.append(asyncio.create_task(Worker(runtime).run(stop)))
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _every(
+    interval: float, stop: asyncio.Event, name: str, action: Callable[[], Awaitable[Any]],
+    *, when: Callable[[], bool] = lambda: True,
+) -> None:
+    """Run `action` now and then every `interval` seconds until `stop` (skipped while `when()`
+    is false); errors are logged and the loop goes on."""
+    while not stop.is_set():
+        if when():
+            try:
+                await action()
+            except (StoreError, GitHubError) as exc:
+                log.warning("%s failed, next try in %.0f s: %s", name, interval, exc)
+            except Exception:
+                log.exception("%s failed, next try in %.0f s", name, interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)

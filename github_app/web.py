@@ -1,0 +1,185 @@
+"""The web app of `guildprompts serve`: every route, and the background work its lifespan runs.
+
+Routes: `POST /api/github/webhooks` (intake), `/bridge/v1/...` (the bot's API), `/setup...` (App
+creation by manifest), `/metrics`, `/healthz`, `/readyz` and a small landing page at `/`.
+
+The lifespan starts the resolver cache's invalidation listener and, with `run_worker`, the
+worker and its loops (`github_app.loops.run_background`); on shutdown it asks them to stop,
+waits a bounded time, and closes the runtime. A background task that dies is logged at once and
+makes `/readyz` fail, instead of leaving a process that looks fine but never learns of pushes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+from collections.abc import AsyncIterator, Coroutine, Iterable
+from functools import partial
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from bot_bridge.api import bridge_routes
+from bot_bridge.cache import ResolverCache
+from bot_bridge.invalidation import listen
+from github_app import metrics
+from github_app.health import Health, missing_credentials
+from github_app.intake import webhook_route
+from github_app.loops import run_background
+from github_app.runtime import Runtime, save_app_credentials
+from github_app.setup import SetupConfig, setup_routes
+from github_app.store import branches, deliveries, serving
+
+log = logging.getLogger("guildprompts.web")
+
+SHUTDOWN_GRACE = 10.0  # seconds background tasks get to finish after being asked to stop
+
+
+def create_app(runtime: Runtime, *, run_worker: bool = True) -> Starlette:
+    """The Starlette app over one runtime; the app owns it from here and closes it on shutdown."""
+    cache = ResolverCache(runtime, runtime.settings.resolver_cache_size)
+    health = Health(runtime)
+    routes: list[BaseRoute] = [
+        Route("/", partial(_landing, runtime), methods=["GET"], name="landing"),
+        webhook_route(runtime),
+        *bridge_routes(runtime, cache),
+        *setup_routes(_setup_config(runtime)),
+        Route("/metrics", _metrics, methods=["GET"], name="metrics"),
+        *health.routes(),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        work: dict[str, Coroutine[Any, Any, Any]] = {"invalidation": listen(runtime, cache, stop)}
+        if run_worker:
+            work["worker"] = run_background(runtime, stop, worker=True)
+        metrics.set_queue_probe(partial(_queue_probe, runtime))
+        metrics.set_snapshot_probe(partial(_snapshot_probe, runtime))
+        tasks = [_start(name, coroutine, health) for name, coroutine in work.items()]
+        log.info("guildprompts is serving (%s; worker %s)", runtime.database.display_url,
+                 "in this process" if run_worker else "in another process")
+        try:
+            yield
+        finally:
+            stop.set()
+            await _finish(tasks)
+            metrics.set_queue_probe(None)
+            metrics.set_snapshot_probe(None)
+            await runtime.aclose()
+
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _setup_config(runtime: Runtime) -> SetupConfig:
+    settings = runtime.settings
+    return SetupConfig(
+        convert=runtime.github.convert_manifest,
+        github_url=settings.github_url,
+        public_url=settings.public_url,
+        save_credentials=partial(save_app_credentials, runtime.database, runtime.vault),
+        is_configured=lambda: runtime.app_configured,
+        restart_required=True,
+    )
+
+
+# ---- background tasks ------------------------------------------------------------------------
+
+
+def _start(name: str, coroutine: Coroutine[Any, Any, Any], health: Health) -> asyncio.Task[Any]:
+    task = asyncio.create_task(coroutine, name=f"guildprompts-{name}")
+    task.add_done_callback(partial(_report_end, name))
+    health.watch(name, task)
+    return task
+
+
+def _report_end(name: str, task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s stopped with an error; /readyz now fails", name,
+                  exc_info=task.exception())
+
+
+async def _finish(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Wait for the tasks that were asked to stop; cancel those still running after the grace."""
+    pending = [task for task in tasks if not task.done()]
+    if not pending:
+        return
+    _, late = await asyncio.wait(pending, timeout=SHUTDOWN_GRACE)
+    for task in late:
+        log.warning("background task %s did not stop within %s s: cancelled",
+                    task.get_name(), SHUTDOWN_GRACE)
+        task.cancel()
+    if late:
+        await asyncio.wait(late, timeout=SHUTDOWN_GRACE)
+
+
+# ---- /metrics ---------------------------------------------------------------------------------
+
+
+async def _metrics(request: Request) -> Response:
+    """The exposition; the store probes query the database, so it is built off the event loop."""
+    body, content_type = await run_in_threadpool(metrics.render_latest)
+    return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
+
+
+def _queue_probe(runtime: Runtime) -> metrics.QueueStats:
+    stats = runtime.in_session(deliveries.queue_stats)
+    return metrics.QueueStats(stats.pending, stats.oldest_pending_age or 0.0)
+
+
+def _snapshot_probe(runtime: Runtime) -> list[metrics.SnapshotAge]:
+    return runtime.in_session(_active_snapshots)
+
+
+def _active_snapshots(session: Any) -> list[metrics.SnapshotAge]:
+    """Every tracked branch with an active snapshot, and when that snapshot became active."""
+    ages = []
+    for target in serving.tracked_targets(session):
+        branch = branches.get_branch(session, target.repository_id, target.branch)
+        if branch is not None and branch.active_snapshot_id and branch.activated_at:
+            ages.append(metrics.SnapshotAge(
+                target.full_name, target.branch, branch.activated_at.timestamp()
+            ))
+    return ages
+
+
+# ---- / ----------------------------------------------------------------------------------------
+
+
+async def _landing(runtime: Runtime, request: Request) -> HTMLResponse:
+    """Where a person opening the service's address lands: what it is, and what to do next."""
+    if runtime.app_configured:
+        slug = runtime.credentials.slug
+        github = runtime.settings.github_url
+        install = (f'<p><a href="{_e(github)}/apps/{_e(slug)}/installations/new">Install the '
+                   f"App <b>{_e(slug)}</b></a> on your prompt repositories, then connect a "
+                   "guild from Discord with <code>/prompt-config set owner/repository</code>.</p>"
+                   if slug else "")
+        state = f"<p>The GitHub App is configured.</p>{install}"
+    else:
+        missing = ", ".join(missing_credentials(runtime))
+        state = (f'<p>No GitHub App is configured yet (missing: {_e(missing)}). '
+                 '<a href="/setup">Create it from its manifest</a>: GitHub asks you to confirm '
+                 "and guildprompts stores its credentials itself.</p>"
+                 "<p>Meanwhile the bridge serves the built-in default prompts.</p>")
+    body = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>guildprompts</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;
+line-height:1.5;color:#1f2328}}code{{background:#f6f8fa;padding:.1rem .3rem}}</style></head>
+<body><h1>guildprompts</h1>
+<p>Keeps a Discord community's summarization prompts in a GitHub repository.</p>
+{state}
+<p><a href="/readyz">Readiness</a> · <a href="/metrics">Metrics</a></p>
+</body></html>"""
+    return HTMLResponse(body, headers={"Cache-Control": "no-store"})
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)

@@ -1,0 +1,126 @@
+"""App creation by manifest through the web app, against the fake GitHub's conversion endpoint.
+
+From a fresh install: /setup posts the manifest, a bad `state` is refused without spending the
+code, the good one stores the App's credentials encrypted, and after a restart the App is
+configured: webhooks signed with the new secret are accepted and /setup is closed.
+"""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from fakegithub import FakeGitHub
+from helpers_web import make_runtime, make_settings, served
+from sqlalchemy import select
+
+from github_app.secrets import Vault
+from github_app.store import credentials
+from github_app.store.models import AppSecret
+
+
+class ManifestForm(HTMLParser):
+    """The form that posts the manifest to GitHub: its action and the manifest."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action = ""
+        self.manifest: dict[str, Any] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "form" and values.get("method") == "post":
+            self.action = values["action"] or ""
+        if tag == "input" and values.get("name") == "manifest":
+            self.manifest = json.loads(values["value"] or "{}")
+
+
+@pytest.mark.parametrize(
+    ("api_prefix", "api_url", "web_url"),
+    [
+        ("", "https://api.github.test", "https://api.github.test"),
+        ("/api/v3", "https://ghe.example.test/api/v3", "https://ghe.example.test"),
+    ],
+    ids=["github.com-like", "enterprise"],
+)
+def test_manifest_flow_stores_credentials_encrypted_and_configures_the_app_after_restart(
+    database_url: str, api_prefix: str, api_url: str, web_url: str
+) -> None:
+    fake = FakeGitHub(api_prefix=api_prefix)
+    settings = make_settings(database_url, GITHUB_API_URL=api_url)
+    runtime = make_runtime(settings, fake)
+    assert not runtime.app_configured
+
+    with served(runtime, run_worker=False) as client:
+        page = client.get("/setup")
+        assert page.status_code == 200
+        form = ManifestForm()
+        form.feed(page.text)
+        action = urlsplit(form.action)
+        assert f"{action.scheme}://{action.netloc}{action.path}" == (
+            f"{web_url}/settings/apps/new"
+        )
+        state = parse_qs(action.query)["state"][0]
+        base = str(client.base_url).rstrip("/")
+        assert form.manifest["hook_attributes"]["url"] == f"{base}/api/github/webhooks"
+        assert form.manifest["redirect_url"] == f"{base}/setup/callback"
+        code = fake.add_manifest_code(form.manifest)
+
+        refused = client.get("/setup/callback", params={"code": code, "state": "forged"})
+        assert refused.status_code == 400
+        assert "expired" in refused.text
+        assert fake.count(r"/app-manifests/") == 0  # the code was not spent
+
+        done = client.get("/setup/callback", params={"code": code, "state": state})
+        assert done.status_code == 200, done.text
+        assert f"{web_url}/apps/{fake.app_slug}/installations/new" in done.text
+        assert "Restart guildprompts" in done.text
+        assert fake.count(r"/app-manifests/[^/]+/conversions", method="POST") == 1
+        assert client.get("/setup/callback", params={"code": code, "state": state}
+                          ).status_code == 410
+        assert client.get("/setup").status_code == 410
+        # Until the restart, webhooks still cannot be verified.
+        early = fake.webhook("ping", fake.ping_payload())
+        assert client.post("/api/github/webhooks", content=early.body, headers=early.headers
+                           ).status_code == 503
+
+    vault = Vault(settings.encryption_keys)
+    with runtime.database.session() as session:
+        stored = {row.name: row.ciphertext for row in session.scalars(select(AppSecret))}
+        key = credentials.get_secret(session, vault, credentials.PRIVATE_KEY)
+        secret = credentials.get_secret(session, vault, credentials.WEBHOOK_SECRET)
+    assert {credentials.APP_ID, credentials.APP_SLUG, credentials.PRIVATE_KEY,
+            credentials.WEBHOOK_SECRET, credentials.CLIENT_SECRET} <= set(stored)
+    assert key == fake.private_key_pem and secret == fake.webhook_secret
+    everything = " ".join(stored.values())
+    for plaintext in (fake.webhook_secret, *fake.private_key_pem.splitlines()[1:-1]):
+        assert plaintext not in everything
+
+    restarted = make_runtime(settings, fake)
+    assert restarted.app_configured
+    assert restarted.credentials.app_id == str(fake.app_id)
+    assert restarted.credentials.slug == fake.app_slug
+    with served(restarted, run_worker=False) as client:
+        ready = client.get("/readyz").json()
+        assert ready["checks"]["app"]["status"] == "valid"
+        hook = fake.webhook("ping", fake.ping_payload())
+        accepted = client.post("/api/github/webhooks", content=hook.body, headers=hook.headers)
+        assert accepted.status_code == 202, accepted.text
+        assert client.get("/setup").status_code == 410
+
+
+def test_a_code_github_refuses_leaves_setup_open(sqlite_url: str) -> None:
+    fake = FakeGitHub()
+    runtime = make_runtime(make_settings(sqlite_url), fake)
+    with served(runtime, run_worker=False) as client:
+        form = ManifestForm()
+        form.feed(client.get("/setup").text)
+        state = parse_qs(urlsplit(form.action).query)["state"][0]
+        refused = client.get("/setup/callback", params={"code": "not-issued", "state": state})
+        assert refused.status_code == 502
+        assert client.get("/setup").status_code == 200
+    with runtime.database.session() as session:
+        assert credentials.secret_names(session) == []
