@@ -9,7 +9,8 @@ memory. The admin calls behind `/prompt-config` raise `BridgeError` with the ser
 
 Both clients share one sans-I/O core (`_Core`) that builds requests and interprets responses,
 caches and persists; `BridgeClient` and `AsyncBridgeClient` only differ in how they send.
-Imports only the standard library, httpx and promptrepo, so a bot needs none of the server.
+Imports only the standard library, httpx and promptrepo, so a bot needs none of the server; the
+result types and their parsing are `bot_bridge.results` (re-exported here and by the package).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType, TracebackType
@@ -32,17 +33,21 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from promptrepo import Context, Diagnostic, builtin_default, render
-
-__all__ = [
-    "AsyncBridgeClient",
-    "BridgeClient",
-    "BridgeError",
-    "BridgeEvent",
-    "GuildConfig",
-    "PreviewResult",
-    "ResolvedPrompt",
-]
+from bot_bridge.results import (
+    BridgeError,
+    BridgeEvent,
+    GuildConfig,
+    PreviewResult,
+    ResolvedPrompt,
+    config_from_body,
+    config_or_none,
+    events_from_body,
+    preview_from_body,
+    prompt_from_body,
+    removed_from_body,
+    text_field,
+)
+from promptrepo import Context, builtin_default, render
 
 logger = logging.getLogger(__name__)
 
@@ -50,115 +55,6 @@ API_PREFIX = "/bridge/v1"
 CACHE_FILE_FORMAT = "guildprompts-bridge-cache/1"
 _GUILD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _T = TypeVar("_T")
-
-
-# --- results ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ResolvedPrompt:
-    """The prompt for one (guild, context), shaped so the bot can swap it in for its old resolver.
-
-    `resolved_at` is when the bridge produced (or confirmed, by 304) this answer; a stale answer
-    keeps the time it was last confirmed, so its age is visible.
-    """
-
-    content: str
-    source: str  # custom | default | fallback
-    version: int | str | None  # the repository's schema version
-    commit_sha: str | None
-    file_path: str | None
-    tried_paths: tuple[str, ...]
-    repo_url: str | None
-    github_file_url: str | None
-    parameters: Mapping[str, Any]
-    is_stale: bool
-    resolved_at: datetime
-    route: str | None = None
-    branch: str | None = None
-    repository: str | None = None  # owner/name
-    status_message: str | None = None
-
-
-@dataclass(frozen=True)
-class GuildConfig:
-    """A guild's binding and its sync status, as `GET .../config` reports it.
-
-    `state`: active | no_access (lost access: built-in defaults serve) | pending (not live yet,
-    e.g. the App is not installed). `last_sync_outcome`: pending | ok | rejected (the latest commit
-    failed validation, `active_sha` still serves) | error (GitHub unreachable or fetch failed) |
-    deleted (the branch is gone). Times are ISO 8601 text as the server sent them.
-    """
-
-    guild_id: str
-    repository: str | None
-    branch: str | None  # None: the repository's default branch
-    enabled: bool
-    state: str | None
-    last_sync_outcome: str | None
-    status_message: str | None
-    active_sha: str | None
-    latest_sha: str | None
-    last_sync_at: str | None
-    errors: tuple[Diagnostic, ...]
-    set_by: str | None
-    set_at: str | None
-    repo_url: str | None
-    install_url: str | None
-    in_progress: bool = False  # the server answered 202: the sync is still running
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-
-@dataclass(frozen=True)
-class PreviewResult:
-    """What `POST .../test` found for one context: nothing is cached by the server for it."""
-
-    file_path: str | None
-    tried_paths: tuple[str, ...]
-    route: str | None
-    source: str | None
-    commit_sha: str | None
-    preview: str
-    diagnostics: tuple[Diagnostic, ...]
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-
-@dataclass(frozen=True)
-class BridgeEvent:
-    """One audit-log entry of a guild's binding: who changed what, when (never a secret)."""
-
-    at: str | None
-    actor: str | None
-    action: str
-    before: Mapping[str, Any] | None
-    after: Mapping[str, Any] | None
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-
-class BridgeError(Exception):
-    """An admin call failed; `status_code` is None when the service could not be reached."""
-
-    def __init__(
-        self, status_code: int | None, message: str, body: Mapping[str, Any] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
-        self.body: Mapping[str, Any] = body or {}
-
-    @property
-    def install_url(self) -> str | None:
-        """Where to install the App (the 409 answer to `set_config`)."""
-        return _text(self.body.get("install_url"))
-
-    @property
-    def unreachable(self) -> bool:
-        return self.status_code is None
-
-    @property
-    def diagnostics(self) -> tuple[Diagnostic, ...]:
-        """Problems the server listed with its refusal (e.g. a first sync that failed)."""
-        return _diagnostics(self.body.get("errors") or self.body.get("diagnostics"))
 
 
 # --- the shared core ----------------------------------------------------------------------------
@@ -349,7 +245,7 @@ class _Core:
                 self._entries.move_to_end(key)
                 return entry.prompt
         body = _json_object(response) if status == 200 else None
-        prompt = _prompt_from_body(body, _now()) if body is not None else None
+        prompt = prompt_from_body(body, _now()) if body is not None else None
         if prompt is None:
             return self._refused(key, ctx, response)
         self._store(key, _Entry(prompt, body or {}, response.headers.get("ETag")))
@@ -504,19 +400,11 @@ class _Core:
         return _Op(request, finish)
 
 
-# --- parsing ------------------------------------------------------------------------------------
+# --- responses, persisted entries and the fallback ---------------------------------------------
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _texts(value: Any) -> tuple[str, ...]:
-    return tuple(item for item in value if isinstance(item, str)) if isinstance(value, list) else ()
 
 
 def _describe(error: BaseException | None) -> str:
@@ -538,48 +426,9 @@ def _json_object(response: httpx.Response) -> dict[str, Any] | None:
 def _error_message(response: httpx.Response) -> str:
     body = _json_object(response) or {}
     for key in ("message", "error", "detail"):
-        if _text(body.get(key)):
+        if text_field(body.get(key)):
             return str(body[key])
     return response.reason_phrase or f"HTTP {response.status_code}"
-
-
-def _repo_url(body: Mapping[str, Any]) -> str | None:
-    """The repository's web URL, from the commit-pinned file URL (it carries the right host)."""
-    if _text(body.get("repo_url")):
-        return str(body["repo_url"])
-    file_url = _text(body.get("github_file_url"))
-    if file_url is None:
-        return None
-    parts = urlsplit(file_url)
-    owner_name = [segment for segment in parts.path.split("/") if segment][:2]
-    if len(owner_name) < 2 or not parts.netloc:
-        return None
-    return f"{parts.scheme}://{parts.netloc}/{owner_name[0]}/{owner_name[1]}"
-
-
-def _prompt_from_body(body: Mapping[str, Any], resolved_at: datetime) -> ResolvedPrompt | None:
-    content = body.get("content")
-    if not isinstance(content, str):
-        return None
-    parameters = body.get("parameters")
-    version = body.get("schema_version")
-    return ResolvedPrompt(
-        content=content,
-        source=_text(body.get("source")) or "custom",
-        version=version if isinstance(version, int | str) else None,
-        commit_sha=_text(body.get("commit_sha")),
-        file_path=_text(body.get("file_path")),
-        tried_paths=_texts(body.get("tried_paths")),
-        repo_url=_repo_url(body),
-        github_file_url=_text(body.get("github_file_url")),
-        parameters=MappingProxyType(dict(parameters) if isinstance(parameters, dict) else {}),
-        is_stale=body.get("is_stale") is True,
-        resolved_at=resolved_at,
-        route=_text(body.get("route")),
-        branch=_text(body.get("branch")),
-        repository=_text(body.get("repository")),
-        status_message=_text(body.get("status_message")),
-    )
 
 
 def _entry_from_file(item: Any) -> tuple[tuple[str, str], _Entry] | None:
@@ -592,7 +441,7 @@ def _entry_from_file(item: Any) -> tuple[tuple[str, str], _Entry] | None:
         resolved_at = datetime.fromisoformat(str(item.get("resolved_at")))
     except ValueError:
         return None
-    prompt = _prompt_from_body(item["body"], resolved_at)
+    prompt = prompt_from_body(item["body"], resolved_at)
     if prompt is None:
         return None
     etag = item.get("etag") if isinstance(item.get("etag"), str) else None
@@ -623,91 +472,6 @@ def _fallback(guild: str, ctx: Context, message: str) -> ResolvedPrompt:
         route=resolution.route,
         status_message=message,
     )
-
-
-def _diagnostics(value: Any) -> tuple[Diagnostic, ...]:
-    found = []
-    for item in value if isinstance(value, list) else ():
-        if not isinstance(item, dict):
-            continue
-        severity = item.get("severity")
-        line, column = item.get("line"), item.get("column")
-        found.append(
-            Diagnostic(
-                path=str(item.get("path") or ""),
-                line=line if isinstance(line, int) else None,
-                column=column if isinstance(column, int) else None,
-                severity=severity if severity in ("error", "warning", "notice") else "error",
-                code=str(item.get("code") or ""),
-                message=str(item.get("message") or ""),
-                hint=str(item.get("hint") or ""),
-            )
-        )
-    return tuple(found)
-
-
-def _config(guild: str, body: Any, status_code: int) -> GuildConfig | None:
-    """None when the guild has no binding (a 404, or an answer without a repository)."""
-    config = _config_result(guild, body, status_code)
-    return config if config.repository else None
-
-
-def _config_result(guild: str, body: Any, status_code: int) -> GuildConfig:
-    body = body if isinstance(body, dict) else {}
-    return GuildConfig(
-        guild_id=_text(body.get("guild_id")) or guild,
-        repository=_text(body.get("repository")),
-        branch=_text(body.get("branch")),
-        enabled=body.get("enabled") is not False,
-        state=_text(body.get("state")),
-        last_sync_outcome=_text(body.get("last_sync_outcome")),
-        status_message=_text(body.get("status_message")),
-        active_sha=_text(body.get("active_sha")),
-        latest_sha=_text(body.get("latest_sha")),
-        last_sync_at=_text(body.get("last_sync_at")),
-        errors=_diagnostics(body.get("errors")),
-        set_by=_text(body.get("set_by")),
-        set_at=_text(body.get("set_at")),
-        repo_url=_text(body.get("repo_url")),
-        install_url=_text(body.get("install_url")),
-        in_progress=status_code == 202,
-        raw=body,
-    )
-
-
-def _preview(guild: str, body: Any, status_code: int) -> PreviewResult:
-    body = body if isinstance(body, dict) else {}
-    preview = body.get("preview", body.get("content"))
-    return PreviewResult(
-        file_path=_text(body.get("file_path")),
-        tried_paths=_texts(body.get("tried_paths")),
-        route=_text(body.get("route")),
-        source=_text(body.get("source")),
-        commit_sha=_text(body.get("commit_sha")),
-        preview=preview if isinstance(preview, str) else "",
-        diagnostics=_diagnostics(body.get("diagnostics")),
-        raw=body,
-    )
-
-
-def _events(guild: str, body: Any, status_code: int) -> list[BridgeEvent]:
-    items = body.get("events") if isinstance(body, dict) else body
-    return [
-        BridgeEvent(
-            at=_text(item.get("at")),
-            actor=_text(item.get("actor")),
-            action=_text(item.get("action")) or "unknown",
-            before=item.get("before") if isinstance(item.get("before"), dict) else None,
-            after=item.get("after") if isinstance(item.get("after"), dict) else None,
-            raw=item,
-        )
-        for item in (items if isinstance(items, list) else ())
-        if isinstance(item, dict)
-    ]
-
-
-def _removed(guild: str, body: Any, status_code: int) -> bool:
-    return True
 
 
 # --- the two clients: same API, only the transport call differs ---------------------------------
@@ -753,27 +517,28 @@ class _ClientBase:
         return f"{type(self).__name__}({self._core.base_url!r})"
 
     def _get_config(self, guild_id: object) -> _Op[GuildConfig | None]:
-        return self._core.admin("GET", guild_id, "config", _config, on_404=lambda: None)
+        return self._core.admin("GET", guild_id, "config", config_or_none, on_404=lambda: None)
 
     def _set_config(
         self, guild_id: object, repository: str, branch: str | None, token: str | None, actor: str
     ) -> _Op[GuildConfig]:
         body = {"repository": repository, "branch": branch, "token": token, "actor": actor}
-        return self._core.admin("PUT", guild_id, "config", _config_result, body)
+        return self._core.admin("PUT", guild_id, "config", config_from_body, body)
 
     def _remove_config(self, guild_id: object, actor: str) -> _Op[bool]:
         body = {"actor": actor}
-        return self._core.admin("DELETE", guild_id, "config", _removed, body, lambda: False)
+        return self._core.admin("DELETE", guild_id, "config", removed_from_body, body,
+                                lambda: False)
 
     def _refresh(self, guild_id: object, actor: str) -> _Op[GuildConfig]:
-        return self._core.admin("POST", guild_id, "refresh", _config_result, {"actor": actor})
+        return self._core.admin("POST", guild_id, "refresh", config_from_body, {"actor": actor})
 
     def _test(self, guild_id: object, context: Mapping[str, object] | None) -> _Op[PreviewResult]:
         body = {key: value for key, value in (context or {}).items() if value is not None}
-        return self._core.admin("POST", guild_id, "test", _preview, body)
+        return self._core.admin("POST", guild_id, "test", preview_from_body, body)
 
     def _events(self, guild_id: object) -> _Op[list[BridgeEvent]]:
-        return self._core.admin("GET", guild_id, "events", _events)
+        return self._core.admin("GET", guild_id, "events", events_from_body)
 
 
 class BridgeClient(_ClientBase):

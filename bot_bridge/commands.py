@@ -23,6 +23,7 @@ PERMISSION_DENIED = (
     "Changing this server's prompt repository needs the Administrator or Manage Server "
     "permission, or the bot-manager role."
 )
+NOTHING_TO_REMOVE = "This server has no prompt repository, so there is nothing to remove."
 GUILD_ONLY = "Use `/prompt-config` inside a server: the prompt repository belongs to a server."
 
 
@@ -61,6 +62,15 @@ def can_manage(caller: Caller, manager_roles: Collection[str | int] = ()) -> boo
     return not wanted.isdisjoint(caller.role_ids)
 
 
+def _refuse_unless_manager(caller: Caller, manager_roles: Collection[str | int]) -> Reply | None:
+    """The reply refusing an admin subcommand (outside a server, or not a manager); None: go."""
+    if caller.guild_id is None:
+        return Reply(GUILD_ONLY)
+    if not can_manage(caller, manager_roles):
+        return Reply(PERMISSION_DENIED)
+    return None
+
+
 async def set_binding(
     client: AsyncBridgeClient,
     caller: Caller,
@@ -70,10 +80,9 @@ async def set_binding(
     manager_roles: Collection[str | int] = (),
 ) -> Reply:
     """`/prompt-config set <repository> [branch]`."""
-    if caller.guild_id is None:
-        return Reply(GUILD_ONLY)
-    if not can_manage(caller, manager_roles):
-        return Reply(PERMISSION_DENIED)
+    refused = _refuse_unless_manager(caller, manager_roles)
+    if refused is not None:
+        return refused
     repository, branch = repository.strip(), (branch or "").strip() or None
     if not repository:
         return Reply(
@@ -117,15 +126,14 @@ async def remove_binding(
     manager_roles: Collection[str | int] = (),
 ) -> Reply:
     """`/prompt-config remove`: the first call asks for confirmation, the confirmed one removes."""
-    if caller.guild_id is None:
-        return Reply(GUILD_ONLY)
-    if not can_manage(caller, manager_roles):
-        return Reply(PERMISSION_DENIED)
+    refused = _refuse_unless_manager(caller, manager_roles)
+    if refused is not None:
+        return refused
     try:
         if not confirmed:
             config = await client.get_config(caller.guild_id)
             if config is None:
-                return Reply("This server has no prompt repository, so there is nothing to remove.")
+                return Reply(NOTHING_TO_REMOVE)
             return Reply(
                 f"Remove **{config.repository}** from this server? The bot will use its "
                 "built-in prompts until a repository is set again.",
@@ -135,7 +143,7 @@ async def remove_binding(
     except BridgeError as exc:
         return Reply(_refusal(exc, caller))
     if not removed:
-        return Reply("This server has no prompt repository, so there is nothing to remove.")
+        return Reply(NOTHING_TO_REMOVE)
     return Reply("Prompt repository removed: the bot uses its built-in prompts from now on.")
 
 
@@ -143,10 +151,9 @@ async def refresh_binding(
     client: AsyncBridgeClient, caller: Caller, *, manager_roles: Collection[str | int] = ()
 ) -> Reply:
     """`/prompt-config refresh`: re-sync from GitHub now."""
-    if caller.guild_id is None:
-        return Reply(GUILD_ONLY)
-    if not can_manage(caller, manager_roles):
-        return Reply(PERMISSION_DENIED)
+    refused = _refuse_unless_manager(caller, manager_roles)
+    if refused is not None:
+        return refused
     try:
         config = await client.refresh(caller.guild_id, actor=caller.user_id)
     except BridgeError as exc:

@@ -20,6 +20,10 @@ completed). Errors:
   end the sync normally: the outcome and the bindings' statuses say why;
 - transient GitHub errors (`TransientError`, `RateLimited`) and database errors propagate, so
   the worker retries the delivery later; a retry redoes only what is missing.
+
+The steps live in small modules, this one is the flow between them: `sync_access` (which
+credentials, which errors mean no access), `sync_content` (tree selection, validation),
+`sync_records` (each database transaction) and `sync_messages` (the status texts).
 """
 
 from __future__ import annotations
@@ -28,51 +32,48 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy.orm import Session
 
-import promptrepo
 from github_app import checks, metrics
 from github_app.github import (
     NOT_MODIFIED,
     GitHubError,
-    InstallationUnavailable,
     NotFound,
     RateLimited,
     TransientError,
     TreeEntry,
-    Unauthorized,
 )
 from github_app.logs import log_context
 from github_app.runtime import Runtime
-from github_app.secrets import Vault
-from github_app.store import (
-    audit,
-    bindings,
-    branches,
-    checkruns,
-    installations,
-    serving,
-    snapshots,
+from github_app.store import snapshots
+from github_app.store.models import BranchStatus, utcnow
+from github_app.sync_access import Access, choose_access, is_access_problem, requested_access
+from github_app.sync_content import (
+    PATH_FILE,
+    Snapshot,
+    analyse,
+    select_files,
+    validate_files,
 )
-from github_app.store.errors import ConcurrentUpdateError
-from github_app.store.models import (
-    UNCHANGED,
-    BindingState,
-    BranchStatus,
-    GuildBinding,
-    PendingBinding,
-    Repository,
-    TrackedBranch,
-    utcnow,
+from github_app.sync_messages import access_message, describe
+from github_app.sync_records import (
+    Recorded,
+    RepoState,
+    StoredCommit,
+    read_commit,
+    read_repository,
+    record_access_problem,
+    record_branch_status,
+    record_commit,
+    record_sync_log,
+    remember_repository,
 )
-from promptrepo import Diagnostic, PromptRepository, RepositoryError
+from promptrepo import Diagnostic
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +81,6 @@ TRIGGERS = frozenset({
     "push", "reconcile", "bind", "refresh", "access-restored", "pull_request", "check_suite",
     "check_run",
 })
-RERUN_TRIGGERS = frozenset({"check_suite", "check_run"})  # a person asked for a new check run
-ACTOR = "guildprompts-sync"  # the audit log's actor for promotions made by a sync
-PATH_FILE = "PATH"
 _SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 
 
@@ -144,86 +142,13 @@ async def sync(runtime: Runtime, request: SyncRequest) -> SyncOutcome:
             raise
 
 
-# ---- what a sync knows and decides --------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Access:
-    """The credentials a sync reads with."""
-
-    kind: str  # "installation", "token" or "anonymous"
-    installation_id: int | None = None
-    token: str | None = field(default=None, repr=False)
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        if self.installation_id is not None:
-            return {"installation_id": self.installation_id}
-        return {"token": self.token} if self.token is not None else {}
-
-
-@dataclass(frozen=True)
-class _RepoState:
-    """The repository and the branch as stored before the sync."""
-
-    private: bool
-    default_branch: str
-    installation_id: int | None  # an installation that can read it (not suspended)
-    token: str | None = field(repr=False)  # a guild's token for it
-    active_sha: str | None
-    latest_sha: str | None
-    etag: str | None
-
-
-@dataclass(frozen=True)
-class _Stored:
-    """A commit already snapshotted, and whether a check run must be posted on it."""
-
-    snapshot_id: int | None
-    diagnostics: tuple[Diagnostic, ...]
-    files: Mapping[str, bytes]
-    post_check: bool
-    open_check_run: int | None  # a run left in progress by a failed attempt
-
-
-@dataclass(frozen=True)
-class _Validation:
-    diagnostics: tuple[Diagnostic, ...]
-    repository: PromptRepository | None
-    load_error: str
-
-    @property
-    def errors(self) -> int:
-        return sum(1 for item in self.diagnostics if item.severity == "error")
-
-    @property
-    def valid(self) -> bool:
-        return self.errors == 0
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    """What the transaction records: blobs to store and the snapshot's file list."""
-
-    sha: str
-    blob_ids: Mapping[str, str]  # path -> blob sha
-    downloaded: Mapping[str, bytes]  # blob sha -> content, new
-    validation: _Validation
-
-
-@dataclass(frozen=True)
-class _Recorded:
-    snapshot_id: int
-    activated: bool
-    live_sha: str | None
-    superseded: bool  # a later head of the branch was already seen
-    generation: int | None  # set when what guilds are served (or their status) changed
-    serving: tuple[str, ...]
-    pending: tuple[str, ...]
+# ---- one sync's flow ------------------------------------------------------------------------
 
 
 @dataclass
 class _Run:
+    """One sync in progress: what it learned (branch, sha, access) and what it cost."""
+
     runtime: Runtime
     request: SyncRequest
     api_calls: int = 0
@@ -231,7 +156,7 @@ class _Run:
     started: float = field(default_factory=time.monotonic)
     branch: str | None = None
     sha: str | None = None
-    access: _Access | None = None
+    access: Access | None = None
 
     @property
     def repo_id(self) -> int:
@@ -240,33 +165,33 @@ class _Run:
     async def execute(self) -> SyncOutcome:
         request = self.request
         state = await self.runtime.run_db(
-            _read_repository, self.runtime.vault, self.repo_id, request.branch
+            read_repository, self.runtime.vault, self.repo_id, request.branch
         )
         if state is None:
             try:
                 state = await self._discover()
             except GitHubError as exc:
-                if not _is_access_problem(exc):
+                if not is_access_problem(exc):
                     raise
-                return await self._access_lost(exc, _Access(*_requested(request)))
+                return await self._access_lost(exc, Access(*requested_access(request)))
         # A commit checked without a branch (a fork's pull request) stays branchless.
         needs_branch = request.activate or request.sha is None
         self.branch = request.branch or (state.default_branch if needs_branch else None)
-        self.access = _choose_access(request, state)
+        self.access = choose_access(request, state)
         if self.access is None:
             message = (f"guildprompts cannot read {request.full_name}: install the GitHub App on "
                        "it, or give a personal access token when binding")
-            return await self._access_lost(None, _Access("anonymous"), message)
+            return await self._access_lost(None, Access("anonymous"), message)
         try:
             return await self._sync_commit(state)
         except GitHubError as exc:
-            if not _is_access_problem(exc):
+            if not is_access_problem(exc):
                 raise
             if isinstance(exc, NotFound) and await self._readable():
                 return await self._missing(state)
             return await self._access_lost(exc, self.access)
 
-    async def _sync_commit(self, state: _RepoState) -> SyncOutcome:
+    async def _sync_commit(self, state: RepoState) -> SyncOutcome:
         request, access = self.request, self.access
         assert access is not None
         etag = None
@@ -275,13 +200,13 @@ class _Run:
             sha, etag = await self._head(state)
         self.sha = sha
         stored = await self.runtime.run_db(
-            _read_commit, self.repo_id, sha, request.trigger,
+            read_commit, self.repo_id, sha, request.trigger,
             can_check=request.check_run and access.installation_id is not None,
         )
         check_run_id = None
         if stored.snapshot_id is not None:
-            validation = await _to_thread(_analyse, stored.files, stored.diagnostics)
-            snapshot = _Snapshot(sha, {}, {}, validation)
+            validation = await anyio.to_thread.run_sync(analyse, stored.files, stored.diagnostics)
+            snapshot = Snapshot(sha, {}, {}, validation)
             if stored.post_check:
                 check_run_id = await self._start_check(stored)
         else:
@@ -296,7 +221,7 @@ class _Run:
                 check_run_id = await self._start_check(stored)
             snapshot = await self._fetch(sha, entries)
         recorded = await self.runtime.run_db(
-            _record, self.runtime.vault, self.repo_id, self.branch, snapshot,
+            record_commit, self.runtime.vault, self.repo_id, self.branch, snapshot,
             activate=request.activate, head_at=_aware(request.head_at) or utcnow(),
             etag=etag, full_name=request.full_name,
         )
@@ -308,7 +233,7 @@ class _Run:
         if check_run_id is not None:
             await self._complete_check(check_run_id, snapshot, recorded)
         validation = snapshot.validation
-        label, message = _describe(request, self.branch, sha, validation, recorded)
+        label, message = describe(request, self.branch, sha, validation, recorded)
         return await self._finish(label, sha, recorded.snapshot_id, recorded.activated,
                                   validation.diagnostics, message, valid=validation.valid)
 
@@ -319,21 +244,21 @@ class _Run:
         self.api_calls += 1
         return await awaitable
 
-    async def _discover(self) -> _RepoState:
+    async def _discover(self) -> RepoState:
         """A repository never seen before: ask GitHub what it is and remember it."""
         request = self.request
-        access = _Access(*_requested(request))
+        access = Access(*requested_access(request))
         data = await self._call(self.runtime.github.get_repository(self.repo_id, **access.kwargs))
         await self.runtime.run_db(
-            _remember_repository, self.repo_id, data, request.full_name, access.installation_id
+            remember_repository, self.repo_id, data, request.full_name, access.installation_id
         )
         state = await self.runtime.run_db(
-            _read_repository, self.runtime.vault, self.repo_id, request.branch
+            read_repository, self.runtime.vault, self.repo_id, request.branch
         )
         assert state is not None
         return state
 
-    async def _head(self, state: _RepoState) -> tuple[str, str | None]:
+    async def _head(self, state: RepoState) -> tuple[str, str | None]:
         """The branch head, with the stored ETag (a 304 costs no rate limit)."""
         assert self.access is not None and self.branch is not None
         github = self.runtime.github
@@ -353,15 +278,15 @@ class _Run:
             await self._call(self.runtime.github.get_repository(
                 self.repo_id, **self.access.kwargs))
         except GitHubError as exc:
-            if _is_access_problem(exc):
+            if is_access_problem(exc):
                 return False
             raise
         return True
 
-    async def _fetch(self, sha: str, entries: Sequence[TreeEntry]) -> _Snapshot:
+    async def _fetch(self, sha: str, entries: Sequence[TreeEntry]) -> Snapshot:
         """Download the missing blobs of the repository files, then validate."""
         settings = self.runtime.settings
-        wanted, tree_diagnostics = _select(entries, settings.max_prompt_file_size)
+        wanted, tree_diagnostics = select_files(entries, settings.max_prompt_file_size)
         if PATH_FILE not in wanted:
             wanted = {}  # not a usable prompt repository: `path-missing` needs no download
         missing = await self.runtime.run_db(snapshots.missing_blobs, set(wanted.values()))
@@ -372,11 +297,11 @@ class _Run:
         if present:
             contents.update(await self.runtime.run_db(snapshots.load_blobs, present))
         files = {path: contents[blob] for path, blob in wanted.items()}
-        validation = await _to_thread(
-            _validate, files, tree_diagnostics, settings.strict_validation,
+        validation = await anyio.to_thread.run_sync(
+            validate_files, files, tree_diagnostics, settings.strict_validation,
             settings.max_prompt_file_size,
         )
-        return _Snapshot(sha, wanted, downloaded, validation)
+        return Snapshot(sha, wanted, downloaded, validation)
 
     async def _download(self, shas: Sequence[str]) -> dict[str, bytes]:
         assert self.access is not None
@@ -400,7 +325,7 @@ class _Run:
 
     # ---- check runs -----------------------------------------------------------------------
 
-    async def _start_check(self, stored: _Stored) -> int | None:
+    async def _start_check(self, stored: StoredCommit) -> int | None:
         if stored.open_check_run is not None:
             return stored.open_check_run
         assert self.access is not None and self.access.installation_id is not None
@@ -416,7 +341,7 @@ class _Run:
         return int(run_id)
 
     async def _complete_check(
-        self, check_run_id: int, snapshot: _Snapshot, recorded: _Recorded
+        self, check_run_id: int, snapshot: Snapshot, recorded: Recorded
     ) -> None:
         assert self.access is not None and self.access.installation_id is not None
         validation = snapshot.validation
@@ -433,7 +358,7 @@ class _Run:
             serving=recorded.serving,
             pending=recorded.pending,
         )
-        output = await _to_thread(checks.render_output, report)
+        output = await anyio.to_thread.run_sync(checks.render_output, report)
         try:
             self.api_calls += await checks.finish_check_run(
                 self.runtime, self.repo_id, check_run_id, self.access.installation_id, output
@@ -446,18 +371,18 @@ class _Run:
     # ---- endings --------------------------------------------------------------------------
 
     async def _access_lost(
-        self, exc: GitHubError | None, access: _Access, message: str | None = None
+        self, exc: GitHubError | None, access: Access, message: str | None = None
     ) -> SyncOutcome:
-        message = message or _access_message(exc, access, self.request.full_name)
+        message = message or access_message(exc, access, self.request.full_name)
         generation = await self.runtime.run_db(
-            _record_access_problem, self.runtime.vault, self.repo_id, self.request.full_name,
+            record_access_problem, self.runtime.vault, self.repo_id, self.request.full_name,
             self.branch if self.request.activate else None, message, access,
         )
         if generation is not None:
             await self.runtime.announce_activation(generation)
         return await self._finish("no_access", self.sha, None, False, (), message)
 
-    async def _missing(self, state: _RepoState) -> SyncOutcome:
+    async def _missing(self, state: RepoState) -> SyncOutcome:
         """The repository is readable but the commit (or the branch) is not there any more."""
         if self.sha is not None:
             message = (f"commit {self.sha[:7]} no longer exists on GitHub "
@@ -467,7 +392,7 @@ class _Run:
         message = f"branch {self.branch} no longer exists on GitHub: serving {serving_now}"
         if self.request.activate:
             generation = await self.runtime.run_db(
-                _record_branch_status, self.repo_id, self.branch, BranchStatus.DELETED, message
+                record_branch_status, self.repo_id, self.branch, BranchStatus.DELETED, message
             )
             if generation is not None:
                 await self.runtime.announce_activation(generation)
@@ -481,7 +406,7 @@ class _Run:
             if self.request.activate and self.branch is not None \
                     and not isinstance(exc, TransientError | RateLimited):
                 generation = await self.runtime.run_db(
-                    _record_branch_status, self.repo_id, self.branch, BranchStatus.ERROR, message
+                    record_branch_status, self.repo_id, self.branch, BranchStatus.ERROR, message
                 )
                 if generation is not None:
                     await self.runtime.announce_activation(generation)
@@ -508,449 +433,14 @@ class _Run:
     async def _log(self, label: str, message: str, sha: str | None = None) -> None:
         duration_ms = int((time.monotonic() - self.started) * 1000)
         await self.runtime.run_db(
-            _record_sync_log, self.repo_id, trigger=self.request.trigger, outcome=label,
+            record_sync_log, self.repo_id, trigger=self.request.trigger, outcome=label,
             commit_sha=sha or self.sha, branch=self.branch, files_fetched=self.files_fetched,
             api_calls=self.api_calls, duration_ms=duration_ms, message=message[:2000],
         )
         metrics.record_sync(label, self.request.trigger)
 
 
-# ---- pure helpers -------------------------------------------------------------------------
-
-
-def _requested(request: SyncRequest) -> tuple[str, int | None, str | None]:
-    if request.installation_id is not None:
-        return "installation", request.installation_id, None
-    if request.token is not None:
-        return "token", None, request.token
-    return "anonymous", None, None
-
-
-def _choose_access(request: SyncRequest, state: _RepoState) -> _Access | None:
-    """The request's credentials, else the stored installation, a guild's token, or none for
-    a public repository; None when nothing can read it."""
-    kind, installation_id, token = _requested(request)
-    if kind != "anonymous":
-        return _Access(kind, installation_id, token)
-    if state.installation_id is not None:
-        return _Access("installation", state.installation_id)
-    if state.token is not None:
-        return _Access("token", token=state.token)
-    return None if state.private else _Access("anonymous")
-
-
-def _is_access_problem(exc: GitHubError) -> bool:
-    if isinstance(exc, TransientError | RateLimited):
-        return False
-    return isinstance(exc, InstallationUnavailable | Unauthorized | NotFound) or exc.status == 403
-
-
-def _access_message(exc: GitHubError | None, access: _Access, full_name: str) -> str:
-    if isinstance(exc, InstallationUnavailable):
-        return (f"the GitHub App cannot read {full_name} any more (uninstalled or suspended): "
-                "install it again, or give a personal access token")
-    if access.kind == "token":
-        return (f"the personal access token for {full_name} was refused or cannot read it "
-                "(expired, revoked or missing the contents permission): set a new token")
-    if isinstance(exc, NotFound) or exc is None:
-        return (f"{full_name} cannot be read: it was deleted, or the GitHub App no longer has "
-                "access to it")
-    return f"GitHub refused to let guildprompts read {full_name}: {exc.message}"
-
-
-def _select(
-    entries: Sequence[TreeEntry], max_size: int
-) -> tuple[dict[str, str], list[Diagnostic]]:
-    """The repository files to snapshot (path -> blob sha) and what the tree itself breaks."""
-    wanted: dict[str, str] = {}
-    found: list[Diagnostic] = []
-    for entry in entries:
-        if entry.is_submodule and _visible(entry.path):
-            found.append(_diagnostic(
-                entry.path, "submodule-ignored", "warning",
-                f"{entry.path} is a submodule: guildprompts never follows submodules",
-                "Copy the prompts into this repository instead of a submodule.",
-            ))
-        if entry.type != "blob" or not promptrepo.is_repository_file(entry.path):
-            continue
-        if entry.is_symlink:
-            found.append(_diagnostic(
-                entry.path, "symlink-ignored", "warning",
-                f"{entry.path} is a symbolic link: guildprompts never follows links, so this "
-                "path does not exist for routes",
-                "Replace the link with a copy of the file (or point the route at the target).",
-            ))
-        elif entry.size is not None and entry.size > max_size:
-            found.append(_diagnostic(
-                entry.path, "file-too-large", "error",
-                f"{entry.path} is {entry.size} bytes, over the limit of {max_size} bytes: "
-                "it was not downloaded",
-                "Split the prompt into smaller files joined with `includes:` (v2), or shorten "
-                "it.",
-            ))
-        else:
-            wanted[entry.path] = entry.sha.lower()
-    return wanted, found
-
-
-def _visible(path: str) -> bool:
-    return all(part and not part.startswith(".") for part in path.split("/"))
-
-
-def _diagnostic(path: str, code: str, severity: Any, message: str, hint: str) -> Diagnostic:
-    return Diagnostic(path=path, line=None, column=None, severity=severity, code=code,
-                      message=message, hint=hint)
-
-
-def _validate(
-    files: Mapping[str, bytes], extra: Sequence[Diagnostic], strict: bool, max_size: int
-) -> _Validation:
-    found = promptrepo.validate(files, strict=strict, max_file_size=max_size)
-    diagnostics = tuple(sorted([*found, *extra], key=Diagnostic.sort_key))
-    return _analyse(files, diagnostics)
-
-
-def _analyse(files: Mapping[str, bytes], diagnostics: tuple[Diagnostic, ...]) -> _Validation:
-    """The parsed repository next to its diagnostics (for allowed_guilds and the preview)."""
-    try:
-        return _Validation(diagnostics, promptrepo.load_repository(files), "")
-    except RepositoryError as exc:
-        return _Validation(diagnostics, None, str(exc))
-
-
-def _describe(
-    request: SyncRequest, branch: str | None, sha: str, validation: _Validation,
-    recorded: _Recorded,
-) -> tuple[str, str]:
-    """The outcome label (metrics, sync log) and message of a sync that read the commit."""
-    short = sha[:7]
-    if not request.activate or branch is None:
-        errors = _plural(validation.errors, "error")
-        verdict = "valid" if validation.valid else f"rejected: {errors}"
-        return "checked", f"{short}{f' on {branch}' if branch else ''} checked: {verdict}"
-    if recorded.superseded:
-        live = recorded.live_sha[:7] if recorded.live_sha else "nothing"
-        return "stale", f"{short} is older than the head already seen on {branch} " \
-                        f"(serving {live}): not activated"
-    if not validation.valid:
-        return "rejected", _rejected_message(recorded.live_sha, sha, validation.errors)
-    if recorded.activated:
-        return "activated", f"{short} is now live on {branch}"
-    return "unchanged", f"{short} is already live on {branch}"
-
-
-def _rejected_message(live_sha: str | None, sha: str, errors: int) -> str:
-    live = live_sha[:7] if live_sha else "the built-in defaults"
-    return f"serving {live}, {sha[:7]} rejected: {_plural(errors, 'error')}"
-
-
-def _serving_message(sha: str, diagnostics: Sequence[Diagnostic]) -> str:
-    warnings = sum(1 for item in diagnostics if item.severity == "warning")
-    return f"serving {sha[:7]}" + (f" ({_plural(warnings, 'warning')})" if warnings else "")
-
-
-def _private_message(guild_id: str) -> str:
-    return f'this repository is private: add "{guild_id}" to allowed_guilds in PATH'
-
-
-def _first_error(diagnostics: Sequence[Diagnostic]) -> str:
-    for item in diagnostics:
-        if item.severity == "error":
-            where = item.path + (f":{item.line}" if item.line else "")
-            return f"{where}: {item.message}"
-    return ""
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 def _aware(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
-async def _to_thread(fn: Any, *args: Any) -> Any:
-    """CPU work (validation, rendering) off the event loop."""
-    return await anyio.to_thread.run_sync(partial(fn, *args))
-
-
-# ---- database work (each function runs in one transaction, in a thread) --------------------
-
-
-def _read_repository(
-    session: Session, vault: Vault, repository_id: int, branch: str | None
-) -> _RepoState | None:
-    repository = installations.get_repository(session, repository_id)
-    if repository is None:
-        return None
-    installation_id = (
-        repository.installation_id
-        if installations.has_app_access(session, repository_id) else None
-    )
-    token = (bindings.repository_token(session, vault, repository_id)
-             if installation_id is None else None)
-    tracked = branches.get_branch(session, repository_id, branch or repository.default_branch)
-    return _RepoState(
-        private=repository.private,
-        default_branch=repository.default_branch,
-        installation_id=installation_id,
-        token=token,
-        active_sha=_active_sha(session, tracked),
-        latest_sha=tracked.latest_sha if tracked is not None else None,
-        etag=tracked.etag if tracked is not None else None,
-    )
-
-
-def _remember_repository(
-    session: Session,
-    repository_id: int,
-    data: Mapping[str, Any],
-    full_name: str,
-    installation_id: int | None,
-) -> None:
-    known = installation_id is not None and installations.get_installation(
-        session, installation_id) is not None
-    installations.upsert_repository(
-        session, repository_id, str(data.get("full_name") or full_name),
-        private=bool(data.get("private", True)),
-        default_branch=str(data.get("default_branch") or "main"),
-        installation_id=installation_id if known else UNCHANGED,
-    )
-
-
-def _read_commit(
-    session: Session, repository_id: int, sha: str, trigger: str, *, can_check: bool
-) -> _Stored:
-    snapshot = snapshots.find_snapshot(session, repository_id, sha)
-    post, open_run = False, None
-    if can_check:
-        runs = checkruns.check_runs_for(session, repository_id, sha)
-        completed = any(run.status == "completed" for run in runs)
-        post = trigger in RERUN_TRIGGERS or not completed
-        open_run = next(
-            (run.check_run_id for run in reversed(runs) if run.status != "completed"), None
-        )
-    if snapshot is None:
-        return _Stored(None, (), {}, post, open_run)
-    return _Stored(
-        snapshot.id,
-        tuple(_diagnostics_from(snapshot.diagnostics)),
-        snapshots.snapshot_files(session, snapshot.id),
-        post,
-        open_run,
-    )
-
-
-def _diagnostics_from(stored: Iterable[Mapping[str, Any]]) -> Iterable[Diagnostic]:
-    for item in stored:
-        try:
-            yield Diagnostic(**item)
-        except TypeError:
-            log.warning("skipping a stored diagnostic of an unknown shape: %r", item)
-
-
-def _active_sha(session: Session, tracked: TrackedBranch | None) -> str | None:
-    if tracked is None or tracked.active_snapshot_id is None:
-        return None
-    snapshot = snapshots.get_snapshot(session, tracked.active_snapshot_id)
-    return snapshot.commit_sha if snapshot is not None else None
-
-
-def _record(
-    session: Session,
-    vault: Vault,
-    repository_id: int,
-    branch: str | None,
-    snapshot: _Snapshot,
-    *,
-    activate: bool,
-    head_at: datetime,
-    etag: str | None,
-    full_name: str,
-) -> _Recorded:
-    """Store the snapshot, then (tracked branch) activate it and update every status: one
-    transaction, so guilds never see a half-applied sync."""
-    now = utcnow()
-    validation = snapshot.validation
-    snapshots.store_blobs(session, snapshot.downloaded, now)
-    row = snapshots.create_snapshot(
-        session, repository_id, snapshot.sha, snapshot.blob_ids, valid=validation.valid,
-        diagnostics=[item.to_dict() for item in validation.diagnostics], now=now,
-    )
-    if not activate or branch is None:
-        following = serving.guilds_for_branch(session, repository_id, branch) if branch else []
-        return _Recorded(row.id, False, None, False, None, tuple(following), ())
-    repository = installations.get_repository(session, repository_id)
-    assert repository is not None
-    before = branches.get_branch(session, repository_id, branch)
-    status_before = (before.status, before.status_message) if before is not None else None
-    active_sha = _active_sha(session, before)
-    if etag is not None:
-        branches.set_etag(session, repository_id, branch, etag)
-    latest = branches.note_head(session, repository_id, branch, snapshot.sha, head_at) or (
-        before is not None and before.latest_sha == snapshot.sha
-    )
-    activated = False
-    live_sha = active_sha
-    changed = False
-    if latest and validation.valid and active_sha != snapshot.sha:
-        activated = branches.activate(session, repository_id, branch, row.id, head_at, now)
-        latest = activated
-        live_sha = snapshot.sha if activated else active_sha
-        changed = activated
-    if latest:
-        if validation.valid:
-            status, message = BranchStatus.OK, _serving_message(snapshot.sha,
-                                                                validation.diagnostics)
-        else:
-            status = BranchStatus.REJECTED
-            message = _rejected_message(active_sha, snapshot.sha, validation.errors)
-        branches.set_branch_status(
-            session, repository_id, branch, status, message,
-            diagnostics=[item.to_dict() for item in validation.diagnostics], synced_at=now,
-        )
-        changed = _bindings_follow(session, repository, branch, validation, message) or changed
-        changed = _settle_pending(session, repository, branch, snapshot, full_name) or changed
-        if status_before != (status.value, message):
-            changed = True
-            branches.bump_generation(session)
-    return _Recorded(
-        snapshot_id=row.id,
-        activated=activated,
-        live_sha=live_sha,
-        superseded=not latest,
-        generation=branches.current_generation(session) if changed else None,
-        serving=tuple(serving.guilds_for_branch(session, repository_id, branch)),
-        pending=tuple(serving.guilds_for_branch(session, repository_id, branch, pending=True)),
-    )
-
-
-def _follows(binding: GuildBinding | PendingBinding, repository: Repository, branch: str) -> bool:
-    return (binding.branch or repository.default_branch) == branch
-
-
-def _allowed(binding: GuildBinding | PendingBinding, repository: Repository,
-             allowed_guilds: Sequence[str]) -> bool:
-    """May this guild read the repository? Public, listed in PATH, or it gave its own token."""
-    return (not repository.private or binding.guild_id in allowed_guilds
-            or binding.token_ciphertext is not None)
-
-
-def _bindings_follow(
-    session: Session, repository: Repository, branch: str, validation: _Validation, message: str
-) -> bool:
-    """Live bindings on the branch: the sync's status; with a valid commit, access is checked
-    against its allowed_guilds again (the owner may have removed a guild). True if changed."""
-    changed = False
-    repo = validation.repository
-    for binding in bindings.bindings_for_repository(session, repository_id=repository.id):
-        if not _follows(binding, repository, branch):
-            continue
-        if repo is not None and validation.valid:
-            if _allowed(binding, repository, repo.allowed_guilds):
-                wanted = (BindingState.ACTIVE.value, message)
-            else:
-                wanted = (BindingState.NO_ACCESS.value, _private_message(binding.guild_id))
-        elif binding.state == BindingState.ACTIVE:
-            wanted = (BindingState.ACTIVE.value, message)
-        else:
-            continue
-        if (binding.state, binding.status_message) != wanted:
-            bindings.set_binding_state(session, binding.guild_id, BindingState(wanted[0]),
-                                       wanted[1])
-            changed = True
-    return changed
-
-
-def _settle_pending(
-    session: Session, repository: Repository, branch: str, snapshot: _Snapshot, full_name: str
-) -> bool:
-    """Promote the pending requests on this branch that may read it; tell the others why not.
-    True if a binding went live."""
-    validation = snapshot.validation
-    promoted = False
-    pending = bindings.pending_for_repository(
-        session, repository_id=repository.id, full_name=full_name
-    )
-    for request in pending:
-        if not _follows(request, repository, branch):
-            continue
-        if not validation.valid or validation.repository is None:
-            first = _first_error(validation.diagnostics)
-            message = (f"waiting for a valid commit on {branch}: {snapshot.sha[:7]} was rejected "
-                       f"({_plural(validation.errors, 'error')}; first: {first})")
-        elif not _allowed(request, repository, validation.repository.allowed_guilds):
-            message = _private_message(request.guild_id)
-        else:
-            try:
-                bindings.promote_pending(session, request.guild_id, actor=ACTOR)
-                promoted = True
-                continue
-            except ConcurrentUpdateError:
-                message = ("the guild's binding was changed since this request was made: "
-                           "make the request again")
-        if request.status_message != message:
-            bindings.set_pending_status(session, request.guild_id, message)
-    return promoted
-
-
-def _uses(binding: GuildBinding, access: _Access, vault: Vault) -> bool:
-    """Does this binding depend on the credential that just failed?"""
-    if access.kind == "token":
-        return (binding.token_ciphertext is not None
-                and bindings.binding_token(binding, vault) == access.token)
-    return binding.token_ciphertext is None
-
-
-def _record_access_problem(
-    session: Session,
-    vault: Vault,
-    repository_id: int,
-    full_name: str,
-    branch: str | None,
-    message: str,
-    access: _Access,
-) -> int | None:
-    """Access is per repository: every binding relying on the failed credential serves the
-    built-in defaults with `message`, and pending requests say it too; the synced branch (when
-    tracked) records the error. Returns the new generation if anything changed."""
-    changed = False
-    live = bindings.bindings_for_repository(
-        session, repository_id=repository_id, full_name=full_name)
-    pending = bindings.pending_for_repository(
-        session, repository_id=repository_id, full_name=full_name)
-    if branch is not None:
-        changed = _record_branch_status(
-            session, repository_id, branch, BranchStatus.ERROR, message) is not None
-    for binding in live:
-        wanted = (BindingState.NO_ACCESS.value, message)
-        if _uses(binding, access, vault) and (binding.state, binding.status_message) != wanted:
-            bindings.set_binding_state(session, binding.guild_id, BindingState.NO_ACCESS,
-                                       message)
-            changed = True
-    for request in pending:
-        if request.status_message != message:
-            bindings.set_pending_status(session, request.guild_id, message)
-    if not changed:
-        return None
-    return branches.bump_generation(session)
-
-
-def _record_branch_status(
-    session: Session, repository_id: int, branch: str, status: BranchStatus, message: str
-) -> int | None:
-    """A tracked branch's status (an untracked one stays untracked); the new generation if it
-    changed, since the bridge shows it."""
-    tracked = branches.get_branch(session, repository_id, branch)
-    if tracked is None or (tracked.status, tracked.status_message) == (status.value, message):
-        return None
-    branches.set_branch_status(session, repository_id, branch, status, message)
-    return branches.bump_generation(session)
-
-
-def _record_sync_log(session: Session, repository_id: int, **fields: Any) -> None:
-    """The sync log row (a repository never stored has no row to hang it on)."""
-    if installations.get_repository(session, repository_id) is not None:
-        audit.record_sync(session, repository_id, **fields)

@@ -91,20 +91,20 @@ def _opened_database() -> Iterator[Any]:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    from github_app.store import schema
-
-    with _opened_database() as database:
-        schema.upgrade(database.engine, args.revision)
-        status = schema.schema_status(database.engine)
-    print(f"database {database.display_url} is at revision {status.current}")
-    return 0
+    return _migrate(args.revision, downgrade=False)
 
 
 def _db_downgrade(args: argparse.Namespace) -> int:
+    return _migrate(args.revision, downgrade=True)
+
+
+def _migrate(revision: str, *, downgrade: bool) -> int:
+    """Move the schema to `revision` (either way) and say where it ended."""
     from github_app.store import schema
 
+    move = schema.downgrade if downgrade else schema.upgrade
     with _opened_database() as database:
-        schema.downgrade(database.engine, args.revision)
+        move(database.engine, revision)
         status = schema.schema_status(database.engine)
     print(f"database {database.display_url} is at revision {status.current or 'base (empty)'}")
     return 0

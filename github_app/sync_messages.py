@@ -1,0 +1,78 @@
+"""The one-line texts a sync leaves behind: outcome labels, branch, binding and access statuses.
+
+One home so the bot, the check run and the sync log word the same situation the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from github_app.github import GitHubError, InstallationUnavailable, NotFound
+from promptrepo import Diagnostic
+
+if TYPE_CHECKING:
+    from github_app.sync import SyncRequest
+    from github_app.sync_access import Access
+    from github_app.sync_content import Validation
+    from github_app.sync_records import Recorded
+
+
+def access_message(exc: GitHubError | None, access: Access, full_name: str) -> str:
+    if isinstance(exc, InstallationUnavailable):
+        return (f"the GitHub App cannot read {full_name} any more (uninstalled or suspended): "
+                "install it again, or give a personal access token")
+    if access.kind == "token":
+        return (f"the personal access token for {full_name} was refused or cannot read it "
+                "(expired, revoked or missing the contents permission): set a new token")
+    if isinstance(exc, NotFound) or exc is None:
+        return (f"{full_name} cannot be read: it was deleted, or the GitHub App no longer has "
+                "access to it")
+    return f"GitHub refused to let guildprompts read {full_name}: {exc.message}"
+
+
+def describe(
+    request: SyncRequest, branch: str | None, sha: str, validation: Validation,
+    recorded: Recorded,
+) -> tuple[str, str]:
+    """The outcome label (metrics, sync log) and message of a sync that read the commit."""
+    short = sha[:7]
+    if not request.activate or branch is None:
+        errors = plural(validation.errors, "error")
+        verdict = "valid" if validation.valid else f"rejected: {errors}"
+        return "checked", f"{short}{f' on {branch}' if branch else ''} checked: {verdict}"
+    if recorded.superseded:
+        live = recorded.live_sha[:7] if recorded.live_sha else "nothing"
+        return "stale", f"{short} is older than the head already seen on {branch} " \
+                        f"(serving {live}): not activated"
+    if not validation.valid:
+        return "rejected", rejected_message(recorded.live_sha, sha, validation.errors)
+    if recorded.activated:
+        return "activated", f"{short} is now live on {branch}"
+    return "unchanged", f"{short} is already live on {branch}"
+
+
+def rejected_message(live_sha: str | None, sha: str, errors: int) -> str:
+    live = live_sha[:7] if live_sha else "the built-in defaults"
+    return f"serving {live}, {sha[:7]} rejected: {plural(errors, 'error')}"
+
+
+def serving_message(sha: str, diagnostics: Sequence[Diagnostic]) -> str:
+    warnings = sum(1 for item in diagnostics if item.severity == "warning")
+    return f"serving {sha[:7]}" + (f" ({plural(warnings, 'warning')})" if warnings else "")
+
+
+def private_message(guild_id: str) -> str:
+    return f'this repository is private: add "{guild_id}" to allowed_guilds in PATH'
+
+
+def first_error(diagnostics: Sequence[Diagnostic]) -> str:
+    for item in diagnostics:
+        if item.severity == "error":
+            where = item.path + (f":{item.line}" if item.line else "")
+            return f"{where}: {item.message}"
+    return ""
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
