@@ -1289,7 +1289,7 @@ def serve_on_loopback(app: Any, *, lifespan: str = "off") -> Iterator[str]:
     The socket is bound before the server starts, so the URL is valid as soon as it is yielded;
     on exit the server is asked to stop and the thread joined.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", lifespan=lifespan,

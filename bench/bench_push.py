@@ -1,0 +1,336 @@
+"""Push-to-live latency and GitHub requests per push, against the fake GitHub at 50 ms a request.
+
+Targets (issue 4, sections 4 and 8): push-to-live p95 under 1 s with 50 ms added to every
+GitHub request; a push changing k prompt files costs at most k + 4 GitHub requests.
+
+Each run starts `guildprompts serve` (worker in the same process, as a fresh deployment runs it)
+in its own process over SQLite in a temporary directory, with the project's fake GitHub
+(`tests/fakegithub.py`) on loopback in this process, `latency` seconds added to each of its
+answers. The fake holds a public repository of about 200 prompt files; a guild is bound to it
+through the bridge's PUT config and its first sync waited for. Then, per push:
+
+- the commit is made on the fake and its signed `push` webhook built (outside the timing);
+- push-to-live: from just before the webhook POST until the bridge
+  (`GET /bridge/v1/guilds/{id}/prompt`, polled every `--poll` seconds) first returns the new
+  content: intake -> worker -> sync -> activation -> resolver cache -> answer;
+- requests per push: every request the fake logged from the POST until the push's
+  `guildprompts` check run is completed (the sync's last request), split by endpoint.
+
+Pushes run one after another (k=1 then k=5 per run), so each request belongs to one push.
+A baseline in the same process, one bare GET round trip to the fake over loopback, shows the
+ratio of push-to-live to a single GitHub request.
+
+    .venv/bin/python bench/bench_push.py [--pushes 20] [--runs 3] [--files 200] [--latency 0.05]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the project's fake GitHub lives with the tests
+
+from fakegithub import FakeGitHub  # noqa: E402
+
+from github_app.intake import WEBHOOK_PATH  # noqa: E402
+from github_app.secrets import generate_key  # noqa: E402
+from github_app.settings import documented_variables  # noqa: E402
+
+REPO = "octo-org/prompts"
+GUILD = "111111111111111111"
+TOKEN = "bench-bridge-token-0b6e2c8d"
+PATH_FILE = (
+    b'routes:\n'
+    b'  by_type: "prompts/{category}/{type}.md"\n'
+    b'  default: "prompts/default.md"\n'
+)
+QUERY = {"category": "meeting", "type": "brief"}  # no by_type file: served from the default
+STARTUP_TIMEOUT = 30.0
+LIVE_TIMEOUT = 10.0  # a push not live by then fails the benchmark
+SETTLE_TIMEOUT = 10.0  # for the push's check run to complete
+
+
+def _command() -> list[str]:
+    script = Path(sys.executable).with_name("guildprompts")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "github_app.cli"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def _on_loopback(app: object) -> Iterator[str]:
+    """The fake under uvicorn in a thread on a free loopback port; yields its base URL.
+
+    Not `fakegithub.serve_on_loopback`: it binds a socket made with protocol 0, for which
+    asyncio skips TCP_NODELAY on accepted connections, so each answer written in two parts
+    (h11: head, then body) waits for the client's delayed ACK, about 40 ms more per request.
+    A socket made with IPPROTO_TCP gets TCP_NODELAY, as `guildprompts serve` does.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
+                                           timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the fake GitHub did not start on loopback")
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def _environment(fake: FakeGitHub, api_url: str, directory: Path) -> dict[str, str]:
+    """This process's environment without any guildprompts variable, plus the service's."""
+    ours = {name for name, _, _ in documented_variables()}
+    env = {key: value for key, value in os.environ.items()
+           if key not in ours and not key.startswith("GITHUB_")}
+    return {
+        **env,
+        "DATABASE_URL": f"sqlite:///{directory / 'guildprompts.db'}",
+        "ENCRYPTION_KEYS": generate_key(),
+        "BRIDGE_TOKENS": TOKEN,
+        "GITHUB_API_URL": api_url,
+        "GITHUB_APP_ID": str(fake.app_id),
+        "GITHUB_APP_SLUG": fake.app_slug,
+        "GITHUB_PRIVATE_KEY": fake.private_key_pem,
+        "GITHUB_WEBHOOK_SECRET": fake.webhook_secret,
+        "RECONCILE_INTERVAL": "3600",  # only pushes reach GitHub while measuring
+        "REDELIVERY_INTERVAL": "3600",
+        "LOG_LEVEL": "warning",
+    }
+
+
+@contextmanager
+def _service(env: dict[str, str], directory: Path) -> Iterator[str]:
+    """`guildprompts serve` on a free loopback port until the block ends, then SIGTERM."""
+    port = _free_port()
+    log_path = directory / "serve.log"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            [*_command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=directory, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"serve exited with {process.returncode}:\n"
+                                   + log_path.read_text(errors="replace")[-2000:])
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"serve did not answer within {STARTUP_TIMEOUT:.0f} s")
+            time.sleep(0.05)
+        yield url
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _repository(files: int) -> dict[str, bytes]:
+    content = {
+        "PATH": PATH_FILE,
+        "prompts/default.md": b"Initial. Summarise {messages}\n",
+    }
+    for index in range(files - len(content)):
+        content[f"prompts/library/entry-{index:03}.md"] = f"Entry {index}: {{messages}}\n".encode()
+    return content
+
+
+def _change(tag: str, k: int) -> tuple[str, dict[str, bytes]]:
+    """k changed files, each with new content (a new blob); the served one starts with a marker."""
+    marker = f"Push {tag}."
+    files = {"prompts/default.md": f"{marker} Summarise {{messages}}\n".encode()}
+    for index in range(k - 1):
+        files[f"prompts/library/entry-{index:03}.md"] = f"Entry {index} at {tag}\n".encode()
+    return marker, files
+
+
+@dataclass
+class Samples:
+    live: list[float] = field(default_factory=list)  # seconds
+    requests: list[collections.Counter[str]] = field(default_factory=list)  # endpoint -> count
+
+
+def _serving(http: httpx.Client) -> str:
+    answer = http.get(f"/bridge/v1/guilds/{GUILD}/prompt", params=QUERY)
+    if answer.status_code != 200:
+        raise RuntimeError(f"the bridge answered {answer.status_code}: {answer.text[:300]}")
+    return str(answer.json()["content"])
+
+
+def _until(probe: object, timeout: float, interval: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def _completed(fake: FakeGitHub, sha: str) -> bool:
+    runs = fake.check_runs_for(REPO, sha)
+    return bool(runs) and all(run["status"] == "completed" for run in runs)
+
+
+def _one_push(fake: FakeGitHub, http: httpx.Client, tag: str, k: int, poll: float,
+              samples: Samples) -> None:
+    marker, files = _change(tag, k)
+    sha = fake.push(REPO, "main", files)
+    hook = fake.webhook("push", fake.push_payload(REPO, "main"))
+    mark = len(fake.requests)
+    start = time.perf_counter()
+    accepted = http.post(WEBHOOK_PATH, content=hook.body, headers=hook.headers)
+    if accepted.status_code != 202:
+        raise RuntimeError(f"the webhook got {accepted.status_code}: {accepted.text[:300]}")
+    deadline = start + LIVE_TIMEOUT
+    while not _serving(http).startswith(marker):
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"push {tag} was not live within {LIVE_TIMEOUT:.0f} s")
+        time.sleep(poll)
+    samples.live.append(time.perf_counter() - start)
+    _until(lambda: _completed(fake, sha), SETTLE_TIMEOUT, 0.01, f"the check run of {tag}")
+    samples.requests.append(collections.Counter(r.endpoint for r in fake.requests[mark:]))
+
+
+def _run(number: int, args: argparse.Namespace, ks: tuple[int, ...]) -> dict[int, Samples]:
+    fake = FakeGitHub()
+    installation = fake.add_installation("octo-org")
+    fake.add_repo(REPO, private=False, installation=installation)
+    fake.push(REPO, "main", _repository(args.files))
+    results = {k: Samples() for k in ks}
+    with tempfile.TemporaryDirectory(prefix="bench-push-") as tmp, \
+            _on_loopback(fake) as api_url:
+        directory = Path(tmp)
+        with _service(_environment(fake, api_url, directory), directory) as url, \
+                httpx.Client(base_url=url, timeout=30,
+                             headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+            bound = http.put(f"/bridge/v1/guilds/{GUILD}/config", json={
+                "repository": REPO, "branch": None, "token": None, "actor": "42",
+            })
+            if bound.status_code not in (200, 202):
+                raise RuntimeError(f"binding failed: {bound.status_code} {bound.text[:300]}")
+            _until(lambda: _serving(http).startswith("Initial."), LIVE_TIMEOUT, 0.05,
+                   "the first sync")
+            fake.latency = args.latency  # the first sync ran without: it is set-up
+            for k in ks:
+                for index in range(args.pushes):
+                    _one_push(fake, http, f"r{number}-k{k}-{index}", k, args.poll, results[k])
+            fake.latency = 0.0
+    return results
+
+
+def _baseline(latency: float, rounds: int = 10) -> float:
+    """Median of one bare GET round trip to the fake over loopback, `latency` included."""
+    fake = FakeGitHub()
+    fake.add_repo(REPO, private=False, installation=None)
+    fake.latency = latency
+    times = []
+    with _on_loopback(fake) as api_url, httpx.Client(base_url=api_url, timeout=10) as http:
+        http.get(f"/repos/{REPO}")  # connection set up, not counted
+        for _ in range(rounds):
+            start = time.perf_counter()
+            http.get(f"/repos/{REPO}").raise_for_status()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _percentile(values: list[float], q: int) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:7.1f} ms"
+
+
+def _report(k: int, per_run: list[Samples], baseline: float) -> bool:
+    live = [value for samples in per_run for value in samples.live]
+    counts = [counter for samples in per_run for counter in samples.requests]
+    totals = [sum(counter.values()) for counter in counts]
+    p95 = _percentile(live, 95)
+    print(f"\nk={k} changed file(s): {len(live)} pushes over {len(per_run)} runs")
+    for number, samples in enumerate(per_run, 1):
+        print(f"  run {number}: push-to-live p50 {_ms(_percentile(samples.live, 50))}  "
+              f"p95 {_ms(_percentile(samples.live, 95))}  max {_ms(max(samples.live))}")
+    print(f"  all    : push-to-live p50 {_ms(_percentile(live, 50))}  p95 {_ms(p95)}  "
+          f"max {_ms(max(live))}  (p50 = {_percentile(live, 50) / baseline:.1f} x the bare "
+          f"round trip)")
+    target = k + 4
+    print(f"  GitHub requests per push: median {statistics.median(totals):g}, max {max(totals)} "
+          f"(target <= k + 4 = {target})")
+    endpoints = sorted({endpoint for counter in counts for endpoint in counter})
+    for endpoint in endpoints:
+        values = [counter.get(endpoint, 0) for counter in counts]
+        print(f"    {endpoint:<62} median {statistics.median(values):g}  max {max(values)}")
+    live_ok, requests_ok = p95 < 1.0, max(totals) <= target
+    print(f"  push-to-live p95 < 1 s: {'PASS' if live_ok else 'FAIL'}; "
+          f"requests per push <= {target}: {'PASS' if requests_ok else 'FAIL'}")
+    return live_ok and requests_ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--pushes", type=int, default=20, help="pushes per k per run")
+    parser.add_argument("--runs", type=int, default=3, help="runs, each with a fresh service")
+    parser.add_argument("--files", type=int, default=200, help="files in the repository")
+    parser.add_argument("--latency", type=float, default=0.05,
+                        help="seconds the fake adds to every request")
+    parser.add_argument("--poll", type=float, default=0.005,
+                        help="seconds between looks at the bridge")
+    args = parser.parse_args(argv)
+    if not (1 <= args.pushes <= 200 and 1 <= args.runs <= 10 and 10 <= args.files <= 2000
+            and 0 <= args.latency <= 1 and 0.001 <= args.poll <= 1):
+        parser.error("expected 1-200 pushes, 1-10 runs, 10-2000 files, latency 0-1 s and "
+                     "poll 0.001-1 s")
+    ks = (1, 5)
+    started = time.monotonic()
+    baseline = _baseline(args.latency)
+    print(f"fake GitHub latency {args.latency * 1000:.0f} ms per request; repository of "
+          f"{args.files} files; {args.pushes} pushes per k per run; {args.runs} runs; bridge "
+          f"polled every {args.poll * 1000:.0f} ms")
+    print(f"baseline: one bare GET round trip to the fake over loopback: median {_ms(baseline)}")
+    runs = [_run(number, args, ks) for number in range(1, args.runs + 1)]
+    ok = all([_report(k, [run[k] for run in runs], baseline) for k in ks])
+    print(f"\ntotal time {time.monotonic() - started:.1f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
