@@ -34,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,12 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the project's fake GitHub lives with the tests
 
-from fakegithub import FakeGitHub  # noqa: E402
+from fakegithub import FakeGitHub, serve_on_loopback  # noqa: E402
 
 from github_app.intake import WEBHOOK_PATH  # noqa: E402
 from github_app.secrets import generate_key  # noqa: E402
@@ -76,34 +74,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@contextmanager
-def _on_loopback(app: object) -> Iterator[str]:
-    """The fake under uvicorn in a thread on a free loopback port; yields its base URL.
-
-    Not `fakegithub.serve_on_loopback`: it binds a socket made with protocol 0, for which
-    asyncio skips TCP_NODELAY on accepted connections, so each answer written in two parts
-    (h11: head, then body) waits for the client's delayed ACK, about 40 ms more per request.
-    A socket made with IPPROTO_TCP gets TCP_NODELAY, as `guildprompts serve` does.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the fake GitHub did not start on loopback")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 def _environment(fake: FakeGitHub, api_url: str, directory: Path) -> dict[str, str]:
@@ -235,7 +205,7 @@ def _run(number: int, args: argparse.Namespace, ks: tuple[int, ...]) -> dict[int
     fake.push(REPO, "main", _repository(args.files))
     results = {k: Samples() for k in ks}
     with tempfile.TemporaryDirectory(prefix="bench-push-") as tmp, \
-            _on_loopback(fake) as api_url:
+            serve_on_loopback(fake) as api_url:
         directory = Path(tmp)
         with _service(_environment(fake, api_url, directory), directory) as url, \
                 httpx.Client(base_url=url, timeout=30,
@@ -261,7 +231,7 @@ def _baseline(latency: float, rounds: int = 10) -> float:
     fake.add_repo(REPO, private=False, installation=None)
     fake.latency = latency
     times = []
-    with _on_loopback(fake) as api_url, httpx.Client(base_url=api_url, timeout=10) as http:
+    with serve_on_loopback(fake) as api_url, httpx.Client(base_url=api_url, timeout=10) as http:
         http.get(f"/repos/{REPO}")  # connection set up, not counted
         for _ in range(rounds):
             start = time.perf_counter()
