@@ -4,10 +4,16 @@ It only reads who called from where, defers (admin calls may outlast Discord's 3
 the `Reply` back privately with mentions disabled. discord.py is the optional `discord` extra, so
 only this module imports it. Add it to a bot with
 `await bot.add_cog(PromptConfigCog(AsyncBridgeClient(url, token), manager_roles=[role_id]))`.
+
+Given `bot=` it also runs `alerts.AlertWatcher` while loaded (started in `cog_load`, cancelled in
+`cog_unload`), posting each problem to the channel `/prompt-config alerts` set; pass
+`alert_store=AlertStore("alerts.json")` to keep channels and announced problems across restarts.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection
 
@@ -16,6 +22,7 @@ from discord import app_commands
 from discord.ext import commands as ext
 
 from . import commands
+from .alerts import DEFAULT_INTERVAL, Alert, AlertStore, AlertWatcher, set_alert_channel
 from .client import AsyncBridgeClient
 from .commands import Caller, Reply
 
@@ -57,11 +64,42 @@ class PromptConfigCog(
     group_description="Where this server's summary prompts come from (a GitHub repository).",
 ):
     def __init__(
-        self, client: AsyncBridgeClient, *, manager_roles: Collection[int | str] = ()
+        self,
+        client: AsyncBridgeClient,
+        *,
+        manager_roles: Collection[int | str] = (),
+        bot: discord.Client | None = None,
+        alert_store: AlertStore | None = None,
+        alert_interval: float = DEFAULT_INTERVAL,
     ) -> None:
         self.client = client
         self.manager_roles = frozenset(str(role) for role in manager_roles)
+        self.bot = bot
+        self.alert_store = alert_store if alert_store is not None else AlertStore()
+        self.watcher = AlertWatcher(client, self.alert_store, interval=alert_interval)
+        self._alerts_task: asyncio.Task[None] | None = None
         super().__init__()
+
+    async def cog_load(self) -> None:
+        if self.bot is None:
+            logger.info("no bot given to PromptConfigCog: problem alerts are not posted")
+            return
+        self._alerts_task = asyncio.create_task(self.watcher.run(self.post_alert))
+
+    async def cog_unload(self) -> None:
+        task, self._alerts_task = self._alerts_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def post_alert(self, alert: Alert) -> None:
+        """Send one alert to its channel; raising leaves it due, so the next tick tries again."""
+        if self.bot is None:
+            raise RuntimeError("PromptConfigCog was created without a bot: it cannot post")
+        channel_id = int(alert.channel_id)
+        channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+        await channel.send(alert.text, allowed_mentions=discord.AllowedMentions.none())
 
     async def _respond(self, interaction: discord.Interaction, run: Run) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -131,6 +169,27 @@ class PromptConfigCog(
             interaction,
             lambda caller: commands.preview_prompt(
                 self.client, caller, category, summary_type, perspective
+            ),
+        )
+
+    @app_commands.command(
+        name="alerts", description="Where to post when this server's prompts stop updating."
+    )
+    @app_commands.describe(
+        channel="Channel for the alerts (leave out to see the current one)",
+        off="Turn the alerts off",
+    )
+    async def alerts(
+        self,
+        interaction: discord.Interaction,
+        channel: discord.TextChannel | None = None,
+        off: bool = False,
+    ) -> None:
+        channel_id = str(channel.id) if channel is not None else None
+        await self._respond(
+            interaction,
+            lambda caller: set_alert_channel(
+                self.alert_store, caller, channel_id, off=off, manager_roles=self.manager_roles
             ),
         )
 

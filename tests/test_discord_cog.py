@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
@@ -13,6 +14,7 @@ import pytest
 discord = pytest.importorskip("discord")
 
 from bot_bridge import AsyncBridgeClient  # noqa: E402
+from bot_bridge.alerts import Alert, AlertStore  # noqa: E402
 from bot_bridge.commands import PERMISSION_DENIED  # noqa: E402
 from bot_bridge.discord_cog import ConfirmRemoval, PromptConfigCog, caller_of  # noqa: E402
 
@@ -101,6 +103,7 @@ async def test_the_group_and_its_subcommands(cog: PromptConfigCog) -> None:
         "remove",
         "refresh",
         "test",
+        "alerts",
     ]
     test = group.get_command("test")
     assert [p.display_name for p in test.parameters] == ["category", "type", "perspective"]
@@ -186,3 +189,94 @@ async def test_an_unexpected_failure_still_gets_a_reply(
     interaction = FakeInteraction(member())
     await cog.test.callback(cog, interaction)
     assert "Something went wrong" in interaction.sent[0]["content"]
+
+
+class FakeChannel:
+    def __init__(self, channel_id: int) -> None:
+        self.id = channel_id
+        self.sent: list[dict[str, Any]] = []
+
+    async def send(self, content: str, **options: Any) -> None:
+        self.sent.append({"content": content, **options})
+
+
+class FakeBot:
+    """`get_channel` knows the cached channels; `fetch_channel` asks Discord for the others."""
+
+    def __init__(self, *channels: FakeChannel, remote: FakeChannel | None = None) -> None:
+        self.cached = {channel.id: channel for channel in channels}
+        self.remote = remote
+
+    def get_channel(self, channel_id: int) -> FakeChannel | None:
+        return self.cached.get(channel_id)
+
+    async def fetch_channel(self, channel_id: int) -> FakeChannel:
+        if self.remote is None or self.remote.id != channel_id:
+            raise LookupError(f"Unknown Channel {channel_id}")
+        return self.remote
+
+
+async def test_alerts_needs_a_manager_to_set_the_channel(cog: PromptConfigCog) -> None:
+    stranger, admin, viewer = (
+        FakeInteraction(member()),
+        FakeInteraction(member(admin=True)),
+        FakeInteraction(member()),
+    )
+    channel = SimpleNamespace(id=4242)
+    await cog.alerts.callback(cog, stranger, channel, False)
+    assert stranger.sent[0]["content"] == PERMISSION_DENIED
+    assert cog.alert_store.channel(str(GUILD)) is None
+    await cog.alerts.callback(cog, admin, channel, False)
+    assert admin.deferred == {"ephemeral": True, "thinking": True}
+    assert "<#4242>" in admin.sent[0]["content"] and admin.sent[0]["ephemeral"] is True
+    assert cog.alert_store.channel(str(GUILD)) == "4242"
+    await cog.alerts.callback(cog, viewer, None, False)
+    assert "posted in <#4242>" in viewer.sent[0]["content"]
+
+
+async def test_alerts_are_posted_through_the_bot_without_mentions(bridge: Bridge) -> None:
+    cached, remote = FakeChannel(4242), FakeChannel(4343)
+    client = AsyncBridgeClient("http://bridge.test", "t", transport=httpx.MockTransport(bridge))
+    async with client:
+        cog = PromptConfigCog(client, bot=FakeBot(cached, remote=remote))  # type: ignore[arg-type]
+        await cog.post_alert(Alert(str(GUILD), "4242", "k", "@everyone look", None))
+        await cog.post_alert(Alert(str(GUILD), "4343", "k", "fetched", None))
+        with pytest.raises(LookupError):
+            await cog.post_alert(Alert(str(GUILD), "1", "k", "nowhere", None))
+    (message,) = cached.sent
+    assert message["content"] == "@everyone look"
+    assert message["allowed_mentions"].everyone is False
+    assert remote.sent[0]["content"] == "fetched"
+
+
+async def test_the_watcher_runs_while_the_cog_is_loaded(bridge: Bridge) -> None:
+    problem = {
+        "at": "2024-05-02T09:00:00+00:00", "actor": "guildprompts", "action": "sync.rejected",
+        "kind": "problem", "count": 1, "last_at": "2024-05-02T09:00:00+00:00",
+        "after": {"repository": "octo-org/prompts", "branch": "main",
+                  "commit_sha": "abc1234" + "0" * 33, "message": "3 errors"},
+    }
+    bridge.answers[("GET", "events")] = (200, {"events": [problem]})
+    bridge.answers[("GET", "config")] = (200, {**CONFIG, "last_sync_outcome": "rejected"})
+    channel = FakeChannel(4242)
+    store = AlertStore()
+    store.set_channel(str(GUILD), "4242")
+    client = AsyncBridgeClient("http://bridge.test", "t", transport=httpx.MockTransport(bridge))
+    async with client:
+        cog = PromptConfigCog(
+            client, bot=FakeBot(channel), alert_store=store, alert_interval=0.01  # type: ignore[arg-type]
+        )
+        await cog.cog_load()
+        await asyncio.sleep(0.1)  # several ticks
+        assert cog._alerts_task is not None and not cog._alerts_task.done()
+        await cog.cog_unload()
+        assert cog._alerts_task is None
+    (message,) = channel.sent  # once, however many ticks
+    assert "commit `abc1234` on **octo-org/prompts**@main was rejected" in message["content"]
+    assert "still serving `0123456`" in message["content"]
+
+
+async def test_without_a_bot_nothing_is_started(cog: PromptConfigCog) -> None:
+    await cog.cog_load()
+    assert cog._alerts_task is None
+    await cog.cog_unload()
