@@ -7,12 +7,18 @@ GUILDPROMPTS_REQUIRE_SERVICES=1 (set by .ci/run): there a missing server fails t
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from github_app.runtime import Runtime
+    from tests.harness import Store
 
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -116,3 +122,31 @@ def db(database_url: str) -> Iterator[object]:
     database = open_database(database_url, auto_upgrade=True)
     yield database
     database.dispose()
+
+
+@pytest.fixture
+async def runtime(sqlite_url: str) -> AsyncIterator[Runtime]:
+    """A Runtime without the App on SQLite, with the bridge's settings (`bridge_runtime`)."""
+    from tests.harness import bridge_runtime
+
+    runtime = bridge_runtime(sqlite_url)
+    yield runtime
+    await runtime.aclose()
+
+
+@pytest.fixture
+def store(runtime: Runtime) -> Store:
+    """`harness.Store` on `runtime`: bridge states written straight into the store."""
+    from tests.harness import Store
+
+    return Store(runtime)
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A copy of examples/ to edit: the local checkout `guildprompts preview` serves."""
+    from tests.harness import EXAMPLES
+
+    target = tmp_path / "prompts-repo"
+    shutil.copytree(EXAMPLES, target)
+    return target

@@ -20,20 +20,20 @@ from github_app.runtime import Runtime
 from github_app.store import audit, bindings
 from github_app.store.errors import DatabaseUnavailableError
 from github_app.store.models import BindingState
-from tests.helpers_bridge import (
+from tests.harness import (
     GITHUB_URL,
     PATH_FILE,
     TOKEN,
     Store,
-    World,
     bearer,
     bridge_app,
+    bridge_runtime,
     bridge_world,
     eventually,
-    make_runtime,
     prompt_files,
     running_bridge,
 )
+from tests.harness import BridgeWorld as World
 
 pytestmark = pytest.mark.anyio
 
@@ -41,18 +41,6 @@ GUILD, OTHER, THIRD = "111", "222", "333"
 ERROR = {"path": "prompts/meeting/brief.md", "line": 3, "column": 1, "severity": "error",
          "code": "template-syntax", "message": "unclosed placeholder",
          "hint": "close it with }"}
-
-
-@pytest.fixture
-async def runtime(sqlite_url: str) -> AsyncIterator[Runtime]:
-    runtime = make_runtime(sqlite_url)
-    yield runtime
-    await runtime.aclose()
-
-
-@pytest.fixture
-def store(runtime: Runtime) -> Store:
-    return Store(runtime)
 
 
 @pytest.fixture
@@ -64,13 +52,6 @@ async def bridge(runtime: Runtime) -> AsyncIterator[tuple[httpx.AsyncClient, Res
 @pytest.fixture
 def http(bridge: tuple[httpx.AsyncClient, ResolverCache]) -> httpx.AsyncClient:
     return bridge[0]
-
-
-def bound(store: Store, marker: str = "v1", guild: str = GUILD, **commit: Any) -> str:
-    store.repository()
-    sha = store.commit(1, prompt_files(marker), **commit)
-    store.bind(guild)
-    return sha
 
 
 # ---- authentication ------------------------------------------------------------------------
@@ -93,7 +74,7 @@ async def test_every_endpoint_needs_a_valid_bearer_token(http: httpx.AsyncClient
 
 
 async def test_without_bridge_tokens_the_bridge_says_what_is_missing(sqlite_url: str) -> None:
-    runtime = make_runtime(sqlite_url, BRIDGE_TOKENS="")
+    runtime = bridge_runtime(sqlite_url, BRIDGE_TOKENS="")
     try:
         transport = httpx.ASGITransport(app=bridge_app(runtime, ResolverCache(runtime, 10)))
         async with httpx.AsyncClient(transport=transport, base_url="http://b.test") as http:
@@ -108,7 +89,7 @@ async def test_without_bridge_tokens_the_bridge_says_what_is_missing(sqlite_url:
 
 
 async def test_prompt_answers_with_an_etag_and_304(store: Store, http: httpx.AsyncClient) -> None:
-    sha = bound(store)
+    sha = store.bound(GUILD)
 
     response = await http.get(f"/bridge/v1/guilds/{GUILD}/prompt",
                               params={"category": "meeting", "type": "brief", "channel": "ops"})
@@ -155,12 +136,7 @@ async def test_bad_guild_ids_and_contexts_get_400(http: httpx.AsyncClient) -> No
 async def test_a_guild_cannot_see_another_guilds_content(
     store: Store, http: httpx.AsyncClient
 ) -> None:
-    store.repository()
-    store.repository("octo-org/secret", 2, private=True)
-    store.commit(1, prompt_files("public"))
-    store.commit(2, prompt_files("secret"))
-    store.bind(GUILD)
-    store.bind(OTHER, "octo-org/secret", 2)
+    store.bound_apart(GUILD, OTHER)
 
     async def content(url_guild: str, **query: str) -> str:
         response = await http.get(f"/bridge/v1/guilds/{url_guild}/prompt",
@@ -180,7 +156,7 @@ async def test_a_guild_cannot_see_another_guilds_content(
 async def test_without_the_database_hits_still_answer_and_misses_say_503(
     store: Store, runtime: Runtime, http: httpx.AsyncClient
 ) -> None:
-    bound(store)
+    store.bound(GUILD)
     store.repository("octo-org/other", 2)
     store.commit(2, prompt_files("other"))
     store.bind(OTHER, "octo-org/other", 2)
@@ -206,7 +182,7 @@ async def test_without_the_database_hits_still_answer_and_misses_say_503(
 async def test_config_shows_the_binding_and_its_errors(
     store: Store, http: httpx.AsyncClient
 ) -> None:
-    good = bound(store)
+    good = store.bound(GUILD)
     store.commit(1, {"PATH": b"routes: [\n"}, valid=False, diagnostics=[ERROR],
                  message=f"serving {good[:7]}, xxx rejected: 1 error")
 
@@ -232,7 +208,7 @@ async def test_config_of_an_unbound_guild_is_404(http: httpx.AsyncClient) -> Non
 async def test_delete_removes_binding_and_request_with_the_actor_audited(
     store: Store, http: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    bound(store)
+    store.bound(GUILD)
     store.db(bindings.save_pending, GUILD, repository_full_name="octo-org/other",
              repository_id=None, branch=None, actor="7", expected_version=1)
     before = await http.get(f"/bridge/v1/guilds/{GUILD}/prompt", params={"category": "meeting"})
@@ -284,7 +260,7 @@ async def test_test_previews_without_caching(
 
 
 async def test_events_report_each_problem_once(store: Store, http: httpx.AsyncClient) -> None:
-    sha = bound(store)
+    sha = store.bound(GUILD)
     for _ in range(3):
         store.db(audit.record_sync, 1, trigger="reconcile", outcome="rejected",
                  commit_sha="b" * 40, branch="main", message="bbbbbbb rejected: 1 error")
@@ -304,7 +280,7 @@ async def test_events_report_each_problem_once(store: Store, http: httpx.AsyncCl
 
 
 async def test_lost_access_is_an_event(store: Store, http: httpx.AsyncClient) -> None:
-    bound(store)
+    store.bound(GUILD)
     store.lose_access(GUILD, "the App was uninstalled")
     events = (await http.get(f"/bridge/v1/guilds/{GUILD}/events")).json()["events"]
     assert events[0]["action"] == "access.lost"
@@ -394,7 +370,7 @@ async def test_put_without_an_app_or_token_saves_the_request(
 async def test_put_with_a_stale_version_is_a_conflict(
     http: httpx.AsyncClient, store: Store
 ) -> None:
-    bound(store)
+    store.bound(GUILD)
     store.bind(GUILD)  # someone else edited: version 2
     response = await http.put(f"/bridge/v1/guilds/{GUILD}/config", json={
         "repository": "octo-org/prompts", "actor": "42", "expected_version": 1})

@@ -1,6 +1,6 @@
 """The resolver cache: answers from memory, switched by activation, bounded, never another guild's.
 
-States are written straight into the store (`tests.helpers_bridge.Store`), so these tests need
+States are written straight into the store (`tests.harness.Store`), so these tests need
 no sync and no worker; the cache is driven through its public methods (`lookup`, `resolve`,
 `reload`, `on_activation`, `preview`, `stats`).
 """
@@ -8,7 +8,7 @@ no sync and no worker; the cache is driven through its public methods (`lookup`,
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,24 +19,12 @@ from github_app import metrics
 from github_app.runtime import Runtime
 from github_app.store import installations
 from github_app.store.models import BranchStatus
-from tests.helpers_bridge import GITHUB_URL, Store, make_runtime, prompt_files
+from tests.harness import GITHUB_URL, Store, prompt_files
 
 pytestmark = pytest.mark.anyio
 
 GUILD, OTHER, THIRD = "111", "222", "333"
 BRIEF = (("category", "meeting"), ("type", "brief"), ("channel", "standup"))
-
-
-@pytest.fixture
-async def runtime(sqlite_url: str) -> AsyncIterator[Runtime]:
-    runtime = make_runtime(sqlite_url)
-    yield runtime
-    await runtime.aclose()
-
-
-@pytest.fixture
-def store(runtime: Runtime) -> Store:
-    return Store(runtime)
 
 
 @pytest.fixture
@@ -64,9 +52,7 @@ async def answer(cache: ResolverCache, guild: str, query: Any = BRIEF) -> dict[s
 
 
 async def test_a_bound_guild_gets_the_pinned_answer(runtime: Runtime, store: Store) -> None:
-    store.repository()
-    sha = store.commit(1, prompt_files("v1"))
-    store.bind(GUILD)
+    sha = store.bound(GUILD)
     cache = ResolverCache(runtime, 100)
 
     body = await answer(cache, GUILD)
@@ -91,9 +77,7 @@ async def test_a_bound_guild_gets_the_pinned_answer(runtime: Runtime, store: Sto
 async def test_routing_variables_are_rendered_and_the_bots_are_left(
     runtime: Runtime, store: Store
 ) -> None:
-    store.repository()
-    store.commit(1, prompt_files("v1"))
-    store.bind(GUILD)
+    store.bound(GUILD)
     cache = ResolverCache(runtime, 100)
 
     body = await answer(cache, GUILD, {"category": "Planning!", "messages": "ignored"})
@@ -115,12 +99,7 @@ async def test_a_guild_without_binding_gets_the_built_in_defaults(runtime: Runti
 
 
 async def test_a_guild_only_ever_reads_its_own_binding(runtime: Runtime, store: Store) -> None:
-    store.repository()
-    store.repository("octo-org/secret", 2, private=True)
-    store.commit(1, prompt_files("public"))
-    store.commit(2, prompt_files("secret"))
-    store.bind(GUILD)
-    store.bind(OTHER, "octo-org/secret", 2)
+    store.bound_apart(GUILD, OTHER)
     cache = ResolverCache(runtime, 100)
 
     mine = await answer(cache, GUILD, {**dict(BRIEF), "guild": OTHER, "guild_id": OTHER})
@@ -135,9 +114,7 @@ async def test_a_guild_only_ever_reads_its_own_binding(runtime: Runtime, store: 
 async def test_a_hit_touches_no_database(
     runtime: Runtime, store: Store, queries: list[str]
 ) -> None:
-    store.repository()
-    store.commit(1, prompt_files("v1"))
-    store.bind(GUILD)
+    store.bound(GUILD)
     cache = ResolverCache(runtime, 100)
     first = await cache.resolve(GUILD, BRIEF)
     before = hits()
@@ -188,9 +165,7 @@ async def test_memory_stays_within_the_configured_size(runtime: Runtime) -> None
 
 
 async def test_an_activation_switches_what_is_served(runtime: Runtime, store: Store) -> None:
-    store.repository()
-    store.commit(1, prompt_files("v1"))
-    store.bind(GUILD)
+    store.bound(GUILD)
     cache = ResolverCache(runtime, 100)
     old = await cache.resolve(GUILD, BRIEF)
 
@@ -205,9 +180,7 @@ async def test_an_activation_switches_what_is_served(runtime: Runtime, store: St
 
 
 async def test_a_rejected_commit_changes_nothing_served(runtime: Runtime, store: Store) -> None:
-    store.repository()
-    good = store.commit(1, prompt_files("v1"))
-    store.bind(GUILD)
+    good = store.bound(GUILD)
     cache = ResolverCache(runtime, 100)
     before = await answer(cache, GUILD)
 
@@ -224,9 +197,7 @@ async def test_a_rejected_commit_changes_nothing_served(runtime: Runtime, store:
 
 
 async def test_a_failing_branch_is_served_stale(runtime: Runtime, store: Store) -> None:
-    store.repository()
-    good = store.commit(1, prompt_files("v1"))
-    store.bind(GUILD)
+    good = store.bound(GUILD)
     store.branch_status(1, BranchStatus.ERROR, "syncing failed: GitHub unreachable")
     cache = ResolverCache(runtime, 100)
 
@@ -295,9 +266,7 @@ async def test_bad_requests_are_refused_clearly(runtime: Runtime) -> None:
 
 
 async def test_preview_caches_nothing(runtime: Runtime, store: Store) -> None:
-    store.repository()
-    store.commit(1, prompt_files("v1"))
-    store.bind(GUILD)
+    store.bound(GUILD)
     cache = ResolverCache(runtime, 100)
 
     preview = await cache.preview(GUILD, {"category": "meeting"})

@@ -20,15 +20,16 @@ import pytest
 
 from bot_bridge import commands
 from bot_bridge.client import AsyncBridgeClient, BridgeClient, BridgeError
-from github_app.runtime import Runtime, build_runtime
+from github_app.runtime import Runtime
 from github_app.web import create_app
 from tests.fakegithub import FakeGitHub, serve_on_loopback
-from tests.helpers_bridge import (
+from tests.harness import (
     FULL_NAME,
     GITHUB_URL,
     PATH_FILE,
     TOKEN,
     Store,
+    bridge_runtime,
     make_runtime,
     make_settings,
     prompt_files,
@@ -63,7 +64,7 @@ def announce(runtime: Runtime) -> None:
 
 
 def test_the_client_gets_the_pinned_answer_and_revalidates(sqlite_url: str) -> None:
-    runtime = make_runtime(sqlite_url)
+    runtime = bridge_runtime(sqlite_url)
     store = Store(runtime)
     store.repository()
     sha = store.commit(1, prompt_files("live"))
@@ -91,7 +92,7 @@ def test_the_client_gets_the_pinned_answer_and_revalidates(sqlite_url: str) -> N
 
 
 def test_a_wrong_token_gets_the_defaults_and_admin_calls_say_why(sqlite_url: str) -> None:
-    runtime = make_runtime(sqlite_url)
+    runtime = bridge_runtime(sqlite_url)
     with service(runtime) as url, BridgeClient(url, "not-the-token") as client:
         prompt = client.resolve_prompt(GUILD, category="meeting")
         with pytest.raises(BridgeError) as refused:
@@ -101,7 +102,7 @@ def test_a_wrong_token_gets_the_defaults_and_admin_calls_say_why(sqlite_url: str
 
 
 def test_the_client_answers_from_memory_while_the_service_is_down(sqlite_url: str) -> None:
-    runtime = make_runtime(sqlite_url)
+    runtime = bridge_runtime(sqlite_url)
     store = Store(runtime)
     store.repository()
     store.commit(1, prompt_files("live"))
@@ -132,7 +133,7 @@ def test_the_client_answers_from_memory_while_the_service_is_down(sqlite_url: st
 def test_a_hung_service_costs_one_timeout(sqlite_url: str, tmp_path: Path) -> None:
     """A service that accepts connections and never answers: the first call waits its timeout,
     no more. The bot restarts in between, warm from the answers it saved to a file."""
-    runtime = make_runtime(sqlite_url)
+    runtime = bridge_runtime(sqlite_url)
     store = Store(runtime)
     store.repository()
     store.commit(1, prompt_files("live"))
@@ -175,12 +176,8 @@ def fake_world(sqlite_url: str, *, private: bool = False,
     fake = FakeGitHub()
     installation = fake.add_installation("octo-org") if installed else None
     fake.add_repo(FULL_NAME, private=private, installation=installation)
-    settings = make_settings(sqlite_url, GITHUB_APP_ID=str(fake.app_id),
-                             GITHUB_PRIVATE_KEY=fake.private_key_pem,
-                             GITHUB_WEBHOOK_SECRET=fake.webhook_secret,
-                             GITHUB_APP_SLUG=fake.app_slug, RECONCILE_INTERVAL="3600")
-    runtime = build_runtime(settings, transport=httpx.ASGITransport(app=fake), auto_upgrade=True)
-    return fake, runtime
+    settings = make_settings(sqlite_url, fake, GITHUB_URL=GITHUB_URL, RECONCILE_INTERVAL="3600")
+    return fake, make_runtime(settings, fake)
 
 
 def test_binding_status_preview_events_and_removal_through_the_client(sqlite_url: str) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, text
 from bot_bridge.cache import ResolverCache
 from bot_bridge.invalidation import listen, publish_activations
 from github_app.runtime import Runtime
-from tests.helpers_bridge import Store, eventually, make_runtime, prompt_files
+from tests.harness import Store, bridge_runtime, eventually, prompt_files
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +33,7 @@ LIMIT = 1.0  # seconds: the issue's bound for every process to learn of an activ
 @contextlib.asynccontextmanager
 async def process(database_url: str, **env: str) -> AsyncIterator[tuple[Runtime, ResolverCache]]:
     """One "process": a runtime and its cache, with the invalidation listener running."""
-    runtime = make_runtime(database_url, **env)
+    runtime = bridge_runtime(database_url, **env)
     cache = ResolverCache(runtime, 100)
     stop = asyncio.Event()
     task = asyncio.create_task(listen(runtime, cache, stop))
@@ -174,7 +174,7 @@ async def test_a_worker_process_publishes_without_a_cache(
     sqlite_url: str, redis_url: str
 ) -> None:
     env = {"GENERATION_POLL_INTERVAL": SLOW_POLL, "REDIS_URL": redis_url}
-    worker = make_runtime(sqlite_url, **env)
+    worker = bridge_runtime(sqlite_url, **env)
     stop = asyncio.Event()
     publisher = asyncio.create_task(publish_activations(worker, stop))
     try:

@@ -13,7 +13,9 @@ from github_app.github import TransientError
 from github_app.store import checkruns
 from promptrepo import Diagnostic
 from tests.fakegithub import SUMMARY_LIMIT
-from tests.helpers_sync import BROKEN_PATH, GUILD, OTHER, VALID, World, open_world
+from tests.harness import BROKEN_PATH, GUILD, World, open_world
+from tests.harness import OTHER_GUILD as OTHER
+from tests.harness import VALID_FOR_GUILD as VALID
 
 pytestmark = pytest.mark.anyio
 SHA = "a" * 40

@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
-from fakegithub import (
+
+from tests.fakegithub import (
     ANNOTATIONS_PER_REQUEST,
     SUMMARY_LIMIT,
     ZERO_SHA,

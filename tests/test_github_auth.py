@@ -7,10 +7,10 @@ import logging
 
 import jwt
 import pytest
-from fakegithub import Clock, FakeGitHub, generate_rsa_key, public_key_pem, shared_test_key
 
 from github_app.auth import AppAuth, AuthConfigError, InstallationToken
 from github_app.github import Unauthorized
+from tests.fakegithub import Clock, FakeGitHub, generate_rsa_key, public_key_pem, shared_test_key
 
 pytestmark = pytest.mark.anyio
 

@@ -17,16 +17,6 @@ from typing import Any
 import httpx
 import pytest
 import vcr
-from fakegithub import (
-    Clock,
-    FakeGitHub,
-    Submodule,
-    Symlink,
-    Webhook,
-    blob_sha,
-    serve_on_loopback,
-    shared_test_key,
-)
 
 from github_app.auth import AppAuth
 from github_app.github import (
@@ -38,6 +28,16 @@ from github_app.github import (
     RateLimited,
     RetryPolicy,
     TransientError,
+)
+from tests.fakegithub import (
+    Clock,
+    FakeGitHub,
+    Submodule,
+    Symlink,
+    Webhook,
+    blob_sha,
+    serve_on_loopback,
+    shared_test_key,
 )
 
 pytestmark = pytest.mark.anyio

@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from helpers_worker import (
+
+from github_app.handlers import router
+from github_app.handlers.common import head_time
+from github_app.jobs import enqueue_sync
+from github_app.store import bindings, branches, deliveries, installations
+from github_app.store.models import BindingState, BranchStatus
+from tests.harness import (
     BROKEN_PATH,
     FULL_NAME,
     GUILD,
@@ -19,12 +25,6 @@ from helpers_worker import (
     harness,
     runtime_for,
 )
-
-from github_app.handlers import router
-from github_app.handlers.common import head_time
-from github_app.jobs import enqueue_sync
-from github_app.store import bindings, branches, deliveries, installations
-from github_app.store.models import BindingState, BranchStatus
 
 pytestmark = pytest.mark.anyio
 

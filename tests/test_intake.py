@@ -11,14 +11,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fakegithub import FakeGitHub, sign
-from helpers_worker import FIXTURES, Harness, harness, intake_app, runtime_for
 
 from github_app import metrics
 from github_app.intake import WEBHOOK_PATH
 from github_app.store import deliveries
 from github_app.store.db import Database
 from github_app.webhooks import MAX_PAYLOAD_BYTES
+from tests.fakegithub import FakeGitHub, sign
+from tests.harness import WEBHOOK_FIXTURES as FIXTURES
+from tests.harness import Harness, harness, intake_app, runtime_for
 
 pytestmark = pytest.mark.anyio
 

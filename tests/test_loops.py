@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from fakegithub import FakeGitHub, Webhook
-from helpers_worker import FULL_NAME, GUILD, VALID, Harness, harness, runtime_for
 
 from github_app.loops import RedeliverySweep, prune, reconcile, run_background
 from github_app.store import bindings, deliveries, installations
 from github_app.store.models import BranchStatus, utcnow
+from tests.fakegithub import FakeGitHub, Webhook
+from tests.harness import FULL_NAME, GUILD, VALID, Harness, harness, runtime_for
 
 pytestmark = pytest.mark.anyio
 
@@ -75,15 +75,7 @@ async def test_a_pending_request_syncs_from_reconcile(world: Harness) -> None:
 
 
 async def test_token_bindings_are_reconciled_with_their_token(world: Harness) -> None:
-    fake = world.fake
-    repo_id = fake.add_repo("someone/private-prompts")  # the App is not installed there
-    sha = fake.push("someone/private-prompts", "main", VALID)
-    token = fake.add_pat(repos=["someone/private-prompts"])
-    world.db(installations.upsert_repository, repo_id, "someone/private-prompts", private=True,
-             default_branch="main", installation_id=None)
-    world.db(bindings.set_binding, GUILD, repository_full_name="someone/private-prompts",
-             repository_id=repo_id, branch=None, actor="admin", expected_version=None,
-             token=token, vault=world.runtime.vault)
+    sha, _token = world.bind_private_with_token(GUILD, "someone/private-prompts", VALID)
     assert await reconcile(world.runtime) == 1
     await world.drain()
     assert world.state(GUILD).commit_sha == sha
@@ -105,14 +97,7 @@ async def test_a_token_that_lost_access_is_not_taken_for_a_deleted_branch(
     world: Harness,
 ) -> None:
     fake = world.fake
-    repo_id = fake.add_repo("someone/private-prompts")
-    sha = fake.push("someone/private-prompts", "main", VALID)
-    token = fake.add_pat(repos=["someone/private-prompts"])
-    world.db(installations.upsert_repository, repo_id, "someone/private-prompts", private=True,
-             default_branch="main", installation_id=None)
-    world.db(bindings.set_binding, GUILD, repository_full_name="someone/private-prompts",
-             repository_id=repo_id, branch=None, actor="admin", expected_version=None,
-             token=token, vault=world.runtime.vault)
+    sha, token = world.bind_private_with_token(GUILD, "someone/private-prompts", VALID)
     await reconcile(world.runtime)
     await world.drain()
     assert world.state(GUILD).commit_sha == sha

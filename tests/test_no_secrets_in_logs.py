@@ -10,19 +10,18 @@ absent from every captured line, in both log formats.
 from __future__ import annotations
 
 import io
-import json
 import logging
 from collections.abc import Iterator
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from fakegithub import FakeGitHub
-from helpers_web import BRIDGE_TOKEN, bearer, make_runtime, make_settings, served, wait_for
 
 from github_app.logs import configure_logging
+from tests.fakegithub import FakeGitHub
+from tests.harness import TOKEN as BRIDGE_TOKEN
+from tests.harness import ManifestForm, bearer, make_runtime, make_settings, served, wait_for
 
 INSTALLED_REPO = "octo-org/private-prompts"
 PAT_REPO = "someone/own-prompts"
@@ -49,21 +48,8 @@ def captured(request: pytest.FixtureRequest) -> Iterator[io.StringIO]:
         root.setLevel(level)
 
 
-class _Form(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.action, self.manifest = "", {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = dict(attrs)
-        if tag == "form" and values.get("method") == "post":
-            self.action = values["action"] or ""
-        if tag == "input" and values.get("name") == "manifest":
-            self.manifest = json.loads(values["value"] or "{}")
-
-
 def create_app_through_setup(client: httpx.Client, fake: FakeGitHub) -> None:
-    form = _Form()
+    form = ManifestForm()
     form.feed(client.get("/setup").text)
     state = parse_qs(urlsplit(form.action).query)["state"][0]
     code = fake.add_manifest_code(form.manifest)

@@ -3,32 +3,23 @@
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from fakegithub import serve_on_loopback
 
 from bot_bridge.preview import build_app
 from github_app.cli import main
 from promptrepo import common_contexts, files_from_directory, load_repository, resolve
+from tests.fakegithub import serve_on_loopback
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # The keys of the bridge's GET .../prompt answer (issue 5, section 2), which the preview mirrors.
 BRIDGE_PROMPT_KEYS = {
     "content", "source", "file_path", "tried_paths", "route", "repository", "branch",
     "commit_sha", "schema_version", "parameters", "github_file_url", "is_stale",
     "status_message",
 }
-
-
-@pytest.fixture
-def checkout(tmp_path: Path) -> Path:
-    target = tmp_path / "prompts-repo"
-    shutil.copytree(EXAMPLES, target)
-    return target
 
 
 @pytest.fixture

@@ -8,20 +8,18 @@ test-artifacts/ at the repository root.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fakegithub import serve_on_loopback
 
 from bot_bridge.preview import build_app
+from tests.fakegithub import serve_on_loopback
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -49,13 +47,6 @@ def browser() -> Iterator[Any]:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
-
-
-@pytest.fixture
-def checkout(tmp_path: Path) -> Path:
-    target = tmp_path / "prompts-repo"
-    shutil.copytree(EXAMPLES, target)
-    return target
 
 
 @pytest.fixture

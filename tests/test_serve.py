@@ -22,14 +22,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fakegithub import FakeGitHub, serve_on_loopback
-from helpers_web import BRIDGE_TOKEN, app_env, bearer, wait_for
 
 from github_app.cli import build_parser
 from github_app.secrets import generate_key
 from github_app.settings import documented_variables
 from github_app.store import deliveries
 from github_app.store.schema import open_database
+from tests.fakegithub import FakeGitHub, serve_on_loopback
+from tests.harness import TOKEN as BRIDGE_TOKEN
+from tests.harness import app_env, bearer, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30.0

@@ -7,35 +7,16 @@ configured: webhooks signed with the new secret are accepted and /setup is close
 
 from __future__ import annotations
 
-import json
-from html.parser import HTMLParser
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from fakegithub import FakeGitHub
-from helpers_web import make_runtime, make_settings, served
 from sqlalchemy import select
 
 from github_app.secrets import Vault
 from github_app.store import credentials
 from github_app.store.models import AppSecret
-
-
-class ManifestForm(HTMLParser):
-    """The form that posts the manifest to GitHub: its action and the manifest."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.action = ""
-        self.manifest: dict[str, Any] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = dict(attrs)
-        if tag == "form" and values.get("method") == "post":
-            self.action = values["action"] or ""
-        if tag == "input" and values.get("name") == "manifest":
-            self.manifest = json.loads(values["value"] or "{}")
+from tests.fakegithub import FakeGitHub
+from tests.harness import ManifestForm, make_runtime, make_settings, served
 
 
 @pytest.mark.parametrize(

@@ -3,10 +3,6 @@ the `db` commands through the real command line."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -16,6 +12,7 @@ from github_app.store import schema
 from github_app.store.db import Database
 from github_app.store.errors import DatabaseUnavailableError, SchemaError
 from github_app.store.models import ActivationGeneration, Base
+from tests.harness import guildprompts
 
 
 def _drift(database: Database, metadata: MetaData) -> list:
@@ -99,16 +96,6 @@ def test_unreachable_database_is_a_clear_error() -> None:
         assert "hunter2" not in str(caught.value)
     finally:
         database.dispose()
-
-
-def guildprompts(*args: str, database_url: str, cwd: str | None = None,
-                 **env: str) -> subprocess.CompletedProcess[str]:
-    """Run the installed command line as an operator would."""
-    environment = {**os.environ, "DATABASE_URL": database_url, **env}
-    return subprocess.run(
-        [sys.executable, "-m", "github_app.cli", *args],
-        capture_output=True, text=True, env=environment, cwd=cwd, timeout=60, check=False,
-    )
 
 
 def test_db_commands(sqlite_url: str, tmp_path) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from test_store_schema import guildprompts
 
 from github_app.secrets import (
     KeyConfigurationError,
@@ -21,6 +20,7 @@ from github_app.secrets import (
 from github_app.settings import Settings
 from github_app.store import bindings, credentials
 from github_app.store.db import Database
+from tests.harness import guildprompts
 
 TOKEN = "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz"
 PRIVATE_KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIEsecret\n-----END RSA PRIVATE KEY-----\n"

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from test_store_schema import guildprompts
 
 from github_app.store import (
     bindings,
@@ -23,6 +22,7 @@ from github_app.store.db import Database
 from github_app.store.errors import ImmutableRowError, InvalidSnapshotError
 from github_app.store.models import Blob, BranchStatus, Snapshot
 from github_app.store.schema import open_database
+from tests.harness import guildprompts
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 REPO = 700

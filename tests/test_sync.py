@@ -16,7 +16,9 @@ from github_app.store import audit, bindings, branches, snapshots
 from github_app.store.models import BindingState, BranchStatus
 from github_app.sync import SyncRequest
 from tests.fakegithub import Submodule, Symlink, blob_sha
-from tests.helpers_sync import BROKEN_PATH, GUILD, OTHER, ROUTES, T0, VALID, World, open_world
+from tests.harness import BROKEN_PATH, GUILD, ROUTES, T0, World, open_world
+from tests.harness import OTHER_GUILD as OTHER
+from tests.harness import VALID_FOR_GUILD as VALID
 
 pytestmark = pytest.mark.anyio
 

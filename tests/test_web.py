@@ -10,14 +10,14 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from fakegithub import FakeGitHub, generate_rsa_key
-from helpers_web import app_env, bearer, make_runtime, make_settings, served
 
 from github_app import web
 from github_app.health import Health
 from github_app.store import deliveries
 from github_app.store.db import Database
 from github_app.store.models import utcnow
+from tests.fakegithub import FakeGitHub, generate_rsa_key
+from tests.harness import app_env, bearer, make_runtime, make_settings, served
 
 
 @pytest.fixture

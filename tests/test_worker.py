@@ -10,8 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fakegithub import FakeGitHub
-from helpers_worker import GUILD, VALID, harness, runtime_for
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
@@ -24,6 +22,8 @@ from github_app.store import deliveries
 from github_app.store.models import Delivery as Row
 from github_app.webhooks import Delivery, Router
 from github_app.worker import Worker, backoff, drain
+from tests.fakegithub import FakeGitHub
+from tests.harness import GUILD, VALID, harness, runtime_for
 
 pytestmark = pytest.mark.anyio
 
