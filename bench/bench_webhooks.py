@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 
 from github_app.intake import WEBHOOK_PATH, webhook_route
-from github_app.runtime import Runtime, build_runtime
+from github_app.runtime import Runtime, build_runtime, favour_event_loop
 from github_app.secrets import generate_key
 from github_app.settings import Settings
 from github_app.store import deliveries
@@ -88,6 +88,7 @@ def _app(runtime: Runtime, with_worker: bool) -> Starlette:
 
 def _server_process(directory: str, key: str, port: int, with_worker: bool) -> None:
     """The service side, in its own process so the sender never competes with it for the GIL."""
+    favour_event_loop()  # as `guildprompts serve` does
     runtime = _runtime(Path(directory), key)
     config = uvicorn.Config(_app(runtime, with_worker), host="127.0.0.1", port=port,
                             log_level="error", lifespan="on", access_log=False)

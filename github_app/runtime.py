@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -31,6 +32,9 @@ from github_app.store.schema import open_database
 log = logging.getLogger("guildprompts.runtime")
 
 T = TypeVar("T")
+
+GIL_SWITCH_INTERVAL = 0.0005
+"""Seconds a thread may hold the GIL before yielding (Python's default is 0.005)."""
 ActivationListener = Callable[[int], Awaitable[None] | None]
 
 
@@ -180,3 +184,12 @@ def save_app_credentials(database: Database, vault: Vault, values: dict[str, str
             if env_name in names and value:
                 credentials.put_secret(session, vault, names[env_name], value)
 
+
+def favour_event_loop() -> None:
+    """Let the event loop answer HTTP while worker threads do database work.
+
+    `run_db` threads (the in-process worker's claims and syncs) would otherwise hold the GIL for
+    5 ms slices and the webhook acknowledgement waits behind them: `bench/bench_webhooks.py`
+    measured p99 77-94 ms with the worker in-process at 200 deliveries/s, 14 ms with 0.5 ms.
+    """
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)

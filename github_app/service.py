@@ -66,8 +66,10 @@ def run_serve(args: argparse.Namespace) -> int:
         return status
     import uvicorn
 
+    from github_app.runtime import favour_event_loop
     from github_app.web import create_app
 
+    favour_event_loop()
     app = create_app(runtime, run_worker=not args.no_worker)
     # log_config=None keeps the redacting handler `configure_logging` installed.
     uvicorn.run(app, host=host, port=port, log_config=None, lifespan="on",
