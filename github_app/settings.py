@@ -121,6 +121,11 @@ class Settings:
         doc="Web host of GitHub (repository and install links). Default: derived from "
         "GITHUB_API_URL.",
     )
+    app_credentials_store: str = _var(
+        "APP_CREDENTIALS_STORE", "database", _choice("database", "env"),
+        doc="Where /setup keeps the new App's credentials: `database` (the encrypted secrets "
+        "table) or `env` (a `.env` file in the working directory, mode 0600).",
+    )
     public_url: str = _var(
         "PUBLIC_URL", "", _http_url,
         doc="Where GitHub reaches this service (webhook and setup URLs). Default: the request's.",

@@ -83,7 +83,11 @@ def _setup_config(runtime: Runtime) -> SetupConfig:
         convert=runtime.github.convert_manifest,
         github_url=settings.github_url,
         public_url=settings.public_url,
-        save_credentials=partial(save_app_credentials, runtime.database, runtime.vault),
+        save_credentials=(
+            partial(save_app_credentials, runtime.database, runtime.vault)
+            if settings.app_credentials_store == "database" else None
+        ),
+        env_file=".env" if settings.app_credentials_store == "env" else None,
         is_configured=lambda: runtime.app_configured,
         restart_required=True,
     )

@@ -7,12 +7,15 @@ configured: webhooks signed with the new secret are accepted and /setup is close
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import select
 
 from github_app.secrets import Vault
+from github_app.settings import Settings
 from github_app.store import credentials
 from github_app.store.models import AppSecret
 from tests.fakegithub import FakeGitHub
@@ -105,3 +108,33 @@ def test_a_code_github_refuses_leaves_setup_open(sqlite_url: str) -> None:
         assert client.get("/setup").status_code == 200
     with runtime.database.session() as session:
         assert credentials.secret_names(session) == []
+
+
+def test_manifest_flow_can_write_a_private_env_file_instead(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    fake = FakeGitHub()
+    settings = make_settings(sqlite_url, APP_CREDENTIALS_STORE="env")
+    runtime = make_runtime(settings, fake)
+    with served(runtime, run_worker=False) as client:
+        form = ManifestForm()
+        form.feed(client.get("/setup").text)
+        state = parse_qs(urlsplit(form.action).query)["state"][0]
+        code = fake.add_manifest_code(form.manifest)
+        done = client.get("/setup/callback", params={"code": code, "state": state})
+        assert done.status_code == 200, done.text
+    with runtime.database.session() as session:
+        assert credentials.secret_names(session) == []  # nothing went to the database
+
+    env_file = tmp_path / ".env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    # The next start reads the App from .env (the environment passes only the database).
+    restarted = Settings.from_env(
+        {"DATABASE_URL": sqlite_url, "ENCRYPTION_KEYS": ",".join(settings.encryption_keys)},
+        env_file=env_file,
+    )
+    assert restarted.app_configured
+    assert restarted.github_app_id == str(fake.app_id)
+    assert restarted.private_key_pem().strip() == fake.private_key_pem.strip()
+    assert restarted.github_webhook_secrets == (fake.webhook_secret,)
