@@ -27,29 +27,22 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the project's fake GitHub lives with the tests
-
-from fakegithub import FakeGitHub, serve_on_loopback  # noqa: E402
+sys.path.insert(0, str(ROOT))  # the fake GitHub and the serve harness live with the tests
 
 from github_app.intake import WEBHOOK_PATH  # noqa: E402
 from github_app.secrets import generate_key  # noqa: E402
-from github_app.settings import documented_variables  # noqa: E402
+from tests.fakegithub import FakeGitHub, serve_on_loopback  # noqa: E402
+from tests.harness import clean_env, serve_process  # noqa: E402
 
 REPO = "octo-org/prompts"
 GUILD = "111111111111111111"
@@ -60,29 +53,13 @@ PATH_FILE = (
     b'  default: "prompts/default.md"\n'
 )
 QUERY = {"category": "meeting", "type": "brief"}  # no by_type file: served from the default
-STARTUP_TIMEOUT = 30.0
 LIVE_TIMEOUT = 10.0  # a push not live by then fails the benchmark
 SETTLE_TIMEOUT = 10.0  # for the push's check run to complete
 
 
-def _command() -> list[str]:
-    script = Path(sys.executable).with_name("guildprompts")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "github_app.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _environment(fake: FakeGitHub, api_url: str, directory: Path) -> dict[str, str]:
-    """This process's environment without any guildprompts variable, plus the service's."""
-    ours = {name for name, _, _ in documented_variables()}
-    env = {key: value for key, value in os.environ.items()
-           if key not in ours and not key.startswith("GITHUB_")}
-    return {
-        **env,
+    """The service's settings over this process's environment (no guildprompts variable)."""
+    return clean_env(**{
         "DATABASE_URL": f"sqlite:///{directory / 'guildprompts.db'}",
         "ENCRYPTION_KEYS": generate_key(),
         "BRIDGE_TOKENS": TOKEN,
@@ -94,43 +71,7 @@ def _environment(fake: FakeGitHub, api_url: str, directory: Path) -> dict[str, s
         "RECONCILE_INTERVAL": "3600",  # only pushes reach GitHub while measuring
         "REDELIVERY_INTERVAL": "3600",
         "LOG_LEVEL": "warning",
-    }
-
-
-@contextmanager
-def _service(env: dict[str, str], directory: Path) -> Iterator[str]:
-    """`guildprompts serve` on a free loopback port until the block ends, then SIGTERM."""
-    port = _free_port()
-    log_path = directory / "serve.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            [*_command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=directory, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"serve exited with {process.returncode}:\n"
-                                   + log_path.read_text(errors="replace")[-2000:])
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"serve did not answer within {STARTUP_TIMEOUT:.0f} s")
-            time.sleep(0.05)
-        yield url
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    })
 
 
 def _repository(files: int) -> dict[str, bytes]:
@@ -207,8 +148,9 @@ def _run(number: int, args: argparse.Namespace, ks: tuple[int, ...]) -> dict[int
     with tempfile.TemporaryDirectory(prefix="bench-push-") as tmp, \
             serve_on_loopback(fake) as api_url:
         directory = Path(tmp)
-        with _service(_environment(fake, api_url, directory), directory) as url, \
-                httpx.Client(base_url=url, timeout=30,
+        with serve_process(directory / "serve", _environment(fake, api_url, directory),
+                           "--host", "127.0.0.1") as service, \
+                httpx.Client(base_url=service.url, timeout=30,
                              headers={"Authorization": f"Bearer {TOKEN}"}) as http:
             bound = http.put(f"/bridge/v1/guilds/{GUILD}/config", json={
                 "repository": REPO, "branch": None, "token": None, "actor": "42",

@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -619,3 +621,86 @@ def guildprompts(*args: str, database_url: str, cwd: str | None = None,
         [sys.executable, "-m", "github_app.cli", *args],
         capture_output=True, text=True, env=environment, cwd=cwd, timeout=60, check=False,
     )
+
+
+# ---- `guildprompts serve` as a real process ----------------------------------------------------
+
+SERVE_STARTUP_TIMEOUT = 30.0
+
+
+def guildprompts_command() -> list[str]:
+    """The installed console script, else the module (an uninstalled checkout)."""
+    script = Path(sys.executable).with_name("guildprompts")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "github_app.cli"]
+
+
+def clean_env(**values: str) -> dict[str, str]:
+    """This process's environment without any guildprompts variable, plus `values`."""
+    from github_app.settings import documented_variables
+
+    ours = {name for name, _, _ in documented_variables()}
+    env = {key: value for key, value in os.environ.items()
+           if key not in ours and not key.startswith("GITHUB_")}
+    return {**env, **values}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Service:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def serve_process(cwd: Path, env: dict[str, str], *args: str) -> Iterator[Service]:
+    """`guildprompts serve` answering /healthz until the block ends, then SIGTERM and a wait.
+
+    Raises RuntimeError (with the service's log) when it exits early, never answers, or does
+    not stop within 20 s of SIGTERM.
+    """
+    cwd.mkdir(parents=True, exist_ok=True)
+    port = int(env.get("PORT") or 0) or free_port()
+    argv = [*guildprompts_command(), "serve", *args]
+    if "PORT" not in env:
+        argv += ["--port", str(port)]
+    log_path = cwd.parent / f"{cwd.name}.log"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log_file, stderr=log_file)
+    service = Service(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        deadline = time.monotonic() + SERVE_STARTUP_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"serve exited with {process.returncode}:\n{service.log}")
+            try:
+                if httpx.get(f"{service.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"serve did not answer within {SERVE_STARTUP_TIMEOUT} s:\n{service.log}"
+                )
+            time.sleep(0.1)
+        yield service
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise RuntimeError(
+                f"serve did not stop within 20 s of SIGTERM:\n{service.log}"
+            ) from None

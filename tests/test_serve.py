@@ -6,22 +6,17 @@ of every guildprompts variable, and stops it with SIGTERM, as a process manager 
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import signal
-import socket
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
 
 from github_app.cli import build_parser
 from github_app.secrets import generate_key
@@ -29,83 +24,32 @@ from github_app.settings import documented_variables
 from github_app.store import deliveries
 from github_app.store.schema import open_database
 from tests.fakegithub import FakeGitHub, serve_on_loopback
+from tests.harness import (
+    SERVE_STARTUP_TIMEOUT,
+    Service,
+    app_env,
+    bearer,
+    clean_env,
+    free_port,
+    guildprompts_command,
+    serve_process,
+    wait_for,
+)
 from tests.harness import TOKEN as BRIDGE_TOKEN
-from tests.harness import app_env, bearer, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-STARTUP_TIMEOUT = 30.0
 PUSH_TO_LIVE_LIMIT = 5.0  # seconds from the webhook's 202 to the bridge serving the push
 PROMPTS_REPO = "octo-org/prompts"
 PATH_FILE = "version: v2\nroutes:\n  global_default: prompts/default.md\n"
 
 
-def guildprompts_command() -> list[str]:
-    script = Path(sys.executable).with_name("guildprompts")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "github_app.cli"]
-
-
-def clean_env(**values: str) -> dict[str, str]:
-    """This process's environment without any guildprompts variable, plus `values`."""
-    ours = {name for name, _, _ in documented_variables()}
-    env = {key: value for key, value in os.environ.items()
-           if key not in ours and not key.startswith("GITHUB_")}
-    return {**env, **values}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Service:
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
 @contextmanager
 def serve(cwd: Path, env: dict[str, str], *args: str) -> Iterator[Service]:
     """`guildprompts serve` running until the block ends, then SIGTERM and a clean exit."""
-    cwd.mkdir(parents=True, exist_ok=True)
-    port = int(env.get("PORT") or 0) or free_port()
-    argv = [*guildprompts_command(), "serve", *args]
-    if "PORT" not in env:
-        argv += ["--port", str(port)]
-    log_path = cwd.parent / f"{cwd.name}.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log_file, stderr=log_file)
-    service = Service(f"http://127.0.0.1:{port}", process, log_path)
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"serve exited with {process.returncode}:\n{service.log}")
-            try:
-                if httpx.get(f"{service.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"serve did not answer within {STARTUP_TIMEOUT} s:\n{service.log}")
-            time.sleep(0.1)
+    with serve_process(cwd, env, *args) as service:
         yield service
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            pytest.fail(f"serve did not stop within 20 s of SIGTERM:\n{service.log}")
     # uvicorn re-raises the SIGTERM it handled once the app has shut down.
-    assert process.returncode in (0, -signal.SIGTERM), service.log
+    assert service.process.returncode in (0, -signal.SIGTERM), service.log
     assert "Application shutdown complete" in service.log
 
 
@@ -229,7 +173,7 @@ def test_the_worker_processes_stored_deliveries_until_sigterm(tmp_path: Path) ->
         process = subprocess.Popen([*guildprompts_command(), "worker"], cwd=tmp_path, env=env,
                                    stdout=log_file, stderr=log_file)
     try:
-        wait_for(state, timeout=STARTUP_TIMEOUT, what="the worker to process the delivery")
+        wait_for(state, timeout=SERVE_STARTUP_TIMEOUT, what="the worker to process the delivery")
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)
