@@ -47,11 +47,7 @@ from tests.harness import clean_env, serve_process  # noqa: E402
 REPO = "octo-org/prompts"
 GUILD = "111111111111111111"
 TOKEN = "bench-bridge-token-0b6e2c8d"
-PATH_FILE = (
-    b'routes:\n'
-    b'  by_type: "prompts/{category}/{type}.md"\n'
-    b'  default: "prompts/default.md"\n'
-)
+PATH_FILE = b'routes:\n  by_type: "prompts/{category}/{type}.md"\n  default: "prompts/default.md"\n'
 QUERY = {"category": "meeting", "type": "brief"}  # no by_type file: served from the default
 LIVE_TIMEOUT = 10.0  # a push not live by then fails the benchmark
 SETTLE_TIMEOUT = 10.0  # for the push's check run to complete
@@ -59,19 +55,21 @@ SETTLE_TIMEOUT = 10.0  # for the push's check run to complete
 
 def _environment(fake: FakeGitHub, api_url: str, directory: Path) -> dict[str, str]:
     """The service's settings over this process's environment (no guildprompts variable)."""
-    return clean_env(**{
-        "DATABASE_URL": f"sqlite:///{directory / 'guildprompts.db'}",
-        "ENCRYPTION_KEYS": generate_key(),
-        "BRIDGE_TOKENS": TOKEN,
-        "GITHUB_API_URL": api_url,
-        "GITHUB_APP_ID": str(fake.app_id),
-        "GITHUB_APP_SLUG": fake.app_slug,
-        "GITHUB_PRIVATE_KEY": fake.private_key_pem,
-        "GITHUB_WEBHOOK_SECRET": fake.webhook_secret,
-        "RECONCILE_INTERVAL": "3600",  # only pushes reach GitHub while measuring
-        "REDELIVERY_INTERVAL": "3600",
-        "LOG_LEVEL": "warning",
-    })
+    return clean_env(
+        **{
+            "DATABASE_URL": f"sqlite:///{directory / 'guildprompts.db'}",
+            "ENCRYPTION_KEYS": generate_key(),
+            "BRIDGE_TOKENS": TOKEN,
+            "GITHUB_API_URL": api_url,
+            "GITHUB_APP_ID": str(fake.app_id),
+            "GITHUB_APP_SLUG": fake.app_slug,
+            "GITHUB_PRIVATE_KEY": fake.private_key_pem,
+            "GITHUB_WEBHOOK_SECRET": fake.webhook_secret,
+            "RECONCILE_INTERVAL": "3600",  # only pushes reach GitHub while measuring
+            "REDELIVERY_INTERVAL": "3600",
+            "LOG_LEVEL": "warning",
+        }
+    )
 
 
 def _repository(files: int) -> dict[str, bytes]:
@@ -119,8 +117,9 @@ def _completed(fake: FakeGitHub, sha: str) -> bool:
     return bool(runs) and all(run["status"] == "completed" for run in runs)
 
 
-def _one_push(fake: FakeGitHub, http: httpx.Client, tag: str, k: int, poll: float,
-              samples: Samples) -> None:
+def _one_push(
+    fake: FakeGitHub, http: httpx.Client, tag: str, k: int, poll: float, samples: Samples
+) -> None:
     marker, files = _change(tag, k)
     sha = fake.push(REPO, "main", files)
     hook = fake.webhook("push", fake.push_payload(REPO, "main"))
@@ -145,20 +144,33 @@ def _run(number: int, args: argparse.Namespace, ks: tuple[int, ...]) -> dict[int
     fake.add_repo(REPO, private=False, installation=installation)
     fake.push(REPO, "main", _repository(args.files))
     results = {k: Samples() for k in ks}
-    with tempfile.TemporaryDirectory(prefix="bench-push-") as tmp, \
-            serve_on_loopback(fake) as api_url:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-push-") as tmp,
+        serve_on_loopback(fake) as api_url,
+    ):
         directory = Path(tmp)
-        with serve_process(directory / "serve", _environment(fake, api_url, directory),
-                           "--host", "127.0.0.1") as service, \
-                httpx.Client(base_url=service.url, timeout=30,
-                             headers={"Authorization": f"Bearer {TOKEN}"}) as http:
-            bound = http.put(f"/bridge/v1/guilds/{GUILD}/config", json={
-                "repository": REPO, "branch": None, "token": None, "actor": "42",
-            })
+        with (
+            serve_process(
+                directory / "serve", _environment(fake, api_url, directory), "--host", "127.0.0.1"
+            ) as service,
+            httpx.Client(
+                base_url=service.url, timeout=30, headers={"Authorization": f"Bearer {TOKEN}"}
+            ) as http,
+        ):
+            bound = http.put(
+                f"/bridge/v1/guilds/{GUILD}/config",
+                json={
+                    "repository": REPO,
+                    "branch": None,
+                    "token": None,
+                    "actor": "42",
+                },
+            )
             if bound.status_code not in (200, 202):
                 raise RuntimeError(f"binding failed: {bound.status_code} {bound.text[:300]}")
-            _until(lambda: _serving(http).startswith("Initial."), LIVE_TIMEOUT, 0.05,
-                   "the first sync")
+            _until(
+                lambda: _serving(http).startswith("Initial."), LIVE_TIMEOUT, 0.05, "the first sync"
+            )
             fake.latency = args.latency  # the first sync ran without: it is set-up
             for k in ks:
                 for index in range(args.pushes):
@@ -199,21 +211,29 @@ def _report(k: int, per_run: list[Samples], baseline: float) -> bool:
     p95 = _percentile(live, 95)
     print(f"\nk={k} changed file(s): {len(live)} pushes over {len(per_run)} runs")
     for number, samples in enumerate(per_run, 1):
-        print(f"  run {number}: push-to-live p50 {_ms(_percentile(samples.live, 50))}  "
-              f"p95 {_ms(_percentile(samples.live, 95))}  max {_ms(max(samples.live))}")
-    print(f"  all    : push-to-live p50 {_ms(_percentile(live, 50))}  p95 {_ms(p95)}  "
-          f"max {_ms(max(live))}  (p50 = {_percentile(live, 50) / baseline:.1f} x the bare "
-          f"round trip)")
+        print(
+            f"  run {number}: push-to-live p50 {_ms(_percentile(samples.live, 50))}  "
+            f"p95 {_ms(_percentile(samples.live, 95))}  max {_ms(max(samples.live))}"
+        )
+    print(
+        f"  all    : push-to-live p50 {_ms(_percentile(live, 50))}  p95 {_ms(p95)}  "
+        f"max {_ms(max(live))}  (p50 = {_percentile(live, 50) / baseline:.1f} x the bare "
+        f"round trip)"
+    )
     target = k + 4
-    print(f"  GitHub requests per push: median {statistics.median(totals):g}, max {max(totals)} "
-          f"(target <= k + 4 = {target})")
+    print(
+        f"  GitHub requests per push: median {statistics.median(totals):g}, max {max(totals)} "
+        f"(target <= k + 4 = {target})"
+    )
     endpoints = sorted({endpoint for counter in counts for endpoint in counter})
     for endpoint in endpoints:
         values = [counter.get(endpoint, 0) for counter in counts]
         print(f"    {endpoint:<62} median {statistics.median(values):g}  max {max(values)}")
     live_ok, requests_ok = p95 < 1.0, max(totals) <= target
-    print(f"  push-to-live p95 < 1 s: {'PASS' if live_ok else 'FAIL'}; "
-          f"requests per push <= {target}: {'PASS' if requests_ok else 'FAIL'}")
+    print(
+        f"  push-to-live p95 < 1 s: {'PASS' if live_ok else 'FAIL'}; "
+        f"requests per push <= {target}: {'PASS' if requests_ok else 'FAIL'}"
+    )
     return live_ok and requests_ok
 
 
@@ -222,21 +242,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pushes", type=int, default=20, help="pushes per k per run")
     parser.add_argument("--runs", type=int, default=3, help="runs, each with a fresh service")
     parser.add_argument("--files", type=int, default=200, help="files in the repository")
-    parser.add_argument("--latency", type=float, default=0.05,
-                        help="seconds the fake adds to every request")
-    parser.add_argument("--poll", type=float, default=0.005,
-                        help="seconds between looks at the bridge")
+    parser.add_argument(
+        "--latency", type=float, default=0.05, help="seconds the fake adds to every request"
+    )
+    parser.add_argument(
+        "--poll", type=float, default=0.005, help="seconds between looks at the bridge"
+    )
     args = parser.parse_args(argv)
-    if not (1 <= args.pushes <= 200 and 1 <= args.runs <= 10 and 10 <= args.files <= 2000
-            and 0 <= args.latency <= 1 and 0.001 <= args.poll <= 1):
-        parser.error("expected 1-200 pushes, 1-10 runs, 10-2000 files, latency 0-1 s and "
-                     "poll 0.001-1 s")
+    if not (
+        1 <= args.pushes <= 200
+        and 1 <= args.runs <= 10
+        and 10 <= args.files <= 2000
+        and 0 <= args.latency <= 1
+        and 0.001 <= args.poll <= 1
+    ):
+        parser.error(
+            "expected 1-200 pushes, 1-10 runs, 10-2000 files, latency 0-1 s and poll 0.001-1 s"
+        )
     ks = (1, 5)
     started = time.monotonic()
     baseline = _baseline(args.latency)
-    print(f"fake GitHub latency {args.latency * 1000:.0f} ms per request; repository of "
-          f"{args.files} files; {args.pushes} pushes per k per run; {args.runs} runs; bridge "
-          f"polled every {args.poll * 1000:.0f} ms")
+    print(
+        f"fake GitHub latency {args.latency * 1000:.0f} ms per request; repository of "
+        f"{args.files} files; {args.pushes} pushes per k per run; {args.runs} runs; bridge "
+        f"polled every {args.poll * 1000:.0f} ms"
+    )
     print(f"baseline: one bare GET round trip to the fake over loopback: median {_ms(baseline)}")
     runs = [_run(number, args, ks) for number in range(1, args.runs + 1)]
     ok = all([_report(k, [run[k] for run in runs], baseline) for k in ks])

@@ -70,8 +70,11 @@ routes:
 
 
 def repository_files() -> dict[str, str]:
-    files = {"PATH": PATH_FILE, "schema-version": "v2\n",
-             "prompts/default.md": "Summarise {messages}\n"}
+    files = {
+        "PATH": PATH_FILE,
+        "schema-version": "v2\n",
+        "prompts/default.md": "Summarise {messages}\n",
+    }
     for category in CATEGORIES:
         files[f"prompts/{category}/default.md"] = f"{category}: summarise {{messages}}\n"
         for kind in TYPES:
@@ -86,8 +89,12 @@ def repository_files() -> dict[str, str]:
 
 
 def contexts() -> list[tuple[tuple[str, str], ...]]:
-    return [(("category", category), ("channel", f"ch{number}"), ("type", kind))
-            for category in CATEGORIES for kind in TYPES for number in range(3)]
+    return [
+        (("category", category), ("channel", f"ch{number}"), ("type", kind))
+        for category in CATEGORIES
+        for kind in TYPES
+        for number in range(3)
+    ]
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -116,28 +123,60 @@ async def synced_world(database_url: str) -> World:
     installation = fake.add_installation("octo-org")
     repository_id = fake.add_repo(FULL_NAME, private=False, installation=installation)
     fake.push(FULL_NAME, "main", repository_files())
-    env = {"DATABASE_URL": database_url, "ENCRYPTION_KEYS": generate_key(),
-           "BRIDGE_TOKENS": TOKEN, "LOG_LEVEL": "warning"}
-    settings = Settings.from_env({
-        **env, "GITHUB_API_URL": "https://api.github.test", "GITHUB_APP_ID": str(fake.app_id),
-        "GITHUB_PRIVATE_KEY": fake.private_key_pem, "GITHUB_WEBHOOK_SECRET": fake.webhook_secret,
-    }, env_file=None)
+    env = {
+        "DATABASE_URL": database_url,
+        "ENCRYPTION_KEYS": generate_key(),
+        "BRIDGE_TOKENS": TOKEN,
+        "LOG_LEVEL": "warning",
+    }
+    settings = Settings.from_env(
+        {
+            **env,
+            "GITHUB_API_URL": "https://api.github.test",
+            "GITHUB_APP_ID": str(fake.app_id),
+            "GITHUB_PRIVATE_KEY": fake.private_key_pem,
+            "GITHUB_WEBHOOK_SECRET": fake.webhook_secret,
+        },
+        env_file=None,
+    )
     runtime = build_runtime(settings, transport=httpx.ASGITransport(app=fake), auto_upgrade=True)
     runtime.github = fake.github_client()
 
     def remember(session: Any) -> None:
         installations.upsert_installation(session, installation, "octo-org")
-        installations.upsert_repository(session, repository_id, FULL_NAME, private=False,
-                                        default_branch="main", installation_id=installation)
+        installations.upsert_repository(
+            session,
+            repository_id,
+            FULL_NAME,
+            private=False,
+            default_branch="main",
+            installation_id=installation,
+        )
 
     runtime.in_session(remember)
-    outcome = await sync(runtime, SyncRequest(repository_id, FULL_NAME, "main", None, "bind",
-                                              installation_id=installation, check_run=False))
+    outcome = await sync(
+        runtime,
+        SyncRequest(
+            repository_id,
+            FULL_NAME,
+            "main",
+            None,
+            "bind",
+            installation_id=installation,
+            check_run=False,
+        ),
+    )
     assert outcome.activated, outcome.message
     for guild in GUILDS:
-        runtime.in_session(bindings.set_binding, guild, repository_full_name=FULL_NAME,
-                           repository_id=repository_id, branch=None, actor="bench",
-                           expected_version=None)
+        runtime.in_session(
+            bindings.set_binding,
+            guild,
+            repository_full_name=FULL_NAME,
+            repository_id=repository_id,
+            branch=None,
+            actor="bench",
+            expected_version=None,
+        )
     return World(fake, runtime, env)
 
 
@@ -183,11 +222,20 @@ async def bench_route(world: World, runs: int, count: int) -> dict[str, float]:
     cache = ResolverCache(world.runtime, world.runtime.settings.resolver_cache_size)
     app = Starlette(routes=bridge_routes(world.runtime, cache))
     query = "&".join(f"{key}={value}" for key, value in contexts()[0]).encode()
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-             "scheme": "http", "path": f"/bridge/v1/guilds/{GUILDS[0]}/prompt",
-             "raw_path": f"/bridge/v1/guilds/{GUILDS[0]}/prompt".encode(), "root_path": "",
-             "query_string": query, "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1),
-             "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {TOKEN}".encode())]}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": f"/bridge/v1/guilds/{GUILDS[0]}/prompt",
+        "raw_path": f"/bridge/v1/guilds/{GUILDS[0]}/prompt".encode(),
+        "root_path": "",
+        "query_string": query,
+        "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 1),
+        "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {TOKEN}".encode())],
+    }
     statuses: list[int] = []
 
     async def receive() -> dict[str, Any]:
@@ -232,9 +280,13 @@ async def bench_first_resolves(world: World, runs: int) -> dict[str, float]:
             await cache.resolve(GUILDS[1], query)
             fresh.append(time.perf_counter() - started)
         requests += len(world.fake.requests) - mark
-    return {"cold_ms": med(cold) * 1000, "new_p50_us": percentile(fresh, 0.5) * 1e6,
-            "new_p99_us": percentile(fresh, 0.99) * 1e6, "github_requests": requests,
-            "contexts": len(contexts()) * runs}
+    return {
+        "cold_ms": med(cold) * 1000,
+        "new_p50_us": percentile(fresh, 0.5) * 1e6,
+        "new_p99_us": percentile(fresh, 0.99) * 1e6,
+        "github_requests": requests,
+        "contexts": len(contexts()) * runs,
+    }
 
 
 # ---- 3. HTTP over loopback ------------------------------------------------------------------
@@ -250,12 +302,27 @@ def free_port() -> int:
 def server(env: dict[str, str], workdir: Path) -> Iterator[int]:
     """`guildprompts serve --no-worker` (one uvicorn worker) in its own process."""
     port = free_port()
-    command = [str(Path(sys.executable).with_name("guildprompts")), "serve", "--no-worker",
-               "--host", "127.0.0.1", "--port", str(port)]
-    clean = {key: value for key, value in os.environ.items()
-             if not key.startswith(("GITHUB_", "DATABASE_", "REDIS_", "BRIDGE_"))}
-    process = subprocess.Popen(command, cwd=workdir, env={**clean, **env},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command = [
+        str(Path(sys.executable).with_name("guildprompts")),
+        "serve",
+        "--no-worker",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    clean = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("GITHUB_", "DATABASE_", "REDIS_", "BRIDGE_"))
+    }
+    process = subprocess.Popen(
+        command,
+        cwd=workdir,
+        env={**clean, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -265,8 +332,10 @@ def server(env: dict[str, str], workdir: Path) -> Iterator[int]:
             except httpx.HTTPError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the service did not start: "
-                                   + (process.stderr.read().decode() if process.stderr else ""))
+                raise RuntimeError(
+                    "the service did not start: "
+                    + (process.stderr.read().decode() if process.stderr else "")
+                )
             time.sleep(0.05)
         yield port
     finally:
@@ -310,7 +379,8 @@ def prompt_requests(port: int) -> list[bytes]:
         query = "&".join(f"{k}={v}" for k, v in contexts()[index % len(contexts())])
         requests.append(
             f"GET /bridge/v1/guilds/{guild}/prompt?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}"
-            f"\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+            f"\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode()
+        )
     return requests
 
 
@@ -318,8 +388,9 @@ def health_requests(port: int) -> list[bytes]:
     return [f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()]
 
 
-async def steady_load(port: int, requests: list[bytes], rate: float, seconds: float,
-                      connections: int = 8) -> tuple[list[float], int]:
+async def steady_load(
+    port: int, requests: list[bytes], rate: float, seconds: float, connections: int = 8
+) -> tuple[list[float], int]:
     """Requests sent at a fixed rate (open loop); each latency runs from when the request
     could be sent (a connection was free) to its last byte. Returns latencies and errors."""
     pool: asyncio.Queue[Connection] = asyncio.Queue()
@@ -343,16 +414,20 @@ async def steady_load(port: int, requests: list[bytes], rate: float, seconds: fl
         if delay > 0:
             await asyncio.sleep(delay)
         connection = await pool.get()
-        tasks.append(asyncio.create_task(
-            one(connection, requests[index % len(requests)], time.perf_counter())))
+        tasks.append(
+            asyncio.create_task(
+                one(connection, requests[index % len(requests)], time.perf_counter())
+            )
+        )
     await asyncio.gather(*tasks)
     while not pool.empty():
         pool.get_nowait().close()
     return latencies, errors
 
 
-async def busy_load(port: int, requests: list[bytes], seconds: float,
-                    connections: int = 16) -> float:
+async def busy_load(
+    port: int, requests: list[bytes], seconds: float, connections: int = 16
+) -> float:
     """Requests per second with `connections` connections each sending back to back."""
     done = 0
     deadline = time.perf_counter() + seconds
@@ -375,8 +450,14 @@ async def busy_load(port: int, requests: list[bytes], seconds: float,
 async def bench_http(port: int, runs: int, seconds: float, rate: float) -> dict[str, float]:
     prompts, health = prompt_requests(port), health_requests(port)
     await steady_load(port, prompts, rate, 1.0)  # warm every guild and context once
-    results: dict[str, list[float]] = {"p50": [], "p99": [], "base50": [], "base99": [],
-                                       "rps": [], "errors": []}
+    results: dict[str, list[float]] = {
+        "p50": [],
+        "p99": [],
+        "base50": [],
+        "base99": [],
+        "rps": [],
+        "errors": [],
+    }
     for _ in range(runs):
         gc.disable()  # the load generator's own pauses are not the service's latency
         try:
@@ -414,18 +495,25 @@ def bench_client_down(env: dict[str, str], workdir: Path, runs: int) -> dict[str
             calls = _answer_times(client, queries)
             refused_p50.append(percentile(calls, 0.5))
             refused_p99.append(percentile(calls, 0.99))
-        with _silent_listener() as url, BridgeClient(url, TOKEN, cache_path=saved,
-                                                      timeout=hung_timeout) as client:
+        with (
+            _silent_listener() as url,
+            BridgeClient(url, TOKEN, cache_path=saved, timeout=hung_timeout) as client,
+        ):
             started = time.perf_counter()
             assert client.resolve_prompt(GUILDS[0], queries[0]).is_stale
             hung_first.append(time.perf_counter() - started)
             calls = _answer_times(client, queries)
             hung_p50.append(percentile(calls, 0.5))
             hung_p99.append(percentile(calls, 0.99))
-    return {"refused_first_ms": med(refused_first) * 1000,
-            "refused_p50_us": med(refused_p50) * 1e6, "refused_p99_us": med(refused_p99) * 1e6,
-            "hung_timeout_ms": hung_timeout * 1000, "hung_first_ms": med(hung_first) * 1000,
-            "hung_p50_us": med(hung_p50) * 1e6, "hung_p99_us": med(hung_p99) * 1e6}
+    return {
+        "refused_first_ms": med(refused_first) * 1000,
+        "refused_p50_us": med(refused_p50) * 1e6,
+        "refused_p99_us": med(refused_p99) * 1e6,
+        "hung_timeout_ms": hung_timeout * 1000,
+        "hung_first_ms": med(hung_first) * 1000,
+        "hung_p50_us": med(hung_p50) * 1e6,
+        "hung_p99_us": med(hung_p99) * 1e6,
+    }
 
 
 def _answer_times(client: BridgeClient, queries: list[dict[str, str]]) -> list[float]:
@@ -478,33 +566,51 @@ async def main() -> None:
             http = await bench_http(port, args.http_runs, args.seconds, args.rate)
         down = bench_client_down(world.env, workdir, max(1, args.http_runs))
 
-    print(f"bench_resolve: medians of {args.runs} in-process runs ({args.calls} calls each) and "
-          f"{args.http_runs} HTTP runs ({args.seconds:g} s each); python {sys.version.split()[0]}")
-    print(f"in-process cache hit (ResolverCache.lookup): p50 {hits['p50']:.2f} us, "
-          f"p99 {hits['p99']:.2f} us  [target p99 < 10 us: {verdict(hits['p99'] < 10)}]")
-    print(f"  baseline dict lookup, same timing:        p50 {hits['base50']:.2f} us, "
-          f"p99 {hits['base99']:.2f} us  (hit/baseline: p50 x{hits['p50'] / hits['base50']:.1f}, "
-          f"p99 x{hits['p99'] / hits['base99']:.1f})")
-    print(f"bridge HTTP handler called in-process (ASGI, no socket): p50 {route['p50']:.1f} us, "
-          f"p99 {route['p99']:.1f} us")
-    print(f"first resolve on a synced guild: {first['github_requests']} GitHub requests for "
-          f"{first['contexts']} first resolves [target 0: {verdict(first['github_requests'] == 0)}]"
-          f"; new context p50 {first['new_p50_us']:.0f} us, p99 {first['new_p99_us']:.0f} us; "
-          f"first of a process (guild map + snapshot from the database) {first['cold_ms']:.1f} ms")
-    print(f"HTTP, one uvicorn worker, loopback, {args.rate:g} requests/s: p50 {http['p50']:.2f} ms,"
-          f" p99 {http['p99']:.2f} ms, {http['errors']:g} errors  "
-          f"[target p99 < 5 ms: {verdict(http['p99'] < 5)}]")
-    print(f"  baseline /healthz of the same process:    p50 {http['base50']:.2f} ms, "
-          f"p99 {http['base99']:.2f} ms (prompt/healthz: p50 x{http['p50'] / http['base50']:.2f},"
-          f" p99 x{http['p99'] / http['base99']:.2f})")
+    print(
+        f"bench_resolve: medians of {args.runs} in-process runs ({args.calls} calls each) and "
+        f"{args.http_runs} HTTP runs ({args.seconds:g} s each); python {sys.version.split()[0]}"
+    )
+    print(
+        f"in-process cache hit (ResolverCache.lookup): p50 {hits['p50']:.2f} us, "
+        f"p99 {hits['p99']:.2f} us  [target p99 < 10 us: {verdict(hits['p99'] < 10)}]"
+    )
+    print(
+        f"  baseline dict lookup, same timing:        p50 {hits['base50']:.2f} us, "
+        f"p99 {hits['base99']:.2f} us  (hit/baseline: p50 x{hits['p50'] / hits['base50']:.1f}, "
+        f"p99 x{hits['p99'] / hits['base99']:.1f})"
+    )
+    print(
+        f"bridge HTTP handler called in-process (ASGI, no socket): p50 {route['p50']:.1f} us, "
+        f"p99 {route['p99']:.1f} us"
+    )
+    print(
+        f"first resolve on a synced guild: {first['github_requests']} GitHub requests for "
+        f"{first['contexts']} first resolves [target 0: {verdict(first['github_requests'] == 0)}]"
+        f"; new context p50 {first['new_p50_us']:.0f} us, p99 {first['new_p99_us']:.0f} us; "
+        f"first of a process (guild map + snapshot from the database) {first['cold_ms']:.1f} ms"
+    )
+    print(
+        f"HTTP, one uvicorn worker, loopback, {args.rate:g} requests/s: p50 {http['p50']:.2f} ms,"
+        f" p99 {http['p99']:.2f} ms, {http['errors']:g} errors  "
+        f"[target p99 < 5 ms: {verdict(http['p99'] < 5)}]"
+    )
+    print(
+        f"  baseline /healthz of the same process:    p50 {http['base50']:.2f} ms, "
+        f"p99 {http['base99']:.2f} ms (prompt/healthz: p50 x{http['p50'] / http['base50']:.2f},"
+        f" p99 x{http['p99'] / http['base99']:.2f})"
+    )
     print(f"  throughput, 16 busy connections: {http['rps']:.0f} requests/s")
-    print(f"client, service stopped (connection refused): first call {down['refused_first_ms']:.1f}"
-          f" ms, then p50 {down['refused_p50_us']:.1f} us, p99 {down['refused_p99_us']:.1f} us  "
-          f"[target < 1 ms after the first: {verdict(down['refused_p99_us'] < 1000)}]")
-    print(f"client, service hung (timeout {down['hung_timeout_ms']:.0f} ms): first call "
-          f"{down['hung_first_ms']:.0f} ms, then p50 {down['hung_p50_us']:.1f} us, "
-          f"p99 {down['hung_p99_us']:.1f} us  [target < 1 ms after the first: "
-          f"{verdict(down['hung_p99_us'] < 1000)}]")
+    print(
+        f"client, service stopped (connection refused): first call {down['refused_first_ms']:.1f}"
+        f" ms, then p50 {down['refused_p50_us']:.1f} us, p99 {down['refused_p99_us']:.1f} us  "
+        f"[target < 1 ms after the first: {verdict(down['refused_p99_us'] < 1000)}]"
+    )
+    print(
+        f"client, service hung (timeout {down['hung_timeout_ms']:.0f} ms): first call "
+        f"{down['hung_first_ms']:.0f} ms, then p50 {down['hung_p50_us']:.1f} us, "
+        f"p99 {down['hung_p99_us']:.1f} us  [target < 1 ms after the first: "
+        f"{verdict(down['hung_p99_us'] < 1000)}]"
+    )
 
 
 if __name__ == "__main__":

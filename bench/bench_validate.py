@@ -59,7 +59,8 @@ def build(root: Path, count: int) -> None:
     (root / "prompts" / "default.md").write_text(PROMPT.format(number=0, digit=3, tokens=500))
     (root / "prompts" / "perspectives").mkdir()
     (root / "prompts" / "perspectives" / "developer.yaml").write_text(
-        "description: For developers.\nprompt: |\n  Summarise {messages} for developers.\n")
+        "description: For developers.\nprompt: |\n  Summarise {messages} for developers.\n"
+    )
     written = 5
     number = 0
     while written < count:
@@ -92,8 +93,9 @@ def main() -> int:
         walls = []
         for _ in range(args.runs):
             started = time.perf_counter()
-            done = subprocess.run([str(command), "validate", str(root)], capture_output=True,
-                                  text=True, check=False)
+            done = subprocess.run(
+                [str(command), "validate", str(root)], capture_output=True, text=True, check=False
+            )
             walls.append(time.perf_counter() - started)
             if done.returncode != 0:
                 print(done.stdout + done.stderr, file=sys.stderr)

@@ -56,20 +56,25 @@ EXAMPLE = Path(__file__).parent.parent / "tests/fixtures/github-webhooks/push/pa
 
 def _private_key() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM,
-                             serialization.PrivateFormat.TraditionalOpenSSL,
-                             serialization.NoEncryption()).decode()
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
 
 
 def _runtime(directory: Path, key: str) -> Runtime:
-    settings = Settings.from_env({
-        "DATABASE_URL": f"sqlite:///{directory / 'bench.db'}",
-        "ENCRYPTION_KEYS": generate_key(),
-        "GITHUB_APP_ID": "4242",
-        "GITHUB_PRIVATE_KEY": key,
-        "GITHUB_WEBHOOK_SECRET": SECRET,
-        "GITHUB_API_URL": "http://127.0.0.1:9",  # never called: intake does not call GitHub
-    }, env_file=None)
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": f"sqlite:///{directory / 'bench.db'}",
+            "ENCRYPTION_KEYS": generate_key(),
+            "GITHUB_APP_ID": "4242",
+            "GITHUB_PRIVATE_KEY": key,
+            "GITHUB_WEBHOOK_SECRET": SECRET,
+            "GITHUB_API_URL": "http://127.0.0.1:9",  # never called: intake does not call GitHub
+        },
+        env_file=None,
+    )
     return build_runtime(settings, auto_upgrade=True)
 
 
@@ -90,8 +95,14 @@ def _server_process(directory: str, key: str, port: int, with_worker: bool) -> N
     """The service side, in its own process so the sender never competes with it for the GIL."""
     favour_event_loop()  # as `guildprompts serve` does
     runtime = _runtime(Path(directory), key)
-    config = uvicorn.Config(_app(runtime, with_worker), host="127.0.0.1", port=port,
-                            log_level="error", lifespan="on", access_log=False)
+    config = uvicorn.Config(
+        _app(runtime, with_worker),
+        host="127.0.0.1",
+        port=port,
+        log_level="error",
+        lifespan="on",
+        access_log=False,
+    )
     uvicorn.Server(config).run()
 
 
@@ -126,14 +137,26 @@ def _deliveries(count: int) -> list[tuple[bytes, dict[str, str]]]:
     example = json.loads(EXAMPLE.read_text())
     built = []
     for index in range(count):
-        payload = {**example, "ref": f"refs/heads/bench-{index % 10}", "deleted": False,
-                   "created": False, "after": hashlib.sha1(uuid.uuid4().bytes).hexdigest()}
+        payload = {
+            **example,
+            "ref": f"refs/heads/bench-{index % 10}",
+            "deleted": False,
+            "created": False,
+            "after": hashlib.sha1(uuid.uuid4().bytes).hexdigest(),
+        }
         body = json.dumps(payload).encode()
         signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-        built.append((body, {
-            "Content-Type": "application/json", "X-GitHub-Event": "push",
-            "X-GitHub-Delivery": str(uuid.uuid4()), "X-Hub-Signature-256": signature,
-        }))
+        built.append(
+            (
+                body,
+                {
+                    "Content-Type": "application/json",
+                    "X-GitHub-Event": "push",
+                    "X-GitHub-Delivery": str(uuid.uuid4()),
+                    "X-Hub-Signature-256": signature,
+                },
+            )
+        )
     return built
 
 
@@ -150,8 +173,9 @@ async def _paced(url: str, rate: float, seconds: float) -> dict[str, float]:
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
 
-        async def send(scheduled: float, body: bytes, headers: dict[str, str],
-                       measured: bool) -> None:
+        async def send(
+            scheduled: float, body: bytes, headers: dict[str, str], measured: bool
+        ) -> None:
             nonlocal failures
             await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
             response = await client.post(WEBHOOK_PATH, content=body, headers=headers)
@@ -160,8 +184,12 @@ async def _paced(url: str, rate: float, seconds: float) -> dict[str, float]:
                 latencies.append(time.perf_counter() - scheduled)
 
         start = time.perf_counter() + 0.05
-        await asyncio.gather(*(send(start + i / rate, body, headers, i >= len(warm_up))
-                               for i, (body, headers) in enumerate(warm_up + work)))
+        await asyncio.gather(
+            *(
+                send(start + i / rate, body, headers, i >= len(warm_up))
+                for i, (body, headers) in enumerate(warm_up + work)
+            )
+        )
     latencies.sort()
     return {
         "p50_ms": 1000 * latencies[len(latencies) // 2],
@@ -204,8 +232,12 @@ def _run(key: str, with_worker: bool, args: argparse.Namespace) -> dict[str, Any
                 stats = deliveries.queue_stats(session)
         finally:
             database.dispose()
-    return {**paced, "throughput": flat["per_second"],
-            "failures": paced["failures"] + flat["failures"], "left_pending": stats.pending}
+    return {
+        **paced,
+        "throughput": flat["per_second"],
+        "failures": paced["failures"] + flat["failures"],
+        "left_pending": stats.pending,
+    }
 
 
 def main() -> None:
@@ -216,8 +248,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="senders when flat out")
     args = parser.parse_args()
     key = _private_key()
-    print(f"intake on SQLite, uvicorn on loopback: {args.rate:.0f}/s for {args.seconds:.0f} s, "
-          f"then {args.concurrency} senders flat out; median of {args.runs} runs")
+    print(
+        f"intake on SQLite, uvicorn on loopback: {args.rate:.0f}/s for {args.seconds:.0f} s, "
+        f"then {args.concurrency} senders flat out; median of {args.runs} runs"
+    )
     for with_worker in (False, True):
         runs = [_run(key, with_worker, args) for _ in range(args.runs)]
 
@@ -225,11 +259,12 @@ def main() -> None:
             return statistics.median(run[name] for run in runs)
 
         label = "with the worker in-process" if with_worker else "intake only            "
-        print(f"  {label}: ack p50 {median('p50_ms'):6.1f} ms  p99 {median('p99_ms'):6.1f} ms  "
-              f"max {median('max_ms'):6.1f} ms  | sustained {median('throughput'):6.0f}/s  "
-              f"| non-202 answers {sum(run['failures'] for run in runs)}"
-              + (f"  | left pending at the end {median('left_pending'):.0f}"
-                 if with_worker else ""))
+        print(
+            f"  {label}: ack p50 {median('p50_ms'):6.1f} ms  p99 {median('p99_ms'):6.1f} ms  "
+            f"max {median('max_ms'):6.1f} ms  | sustained {median('throughput'):6.0f}/s  "
+            f"| non-202 answers {sum(run['failures'] for run in runs)}"
+            + (f"  | left pending at the end {median('left_pending'):.0f}" if with_worker else "")
+        )
 
 
 if __name__ == "__main__":

@@ -272,8 +272,11 @@ class AlertWatcher:
             try:
                 due = await self.pending(guild_id, channel_id)
             except BridgeError as exc:
-                logger.warning("alerts for guild %s: the bridge did not answer (%s); trying "
-                               "again next time", guild_id, exc.message)
+                logger.warning(
+                    "alerts for guild %s: the bridge did not answer (%s); trying again next time",
+                    guild_id,
+                    exc.message,
+                )
                 continue
             except Exception:
                 logger.exception("alerts for guild %s failed; trying again next time", guild_id)
@@ -282,8 +285,13 @@ class AlertWatcher:
                 try:
                     await post(alert)
                 except Exception as exc:
-                    logger.warning("could not post the alert for guild %s in channel %s (%s); "
-                                   "trying again next time", guild_id, channel_id, exc)
+                    logger.warning(
+                        "could not post the alert for guild %s in channel %s (%s); "
+                        "trying again next time",
+                        guild_id,
+                        channel_id,
+                        exc,
+                    )
                     break
                 self.mark_announced(alert)
                 posted.append(alert)

@@ -82,8 +82,10 @@ def bridge_routes(
     router = Router(
         routes=[
             api.route("prompt", {"GET": api.prompt}),
-            api.route("config", {"GET": api.get_config, "PUT": api.put_config,
-                                 "DELETE": api.delete_config}),
+            api.route(
+                "config",
+                {"GET": api.get_config, "PUT": api.put_config, "DELETE": api.delete_config},
+            ),
             api.route("refresh", {"POST": api.refresh}),
             api.route("test", {"POST": api.test}),
             api.route("events", {"GET": api.events}),
@@ -97,8 +99,9 @@ Handler = Callable[[Request, str], Awaitable[Response]]
 
 
 class _BridgeAPI:
-    def __init__(self, runtime: Runtime, cache: ResolverCache, wait: float,
-                 poll_interval: float) -> None:
+    def __init__(
+        self, runtime: Runtime, cache: ResolverCache, wait: float, poll_interval: float
+    ) -> None:
         self.runtime = runtime
         self.cache = cache
         self.wait = max(0.0, wait)
@@ -111,8 +114,12 @@ class _BridgeAPI:
     def route(self, suffix: str, handlers: Mapping[str, Handler]) -> Route:
         """`/guilds/{guild_id}/<suffix>` for every method, so that authentication comes first
         and a wrong method is a JSON 405 like every other answer."""
-        return Route(f"/guilds/{{guild_id}}/{suffix}", self.endpoint(handlers),
-                     methods=_METHODS, name=f"bridge-{suffix}")
+        return Route(
+            f"/guilds/{{guild_id}}/{suffix}",
+            self.endpoint(handlers),
+            methods=_METHODS,
+            name=f"bridge-{suffix}",
+        )
 
     def endpoint(self, handlers: Mapping[str, Handler]) -> Callable[[Request], Awaitable[Response]]:
         """Authentication, method and guild id checks, and errors as JSON, around handlers."""
@@ -124,26 +131,47 @@ class _BridgeAPI:
                 return denied
             handler = handlers.get(request.method)
             if handler is None:
-                return _json({"message": f"use {allowed} here", "error": "method_not_allowed"},
-                             405, headers={"Allow": allowed})
+                return _json(
+                    {"message": f"use {allowed} here", "error": "method_not_allowed"},
+                    405,
+                    headers={"Allow": allowed},
+                )
             guild_id = request.path_params["guild_id"]
             try:
                 if not GUILD_ID.fullmatch(guild_id):
-                    raise Refusal(400, "bad_request", f"invalid guild id {guild_id[:40]!r}: a "
-                                  "Discord server id is 1 to 20 digits")
+                    raise Refusal(
+                        400,
+                        "bad_request",
+                        f"invalid guild id {guild_id[:40]!r}: a "
+                        "Discord server id is 1 to 20 digits",
+                    )
                 return await handler(request, guild_id)
             except Refusal as refusal:
-                return _json({"message": refusal.message, "error": refusal.error,
-                              **refusal.extra}, refusal.status)
+                return _json(
+                    {"message": refusal.message, "error": refusal.error, **refusal.extra},
+                    refusal.status,
+                )
             except DatabaseUnavailableError:
-                log.warning("bridge %s %s: the database did not answer", request.method,
-                            request.url.path)
-                return _json({"message": "guildprompts' database did not answer; try again "
-                              "shortly", "error": "unavailable"}, 503)
+                log.warning(
+                    "bridge %s %s: the database did not answer", request.method, request.url.path
+                )
+                return _json(
+                    {
+                        "message": "guildprompts' database did not answer; try again shortly",
+                        "error": "unavailable",
+                    },
+                    503,
+                )
             except Exception:
                 log.exception("bridge %s %s failed", request.method, request.url.path)
-                return _json({"message": "guildprompts failed to answer this request; the "
-                              "error is in its log", "error": "internal"}, 500)
+                return _json(
+                    {
+                        "message": "guildprompts failed to answer this request; the "
+                        "error is in its log",
+                        "error": "internal",
+                    },
+                    500,
+                )
 
         return endpoint
 
@@ -157,8 +185,9 @@ class _BridgeAPI:
     def _deny(self, request: Request) -> JSONResponse | None:
         """401 unless the request carries one of BRIDGE_TOKENS (compared in constant time)."""
         if not self._tokens:
-            return _unauthorized("the bridge is disabled: BRIDGE_TOKENS is unset on the "
-                                 "guildprompts service")
+            return _unauthorized(
+                "the bridge is disabled: BRIDGE_TOKENS is unset on the guildprompts service"
+            )
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
             return _unauthorized("missing bearer token: send Authorization: Bearer <token>")
@@ -195,8 +224,7 @@ class _BridgeAPI:
         return _json(view)
 
     async def _view(self, guild_id: str) -> dict[str, Any] | None:
-        return await self.runtime.run_db(config_view, guild_id, self.github_url,
-                                         self.install_url())
+        return await self.runtime.run_db(config_view, guild_id, self.github_url, self.install_url())
 
     async def put_config(self, request: Request, guild_id: str) -> Response:
         wanted = _bind_request(await _body(request), self.github_url)
@@ -204,17 +232,20 @@ class _BridgeAPI:
             register_secret(wanted.token)
         readable = wanted.token is not None or self.runtime.app_configured
         try:
-            plan = await self.runtime.run_db(request_binding, guild_id, wanted,
-                                             self.runtime.vault, readable)
+            plan = await self.runtime.run_db(
+                request_binding, guild_id, wanted, self.runtime.vault, readable
+            )
         except ConcurrentUpdateError as exc:
             raise _conflict(exc) from None
         if plan.guid is None:
             raise Refusal(
-                409, "not_installed",
+                409,
+                "not_installed",
                 f"guildprompts has no GitHub App configured yet, so it cannot read "
                 f"{plan.full_name}: its operator must finish the setup (/setup). The request "
                 "is saved and completes once the App is installed on the repository.",
-                install_url=None, repository=plan.full_name,
+                install_url=None,
+                repository=plan.full_name,
             )
         self.runtime.wake_worker()
         return await self._outcome(guild_id, plan)
@@ -224,8 +255,9 @@ class _BridgeAPI:
         actor = _actor(body)
         expected = _optional_version(body)
         try:
-            removed, generation = await self.runtime.run_db(delete_binding, guild_id, actor,
-                                                            expected)
+            removed, generation = await self.runtime.run_db(
+                delete_binding, guild_id, actor, expected
+            )
         except ConcurrentUpdateError as exc:
             raise _conflict(exc) from None
         if not removed:
@@ -252,8 +284,9 @@ class _BridgeAPI:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 view = await self._view(guild_id) or {}
-                view["message"] = "saved; the sync is still running: ask for the config again " \
-                    "in a moment"
+                view["message"] = (
+                    "saved; the sync is still running: ask for the config again in a moment"
+                )
                 return _json(view, 202)
             await asyncio.sleep(min(self.poll_interval, remaining))
         if isinstance(decided, Refusal):
@@ -275,18 +308,33 @@ class _BridgeAPI:
         answer = preview.answer
         content = answer["content"]
         view = await self._view(guild_id)
-        return _json({
-            **{key: answer[key] for key in (
-                "file_path", "tried_paths", "route", "source", "commit_sha", "repository",
-                "branch", "schema_version", "parameters", "github_file_url", "is_stale",
-                "status_message")},
-            "preview": content[:PREVIEW_LIMIT],
-            "truncated": len(content) > PREVIEW_LIMIT,
-            "length": len(content),
-            "unresolved": list(render(content, {}).unresolved),
-            "context": preview.context.to_dict(),
-            "diagnostics": view["errors"] if view is not None else [],
-        })
+        return _json(
+            {
+                **{
+                    key: answer[key]
+                    for key in (
+                        "file_path",
+                        "tried_paths",
+                        "route",
+                        "source",
+                        "commit_sha",
+                        "repository",
+                        "branch",
+                        "schema_version",
+                        "parameters",
+                        "github_file_url",
+                        "is_stale",
+                        "status_message",
+                    )
+                },
+                "preview": content[:PREVIEW_LIMIT],
+                "truncated": len(content) > PREVIEW_LIMIT,
+                "length": len(content),
+                "unresolved": list(render(content, {}).unresolved),
+                "context": preview.context.to_dict(),
+                "diagnostics": view["errors"] if view is not None else [],
+            }
+        )
 
     async def events(self, request: Request, guild_id: str) -> Response:
         return _json({"events": await self.runtime.run_db(guild_events, guild_id)})
@@ -302,12 +350,15 @@ def _bind_request(body: Mapping[str, Any], github_url: str) -> BindRequest:
     except RepositoryNameError as exc:
         raise Refusal(400, "bad_request", str(exc)) from None
     token = body.get("token")
-    if token is not None and (not isinstance(token, str) or not token.strip()
-                              or len(token) > 1000):
+    if token is not None and (not isinstance(token, str) or not token.strip() or len(token) > 1000):
         raise Refusal(400, "bad_request", "token must be a personal access token or null")
-    return BindRequest(full_name, _branch(body.get("branch")),
-                       token.strip() if isinstance(token, str) else None, _actor(body),
-                       _optional_version(body))
+    return BindRequest(
+        full_name,
+        _branch(body.get("branch")),
+        token.strip() if isinstance(token, str) else None,
+        _actor(body),
+        _optional_version(body),
+    )
 
 
 async def _body(request: Request, *, required: bool = True) -> dict[str, Any]:
@@ -335,8 +386,12 @@ def _actor(body: Mapping[str, Any]) -> str:
     if isinstance(actor, int) and not isinstance(actor, bool):
         actor = str(actor)
     if not isinstance(actor, str) or not actor.strip() or len(actor.strip()) > 64:
-        raise Refusal(400, "bad_request", "actor (the Discord user id making the change, at "
-                      "most 64 characters) is required: it goes to the audit log")
+        raise Refusal(
+            400,
+            "bad_request",
+            "actor (the Discord user id making the change, at "
+            "most 64 characters) is required: it goes to the audit log",
+        )
     return actor.strip()
 
 
@@ -345,8 +400,12 @@ def _branch(value: Any) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > 255 or _BAD_BRANCH.search(value.strip()):
         shown = str(value)[:60]
-        raise Refusal(400, "bad_request", f"{shown!r} is not a branch name; leave it empty to "
-                      "follow the repository's default branch")
+        raise Refusal(
+            400,
+            "bad_request",
+            f"{shown!r} is not a branch name; leave it empty to "
+            "follow the repository's default branch",
+        )
     return value.strip().removeprefix("refs/heads/")
 
 
@@ -367,13 +426,20 @@ def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None
 
 
 def _unauthorized(message: str) -> JSONResponse:
-    return _json({"message": message, "error": "unauthorized"}, 401,
-                 headers={"WWW-Authenticate": 'Bearer realm="guildprompts bridge"'})
+    return _json(
+        {"message": message, "error": "unauthorized"},
+        401,
+        headers={"WWW-Authenticate": 'Bearer realm="guildprompts bridge"'},
+    )
 
 
 def _no_binding(guild_id: str) -> Refusal:
-    return Refusal(404, "not_found", f"server {guild_id} has no prompt repository: bind one "
-                   "with PUT .../config (the bot's /prompt-config set)")
+    return Refusal(
+        404,
+        "not_found",
+        f"server {guild_id} has no prompt repository: bind one "
+        "with PUT .../config (the bot's /prompt-config set)",
+    )
 
 
 def _conflict(exc: ConcurrentUpdateError) -> Refusal:
@@ -387,5 +453,3 @@ def _matches(header: str | None, etag: str) -> bool:
     if header.strip() == "*":
         return True
     return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
-
-

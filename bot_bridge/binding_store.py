@@ -74,15 +74,27 @@ def request_binding(
     full_name = repository.full_name if repository is not None else wanted.full_name
     repository_id = repository.id if repository is not None else None
     pending = bindings.save_pending(
-        session, guild_id, repository_full_name=full_name, repository_id=repository_id,
-        branch=wanted.branch, actor=wanted.actor, expected_version=version, token=wanted.token,
+        session,
+        guild_id,
+        repository_full_name=full_name,
+        repository_id=repository_id,
+        branch=wanted.branch,
+        actor=wanted.actor,
+        expected_version=version,
+        token=wanted.token,
         vault=vault,
         status_message="first sync queued" if readable else "waiting for the GitHub App",
     )
     guid = None
     if readable:  # the handler asks GitHub how to read it, catching installations we missed
-        guid = jobs.enqueue_sync(session, full_name=full_name, repository_id=repository_id,
-                                 branch=wanted.branch, trigger="bind", guild_id=guild_id)
+        guid = jobs.enqueue_sync(
+            session,
+            full_name=full_name,
+            repository_id=repository_id,
+            branch=wanted.branch,
+            trigger="bind",
+            guild_id=guild_id,
+        )
     return Plan(guid, full_name, wanted.branch, pending.set_at)
 
 
@@ -91,25 +103,42 @@ def request_refresh(session: Session, guild_id: str, actor: str) -> Plan | None:
     target = pending or bindings.get_binding(session, guild_id)
     if target is None:
         return None
-    audit.record_audit(session, actor, guild_id, "binding.refresh", None,
-                       {"repository": target.repository_full_name, "branch": target.branch})
-    guid = jobs.enqueue_sync(session, full_name=target.repository_full_name,
-                             repository_id=target.repository_id, branch=target.branch,
-                             trigger="refresh", guild_id=guild_id)
-    return Plan(guid, target.repository_full_name, target.branch,
-                pending.set_at if pending is not None else None)
+    audit.record_audit(
+        session,
+        actor,
+        guild_id,
+        "binding.refresh",
+        None,
+        {"repository": target.repository_full_name, "branch": target.branch},
+    )
+    guid = jobs.enqueue_sync(
+        session,
+        full_name=target.repository_full_name,
+        repository_id=target.repository_id,
+        branch=target.branch,
+        trigger="refresh",
+        guild_id=guild_id,
+    )
+    return Plan(
+        guid,
+        target.repository_full_name,
+        target.branch,
+        pending.set_at if pending is not None else None,
+    )
 
 
 def delete_binding(
     session: Session, guild_id: str, actor: str, expected_version: int | None
 ) -> tuple[bool, int]:
-    removed = bindings.delete_binding(session, guild_id, actor=actor,
-                                      expected_version=expected_version)
+    removed = bindings.delete_binding(
+        session, guild_id, actor=actor, expected_version=expected_version
+    )
     return removed, branches.current_generation(session)
 
 
-def decide(session: Session, guild_id: str, plan: Plan,
-           install_url: str | None) -> Refusal | bool | None:
+def decide(
+    session: Session, guild_id: str, plan: Plan, install_url: str | None
+) -> Refusal | bool | None:
     """True: done (show the config); a refusal; None: the sync has not finished yet."""
     delivery = deliveries.get_delivery(session, plan.guid) if plan.guid else None
     running = delivery is not None and delivery.state not in _FINISHED
@@ -120,33 +149,53 @@ def decide(session: Session, guild_id: str, plan: Plan,
         live = bindings.get_binding(session, guild_id)
         if pending is None and live is not None and _same_target(live, plan):
             return True  # promoted
-        return Refusal(409, "conflict", "the binding of this server was changed by someone "
-                       "else meanwhile: look at it with the config and try again if needed")
+        return Refusal(
+            409,
+            "conflict",
+            "the binding of this server was changed by someone "
+            "else meanwhile: look at it with the config and try again if needed",
+        )
     if running:
         return None
     return _why_pending(session, guild_id, pending, delivery, install_url)
 
 
 def _why_pending(
-    session: Session, guild_id: str, pending: PendingBinding,
-    delivery: Any, install_url: str | None,
+    session: Session,
+    guild_id: str,
+    pending: PendingBinding,
+    delivery: Any,
+    install_url: str | None,
 ) -> Refusal:
     """The sync finished and the request is still pending: find out why, from the facts."""
     live = bindings.get_binding(session, guild_id)
     if pending.base_version != (live.version if live is not None else 0):
-        return Refusal(409, "conflict", "the binding of this server was changed by someone "
-                       "else since this request was made: make the request again")
+        return Refusal(
+            409,
+            "conflict",
+            "the binding of this server was changed by someone "
+            "else since this request was made: make the request again",
+        )
     repository = _pending_repository(session, pending)
     has_token = pending.token_ciphertext is not None
-    if repository is None or not (has_token or installations.has_app_access(session,
-                                                                              repository.id)):
+    if repository is None or not (
+        has_token or installations.has_app_access(session, repository.id)
+    ):
         name = repository.full_name if repository is not None else pending.repository_full_name
-        where = f"Install it here, choosing {name}: {install_url}" if install_url else \
-            "Ask the guildprompts operator for the App's install link."
-        return Refusal(409, "not_installed",
-                       f"the guildprompts GitHub App is not installed on {name} (or cannot see "
-                       f"it). {where} The request is saved and completes by itself once the "
-                       "App is installed.", install_url=install_url, repository=name)
+        where = (
+            f"Install it here, choosing {name}: {install_url}"
+            if install_url
+            else "Ask the guildprompts operator for the App's install link."
+        )
+        return Refusal(
+            409,
+            "not_installed",
+            f"the guildprompts GitHub App is not installed on {name} (or cannot see "
+            f"it). {where} The request is saved and completes by itself once the "
+            "App is installed.",
+            install_url=install_url,
+            repository=name,
+        )
     branch = pending.branch or repository.default_branch
     tracked = branches.get_branch(session, repository.id, branch)
     latest = None
@@ -154,24 +203,40 @@ def _why_pending(
         latest = snapshots.find_snapshot(session, repository.id, tracked.latest_sha)
     if latest is not None and not latest.valid:
         diagnostics = list(latest.diagnostics)
-        return Refusal(422, "invalid",
-                       pending.status_message or f"commit {latest.commit_sha[:7]} on {branch} "
-                       "failed validation", errors=diagnostics, diagnostics=diagnostics,
-                       commit_sha=latest.commit_sha)
-    if latest is not None and repository.private and not has_token \
-            and guild_id not in _allowed_guilds(session, latest.id):
+        return Refusal(
+            422,
+            "invalid",
+            pending.status_message
+            or f"commit {latest.commit_sha[:7]} on {branch} failed validation",
+            errors=diagnostics,
+            diagnostics=diagnostics,
+            commit_sha=latest.commit_sha,
+        )
+    if (
+        latest is not None
+        and repository.private
+        and not has_token
+        and guild_id not in _allowed_guilds(session, latest.id)
+    ):
         line = f'allowed_guilds: ["{guild_id}"]'
-        return Refusal(403, "forbidden",
-                       f"{repository.full_name} is private and its PATH file does not allow "
-                       f"this server. Add this to PATH (or add the id to the existing list), "
-                       f"push, then set the repository again: {line}",
-                       allowed_guilds_entry=guild_id, path_snippet=line)
+        return Refusal(
+            403,
+            "forbidden",
+            f"{repository.full_name} is private and its PATH file does not allow "
+            f"this server. Add this to PATH (or add the id to the existing list), "
+            f"push, then set the repository again: {line}",
+            allowed_guilds_entry=guild_id,
+            path_snippet=line,
+        )
     reason = _last_sync_message(session, repository.id, branch, pending.set_at)
     failed = delivery is not None and delivery.state == DeliveryState.FAILED.value
     if failed:
         reason = f"the first sync failed: {delivery.last_error or reason or 'see the log'}"
-    reason = reason or pending.status_message or \
-        f"the first sync of {repository.full_name}@{branch} did not complete"
+    reason = (
+        reason
+        or pending.status_message
+        or f"the first sync of {repository.full_name}@{branch} did not complete"
+    )
     if reason != pending.status_message:  # `GET .../config` shows it from now on
         bindings.set_pending_status(session, guild_id, reason[:2000])
     return Refusal(502 if failed else 422, "sync_failed" if failed else "not_synced", reason)
@@ -190,8 +255,9 @@ def _last_sync_message(
 
 
 def _same_target(live: Any, plan: Plan) -> bool:
-    return (live.repository_full_name.lower() == plan.full_name.lower()
-            and live.branch == plan.branch)
+    return (
+        live.repository_full_name.lower() == plan.full_name.lower() and live.branch == plan.branch
+    )
 
 
 def _pending_repository(session: Session, pending: PendingBinding) -> Repository | None:
@@ -225,9 +291,20 @@ def config_view(
     request = None
     if state is not None and pending is not None:
         requested = _pending_view(session, pending, github_url, install_url)
-        request = {key: requested[key] for key in (
-            "repository", "branch", "status_message", "set_by", "set_at", "has_token",
-            "install_url", "last_sync_outcome", "errors")}
+        request = {
+            key: requested[key]
+            for key in (
+                "repository",
+                "branch",
+                "status_message",
+                "set_by",
+                "set_at",
+                "has_token",
+                "install_url",
+                "last_sync_outcome",
+                "errors",
+            )
+        }
     return {"guild_id": guild_id, **view, "pending": request}
 
 
@@ -301,8 +378,14 @@ def guild_events(session: Session, guild_id: str) -> list[dict[str, Any]]:
     syncs are grouped by (outcome, commit), with a count and the last time seen.
     """
     found: list[dict[str, Any]] = [
-        {"at": _iso(entry.at), "actor": entry.actor, "action": entry.action,
-         "before": entry.before, "after": entry.after, "kind": "change"}
+        {
+            "at": _iso(entry.at),
+            "actor": entry.actor,
+            "action": entry.action,
+            "before": entry.before,
+            "after": entry.after,
+            "kind": "change",
+        }
         for entry in audit.audit_entries(session, guild_id, limit=EVENTS_LIMIT)
     ]
     state = serving.guild_state(session, guild_id)
@@ -326,20 +409,44 @@ def guild_events(session: Session, guild_id: str) -> list[dict[str, Any]]:
                 problems[key]["last_at"] = _iso(entry.at)
                 continue
             problems[key] = {
-                "at": _iso(entry.at), "actor": "guildprompts", "action": f"sync.{entry.outcome}",
-                "before": None, "kind": "problem", "count": 1, "last_at": _iso(entry.at),
-                "after": {"repository": full_name, "branch": entry.branch,
-                          "commit_sha": entry.commit_sha, "trigger": entry.trigger,
-                          "message": entry.message},
+                "at": _iso(entry.at),
+                "actor": "guildprompts",
+                "action": f"sync.{entry.outcome}",
+                "before": None,
+                "kind": "problem",
+                "count": 1,
+                "last_at": _iso(entry.at),
+                "after": {
+                    "repository": full_name,
+                    "branch": entry.branch,
+                    "commit_sha": entry.commit_sha,
+                    "trigger": entry.trigger,
+                    "message": entry.message,
+                },
             }
     found.extend(problems.values())
     found.sort(key=lambda event: event["at"] or "", reverse=True)
-    if state is not None and state.state == "no_access" \
-            and not any(outcome == "no_access" for outcome, _sha in problems):
-        found.insert(0, {"at": None, "actor": "guildprompts", "action": "access.lost",
-                         "before": None, "kind": "problem", "count": 1, "last_at": None,
-                         "after": {"repository": state.repository_full_name,
-                                   "message": state.status_message}})
+    if (
+        state is not None
+        and state.state == "no_access"
+        and not any(outcome == "no_access" for outcome, _sha in problems)
+    ):
+        found.insert(
+            0,
+            {
+                "at": None,
+                "actor": "guildprompts",
+                "action": "access.lost",
+                "before": None,
+                "kind": "problem",
+                "count": 1,
+                "last_at": None,
+                "after": {
+                    "repository": state.repository_full_name,
+                    "message": state.status_message,
+                },
+            },
+        )
     return found[:EVENTS_LIMIT]
 
 

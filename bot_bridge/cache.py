@@ -118,12 +118,26 @@ class _Serving:
     bound: bool  # the guild has a live binding (False: built-in defaults, source "default")
 
     def fields(self) -> tuple[Any, ...]:
-        return (self.snapshot_id, self.repository, self.branch, self.commit_sha, self.is_stale,
-                self.status_message, self.bound)
+        return (
+            self.snapshot_id,
+            self.repository,
+            self.branch,
+            self.commit_sha,
+            self.is_stale,
+            self.status_message,
+            self.bound,
+        )
 
 
-UNBOUND = _Serving(None, None, None, None, False,
-                   "no prompt repository is bound to this server: built-in defaults", False)
+UNBOUND = _Serving(
+    None,
+    None,
+    None,
+    None,
+    False,
+    "no prompt repository is bound to this server: built-in defaults",
+    False,
+)
 
 
 def serving_of(state: GuildState | None) -> _Serving:
@@ -185,8 +199,11 @@ def build_response(
         "commit_sha": commit,
         "schema_version": resolution.schema_version,
         "parameters": _parameters(resolution),
-        "github_file_url": _file_url(github_url, serving_state.repository, commit,
-                                     resolution.file_path) if custom else None,
+        "github_file_url": _file_url(
+            github_url, serving_state.repository, commit, resolution.file_path
+        )
+        if custom
+        else None,
         "is_stale": serving_state.is_stale and repository is not None,
         "status_message": status,
     }
@@ -196,8 +213,9 @@ def _parameters(resolution: Resolution) -> dict[str, Any]:
     return resolution.to_dict()["parameters"] if resolution.parameters else {}
 
 
-def _file_url(github_url: str, repository: str | None, sha: str | None,
-              path: str | None) -> str | None:
+def _file_url(
+    github_url: str, repository: str | None, sha: str | None, path: str | None
+) -> str | None:
     if not (repository and sha and path):
         return None
     return f"{github_url}/{repository}/blob/{sha}/{quote(path, safe='/')}"
@@ -219,8 +237,11 @@ def context_for(guild_id: str, query: Query) -> Context:
         parsed = Context.from_mapping(dict(query))
     except ContextError as exc:
         raise QueryError(str(exc)) from None
-    items = [item for item in parsed.items
-             if item[0] != "guild" and item[0] not in BOT_SUPPLIED_VARIABLES]
+    items = [
+        item
+        for item in parsed.items
+        if item[0] != "guild" and item[0] not in BOT_SUPPLIED_VARIABLES
+    ]
     items.append(("guild", guild_id))
     return Context(tuple(sorted(items)))
 

@@ -527,8 +527,9 @@ class _ClientBase:
 
     def _remove_config(self, guild_id: object, actor: str) -> _Op[bool]:
         body = {"actor": actor}
-        return self._core.admin("DELETE", guild_id, "config", removed_from_body, body,
-                                lambda: False)
+        return self._core.admin(
+            "DELETE", guild_id, "config", removed_from_body, body, lambda: False
+        )
 
     def _refresh(self, guild_id: object, actor: str) -> _Op[GuildConfig]:
         return self._core.admin("POST", guild_id, "refresh", config_from_body, {"actor": actor})

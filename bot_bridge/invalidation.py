@@ -70,8 +70,12 @@ async def publish_activations(runtime: Runtime, stop: asyncio.Event) -> None:
         try:
             await client.publish(REDIS_CHANNEL, str(generation))
         except (RedisError, OSError) as exc:
-            log.warning("could not publish generation %s on Redis (%s); other processes see it "
-                        "at their next generation check", generation, exc)
+            log.warning(
+                "could not publish generation %s on Redis (%s); other processes see it "
+                "at their next generation check",
+                generation,
+                exc,
+            )
 
     def announce(generation: int) -> Awaitable[None] | None:
         if _running_loop() is loop:
@@ -142,8 +146,9 @@ async def _redis(url: str, cache: ResolverCache, stop: asyncio.Event) -> None:
     outage = _Outage("Redis SUBSCRIBE")
     backoff = _Backoff()
     while not stop.is_set():
-        client = aioredis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT,
-                                   health_check_interval=10)
+        client = aioredis.from_url(
+            url, socket_connect_timeout=CONNECT_TIMEOUT, health_check_interval=10
+        )
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(REDIS_CHANNEL)
@@ -151,8 +156,9 @@ async def _redis(url: str, cache: ResolverCache, stop: asyncio.Event) -> None:
             backoff.reset()
             await cache.check()
             while not stop.is_set():
-                message = await pubsub.get_message(ignore_subscribe_messages=True,
-                                                   timeout=NOTIFY_WAIT)
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=NOTIFY_WAIT
+                )
                 if message is not None and message.get("type") == "message":
                     await cache.refresh_to(_generation(message.get("data")))
         except Exception as exc:  # connection lost or refused: reconnect, never give up
@@ -223,8 +229,12 @@ class _Outage:
 
     def began(self, exc: Exception) -> None:
         if not self.failing:
-            log.warning("%s failed (%s: %s); retrying, the generation check covers meanwhile",
-                        self.what, type(exc).__name__, exc)
+            log.warning(
+                "%s failed (%s: %s); retrying, the generation check covers meanwhile",
+                self.what,
+                type(exc).__name__,
+                exc,
+            )
         self.failing = True
 
     def ended(self) -> None:

@@ -134,21 +134,30 @@ class Checkout:
                 repository = None
         now = datetime.now().astimezone()
         if repository is not None:
-            return Version(fingerprint, now, len(files), diagnostics, None, repository,
-                           False, now)
+            return Version(fingerprint, now, len(files), diagnostics, None, repository, False, now)
         previous = self._version
         return Version(
-            fingerprint, now, len(files), diagnostics, None,
+            fingerprint,
+            now,
+            len(files),
+            diagnostics,
+            None,
             previous.repository if previous else None,
-            bool(previous and previous.repository), previous.last_good_at if previous else None,
+            bool(previous and previous.repository),
+            previous.last_good_at if previous else None,
         )
 
     def _failed(self, reason: str) -> Version:
         previous = self._version
         version = Version(
-            "", datetime.now().astimezone(), 0, (), reason,
+            "",
+            datetime.now().astimezone(),
+            0,
+            (),
+            reason,
             previous.repository if previous else None,
-            bool(previous and previous.repository), previous.last_good_at if previous else None,
+            bool(previous and previous.repository),
+            previous.last_good_at if previous else None,
         )
         self._version = version
         return version
@@ -164,8 +173,10 @@ def prompt_body(version: Version, context: Context, root: Path) -> dict[str, Any
     if version.read_error:
         status = version.read_error
     elif version.serving_last_good:
-        status = (f"{version.errors} error(s) in {root}: serving the last valid version "
-                  "(as the service would)")
+        status = (
+            f"{version.errors} error(s) in {root}: serving the last valid version "
+            "(as the service would)"
+        )
     else:
         status = f"local preview of {root}"
     return {
@@ -189,7 +200,9 @@ def prompt_body(version: Version, context: Context, root: Path) -> dict[str, Any
 
 
 def build_app(
-    directory: str | os.PathLike[str], *, strict: bool = False,
+    directory: str | os.PathLike[str],
+    *,
+    strict: bool = False,
     allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS,
 ) -> Starlette:
     """The preview over `directory`. `allowed_hosts` (default: loopback names) refuses requests
@@ -218,8 +231,9 @@ def build_app(
             context = _context(request.query_params, request.path_params["guild_id"])
         except ContextError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        body = json.dumps(prompt_body(await current(), context, checkout.root),
-                          ensure_ascii=False).encode()
+        body = json.dumps(
+            prompt_body(await current(), context, checkout.root), ensure_ascii=False
+        ).encode()
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         headers = {"ETag": etag, "Cache-Control": "no-cache"}
         if etag in _etags(request.headers.get("if-none-match", "")):
@@ -228,12 +242,15 @@ def build_app(
 
     async def fingerprint(request: Request) -> JSONResponse:
         version = await current()
-        return JSONResponse({"fingerprint": version.fingerprint, "errors": version.errors},
-                            headers={"Cache-Control": "no-store"})
+        return JSONResponse(
+            {"fingerprint": version.fingerprint, "errors": version.errors},
+            headers={"Cache-Control": "no-store"},
+        )
 
     async def script(request: Request) -> Response:
-        return Response(_RELOAD_SCRIPT, media_type="text/javascript",
-                        headers={"Cache-Control": "no-store"})
+        return Response(
+            _RELOAD_SCRIPT, media_type="text/javascript", headers={"Cache-Control": "no-store"}
+        )
 
     middleware = []
     if allowed_hosts:
@@ -258,8 +275,11 @@ def _context(values: Mapping[str, str], guild: str | None = None) -> Context:
     """The routing context as the bridge builds it: the guild from the URL, and none of the
     variables the bot fills at send time (they are left in the content for the bot)."""
     given = Context.from_mapping({key: value for key, value in values.items() if value.strip()})
-    items = [item for item in given.items
-             if item[0] not in BOT_SUPPLIED_VARIABLES and not (guild and item[0] == "guild")]
+    items = [
+        item
+        for item in given.items
+        if item[0] not in BOT_SUPPLIED_VARIABLES and not (guild and item[0] == "guild")
+    ]
     if guild:
         items.append(("guild", Context.from_mapping({"guild": guild}).get("guild") or ""))
     return Context(tuple(sorted(items)))
@@ -293,10 +313,19 @@ def _e(value: object) -> str:
 def _page(
     root: Path, version: Version, query: Mapping[str, str], values: Mapping[str, str] | None
 ) -> str:
-    sections = [_status(root, version), _diagnostics(version), _table(version),
-                _try_form(version, query, values), _api_hint()]
-    return _DOCUMENT.format(title=_e(f"Preview · {root.name}"), root=_e(root),
-                            fingerprint=_e(version.fingerprint), body="\n".join(sections))
+    sections = [
+        _status(root, version),
+        _diagnostics(version),
+        _table(version),
+        _try_form(version, query, values),
+        _api_hint(),
+    ]
+    return _DOCUMENT.format(
+        title=_e(f"Preview · {root.name}"),
+        root=_e(root),
+        fingerprint=_e(version.fingerprint),
+        body="\n".join(sections),
+    )
 
 
 def _status(root: Path, version: Version) -> str:
@@ -307,20 +336,25 @@ def _status(root: Path, version: Version) -> str:
     elif version.valid:
         schema = version.repository.schema_version if version.repository else "?"
         badge = "good"
-        text = (f"Valid (schema {_e(schema)}): {version.file_count} file(s), "
-                f"{warnings} warning(s).")
+        text = f"Valid (schema {_e(schema)}): {version.file_count} file(s), {warnings} warning(s)."
     else:
         badge = "bad"
-        text = (f"{version.errors} error(s), {warnings} warning(s): GitHub would reject this "
-                "version, and guilds would keep the last valid one.")
+        text = (
+            f"{version.errors} error(s), {warnings} warning(s): GitHub would reject this "
+            "version, and guilds would keep the last valid one."
+        )
     if not version.valid:
         if version.serving_last_good and version.last_good_at:
-            text += (" Below: the last valid version, read at "
-                     f"{version.last_good_at.strftime('%H:%M:%S')}.")
+            text += (
+                " Below: the last valid version, read at "
+                f"{version.last_good_at.strftime('%H:%M:%S')}."
+            )
         else:
             text += " Below: the built-in defaults, as no valid version was seen yet."
-    return (f'<p class="status {badge}" id="status">{text}</p>'
-            f'<p class="meta">Read at {loaded}; this page reloads when a file changes.</p>')
+    return (
+        f'<p class="status {badge}" id="status">{text}</p>'
+        f'<p class="meta">Read at {loaded}; this page reloads when a file changes.</p>'
+    )
 
 
 def _diagnostics(version: Version) -> str:
@@ -334,9 +368,12 @@ def _diagnostics(version: Version) -> str:
             f"<td><code>{_e(where)}</code></td><td><code>{_e(d.code)}</code></td>"
             f"<td>{_e(d.message)}<div class=hint>{_e(d.hint)}</div></td></tr>"
         )
-    return ('<h2>Diagnostics</h2><table id="diagnostics"><thead><tr><th>Severity</th>'
-            "<th>Where</th><th>Code</th><th>Problem and fix</th></tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table>")
+    return (
+        '<h2>Diagnostics</h2><table id="diagnostics"><thead><tr><th>Severity</th>'
+        "<th>Where</th><th>Code</th><th>Problem and fix</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
 
 
 def _table(version: Version) -> str:
@@ -345,38 +382,44 @@ def _table(version: Version) -> str:
         try:
             resolution = resolve(version.repository, context)
         except RepositoryError as exc:
-            rows.append(f"<tr><td>{_e(context.category)}</td><td>{_e(context.type)}</td>"
-                        f'<td colspan=3 class="bad">{_e(exc)}</td></tr>')
+            rows.append(
+                f"<tr><td>{_e(context.category)}</td><td>{_e(context.type)}</td>"
+                f'<td colspan=3 class="bad">{_e(exc)}</td></tr>'
+            )
             continue
         link = f"?category={_e(context.category)}&amp;type={_e(context.type)}#try"
-        chosen = (f"<code>{_e(resolution.file_path)}</code>" if resolution.file_path
-                  else f"<i>{_e(resolution.description or 'built-in default')}</i>")
+        chosen = (
+            f"<code>{_e(resolution.file_path)}</code>"
+            if resolution.file_path
+            else f"<i>{_e(resolution.description or 'built-in default')}</i>"
+        )
         tried = ", ".join(resolution.tried_paths) or "no route applies"
         rows.append(
-            f'<tr><td>{_e(context.category)}</td><td>{_e(context.type)}</td>'
+            f"<tr><td>{_e(context.category)}</td><td>{_e(context.type)}</td>"
             f'<td><a href="{link}" title="tried: {_e(tried)}">{chosen}</a></td>'
             f"<td>{_e(resolution.route or '-')}</td>"
             f'<td><span class="src {_e(resolution.source)}">{_e(resolution.source)}</span></td>'
             "</tr>"
         )
-    return ('<h2>Which file each context gets</h2><table id="resolution"><thead><tr>'
-            "<th>Category</th><th>Type</th><th>File</th><th>Route</th><th>Source</th></tr>"
-            "</thead><tbody>" + "".join(rows) + "</tbody></table>")
+    return (
+        '<h2>Which file each context gets</h2><table id="resolution"><thead><tr>'
+        "<th>Category</th><th>Type</th><th>File</th><th>Route</th><th>Source</th></tr>"
+        "</thead><tbody>" + "".join(rows) + "</tbody></table>"
+    )
 
 
-def _try_form(
-    version: Version, query: Mapping[str, str], values: Mapping[str, str] | None
-) -> str:
+def _try_form(version: Version, query: Mapping[str, str], values: Mapping[str, str] | None) -> str:
     fields = "".join(
-        f'<label><span>{name}</span><input name="{name}" value="{_e(query.get(name, ""))}">'
-        "</label>"
+        f'<label><span>{name}</span><input name="{name}" value="{_e(query.get(name, ""))}"></label>'
         for name in _TRY_FIELDS
     )
-    form = (f'<h2 id="try">Try a context</h2><form method="get" action="#try" class="try">'
-            f"{fields}<label class=wide><span>Other variables (one <code>key=value</code> a line)"
-            "</span>"
-            f'<textarea name="vars" rows="2">{_e(query.get("vars", ""))}</textarea></label>'
-            '<button type="submit">Resolve</button></form>')
+    form = (
+        f'<h2 id="try">Try a context</h2><form method="get" action="#try" class="try">'
+        f"{fields}<label class=wide><span>Other variables (one <code>key=value</code> a line)"
+        "</span>"
+        f'<textarea name="vars" rows="2">{_e(query.get("vars", ""))}</textarea></label>'
+        '<button type="submit">Resolve</button></form>'
+    )
     if values is None:
         return form
     return form + _trial_result(version, values)
@@ -403,16 +446,20 @@ def _trial_result(version: Version, values: Mapping[str, str]) -> str:
     if parameters:
         rows.append(("Parameters", json.dumps(parameters, ensure_ascii=False)))
     cells = "".join(f"<tr><th>{_e(k)}</th><td><code>{_e(v)}</code></td></tr>" for k, v in rows)
-    return (f'<div id="result"><table class="facts">{cells}</table>'
-            f'<pre id="content">{_e(rendered.text)}</pre></div>')
+    return (
+        f'<div id="result"><table class="facts">{cells}</table>'
+        f'<pre id="content">{_e(rendered.text)}</pre></div>'
+    )
 
 
 def _api_hint() -> str:
     example = "/bridge/v1/guilds/1/prompt?category=discussion&type=brief"
-    return (f'<h2>For a bot</h2><p>This preview answers the bridge\'s prompt endpoint: '
-            f'<a href="{_e(example)}"><code>GET {_e(example)}</code></a> (any guild id, no '
-            "token), so a bot under development can use <code>BridgeClient</code> against "
-            "it.</p>")
+    return (
+        f"<h2>For a bot</h2><p>This preview answers the bridge's prompt endpoint: "
+        f'<a href="{_e(example)}"><code>GET {_e(example)}</code></a> (any guild id, no '
+        "token), so a bot under development can use <code>BridgeClient</code> against "
+        "it.</p>"
+    )
 
 
 _DOCUMENT = """<!doctype html>
@@ -472,16 +519,21 @@ _RELOAD_SCRIPT = """(function () {
 
 def register(subparsers: Any) -> None:
     preview = subparsers.add_parser(
-        "preview", help="Preview a prompt repository checked out locally, in a browser.",
+        "preview",
+        help="Preview a prompt repository checked out locally, in a browser.",
         description="Serve a page showing DIR's diagnostics and which file each context "
         "resolves to, and the bridge's prompt endpoint over DIR, re-reading files on change.",
     )
     preview.add_argument("directory", metavar="DIR", help="the repository's root directory")
-    preview.add_argument("--host", default="127.0.0.1",
-                         help="address to bind (default 127.0.0.1: only this machine)")
+    preview.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: only this machine)"
+    )
     preview.add_argument("--port", type=int, default=8008, help="port (default 8008)")
-    preview.add_argument("--strict", action="store_true",
-                         help="report dangerous patterns as errors, as strict deployments do")
+    preview.add_argument(
+        "--strict",
+        action="store_true",
+        help="report dangerous patterns as errors, as strict deployments do",
+    )
     preview.set_defaults(run=run_preview)
 
 
@@ -497,11 +549,16 @@ def run_preview(args: argparse.Namespace) -> int:
 
     loopback = args.host in LOOPBACK_HOSTS
     if not loopback:
-        print(f"guildprompts preview: listening on {args.host}: anyone who can reach it reads "
-              f"the prompts in {root.resolve()}", file=sys.stderr)
+        print(
+            f"guildprompts preview: listening on {args.host}: anyone who can reach it reads "
+            f"the prompts in {root.resolve()}",
+            file=sys.stderr,
+        )
     app = build_app(root, strict=args.strict, allowed_hosts=LOOPBACK_HOSTS if loopback else None)
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"Previewing {root.resolve()} at http://{shown}:{args.port}/ (Ctrl-C stops)",
-          file=sys.stderr)
+    print(
+        f"Previewing {root.resolve()} at http://{shown}:{args.port}/ (Ctrl-C stops)",
+        file=sys.stderr,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

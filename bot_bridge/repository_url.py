@@ -80,7 +80,7 @@ def _strip_prefix(path: str, prefix: str) -> str:
     """GitHub Enterprise may live under a path (https://host/github/owner/name)."""
     prefix = prefix.rstrip("/")
     if prefix and (path == prefix or path.startswith(prefix + "/")):
-        return path[len(prefix):]
+        return path[len(prefix) :]
     return path
 
 

@@ -156,32 +156,46 @@ def _standing(report: CheckReport) -> str:
     branch = _code(report.branch) if report.branch else "this branch"
     live = _code(report.live_sha[:7]) if report.live_sha else None
     if not report.tracked:
-        where = f"No guild follows {branch}" if report.branch else "This commit is on no branch " \
-            "guildprompts serves"
-        return (f"{where}: it was only validated. Guilds bound to a branch are served its newest "
-                "valid commit.")
+        where = (
+            f"No guild follows {branch}"
+            if report.branch
+            else "This commit is on no branch guildprompts serves"
+        )
+        return (
+            f"{where}: it was only validated. Guilds bound to a branch are served its newest "
+            "valid commit."
+        )
     if report.superseded:
-        return (f"{branch} already has a newer head, so this commit was only validated"
-                + (f"; {live} is live." if live else "."))
+        return f"{branch} already has a newer head, so this commit was only validated" + (
+            f"; {live} is live." if live else "."
+        )
     if report.valid:
         verb = "is now live" if report.activated else "is live"
         return f"This commit {verb} on {branch}."
     if live:
-        return (f"**Not activated.** {branch} keeps serving {live}, its last known good commit, "
-                "until a commit passes validation.")
-    return (f"**Not activated.** No commit of {branch} has passed validation yet: its guilds are "
-            "served the built-in prompts.")
+        return (
+            f"**Not activated.** {branch} keeps serving {live}, its last known good commit, "
+            "until a commit passes validation."
+        )
+    return (
+        f"**Not activated.** No commit of {branch} has passed validation yet: its guilds are "
+        "served the built-in prompts."
+    )
 
 
 def _guilds(report: CheckReport) -> str:
     lines = []
     if report.serving:
         verb = "serves" if report.valid and not report.superseded else "would serve"
-        lines.append(f"This commit {verb} {_plural(len(report.serving), 'guild')}: "
-                     + _listing(report.serving))
+        lines.append(
+            f"This commit {verb} {_plural(len(report.serving), 'guild')}: "
+            + _listing(report.serving)
+        )
     if report.pending:
-        lines.append(f"Waiting to be bound ({_plural(len(report.pending), 'request')}): "
-                     + _listing(report.pending))
+        lines.append(
+            f"Waiting to be bound ({_plural(len(report.pending), 'request')}): "
+            + _listing(report.pending)
+        )
     if not lines:
         return ""
     return "### Guilds\n" + "\n".join(f"- {line}" for line in lines)
@@ -193,8 +207,10 @@ def _routes(report: CheckReport) -> str:
         reason = report.load_error or "PATH is missing or defines no usable route"
         return f"### Routes\nNone usable: {_escape(reason)}"
     rows = [_route_row(index, route) for index, route in enumerate(repo.routes, 1)]
-    header = (f"### Routes (schema {repo.schema_version}, tried in this order)\n"
-              "| # | Route | Pattern | When |\n|---|---|---|---|")
+    header = (
+        f"### Routes (schema {repo.schema_version}, tried in this order)\n"
+        "| # | Route | Pattern | When |\n|---|---|---|---|"
+    )
     return "\n".join([header, *rows])
 
 
@@ -210,12 +226,17 @@ def _preview(report: CheckReport) -> str:
     categories = _unique(context.category or "" for context in contexts)
     types = _unique(context.type or "" for context in contexts)
     cells = {(c.category or "", c.type or ""): _resolved(report.repository, c) for c in contexts}
-    header = ["### Resolution preview", "Which file answers each category and summary type:", "",
-              "| Category | " + " | ".join(map(_cell, types)) + " |",
-              "|---" * (len(types) + 1) + "|"]
+    header = [
+        "### Resolution preview",
+        "Which file answers each category and summary type:",
+        "",
+        "| Category | " + " | ".join(map(_cell, types)) + " |",
+        "|---" * (len(types) + 1) + "|",
+    ]
     rows = [
         f"| {_cell(category)} | "
-        + " | ".join(cells.get((category, kind), "") for kind in types) + " |"
+        + " | ".join(cells.get((category, kind), "") for kind in types)
+        + " |"
         for category in categories
     ]
     return "\n".join(header + rows)
@@ -238,10 +259,14 @@ def _problems(diagnostics: Sequence[Diagnostic]) -> str:
         return ""
     lines = [f"### Problems ({_counts(diagnostics)})"]
     for item in diagnostics:
-        where = item.path + (f":{item.line}" if item.line else "") + (
-            f":{item.column}" if item.line and item.column else "")
-        lines.append(f"- **{item.severity}** {_code(where)} {_code(item.code)}: "
-                     f"{_escape(item.message)}")
+        where = (
+            item.path
+            + (f":{item.line}" if item.line else "")
+            + (f":{item.column}" if item.line and item.column else "")
+        )
+        lines.append(
+            f"- **{item.severity}** {_code(where)} {_code(item.code)}: {_escape(item.message)}"
+        )
         if item.hint:
             lines.append(f"  {_escape(item.hint)}")
     return "\n".join(lines)
@@ -282,8 +307,13 @@ def _longest_backtick_run(text: str) -> int:
 
 def _escape(text: str) -> str:
     """Plain text in Markdown: no HTML, no accidental mentions, one line."""
-    return (text.replace("\\", "\\\\").replace("<", "&lt;").replace(">", "&gt;")
-            .replace("@", "@\u200b").replace("\n", " "))
+    return (
+        text.replace("\\", "\\\\")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("@", "@\u200b")
+        .replace("\n", " ")
+    )
 
 
 def _cell(text: str) -> str:
@@ -324,8 +354,10 @@ async def start_check_run(
         "head_sha": sha,
         "status": "in_progress",
         "started_at": _now(),
-        "output": {"title": "Validating prompts",
-                   "summary": f"guildprompts is validating `{sha[:7]}`."},
+        "output": {
+            "title": "Validating prompts",
+            "summary": f"guildprompts is validating `{sha[:7]}`.",
+        },
     }
     run = await runtime.github.create_check_run(
         repository_id, payload, installation_id=installation_id
@@ -348,11 +380,15 @@ async def finish_check_run(
     completed once every annotation is there.
     """
     notes = list(output.annotations)
-    batches = [notes[i : i + ANNOTATIONS_PER_REQUEST]
-               for i in range(0, len(notes), ANNOTATIONS_PER_REQUEST)] or [[]]
+    batches = [
+        notes[i : i + ANNOTATIONS_PER_REQUEST]
+        for i in range(0, len(notes), ANNOTATIONS_PER_REQUEST)
+    ] or [[]]
     for batch in batches[:-1]:
         await runtime.github.update_check_run(
-            repository_id, check_run_id, {"output": output.output(batch)},
+            repository_id,
+            check_run_id,
+            {"output": output.output(batch)},
             installation_id=installation_id,
         )
     final = {

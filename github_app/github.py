@@ -201,8 +201,11 @@ class GitHubClient:
         params["branch"] = quote(branch, safe="/")
         headers = {"If-None-Match": etag} if etag else None
         response = await self._send(
-            "GET", prefix + "/git/ref/heads/{branch}", params,
-            auth=self._repo_auth(installation_id, token), headers=headers,
+            "GET",
+            prefix + "/git/ref/heads/{branch}",
+            params,
+            auth=self._repo_auth(installation_id, token),
+            headers=headers,
         )
         if response.status_code == 304:
             return NOT_MODIFIED
@@ -212,7 +215,11 @@ class GitHubClient:
         return sha, response.headers.get("etag")
 
     async def get_tree(
-        self, repo: RepoRef, sha: str, *, installation_id: int | None = None,
+        self,
+        repo: RepoRef,
+        sha: str,
+        *,
+        installation_id: int | None = None,
         token: str | None = None,
     ) -> list[TreeEntry]:
         """Every entry under the tree of `sha` (a commit or tree sha), with full paths.
@@ -224,7 +231,11 @@ class GitHubClient:
         return await self._walk_tree(repo, sha, "", self._repo_auth(installation_id, token))
 
     async def get_blob(
-        self, repo: RepoRef, sha: str, *, installation_id: int | None = None,
+        self,
+        repo: RepoRef,
+        sha: str,
+        *,
+        installation_id: int | None = None,
         token: str | None = None,
     ) -> bytes:
         """A blob's bytes, checked against its git SHA-1 (a snapshot must be exactly `sha`)."""
@@ -271,7 +282,9 @@ class GitHubClient:
         """Every repository an installation can access (all pages)."""
         repositories: list[dict[str, Any]] = []
         async for page in self._pages(
-            "/installation/repositories", {}, {"per_page": 100},
+            "/installation/repositories",
+            {},
+            {"per_page": 100},
             auth=_Auth("installation", installation_id=installation_id),
         ):
             repositories.extend(page.get("repositories", []))
@@ -289,7 +302,11 @@ class GitHubClient:
             since = since.replace(tzinfo=UTC)
         deliveries: list[dict[str, Any]] = []
         async for page in self._pages(
-            "/app/hook/deliveries", {}, {"per_page": per_page}, auth=_APP, kind=list,
+            "/app/hook/deliveries",
+            {},
+            {"per_page": per_page},
+            auth=_APP,
+            kind=list,
             max_pages=max_pages,
         ):
             for delivery in page:
@@ -302,8 +319,10 @@ class GitHubClient:
     async def redeliver(self, delivery_id: int) -> None:
         """Ask GitHub to send a delivery again (it arrives with the same GUID)."""
         await self._send(
-            "POST", "/app/hook/deliveries/{delivery_id}/attempts",
-            {"delivery_id": str(int(delivery_id))}, auth=_APP,
+            "POST",
+            "/app/hook/deliveries/{delivery_id}/attempts",
+            {"delivery_id": str(int(delivery_id))},
+            auth=_APP,
         )
 
     async def convert_manifest(self, code: str) -> dict[str, Any]:
@@ -324,7 +343,10 @@ class GitHubClient:
         """Create a check run (payload as GitHub documents it: name, head_sha, status, output)."""
         prefix, params = _repo_route(repo)
         response = await self._send(
-            "POST", prefix + "/check-runs", params, json=payload,
+            "POST",
+            prefix + "/check-runs",
+            params,
+            json=payload,
             auth=_Auth("installation", installation_id=installation_id),
         )
         return _json(response)
@@ -336,7 +358,10 @@ class GitHubClient:
         prefix, params = _repo_route(repo)
         params["check_run_id"] = str(int(check_run_id))
         response = await self._send(
-            "PATCH", prefix + "/check-runs/{check_run_id}", params, json=payload,
+            "PATCH",
+            prefix + "/check-runs/{check_run_id}",
+            params,
+            json=payload,
             auth=_Auth("installation", installation_id=installation_id),
         )
         return _json(response)
@@ -371,14 +396,23 @@ class GitHubClient:
         prefix, params = _repo_route(repo)
         params["sha"] = quote(sha, safe="")
         response = await self._send(
-            "GET", prefix + "/git/trees/{sha}", params, auth=auth,
+            "GET",
+            prefix + "/git/trees/{sha}",
+            params,
+            auth=auth,
             query={"recursive": "1"} if recursive else None,
         )
         return _json(response)
 
     async def _pages(
-        self, template: str, params: dict[str, str], query: dict[str, Any], *, auth: _Auth,
-        kind: type = dict, max_pages: int = 100,
+        self,
+        template: str,
+        params: dict[str, str],
+        query: dict[str, Any],
+        *,
+        auth: _Auth,
+        kind: type = dict,
+        max_pages: int = 100,
     ) -> AsyncIterator[Any]:
         """Yield each page's JSON, following the Link header (only within the API's own URL)."""
         url: str | None = None
@@ -426,8 +460,15 @@ class GitHubClient:
             return await retrying(self._attempt, await self._authorization(auth), *args)
 
     async def _attempt(
-        self, authorization: str | None, method: str, template: str, path: str, auth: _Auth,
-        query: dict[str, Any] | None, json: Any, headers: dict[str, str] | None,
+        self,
+        authorization: str | None,
+        method: str,
+        template: str,
+        path: str,
+        auth: _Auth,
+        query: dict[str, Any] | None,
+        json: Any,
+        headers: dict[str, str] | None,
     ) -> httpx.Response:
         endpoint = f"{method} {template}"
         request_headers = dict(headers or {})
@@ -483,8 +524,10 @@ class GitHubClient:
     async def _mint(self, installation_id: int) -> InstallationToken:
         try:
             response = await self._send(
-                "POST", "/app/installations/{installation_id}/access_tokens",
-                {"installation_id": str(int(installation_id))}, auth=_APP,
+                "POST",
+                "/app/installations/{installation_id}/access_tokens",
+                {"installation_id": str(int(installation_id))},
+                auth=_APP,
             )
         except GitHubError as exc:
             if exc.status in (403, 404) and not isinstance(exc, RateLimited):
@@ -532,7 +575,10 @@ def _repo_route(repo: RepoRef) -> tuple[str, dict[str, str]]:
 def _tree_entry(base: str, item: Any) -> TreeEntry:
     try:
         return TreeEntry(
-            path=base + item["path"], mode=item["mode"], type=item["type"], sha=item["sha"],
+            path=base + item["path"],
+            mode=item["mode"],
+            type=item["type"],
+            sha=item["sha"],
             size=item.get("size"),
         )
     except (KeyError, TypeError):

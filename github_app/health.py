@@ -126,13 +126,13 @@ class Health:
             }
         checks: dict[str, dict[str, Any]] = {
             "database": {"ok": True, "dialect": database.dialect},
-            "migrations": {"ok": status.up_to_date, "current": status.current,
-                           "head": status.head},
+            "migrations": {"ok": status.up_to_date, "current": status.current, "head": status.head},
         }
         if not status.up_to_date:
             checks["migrations"]["error"] = (
                 f"the schema is not the one this code needs: run `{UPGRADE_COMMAND}`"
-                if status.known else "the schema is newer than this code: upgrade guildprompts"
+                if status.known
+                else "the schema is newer than this code: upgrade guildprompts"
             )
             checks["queue"] = {"ok": False, "error": "not checked: the schema is not current"}
             return checks
@@ -144,7 +144,9 @@ class Health:
         age = stats.oldest_pending_age
         stuck = age is not None and age > self.stuck_after
         checks["queue"] = {
-            "ok": not stuck, "pending": stats.pending, "processing": stats.processing,
+            "ok": not stuck,
+            "pending": stats.pending,
+            "processing": stats.processing,
             "failed": stats.failed,
             "oldest_pending_age": None if age is None else round(age, 1),
             "stuck_after": self.stuck_after,
@@ -160,8 +162,12 @@ class Health:
 
     async def _app_check(self) -> dict[str, Any]:
         if not self.runtime.app_configured:
-            return {"ok": True, "status": "not configured", "setup": "/setup",
-                    "missing": missing_credentials(self.runtime)}
+            return {
+                "ok": True,
+                "status": "not configured",
+                "setup": "/setup",
+                "missing": missing_credentials(self.runtime),
+            }
         cached = self._app
         if cached is not None and self._clock() < cached.expires:
             return cached.result
@@ -181,18 +187,36 @@ class Health:
                 app = await self.runtime.github.get_app()
         except (TransientError, RateLimited, TimeoutError) as exc:
             detail = "timed out" if isinstance(exc, TimeoutError) else redact(str(exc))
-            return ({"ok": True, "status": "unverified", "app_id": app_id,
-                     "error": f"GitHub did not confirm the credentials: {detail}"},
-                    self._retry_ttl)
+            return (
+                {
+                    "ok": True,
+                    "status": "unverified",
+                    "app_id": app_id,
+                    "error": f"GitHub did not confirm the credentials: {detail}",
+                },
+                self._retry_ttl,
+            )
         except (GitHubError, AuthConfigError) as exc:
             log.warning("readyz: GitHub refused the App's credentials: %s", exc)
-            return ({"ok": False, "status": "invalid", "app_id": app_id,
-                     "error": f"GitHub refused the App's credentials ({redact(str(exc))}): "
-                     "check GITHUB_APP_ID and the private key"},
-                    self._retry_ttl)
-        return ({"ok": True, "status": "valid", "app_id": app_id,
-                 "slug": str(app.get("slug") or self.runtime.credentials.slug)},
-                self._ttl)
+            return (
+                {
+                    "ok": False,
+                    "status": "invalid",
+                    "app_id": app_id,
+                    "error": f"GitHub refused the App's credentials ({redact(str(exc))}): "
+                    "check GITHUB_APP_ID and the private key",
+                },
+                self._retry_ttl,
+            )
+        return (
+            {
+                "ok": True,
+                "status": "valid",
+                "app_id": app_id,
+                "slug": str(app.get("slug") or self.runtime.credentials.slug),
+            },
+            self._ttl,
+        )
 
     # ---- background tasks ---------------------------------------------------------------------
 

@@ -36,8 +36,9 @@ _COLUMN_MAX = 64  # event and action columns
 
 def webhook_route(runtime: Runtime) -> Route:
     """The intake route for the web app."""
-    return Route(WEBHOOK_PATH, partial(receive_webhook, runtime), methods=["POST"],
-                 name="github_webhooks")
+    return Route(
+        WEBHOOK_PATH, partial(receive_webhook, runtime), methods=["POST"], name="github_webhooks"
+    )
 
 
 async def receive_webhook(runtime: Runtime, request: Request) -> JSONResponse:
@@ -73,8 +74,11 @@ async def receive_webhook(runtime: Runtime, request: Request) -> JSONResponse:
         return _unavailable(delivery, type(exc).__name__)
     if not stored:
         metrics.record_delivery(delivery.event, "duplicate")
-        log.info("delivery %s (%s) was already stored: acknowledged, not processed again",
-                 delivery.guid, delivery.event)
+        log.info(
+            "delivery %s (%s) was already stored: acknowledged, not processed again",
+            delivery.guid,
+            delivery.event,
+        )
         return JSONResponse({"delivery_id": delivery.guid, "duplicate": True}, status_code=200)
     metrics.record_delivery(delivery.event, "stored")
     runtime.wake_worker()
@@ -109,8 +113,12 @@ def _check_storable(delivery: Delivery) -> None:
 
 def _unavailable(delivery: Delivery, reason: str) -> JSONResponse:
     metrics.record_delivery(delivery.event, "rejected")
-    log.error("could not store delivery %s (%s): %s; answered 503 so GitHub shows the failure",
-              delivery.guid, delivery.event, reason)
+    log.error(
+        "could not store delivery %s (%s): %s; answered 503 so GitHub shows the failure",
+        delivery.guid,
+        delivery.event,
+        reason,
+    )
     return _error(503, "the delivery could not be stored; redeliver it once the service is back")
 
 

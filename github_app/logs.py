@@ -162,9 +162,11 @@ def _redact_value(value: Any) -> Any:
 
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
-_STANDARD_ATTRS = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None))
-) | {"message", "asctime", "taskName"}
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
 # Not shown as extra fields: the context (shown on its own) and uvicorn's ANSI-coloured copy.
 _NOT_EXTRAS = _STANDARD_ATTRS | {"context", "color_message"}
 _traceback_formatter = logging.Formatter()
@@ -243,7 +245,8 @@ class ContextFilter(logging.Filter):
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {
-        key: value for key, value in vars(record).items()
+        key: value
+        for key, value in vars(record).items()
         if key not in _NOT_EXTRAS and not key.startswith("_")
     }
 
@@ -292,8 +295,12 @@ class JsonFormatter(logging.Formatter):
 
 # --- Setup -----------------------------------------------------------------------------------
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 # Loggers that install their own handlers by default: routed through ours instead.
 _OWN_HANDLERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 

@@ -70,16 +70,17 @@ async def _reconcile_target(runtime: Runtime, target: TrackedTarget) -> bool:
     """One branch: True when a sync was queued."""
     token = None
     if target.installation_id is None:
-        token = await runtime.run_db(
-            bindings.repository_token, runtime.vault, target.repository_id
-        )
+        token = await runtime.run_db(bindings.repository_token, runtime.vault, target.repository_id)
         if token is None:
             return False
     where = f"{target.full_name}@{target.branch}"
     try:
         head = await runtime.github.get_branch_head(
-            target.repository_id, target.branch, etag=target.etag,
-            installation_id=target.installation_id, token=token,
+            target.repository_id,
+            target.branch,
+            etag=target.etag,
+            installation_id=target.installation_id,
+            token=token,
         )
     except InstallationUnavailable:
         log.info("reconcile: %s: the installation is gone; its events purge it", where)
@@ -87,8 +88,11 @@ async def _reconcile_target(runtime: Runtime, target: TrackedTarget) -> bool:
     except NotFound:
         queued = await runtime.run_db(_branch_missing, target)
         if queued:
-            log.info("reconcile: %s is not readable on GitHub: sync queued to find out why "
-                     "(branch deleted, or access lost)", where)
+            log.info(
+                "reconcile: %s is not readable on GitHub: sync queued to find out why "
+                "(branch deleted, or access lost)",
+                where,
+            )
         return queued
     except GitHubError as exc:
         log.warning("reconcile: cannot read the head of %s: %s", where, exc)
@@ -107,8 +111,14 @@ def _record_head(session: Any, target: TrackedTarget, sha: str, etag: str | None
     branches.set_etag(session, target.repository_id, target.branch, etag)
     if sha == target.latest_sha:
         return False
-    enqueue_sync(session, full_name=target.full_name, repository_id=target.repository_id,
-                 branch=target.branch, sha=sha, trigger="reconcile")
+    enqueue_sync(
+        session,
+        full_name=target.full_name,
+        repository_id=target.repository_id,
+        branch=target.branch,
+        sha=sha,
+        trigger="reconcile",
+    )
     return True
 
 
@@ -118,8 +128,13 @@ def _branch_missing(session: Any, target: TrackedTarget) -> bool:
     tracked = branches.get_branch(session, target.repository_id, target.branch)
     if tracked is not None and tracked.status in (BranchStatus.DELETED, BranchStatus.ERROR):
         return False
-    enqueue_sync(session, full_name=target.full_name, repository_id=target.repository_id,
-                 branch=target.branch, trigger="reconcile")
+    enqueue_sync(
+        session,
+        full_name=target.full_name,
+        repository_id=target.repository_id,
+        branch=target.branch,
+        trigger="reconcile",
+    )
     return True
 
 
@@ -133,8 +148,13 @@ class RedeliverySweep:
     every sweep (the redelivery shows in GitHub's log; a person can retry it from there).
     """
 
-    def __init__(self, runtime: Runtime, *, horizon: timedelta = SWEEP_HORIZON,
-                 startup_horizon: timedelta = STARTUP_SWEEP_HORIZON) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        horizon: timedelta = SWEEP_HORIZON,
+        startup_horizon: timedelta = STARTUP_SWEEP_HORIZON,
+    ) -> None:
         self.runtime = runtime
         self.horizon = max(horizon, timedelta(seconds=3 * runtime.settings.redelivery_interval))
         self.startup_horizon = max(startup_horizon, self.horizon)
@@ -202,12 +222,15 @@ def _succeeded(item: dict[str, Any]) -> bool:
 
 
 async def prune(runtime: Runtime) -> retention.PruneReport:
-    report = await runtime.run_db(
-        retention.prune, timedelta(days=runtime.settings.retention_days)
+    report = await runtime.run_db(retention.prune, timedelta(days=runtime.settings.retention_days))
+    log.info(
+        "retention: pruned %d deliveries, %d sync logs, %d check runs, %d snapshots, %d blobs",
+        report.deliveries,
+        report.sync_logs,
+        report.check_runs,
+        report.snapshots,
+        report.blobs,
     )
-    log.info("retention: pruned %d deliveries, %d sync logs, %d check runs, %d snapshots, "
-             "%d blobs", report.deliveries, report.sync_logs, report.check_runs,
-             report.snapshots, report.blobs)
     return report
 
 
@@ -219,12 +242,19 @@ async def run_background(runtime: Runtime, stop: asyncio.Event, *, worker: bool 
     sweep = RedeliverySweep(runtime)
     settings = runtime.settings
     tasks = [
-        asyncio.create_task(_every(settings.reconcile_interval, stop, "reconcile",
-                                   lambda: reconcile(runtime))),
-        asyncio.create_task(_every(settings.redelivery_interval, stop, "redelivery sweep",
-                                   sweep.sweep, when=lambda: runtime.app_configured)),
-        asyncio.create_task(_every(RETENTION_INTERVAL, stop, "retention",
-                                   lambda: prune(runtime))),
+        asyncio.create_task(
+            _every(settings.reconcile_interval, stop, "reconcile", lambda: reconcile(runtime))
+        ),
+        asyncio.create_task(
+            _every(
+                settings.redelivery_interval,
+                stop,
+                "redelivery sweep",
+                sweep.sweep,
+                when=lambda: runtime.app_configured,
+            )
+        ),
+        asyncio.create_task(_every(RETENTION_INTERVAL, stop, "retention", lambda: prune(runtime))),
     ]
     if worker:
         tasks.append(asyncio.create_task(Worker(runtime).run(stop)))
@@ -237,8 +267,12 @@ async def run_background(runtime: Runtime, stop: asyncio.Event, *, worker: bool 
 
 
 async def _every(
-    interval: float, stop: asyncio.Event, name: str, action: Callable[[], Awaitable[Any]],
-    *, when: Callable[[], bool] = lambda: True,
+    interval: float,
+    stop: asyncio.Event,
+    name: str,
+    action: Callable[[], Awaitable[Any]],
+    *,
+    when: Callable[[], bool] = lambda: True,
 ) -> None:
     """Run `action` now and then every `interval` seconds until `stop` (skipped while `when()`
     is false); errors are logged and the loop goes on."""

@@ -54,46 +54,64 @@ log = logging.getLogger(__name__)
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 # Events that get their own label value; everything else is counted as "other".
-KNOWN_EVENTS = frozenset({
-    "check_run", "check_suite", "create", "delete", "github_app_authorization", "installation",
-    "installation_repositories", "installation_target", "ping", "pull_request", "push",
-    "repository", "guildprompts.sync",
-})
+KNOWN_EVENTS = frozenset(
+    {
+        "check_run",
+        "check_suite",
+        "create",
+        "delete",
+        "github_app_authorization",
+        "installation",
+        "installation_repositories",
+        "installation_target",
+        "ping",
+        "pull_request",
+        "push",
+        "repository",
+        "guildprompts.sync",
+    }
+)
 
 DELIVERIES = Counter(
     "guildprompts_webhook_deliveries",
     "Webhook deliveries received, by event and intake outcome (stored, duplicate, rejected).",
-    ["event", "outcome"], registry=REGISTRY,
+    ["event", "outcome"],
+    registry=REGISTRY,
 )
 PROCESSING_SECONDS = Histogram(
     "guildprompts_delivery_processing_seconds",
     "Time the worker spent handling one delivery, by event and outcome "
     "(processed, retried, failed).",
-    ["event", "outcome"], registry=REGISTRY,
+    ["event", "outcome"],
+    registry=REGISTRY,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 GITHUB_REQUESTS = Counter(
     "guildprompts_github_requests",
     "Requests sent to the GitHub API, by route template and HTTP status "
-    "(\"error\" when no response came).",
-    ["endpoint", "status"], registry=REGISTRY,
+    '("error" when no response came).',
+    ["endpoint", "status"],
+    registry=REGISTRY,
 )
 GITHUB_REQUEST_SECONDS = Histogram(
     "guildprompts_github_request_seconds",
     "Duration of GitHub API requests, by route template.",
-    ["endpoint"], registry=REGISTRY,
+    ["endpoint"],
+    registry=REGISTRY,
     buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 GITHUB_RATE_REMAINING = Gauge(
     "guildprompts_github_rate_limit_remaining",
-    "X-RateLimit-Remaining of the last GitHub response, per installation (\"app\" for "
+    'X-RateLimit-Remaining of the last GitHub response, per installation ("app" for '
     "requests made with the App's JWT).",
-    ["installation"], registry=REGISTRY,
+    ["installation"],
+    registry=REGISTRY,
 )
 SYNCS = Counter(
     "guildprompts_syncs",
     "Branch syncs finished, by outcome and trigger.",
-    ["outcome", "trigger"], registry=REGISTRY,
+    ["outcome", "trigger"],
+    registry=REGISTRY,
 )
 PUSH_TO_LIVE_SECONDS = Histogram(
     "guildprompts_push_to_live_seconds",
@@ -104,15 +122,30 @@ PUSH_TO_LIVE_SECONDS = Histogram(
 RESOLVER_CACHE = Counter(
     "guildprompts_resolver_cache_requests",
     "Bridge resolutions answered from the resolver cache (hit) or computed (miss).",
-    ["result"], registry=REGISTRY,
+    ["result"],
+    registry=REGISTRY,
 )
 RESOLVE_SECONDS = Histogram(
     "guildprompts_resolve_seconds",
     "Time to answer one bridge resolution in process, by cache result.",
-    ["result"], registry=REGISTRY,
+    ["result"],
+    registry=REGISTRY,
     buckets=(
-        0.000_002, 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5,
-        0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+        0.000_002,
+        0.000_005,
+        0.000_01,
+        0.000_025,
+        0.000_05,
+        0.000_1,
+        0.000_25,
+        0.000_5,
+        0.001,
+        0.002_5,
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.1,
     ),
 )
 
@@ -294,9 +327,7 @@ class _StoreCollector(Collector):
     @staticmethod
     def _families() -> tuple[GaugeMetricFamily, ...]:
         return (
-            GaugeMetricFamily(
-                "guildprompts_queue_depth", "Deliveries waiting to be processed."
-            ),
+            GaugeMetricFamily("guildprompts_queue_depth", "Deliveries waiting to be processed."),
             GaugeMetricFamily(
                 "guildprompts_queue_oldest_pending_age_seconds",
                 "Age of the oldest delivery still waiting (0 when none waits).",

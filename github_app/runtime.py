@@ -141,8 +141,12 @@ def _app_credentials(settings: Settings, database: Database, vault: Vault) -> Ap
     with database.session() as session:
         stored = {
             name: credentials.get_secret(session, vault, name)
-            for name in (credentials.APP_ID, credentials.APP_SLUG, credentials.PRIVATE_KEY,
-                         credentials.WEBHOOK_SECRET)
+            for name in (
+                credentials.APP_ID,
+                credentials.APP_SLUG,
+                credentials.PRIVATE_KEY,
+                credentials.WEBHOOK_SECRET,
+            )
         }
     register_secret(stored[credentials.PRIVATE_KEY])
     register_secret(stored[credentials.WEBHOOK_SECRET])

@@ -25,19 +25,25 @@ _WILDCARD_HOSTS = {"0.0.0.0", "::", ""}  # noqa: S104 - only compared, to print 
 
 def register(subparsers: Any) -> None:
     serve = subparsers.add_parser(
-        "serve", help="Run the service: webhooks, the bot bridge, /setup, metrics and health.",
+        "serve",
+        help="Run the service: webhooks, the bot bridge, /setup, metrics and health.",
         description="Run the web service (default 127.0.0.1:8000; HOST and PORT are honoured) "
         "with the worker in the same process unless --no-worker.",
     )
     serve.add_argument("--host", default=None, help="address to bind (default: HOST or 127.0.0.1)")
-    serve.add_argument("--port", type=_port, default=None,
-                       help="port to listen on (default: PORT or 8000)")
-    serve.add_argument("--no-worker", action="store_true",
-                       help="do not process deliveries here (a `guildprompts worker` does)")
+    serve.add_argument(
+        "--port", type=_port, default=None, help="port to listen on (default: PORT or 8000)"
+    )
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="do not process deliveries here (a `guildprompts worker` does)",
+    )
     serve.set_defaults(run=run_serve)
 
     worker = subparsers.add_parser(
-        "worker", help="Process stored deliveries and run the reconcile loop, without HTTP.",
+        "worker",
+        help="Process stored deliveries and run the reconcile loop, without HTTP.",
         description="Run the worker, the reconcile loop, the redelivery sweep and the retention "
         "job until SIGTERM or SIGINT.",
     )
@@ -72,8 +78,15 @@ def run_serve(args: argparse.Namespace) -> int:
     favour_event_loop()
     app = create_app(runtime, run_worker=not args.no_worker)
     # log_config=None keeps the redacting handler `configure_logging` installed.
-    uvicorn.run(app, host=host, port=port, log_config=None, lifespan="on",
-                timeout_graceful_shutdown=15, server_header=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=15,
+        server_header=False,
+    )
     return 0
 
 
@@ -157,7 +170,8 @@ def _open(command: str, settings: Settings, setup: str) -> tuple[Runtime | None,
         return None, 1
     if not runtime.app_configured:
         logging.getLogger("guildprompts.service").warning(
-            "App not configured: open %s; missing: %s", setup,
+            "App not configured: open %s; missing: %s",
+            setup,
             ", ".join(missing_credentials(runtime)),
         )
     return runtime, 0

@@ -75,29 +75,33 @@ class Settings:
 
     # Storage
     database_url: str = _var(
-        "DATABASE_URL", "sqlite:///guildprompts.db",
+        "DATABASE_URL",
+        "sqlite:///guildprompts.db",
         doc="SQLAlchemy URL. Default: an SQLite file in the working directory. "
         "PostgreSQL: postgresql+psycopg://user@host/db",
     )
     encryption_keys: tuple[str, ...] = _var(
-        "ENCRYPTION_KEYS", (), _csv,
+        "ENCRYPTION_KEYS",
+        (),
+        _csv,
         doc="Comma-separated Fernet keys; the first encrypts, all decrypt. Empty on an embedded "
         "install: a key is generated into ENCRYPTION_KEY_FILE.",
     )
     encryption_key_file: str = _var(
-        "ENCRYPTION_KEY_FILE", ".guildprompts.key",
+        "ENCRYPTION_KEY_FILE",
+        ".guildprompts.key",
         doc="Where an embedded install keeps its generated key (mode 0600).",
     )
     retention_days: int = _var(
-        "RETENTION_DAYS", 30, _positive_int,
+        "RETENTION_DAYS",
+        30,
+        _positive_int,
         doc="Finished deliveries, sync logs and inactive snapshots older than this are pruned.",
     )
 
     # GitHub App
     github_app_id: str = _var("GITHUB_APP_ID", "", doc="The App's numeric id.")
-    github_app_slug: str = _var(
-        "GITHUB_APP_SLUG", "", doc="The App's URL name, for install links."
-    )
+    github_app_slug: str = _var("GITHUB_APP_SLUG", "", doc="The App's URL name, for install links.")
     github_private_key: str = _var(
         "GITHUB_PRIVATE_KEY", "", doc="The App's private key (PEM text). Secret."
     )
@@ -105,7 +109,9 @@ class Settings:
         "GITHUB_PRIVATE_KEY_PATH", "", doc="Path of a PEM file, instead of GITHUB_PRIVATE_KEY."
     )
     github_webhook_secrets: tuple[str, ...] = _var(
-        "GITHUB_WEBHOOK_SECRET", (), _csv,
+        "GITHUB_WEBHOOK_SECRET",
+        (),
+        _csv,
         doc="Webhook secret; several comma-separated secrets allow rotation. Secret.",
     )
     github_client_id: str = _var("GITHUB_CLIENT_ID", "", doc="The App's OAuth client id.")
@@ -113,60 +119,84 @@ class Settings:
         "GITHUB_CLIENT_SECRET", "", doc="The App's OAuth client secret. Secret."
     )
     github_api_url: str = _var(
-        "GITHUB_API_URL", "https://api.github.com", _http_url,
+        "GITHUB_API_URL",
+        "https://api.github.com",
+        _http_url,
         doc="REST API root; https://HOST/api/v3 for GitHub Enterprise Server.",
     )
     github_url: str = _var(
-        "GITHUB_URL", "", _http_url,
+        "GITHUB_URL",
+        "",
+        _http_url,
         doc="Web host of GitHub (repository and install links). Default: derived from "
         "GITHUB_API_URL.",
     )
     app_credentials_store: str = _var(
-        "APP_CREDENTIALS_STORE", "database", _choice("database", "env"),
+        "APP_CREDENTIALS_STORE",
+        "database",
+        _choice("database", "env"),
         doc="Where /setup keeps the new App's credentials: `database` (the encrypted secrets "
         "table) or `env` (a `.env` file in the working directory, mode 0600).",
     )
     public_url: str = _var(
-        "PUBLIC_URL", "", _http_url,
+        "PUBLIC_URL",
+        "",
+        _http_url,
         doc="Where GitHub reaches this service (webhook and setup URLs). Default: the request's.",
     )
 
     # Processing
     reconcile_interval: float = _var(
-        "RECONCILE_INTERVAL", 60.0, _positive_float,
+        "RECONCILE_INTERVAL",
+        60.0,
+        _positive_float,
         doc="Seconds between checks of every tracked branch's head (conditional requests).",
     )
     redelivery_interval: float = _var(
-        "REDELIVERY_INTERVAL", 300.0, _positive_float,
+        "REDELIVERY_INTERVAL",
+        300.0,
+        _positive_float,
         doc="Seconds between sweeps asking GitHub to redeliver failed deliveries.",
     )
     max_attempts: int = _var(
-        "MAX_ATTEMPTS", 5, _positive_int,
+        "MAX_ATTEMPTS",
+        5,
+        _positive_int,
         doc="Attempts before a delivery ends as failed.",
     )
     sync_concurrency: int = _var(
         "SYNC_CONCURRENCY", 8, _positive_int, doc="Blob downloads in flight per sync."
     )
     max_prompt_file_size: int = _var(
-        "MAX_PROMPT_FILE_SIZE", 100 * 1024, _positive_int,
+        "MAX_PROMPT_FILE_SIZE",
+        100 * 1024,
+        _positive_int,
         doc="Largest prompt file accepted, in bytes.",
     )
     strict_validation: bool = _var(
-        "STRICT_VALIDATION", False, _bool,
+        "STRICT_VALIDATION",
+        False,
+        _bool,
         doc="Dangerous-pattern findings become errors instead of warnings.",
     )
 
     # Bot bridge
     bridge_tokens: tuple[str, ...] = _var(
-        "BRIDGE_TOKENS", (), _csv,
+        "BRIDGE_TOKENS",
+        (),
+        _csv,
         doc="Comma-separated bearer tokens the bot presents to /bridge/v1. Secret.",
     )
     resolver_cache_size: int = _var(
-        "RESOLVER_CACHE_SIZE", 10_000, _positive_int,
+        "RESOLVER_CACHE_SIZE",
+        10_000,
+        _positive_int,
         doc="Resolved prompts kept in memory per process (LRU).",
     )
     generation_poll_interval: float = _var(
-        "GENERATION_POLL_INTERVAL", 1.0, _positive_float,
+        "GENERATION_POLL_INTERVAL",
+        1.0,
+        _positive_float,
         doc="Seconds between the cheap activation-generation checks (the backstop of NOTIFY).",
     )
     redis_url: str = _var(

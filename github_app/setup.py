@@ -82,7 +82,10 @@ MANIFEST_TEMPLATE: dict[str, Any] = {
 }
 # Where MANIFEST_TEMPLATE holds paths that become absolute URLs of this deployment.
 _URL_FIELDS: tuple[tuple[str, ...], ...] = (
-    ("url",), ("hook_attributes", "url"), ("redirect_url",), ("setup_url",),
+    ("url",),
+    ("hook_attributes", "url"),
+    ("redirect_url",),
+    ("setup_url",),
 )
 _ORG_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
 _MAX_APP_NAME = 34  # GitHub's limit for App names
@@ -107,7 +110,9 @@ class StateStore:
     """Random `state` values for the manifest round trip: short-lived, single use, bounded."""
 
     def __init__(
-        self, ttl: float = 600.0, clock: Callable[[], float] = time.monotonic,
+        self,
+        ttl: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
         max_pending: int = 256,
     ) -> None:
         self._ttl, self._clock, self._max = ttl, clock, max_pending
@@ -146,6 +151,7 @@ class AppCredentials:
     @classmethod
     def from_conversion(cls, data: Mapping[str, Any]) -> AppCredentials:
         """Check the conversion answer; ValueError names what is missing or malformed."""
+
         def text(key: str) -> str:
             value = data.get(key)
             return str(value).strip() if isinstance(value, str | int) else ""
@@ -158,8 +164,11 @@ class AppCredentials:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", text("slug")):
             raise ValueError("GitHub's answer has a malformed App slug")
         return cls(
-            app_id=text("id"), slug=text("slug"), private_key=str(data["pem"]),
-            webhook_secret=text("webhook_secret"), client_id=text("client_id"),
+            app_id=text("id"),
+            slug=text("slug"),
+            private_key=str(data["pem"]),
+            webhook_secret=text("webhook_secret"),
+            client_id=text("client_id"),
             client_secret=text("client_secret"),
         )
 
@@ -252,11 +261,19 @@ class _SetupFlow:
         org = request.query_params.get("org", "").strip()
         name = request.query_params.get("name", "").strip() or self.config.app_name
         if org and not _ORG_NAME.match(org):
-            return _page("Setup", 400, f"<p>{_e(org)} is not a GitHub organisation name.</p>"
-                         '<p><a href="setup">Back</a></p>')
+            return _page(
+                "Setup",
+                400,
+                f"<p>{_e(org)} is not a GitHub organisation name.</p>"
+                '<p><a href="setup">Back</a></p>',
+            )
         if len(name) > _MAX_APP_NAME:
-            return _page("Setup", 400, f"<p>The App name must be at most {_MAX_APP_NAME} "
-                         'characters.</p><p><a href="setup">Back</a></p>')
+            return _page(
+                "Setup",
+                400,
+                f"<p>The App name must be at most {_MAX_APP_NAME} "
+                'characters.</p><p><a href="setup">Back</a></p>',
+            )
         base = self.config.public_url.rstrip("/") or str(request.base_url).rstrip("/")
         manifest = build_manifest(base, name)
         state = self.states.issue()
@@ -285,8 +302,9 @@ guildprompts stores the App's credentials itself: no key to copy.</p>
 <details><summary>What the App asks for</summary>
 <ul>
   <li>Webhook: <code>{_e(manifest["hook_attributes"]["url"])}</code></li>
-  <li>Permissions: {_e(", ".join(f"{k}: {v}" for k, v in
-                                  manifest["default_permissions"].items()))}</li>
+  <li>Permissions: {
+            _e(", ".join(f"{k}: {v}" for k, v in manifest["default_permissions"].items()))
+        }</li>
   <li>Events: {_e(", ".join(manifest["default_events"]))}</li>
 </ul></details>
 <form method="get" action="setup" class="alt">
@@ -309,13 +327,18 @@ guildprompts stores the App's credentials itself: no key to copy.</p>
         if await self.configured():
             return _closed()
         if not state or not self.states.consume(state):
-            return _page("Setup link expired", 400,
-                         "<p>This setup link is missing its state, has expired or was already "
-                         'used. <a href="../setup">Start again</a>.</p>')
+            return _page(
+                "Setup link expired",
+                400,
+                "<p>This setup link is missing its state, has expired or was already "
+                'used. <a href="../setup">Start again</a>.</p>',
+            )
         if not code:
-            return _page("Setup incomplete", 400,
-                         "<p>GitHub did not send a code back. "
-                         '<a href="../setup">Start again</a>.</p>')
+            return _page(
+                "Setup incomplete",
+                400,
+                '<p>GitHub did not send a code back. <a href="../setup">Start again</a>.</p>',
+            )
         async with self.lock:
             if await self.configured():
                 return _closed()
@@ -323,39 +346,62 @@ guildprompts stores the App's credentials itself: no key to copy.</p>
                 credentials = AppCredentials.from_conversion(await self.config.convert(code))
             except Exception as exc:
                 log.warning("setup: the manifest conversion failed: %s", exc, exc_info=True)
-                return _page("GitHub refused the code", 502,
-                             "<p>GitHub did not turn the code into App credentials (a code "
-                             "works once, for one hour). "
-                             '<a href="../setup">Start again</a>.</p>')
-            for secret in (credentials.private_key, credentials.webhook_secret,
-                           credentials.client_secret):
+                return _page(
+                    "GitHub refused the code",
+                    502,
+                    "<p>GitHub did not turn the code into App credentials (a code "
+                    "works once, for one hour). "
+                    '<a href="../setup">Start again</a>.</p>',
+                )
+            for secret in (
+                credentials.private_key,
+                credentials.webhook_secret,
+                credentials.client_secret,
+            ):
                 register_secret(secret)
             try:
                 stored_where = await self._save(credentials)
             except Exception:
-                log.exception("setup: the App %s was created but its credentials were not "
-                              "saved", credentials.slug)
+                log.exception(
+                    "setup: the App %s was created but its credentials were not saved",
+                    credentials.slug,
+                )
                 settings_url = f"{self.github_url}/settings/apps/{quote(credentials.slug)}"
-                return _page("Credentials not saved", 500, f"""
+                return _page(
+                    "Credentials not saved",
+                    500,
+                    f"""
 <p>GitHub created the App <b>{_e(credentials.slug)}</b>, but guildprompts could not store its
 credentials (the log says why). In <a href="{_e(settings_url)}">the App's settings</a>, generate
 a new private key and webhook secret and configure them with the <code>GITHUB_*</code>
-variables.</p>""")
+variables.</p>""",
+                )
             self.completed = True
-        log.info("setup: GitHub App %s (id %s) created; credentials %s",
-                 credentials.slug, credentials.app_id, stored_where)
+        log.info(
+            "setup: GitHub App %s (id %s) created; credentials %s",
+            credentials.slug,
+            credentials.app_id,
+            stored_where,
+        )
         install = f"{self.github_url}/apps/{quote(credentials.slug)}/installations/new"
         restart = self.config.restart_required or (
             self.config.env_file is not None and self.config.save_credentials is None
         )
-        next_step = ("<p><b>Restart guildprompts</b> so it loads them, then install the App.</p>"
-                     if restart else "")
-        response = _page("GitHub App created", 200, f"""
+        next_step = (
+            "<p><b>Restart guildprompts</b> so it loads them, then install the App.</p>"
+            if restart
+            else ""
+        )
+        response = _page(
+            "GitHub App created",
+            200,
+            f"""
 <p>The App <b>{_e(credentials.slug)}</b> (id {_e(credentials.app_id)}) exists; its credentials
 are {_e(stored_where)}.</p>
 {next_step}
 <p><a class="button" href="{_e(install)}">Install it on your prompt repositories</a></p>
-<p>Then connect a guild from Discord with <code>/prompt-config set owner/repository</code>.</p>""")
+<p>Then connect a guild from Discord with <code>/prompt-config set owner/repository</code>.</p>""",
+        )
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
 
@@ -375,10 +421,14 @@ are {_e(stored_where)}.</p>
         return " and ".join(where)
 
     async def installed(self, request: Request) -> HTMLResponse:
-        return _page("guildprompts is installed", 200, """
+        return _page(
+            "guildprompts is installed",
+            200,
+            """
 <p>The App can now read the repositories you selected. Connect a Discord guild with
 <code>/prompt-config set owner/repository [branch]</code>; a private repository must list the
-guild id in its <code>PATH</code> file's <code>allowed_guilds</code>.</p>""")
+guild id in its <code>PATH</code> file's <code>allowed_guilds</code>.</p>""",
+        )
 
 
 def setup_routes(config: SetupConfig) -> list[Route]:
@@ -396,9 +446,12 @@ def _e(value: object) -> str:
 
 
 def _closed() -> HTMLResponse:
-    return _page("Setup is closed", 410,
-                 "<p>This deployment already has its GitHub App, so /setup is disabled. To "
-                 "replace the App, remove its stored credentials and restart guildprompts.</p>")
+    return _page(
+        "Setup is closed",
+        410,
+        "<p>This deployment already has its GitHub App, so /setup is disabled. To "
+        "replace the App, remove its stored credentials and restart guildprompts.</p>",
+    )
 
 
 _STYLE = """
@@ -423,6 +476,7 @@ def _page(title: str, status: int, body: str) -> HTMLResponse:
 <body><h1>{_e(title)}</h1>{body}
 </body></html>"""
     return HTMLResponse(
-        document, status_code=status,
+        document,
+        status_code=status,
         headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
     )

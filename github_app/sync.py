@@ -77,10 +77,18 @@ from promptrepo import Diagnostic
 
 log = logging.getLogger(__name__)
 
-TRIGGERS = frozenset({
-    "push", "reconcile", "bind", "refresh", "access-restored", "pull_request", "check_suite",
-    "check_run",
-})
+TRIGGERS = frozenset(
+    {
+        "push",
+        "reconcile",
+        "bind",
+        "refresh",
+        "access-restored",
+        "pull_request",
+        "check_suite",
+        "check_run",
+    }
+)
 _SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 
 
@@ -106,10 +114,14 @@ class SyncRequest:
             raise ValueError(f"unknown sync trigger {self.trigger!r} (expected one of {expected})")
         if self.sha is not None and not _SHA.fullmatch(self.sha):
             raise ValueError(f"sync: {self.sha[:80]!r} is not a commit sha (40 or 64 hex digits)")
-        if isinstance(self.repository_id, bool) or not isinstance(self.repository_id, int) \
-                or self.repository_id <= 0:
-            raise ValueError(f"sync: repository_id must be a positive integer, "
-                             f"got {self.repository_id!r}")
+        if (
+            isinstance(self.repository_id, bool)
+            or not isinstance(self.repository_id, int)
+            or self.repository_id <= 0
+        ):
+            raise ValueError(
+                f"sync: repository_id must be a positive integer, got {self.repository_id!r}"
+            )
         if self.installation_id is not None and self.token is not None:
             raise ValueError("sync: give installation_id or token, not both")
 
@@ -179,8 +191,10 @@ class _Run:
         self.branch = request.branch or (state.default_branch if needs_branch else None)
         self.access = choose_access(request, state)
         if self.access is None:
-            message = (f"guildprompts cannot read {request.full_name}: install the GitHub App on "
-                       "it, or give a personal access token when binding")
+            message = (
+                f"guildprompts cannot read {request.full_name}: install the GitHub App on "
+                "it, or give a personal access token when binding"
+            )
             return await self._access_lost(None, Access("anonymous"), message)
         try:
             return await self._sync_commit(state)
@@ -200,7 +214,10 @@ class _Run:
             sha, etag = await self._head(state)
         self.sha = sha
         stored = await self.runtime.run_db(
-            read_commit, self.repo_id, sha, request.trigger,
+            read_commit,
+            self.repo_id,
+            sha,
+            request.trigger,
             can_check=request.check_run and access.installation_id is not None,
         )
         check_run_id = None
@@ -210,20 +227,31 @@ class _Run:
             if stored.post_check:
                 check_run_id = await self._start_check(stored)
         else:
-            entries = await self._call(self.runtime.github.get_tree(
-                self.repo_id, sha, **access.kwargs))
+            entries = await self._call(
+                self.runtime.github.get_tree(self.repo_id, sha, **access.kwargs)
+            )
             if not request.activate and not any(e.path == PATH_FILE for e in entries):
                 return await self._finish(
-                    "skipped", sha, None, False, (),
+                    "skipped",
+                    sha,
+                    None,
+                    False,
+                    (),
                     f"{sha[:7]} has no PATH file: not a prompt repository, nothing to check",
                 )
             if stored.post_check:
                 check_run_id = await self._start_check(stored)
             snapshot = await self._fetch(sha, entries)
         recorded = await self.runtime.run_db(
-            record_commit, self.runtime.vault, self.repo_id, self.branch, snapshot,
-            activate=request.activate, head_at=_aware(request.head_at) or utcnow(),
-            etag=etag, full_name=request.full_name,
+            record_commit,
+            self.runtime.vault,
+            self.repo_id,
+            self.branch,
+            snapshot,
+            activate=request.activate,
+            head_at=_aware(request.head_at) or utcnow(),
+            etag=etag,
+            full_name=request.full_name,
         )
         if recorded.generation is not None:
             await self.runtime.announce_activation(recorded.generation)
@@ -234,8 +262,15 @@ class _Run:
             await self._complete_check(check_run_id, snapshot, recorded)
         validation = snapshot.validation
         label, message = describe(request, self.branch, sha, validation, recorded)
-        return await self._finish(label, sha, recorded.snapshot_id, recorded.activated,
-                                  validation.diagnostics, message, valid=validation.valid)
+        return await self._finish(
+            label,
+            sha,
+            recorded.snapshot_id,
+            recorded.activated,
+            validation.diagnostics,
+            message,
+            valid=validation.valid,
+        )
 
     # ---- GitHub ---------------------------------------------------------------------------
 
@@ -263,8 +298,9 @@ class _Run:
         assert self.access is not None and self.branch is not None
         github = self.runtime.github
         etag = state.etag if state.latest_sha else None
-        answer = await self._call(github.get_branch_head(
-            self.repo_id, self.branch, etag=etag, **self.access.kwargs))
+        answer = await self._call(
+            github.get_branch_head(self.repo_id, self.branch, etag=etag, **self.access.kwargs)
+        )
         if answer is NOT_MODIFIED:
             assert state.latest_sha is not None
             return state.latest_sha, None
@@ -275,8 +311,7 @@ class _Run:
         """After a 404: is the repository itself still readable (then the commit is gone)?"""
         assert self.access is not None
         try:
-            await self._call(self.runtime.github.get_repository(
-                self.repo_id, **self.access.kwargs))
+            await self._call(self.runtime.github.get_repository(self.repo_id, **self.access.kwargs))
         except GitHubError as exc:
             if is_access_problem(exc):
                 return False
@@ -298,7 +333,10 @@ class _Run:
             contents.update(await self.runtime.run_db(snapshots.load_blobs, present))
         files = {path: contents[blob] for path, blob in wanted.items()}
         validation = await anyio.to_thread.run_sync(
-            validate_files, files, tree_diagnostics, settings.strict_validation,
+            validate_files,
+            files,
+            tree_diagnostics,
+            settings.strict_validation,
             settings.max_prompt_file_size,
         )
         return Snapshot(sha, wanted, downloaded, validation)
@@ -310,8 +348,9 @@ class _Run:
 
         async def fetch(blob: str) -> tuple[str, bytes]:
             async with limit:
-                content = await self._call(self.runtime.github.get_blob(
-                    self.repo_id, blob, **kwargs))
+                content = await self._call(
+                    self.runtime.github.get_blob(self.repo_id, blob, **kwargs)
+                )
                 return blob, content
 
         tasks = [asyncio.ensure_future(fetch(blob)) for blob in shas]
@@ -331,8 +370,11 @@ class _Run:
         assert self.access is not None and self.access.installation_id is not None
         assert self.sha is not None
         try:
-            run_id = await self._call(checks.start_check_run(
-                self.runtime, self.repo_id, self.sha, self.access.installation_id))
+            run_id = await self._call(
+                checks.start_check_run(
+                    self.runtime, self.repo_id, self.sha, self.access.installation_id
+                )
+            )
         except GitHubError as exc:
             if isinstance(exc, TransientError | RateLimited):
                 raise
@@ -375,8 +417,13 @@ class _Run:
     ) -> SyncOutcome:
         message = message or access_message(exc, access, self.request.full_name)
         generation = await self.runtime.run_db(
-            record_access_problem, self.runtime.vault, self.repo_id, self.request.full_name,
-            self.branch if self.request.activate else None, message, access,
+            record_access_problem,
+            self.runtime.vault,
+            self.repo_id,
+            self.request.full_name,
+            self.branch if self.request.activate else None,
+            message,
+            access,
         )
         if generation is not None:
             await self.runtime.announce_activation(generation)
@@ -385,8 +432,10 @@ class _Run:
     async def _missing(self, state: RepoState) -> SyncOutcome:
         """The repository is readable but the commit (or the branch) is not there any more."""
         if self.sha is not None:
-            message = (f"commit {self.sha[:7]} no longer exists on GitHub "
-                       "(force-pushed away?): nothing to sync")
+            message = (
+                f"commit {self.sha[:7]} no longer exists on GitHub "
+                "(force-pushed away?): nothing to sync"
+            )
             return await self._finish("gone", self.sha, None, False, (), message)
         serving_now = state.active_sha[:7] if state.active_sha else "the built-in defaults"
         message = f"branch {self.branch} no longer exists on GitHub: serving {serving_now}"
@@ -403,8 +452,11 @@ class _Run:
         that retrying will not fix (not transient) also becomes the branch's status."""
         message = f"syncing failed: {exc}"
         try:
-            if self.request.activate and self.branch is not None \
-                    and not isinstance(exc, TransientError | RateLimited):
+            if (
+                self.request.activate
+                and self.branch is not None
+                and not isinstance(exc, TransientError | RateLimited)
+            ):
                 generation = await self.runtime.run_db(
                     record_branch_status, self.repo_id, self.branch, BranchStatus.ERROR, message
                 )
@@ -427,15 +479,30 @@ class _Run:
     ) -> SyncOutcome:
         await self._log(label, message, sha)
         log.info("sync %s of %s@%s: %s", label, self.request.full_name, self.branch, message)
-        return SyncOutcome(sha, snapshot_id, valid, activated, diagnostics, message,
-                           self.api_calls, self.files_fetched)
+        return SyncOutcome(
+            sha,
+            snapshot_id,
+            valid,
+            activated,
+            diagnostics,
+            message,
+            self.api_calls,
+            self.files_fetched,
+        )
 
     async def _log(self, label: str, message: str, sha: str | None = None) -> None:
         duration_ms = int((time.monotonic() - self.started) * 1000)
         await self.runtime.run_db(
-            record_sync_log, self.repo_id, trigger=self.request.trigger, outcome=label,
-            commit_sha=sha or self.sha, branch=self.branch, files_fetched=self.files_fetched,
-            api_calls=self.api_calls, duration_ms=duration_ms, message=message[:2000],
+            record_sync_log,
+            self.repo_id,
+            trigger=self.request.trigger,
+            outcome=label,
+            commit_sha=sha or self.sha,
+            branch=self.branch,
+            files_fetched=self.files_fetched,
+            api_calls=self.api_calls,
+            duration_ms=duration_ms,
+            message=message[:2000],
         )
         metrics.record_sync(label, self.request.trigger)
 

@@ -53,28 +53,40 @@ def select_files(
     found: list[Diagnostic] = []
     for entry in entries:
         if entry.is_submodule and _visible(entry.path):
-            found.append(_diagnostic(
-                entry.path, "submodule-ignored", "warning",
-                f"{entry.path} is a submodule: guildprompts never follows submodules",
-                "Copy the prompts into this repository instead of a submodule.",
-            ))
+            found.append(
+                _diagnostic(
+                    entry.path,
+                    "submodule-ignored",
+                    "warning",
+                    f"{entry.path} is a submodule: guildprompts never follows submodules",
+                    "Copy the prompts into this repository instead of a submodule.",
+                )
+            )
         if entry.type != "blob" or not promptrepo.is_repository_file(entry.path):
             continue
         if entry.is_symlink:
-            found.append(_diagnostic(
-                entry.path, "symlink-ignored", "warning",
-                f"{entry.path} is a symbolic link: guildprompts never follows links, so this "
-                "path does not exist for routes",
-                "Replace the link with a copy of the file (or point the route at the target).",
-            ))
+            found.append(
+                _diagnostic(
+                    entry.path,
+                    "symlink-ignored",
+                    "warning",
+                    f"{entry.path} is a symbolic link: guildprompts never follows links, so this "
+                    "path does not exist for routes",
+                    "Replace the link with a copy of the file (or point the route at the target).",
+                )
+            )
         elif entry.size is not None and entry.size > max_size:
-            found.append(_diagnostic(
-                entry.path, "file-too-large", "error",
-                f"{entry.path} is {entry.size} bytes, over the limit of {max_size} bytes: "
-                "it was not downloaded",
-                "Split the prompt into smaller files joined with `includes:` (v2), or shorten "
-                "it.",
-            ))
+            found.append(
+                _diagnostic(
+                    entry.path,
+                    "file-too-large",
+                    "error",
+                    f"{entry.path} is {entry.size} bytes, over the limit of {max_size} bytes: "
+                    "it was not downloaded",
+                    "Split the prompt into smaller files joined with `includes:` (v2), or shorten "
+                    "it.",
+                )
+            )
         else:
             wanted[entry.path] = entry.sha.lower()
     return wanted, found
@@ -85,8 +97,9 @@ def _visible(path: str) -> bool:
 
 
 def _diagnostic(path: str, code: str, severity: Any, message: str, hint: str) -> Diagnostic:
-    return Diagnostic(path=path, line=None, column=None, severity=severity, code=code,
-                      message=message, hint=hint)
+    return Diagnostic(
+        path=path, line=None, column=None, severity=severity, code=code, message=message, hint=hint
+    )
 
 
 def validate_files(

@@ -20,19 +20,28 @@ if TYPE_CHECKING:
 
 def access_message(exc: GitHubError | None, access: Access, full_name: str) -> str:
     if isinstance(exc, InstallationUnavailable):
-        return (f"the GitHub App cannot read {full_name} any more (uninstalled or suspended): "
-                "install it again, or give a personal access token")
+        return (
+            f"the GitHub App cannot read {full_name} any more (uninstalled or suspended): "
+            "install it again, or give a personal access token"
+        )
     if access.kind == "token":
-        return (f"the personal access token for {full_name} was refused or cannot read it "
-                "(expired, revoked or missing the contents permission): set a new token")
+        return (
+            f"the personal access token for {full_name} was refused or cannot read it "
+            "(expired, revoked or missing the contents permission): set a new token"
+        )
     if isinstance(exc, NotFound) or exc is None:
-        return (f"{full_name} cannot be read: it was deleted, or the GitHub App no longer has "
-                "access to it")
+        return (
+            f"{full_name} cannot be read: it was deleted, or the GitHub App no longer has "
+            "access to it"
+        )
     return f"GitHub refused to let guildprompts read {full_name}: {exc.message}"
 
 
 def describe(
-    request: SyncRequest, branch: str | None, sha: str, validation: Validation,
+    request: SyncRequest,
+    branch: str | None,
+    sha: str,
+    validation: Validation,
     recorded: Recorded,
 ) -> tuple[str, str]:
     """The outcome label (metrics, sync log) and message of a sync that read the commit."""
@@ -43,8 +52,11 @@ def describe(
         return "checked", f"{short}{f' on {branch}' if branch else ''} checked: {verdict}"
     if recorded.superseded:
         live = recorded.live_sha[:7] if recorded.live_sha else "nothing"
-        return "stale", f"{short} is older than the head already seen on {branch} " \
-                        f"(serving {live}): not activated"
+        return (
+            "stale",
+            f"{short} is older than the head already seen on {branch} "
+            f"(serving {live}): not activated",
+        )
     if not validation.valid:
         return "rejected", rejected_message(recorded.live_sha, sha, validation.errors)
     if recorded.activated:

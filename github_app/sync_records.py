@@ -96,11 +96,13 @@ def read_repository(
     if repository is None:
         return None
     installation_id = (
-        repository.installation_id
-        if installations.has_app_access(session, repository_id) else None
+        repository.installation_id if installations.has_app_access(session, repository_id) else None
     )
-    token = (bindings.repository_token(session, vault, repository_id)
-             if installation_id is None else None)
+    token = (
+        bindings.repository_token(session, vault, repository_id)
+        if installation_id is None
+        else None
+    )
     tracked = branches.get_branch(session, repository_id, branch or repository.default_branch)
     return RepoState(
         private=repository.private,
@@ -120,10 +122,14 @@ def remember_repository(
     full_name: str,
     installation_id: int | None,
 ) -> None:
-    known = installation_id is not None and installations.get_installation(
-        session, installation_id) is not None
+    known = (
+        installation_id is not None
+        and installations.get_installation(session, installation_id) is not None
+    )
     installations.upsert_repository(
-        session, repository_id, str(data.get("full_name") or full_name),
+        session,
+        repository_id,
+        str(data.get("full_name") or full_name),
         private=bool(data.get("private", True)),
         default_branch=str(data.get("default_branch") or "main"),
         installation_id=installation_id if known else UNCHANGED,
@@ -186,8 +192,13 @@ def record_commit(
     validation = snapshot.validation
     snapshots.store_blobs(session, snapshot.downloaded, now)
     row = snapshots.create_snapshot(
-        session, repository_id, snapshot.sha, snapshot.blob_ids, valid=validation.valid,
-        diagnostics=[item.to_dict() for item in validation.diagnostics], now=now,
+        session,
+        repository_id,
+        snapshot.sha,
+        snapshot.blob_ids,
+        valid=validation.valid,
+        diagnostics=[item.to_dict() for item in validation.diagnostics],
+        now=now,
     )
     if not activate or branch is None:
         following = serving.guilds_for_branch(session, repository_id, branch) if branch else []
@@ -212,14 +223,18 @@ def record_commit(
         changed = activated
     if latest:
         if validation.valid:
-            status, message = BranchStatus.OK, serving_message(snapshot.sha,
-                                                                validation.diagnostics)
+            status, message = BranchStatus.OK, serving_message(snapshot.sha, validation.diagnostics)
         else:
             status = BranchStatus.REJECTED
             message = rejected_message(active_sha, snapshot.sha, validation.errors)
         branches.set_branch_status(
-            session, repository_id, branch, status, message,
-            diagnostics=[item.to_dict() for item in validation.diagnostics], synced_at=now,
+            session,
+            repository_id,
+            branch,
+            status,
+            message,
+            diagnostics=[item.to_dict() for item in validation.diagnostics],
+            synced_at=now,
         )
         changed = _bindings_follow(session, repository, branch, validation, message) or changed
         changed = _settle_pending(session, repository, branch, snapshot, full_name) or changed
@@ -241,11 +256,15 @@ def _follows(binding: GuildBinding | PendingBinding, repository: Repository, bra
     return (binding.branch or repository.default_branch) == branch
 
 
-def _allowed(binding: GuildBinding | PendingBinding, repository: Repository,
-             allowed_guilds: Sequence[str]) -> bool:
+def _allowed(
+    binding: GuildBinding | PendingBinding, repository: Repository, allowed_guilds: Sequence[str]
+) -> bool:
     """May this guild read the repository? Public, listed in PATH, or it gave its own token."""
-    return (not repository.private or binding.guild_id in allowed_guilds
-            or binding.token_ciphertext is not None)
+    return (
+        not repository.private
+        or binding.guild_id in allowed_guilds
+        or binding.token_ciphertext is not None
+    )
 
 
 def _bindings_follow(
@@ -268,8 +287,9 @@ def _bindings_follow(
         else:
             continue
         if (binding.state, binding.status_message) != wanted:
-            bindings.set_binding_state(session, binding.guild_id, BindingState(wanted[0]),
-                                       wanted[1])
+            bindings.set_binding_state(
+                session, binding.guild_id, BindingState(wanted[0]), wanted[1]
+            )
             changed = True
     return changed
 
@@ -289,8 +309,10 @@ def _settle_pending(
             continue
         if not validation.valid or validation.repository is None:
             first = first_error(validation.diagnostics)
-            message = (f"waiting for a valid commit on {branch}: {snapshot.sha[:7]} was rejected "
-                       f"({plural(validation.errors, 'error')}; first: {first})")
+            message = (
+                f"waiting for a valid commit on {branch}: {snapshot.sha[:7]} was rejected "
+                f"({plural(validation.errors, 'error')}; first: {first})"
+            )
         elif not _allowed(request, repository, validation.repository.allowed_guilds):
             message = private_message(request.guild_id)
         else:
@@ -299,8 +321,10 @@ def _settle_pending(
                 promoted = True
                 continue
             except ConcurrentUpdateError:
-                message = ("the guild's binding was changed since this request was made: "
-                           "make the request again")
+                message = (
+                    "the guild's binding was changed since this request was made: "
+                    "make the request again"
+                )
         if request.status_message != message:
             bindings.set_pending_status(session, request.guild_id, message)
     return promoted
@@ -309,8 +333,10 @@ def _settle_pending(
 def _uses(binding: GuildBinding, access: Access, vault: Vault) -> bool:
     """Does this binding depend on the credential that just failed?"""
     if access.kind == "token":
-        return (binding.token_ciphertext is not None
-                and bindings.binding_token(binding, vault) == access.token)
+        return (
+            binding.token_ciphertext is not None
+            and bindings.binding_token(binding, vault) == access.token
+        )
     return binding.token_ciphertext is None
 
 
@@ -328,17 +354,20 @@ def record_access_problem(
     tracked) records the error. Returns the new generation if anything changed."""
     changed = False
     live = bindings.bindings_for_repository(
-        session, repository_id=repository_id, full_name=full_name)
+        session, repository_id=repository_id, full_name=full_name
+    )
     pending = bindings.pending_for_repository(
-        session, repository_id=repository_id, full_name=full_name)
+        session, repository_id=repository_id, full_name=full_name
+    )
     if branch is not None:
-        changed = record_branch_status(
-            session, repository_id, branch, BranchStatus.ERROR, message) is not None
+        changed = (
+            record_branch_status(session, repository_id, branch, BranchStatus.ERROR, message)
+            is not None
+        )
     for binding in live:
         wanted = (BindingState.NO_ACCESS.value, message)
         if _uses(binding, access, vault) and (binding.state, binding.status_message) != wanted:
-            bindings.set_binding_state(session, binding.guild_id, BindingState.NO_ACCESS,
-                                       message)
+            bindings.set_binding_state(session, binding.guild_id, BindingState.NO_ACCESS, message)
             changed = True
     for request in pending:
         if request.status_message != message:

@@ -63,8 +63,11 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> Starlette:
         metrics.set_queue_probe(partial(_queue_probe, runtime))
         metrics.set_snapshot_probe(partial(_snapshot_probe, runtime))
         tasks = [_start(name, coroutine, health) for name, coroutine in work.items()]
-        log.info("guildprompts is serving (%s; worker %s)", runtime.database.display_url,
-                 "in this process" if run_worker else "in another process")
+        log.info(
+            "guildprompts is serving (%s; worker %s)",
+            runtime.database.display_url,
+            "in this process" if run_worker else "in another process",
+        )
         try:
             yield
         finally:
@@ -85,7 +88,8 @@ def _setup_config(runtime: Runtime) -> SetupConfig:
         public_url=settings.public_url,
         save_credentials=(
             partial(save_app_credentials, runtime.database, runtime.vault)
-            if settings.app_credentials_store == "database" else None
+            if settings.app_credentials_store == "database"
+            else None
         ),
         env_file=".env" if settings.app_credentials_store == "env" else None,
         is_configured=lambda: runtime.app_configured,
@@ -105,8 +109,11 @@ def _start(name: str, coroutine: Coroutine[Any, Any, Any], health: Health) -> as
 
 def _report_end(name: str, task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("background task %s stopped with an error; /readyz now fails", name,
-                  exc_info=task.exception())
+        log.error(
+            "background task %s stopped with an error; /readyz now fails",
+            name,
+            exc_info=task.exception(),
+        )
 
 
 async def _finish(tasks: Iterable[asyncio.Task[Any]]) -> None:
@@ -116,8 +123,11 @@ async def _finish(tasks: Iterable[asyncio.Task[Any]]) -> None:
         return
     _, late = await asyncio.wait(pending, timeout=SHUTDOWN_GRACE)
     for task in late:
-        log.warning("background task %s did not stop within %s s: cancelled",
-                    task.get_name(), SHUTDOWN_GRACE)
+        log.warning(
+            "background task %s did not stop within %s s: cancelled",
+            task.get_name(),
+            SHUTDOWN_GRACE,
+        )
         task.cancel()
     if late:
         await asyncio.wait(late, timeout=SHUTDOWN_GRACE)
@@ -147,9 +157,11 @@ def _active_snapshots(session: Any) -> list[metrics.SnapshotAge]:
     for target in serving.tracked_targets(session):
         branch = branches.get_branch(session, target.repository_id, target.branch)
         if branch is not None and branch.active_snapshot_id and branch.activated_at:
-            ages.append(metrics.SnapshotAge(
-                target.full_name, target.branch, branch.activated_at.timestamp()
-            ))
+            ages.append(
+                metrics.SnapshotAge(
+                    target.full_name, target.branch, branch.activated_at.timestamp()
+                )
+            )
     return ages
 
 
@@ -161,17 +173,22 @@ async def _landing(runtime: Runtime, request: Request) -> HTMLResponse:
     if runtime.app_configured:
         slug = runtime.credentials.slug
         github = runtime.settings.github_url
-        install = (f'<p><a href="{_e(github)}/apps/{_e(slug)}/installations/new">Install the '
-                   f"App <b>{_e(slug)}</b></a> on your prompt repositories, then connect a "
-                   "guild from Discord with <code>/prompt-config set owner/repository</code>.</p>"
-                   if slug else "")
+        install = (
+            f'<p><a href="{_e(github)}/apps/{_e(slug)}/installations/new">Install the '
+            f"App <b>{_e(slug)}</b></a> on your prompt repositories, then connect a "
+            "guild from Discord with <code>/prompt-config set owner/repository</code>.</p>"
+            if slug
+            else ""
+        )
         state = f"<p>The GitHub App is configured.</p>{install}"
     else:
         missing = ", ".join(missing_credentials(runtime))
-        state = (f'<p>No GitHub App is configured yet (missing: {_e(missing)}). '
-                 '<a href="/setup">Create it from its manifest</a>: GitHub asks you to confirm '
-                 "and guildprompts stores its credentials itself.</p>"
-                 "<p>Meanwhile the bridge serves the built-in default prompts.</p>")
+        state = (
+            f"<p>No GitHub App is configured yet (missing: {_e(missing)}). "
+            '<a href="/setup">Create it from its manifest</a>: GitHub asks you to confirm '
+            "and guildprompts stores its credentials itself.</p>"
+            "<p>Meanwhile the bridge serves the built-in default prompts.</p>"
+        )
     body = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>guildprompts</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">

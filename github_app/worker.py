@@ -105,8 +105,10 @@ class Worker:
         return True
 
     async def _idle(self, stop: asyncio.Event, timeout: float) -> None:
-        waits = [asyncio.ensure_future(stop.wait()),
-                 asyncio.ensure_future(self.runtime.work_available.wait())]
+        waits = [
+            asyncio.ensure_future(stop.wait()),
+            asyncio.ensure_future(self.runtime.work_available.wait()),
+        ]
         try:
             await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -141,24 +143,43 @@ class Worker:
             log.warning("delivery %s vanished while it was processed (pruned?)", row.guid)
         elapsed = time.monotonic() - started
         metrics.observe_processing(row.event, elapsed, "processed")
-        log.info("%s %s in %.0f ms", _name(row), "processed" if handled else "has no handler",
-                 elapsed * 1000)
+        log.info(
+            "%s %s in %.0f ms",
+            _name(row),
+            "processed" if handled else "has no handler",
+            elapsed * 1000,
+        )
 
     async def _after_error(self, row: DeliveryRow, exc: Exception, started: float) -> None:
         error = _describe(exc)
         if not _retryable(exc):
-            log.error("%s failed and retrying cannot help: %s", _name(row), error,
-                      exc_info=not isinstance(exc, GitHubError))
+            log.error(
+                "%s failed and retrying cannot help: %s",
+                _name(row),
+                error,
+                exc_info=not isinstance(exc, GitHubError),
+            )
             await self._fail(row, error, started)
             return
         if row.attempts >= self.runtime.settings.max_attempts:
-            log.error("%s failed %d times, giving up: %s", _name(row), row.attempts, error,
-                      exc_info=not isinstance(exc, GitHubError | StoreError))
+            log.error(
+                "%s failed %d times, giving up: %s",
+                _name(row),
+                row.attempts,
+                error,
+                exc_info=not isinstance(exc, GitHubError | StoreError),
+            )
             await self._fail(row, f"gave up after {row.attempts} attempts: {error}", started)
             return
         delay = backoff(row.attempts, getattr(exc, "retry_after", None))
-        log.warning("%s failed (attempt %d of %d), retrying in %.0f s: %s", _name(row),
-                    row.attempts, self.runtime.settings.max_attempts, delay, error)
+        log.warning(
+            "%s failed (attempt %d of %d), retrying in %.0f s: %s",
+            _name(row),
+            row.attempts,
+            self.runtime.settings.max_attempts,
+            delay,
+            error,
+        )
         await self.runtime.run_db(
             deliveries.mark_retry, row.id, error, self.clock() + timedelta(seconds=delay)
         )

@@ -38,9 +38,7 @@ def _run(connection: Connection) -> None:
 
 def main() -> None:
     if context.is_offline_mode():
-        context.configure(
-            url=_database_url(), target_metadata=Base.metadata, literal_binds=True
-        )
+        context.configure(url=_database_url(), target_metadata=Base.metadata, literal_binds=True)
         with context.begin_transaction():
             context.run_migrations()
         return

@@ -14,22 +14,37 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     validate = subparsers.add_parser(
-        "validate", help="check a prompt repository",
+        "validate",
+        help="check a prompt repository",
         description="Check a prompt repository checked out in DIR. Exit status: 0 when there "
-        "is no error (warnings allowed), 1 when there are errors, 2 on usage or I/O problems.")
+        "is no error (warnings allowed), 1 when there are errors, 2 on usage or I/O problems.",
+    )
     validate.add_argument("directory", metavar="DIR", help="the repository's root directory")
-    validate.add_argument("--format", choices=("text", "json", "github"), default="text",
-                          help="text for people, json for tools, github for workflow "
-                          "annotations (default: text)")
-    validate.add_argument("--strict", action="store_true",
-                          help="report dangerous patterns as errors, as strict deployments do")
-    validate.add_argument("--max-file-size", type=_positive_int, default=100 * 1024,
-                          metavar="BYTES", help="largest accepted file (default: 102400)")
+    validate.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="text for people, json for tools, github for workflow annotations (default: text)",
+    )
+    validate.add_argument(
+        "--strict",
+        action="store_true",
+        help="report dangerous patterns as errors, as strict deployments do",
+    )
+    validate.add_argument(
+        "--max-file-size",
+        type=_positive_int,
+        default=100 * 1024,
+        metavar="BYTES",
+        help="largest accepted file (default: 102400)",
+    )
     validate.set_defaults(run=run_validate)
 
     resolve = subparsers.add_parser(
-        "resolve", help="show which prompt a context gets",
-        description="Show which prompt file DIR's routes choose for a context, and its text.")
+        "resolve",
+        help="show which prompt a context gets",
+        description="Show which prompt file DIR's routes choose for a context, and its text.",
+    )
     resolve.add_argument("directory", metavar="DIR", help="the repository's root directory")
     for name, metavar, text in (
         ("category", "C", "discussion, meeting, moderation or any other category"),
@@ -38,12 +53,23 @@ def register(subparsers: Any) -> None:
         ("perspective", "P", "the reader's perspective: general, developer, ..."),
     ):
         resolve.add_argument(f"--{name}", metavar=metavar, help=text)
-    resolve.add_argument("--var", action="append", default=[], type=_variable, metavar="K=V",
-                         help="another context variable (repeatable)")
-    resolve.add_argument("--render", action="store_true",
-                         help="fill in the placeholders the context supplies")
-    resolve.add_argument("--format", choices=("text", "json"), default="text",
-                         help="text for people, json for tools (default: text)")
+    resolve.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        type=_variable,
+        metavar="K=V",
+        help="another context variable (repeatable)",
+    )
+    resolve.add_argument(
+        "--render", action="store_true", help="fill in the placeholders the context supplies"
+    )
+    resolve.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text for people, json for tools (default: text)",
+    )
     resolve.set_defaults(run=run_resolve)
 
 
@@ -91,11 +117,17 @@ def run_validate(args: argparse.Namespace) -> int:
     _tolerant_stdout()
     report = validate_report(files, strict=args.strict, max_file_size=args.max_file_size)
     if args.format == "json":
-        print(json.dumps({
-            "valid": report.valid,
-            "schema_version": report.schema_version,
-            "diagnostics": [d.to_dict() for d in report.diagnostics],
-        }, indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "valid": report.valid,
+                    "schema_version": report.schema_version,
+                    "diagnostics": [d.to_dict() for d in report.diagnostics],
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
     elif args.format == "github":
         for d in report.diagnostics:
             print(_workflow_command(d, args.directory))
@@ -109,11 +141,14 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def _summary(report: Any, directory: str) -> str:
-    counts = {severity: sum(d.severity == severity for d in report.diagnostics)
-              for severity in ("error", "warning", "notice")}
+    counts = {
+        severity: sum(d.severity == severity for d in report.diagnostics)
+        for severity in ("error", "warning", "notice")
+    }
     version = f"schema {report.schema_version}" if report.schema_version else "schema unknown"
-    found = ", ".join(f"{count} {severity}{'s' if count != 1 else ''}"
-                      for severity, count in counts.items())
+    found = ", ".join(
+        f"{count} {severity}{'s' if count != 1 else ''}" for severity, count in counts.items()
+    )
     verdict = "valid" if report.valid else "INVALID"
     return f"{directory}: {verdict} ({version}): {found}"
 
@@ -163,8 +198,11 @@ def run_resolve(args: argparse.Namespace) -> int:
     try:
         resolution = resolve(load_repository(files), context)
     except RepositoryError as exc:
-        print(f"guildprompts resolve: {exc}\n(run `guildprompts validate {args.directory}` for "
-              "every problem with its line)", file=sys.stderr)
+        print(
+            f"guildprompts resolve: {exc}\n(run `guildprompts validate {args.directory}` for "
+            "every problem with its line)",
+            file=sys.stderr,
+        )
         return 1
     rendered = render(resolution.content, resolution.variables if args.render else {})
     _tolerant_stdout()
@@ -182,11 +220,13 @@ def run_resolve(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return 0
     chosen = result["file_path"] or "(none: built-in default prompt)"
-    lines = [f"file:       {chosen}",
-             f"source:     {result['source']}",
-             f"route:      {result['route'] or '-'}",
-             f"schema:     {result['schema_version'] or '-'}",
-             "tried:      " + (", ".join(result["tried_paths"]) or "-")]
+    lines = [
+        f"file:       {chosen}",
+        f"source:     {result['source']}",
+        f"route:      {result['route'] or '-'}",
+        f"schema:     {result['schema_version'] or '-'}",
+        "tried:      " + (", ".join(result["tried_paths"]) or "-"),
+    ]
     if result["parameters"]:
         lines.append(f"parameters: {json.dumps(result['parameters'], ensure_ascii=False)}")
     lines.append("unresolved: " + (", ".join(result["unresolved"]) or "-"))

@@ -54,8 +54,9 @@ class Context:
     items: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, object] | None = None, /,
-                     **values: object) -> Context:
+    def from_mapping(
+        cls, mapping: Mapping[str, object] | None = None, /, **values: object
+    ) -> Context:
         """Normalise keys and values; empty and None values are treated as absent.
 
         When both an alias and its canonical key are given (`summary_type` and `type`), the

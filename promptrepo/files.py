@@ -18,10 +18,22 @@ _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f\\\ud800-\udfff]")  # controls, \, su
 # Repository documentation, never prompts. README is skipped at any depth (folders often carry
 # one); the others only at the top, where projects keep them.
 _ANY_DEPTH_DOCS = frozenset({"readme"})
-_TOP_LEVEL_DOCS = frozenset({
-    "license", "licence", "changelog", "changes", "history", "contributing",
-    "code_of_conduct", "security", "authors", "notice", "copying", "support",
-})
+_TOP_LEVEL_DOCS = frozenset(
+    {
+        "license",
+        "licence",
+        "changelog",
+        "changes",
+        "history",
+        "contributing",
+        "code_of_conduct",
+        "security",
+        "authors",
+        "notice",
+        "copying",
+        "support",
+    }
+)
 
 
 def is_repository_file(path: str) -> bool:

@@ -63,8 +63,9 @@ def is_yaml_prompt(path: str) -> bool:
     return path.lower().endswith(YAML_SUFFIXES)
 
 
-def parse_prompt(path: str, text: str, version: str) -> tuple[PromptSource | None,
-                                                               list[Diagnostic]]:
+def parse_prompt(
+    path: str, text: str, version: str
+) -> tuple[PromptSource | None, list[Diagnostic]]:
     """Parse one decoded prompt file; None when it has errors (the diagnostics say which)."""
     text = text.removeprefix("\ufeff").replace("\r\n", "\n")
     if version == "v1":
@@ -77,8 +78,15 @@ def parse_prompt(path: str, text: str, version: str) -> tuple[PromptSource | Non
 def _parse_v1(path: str, text: str) -> tuple[PromptSource, list[Diagnostic]]:
     diagnostics = []
     if _front_matter_end(text.split("\n")) is not None:
-        diagnostics.append(diagnostic("front-matter-v1", path, "this file starts with front "
-                                      "matter, but the repository uses schema v1", 1, 1))
+        diagnostics.append(
+            diagnostic(
+                "front-matter-v1",
+                path,
+                "this file starts with front matter, but the repository uses schema v1",
+                1,
+                1,
+            )
+        )
     return PromptSource(path, text, text, 0), diagnostics
 
 
@@ -98,8 +106,15 @@ def _parse_markdown(path: str, text: str) -> tuple[PromptSource | None, list[Dia
         return _finish(PromptSource(path, text, text, 0), [])
     end = _front_matter_end(lines)
     if end is None:
-        return None, [diagnostic("front-matter", path, "the front matter opened on line 1 is "
-                                 "never closed with a `---` line", 1, 1)]
+        return None, [
+            diagnostic(
+                "front-matter",
+                path,
+                "the front matter opened on line 1 is never closed with a `---` line",
+                1,
+                1,
+            )
+        ]
     block = "\n".join(lines[1:end])
     start = min(len(text), sum(len(line) + 1 for line in lines[: end + 1]))
     skipped = len(text[start:]) - len(text[start:].lstrip("\n"))
@@ -111,11 +126,11 @@ def _parse_markdown(path: str, text: str) -> tuple[PromptSource | None, list[Dia
     return _finish(source, reader.diagnostics)
 
 
-def _finish(source: PromptSource,
-            diagnostics: list[Diagnostic]) -> tuple[PromptSource | None, list[Diagnostic]]:
+def _finish(
+    source: PromptSource, diagnostics: list[Diagnostic]
+) -> tuple[PromptSource | None, list[Diagnostic]]:
     if not source.body.strip() and not source.includes:
-        diagnostics.append(diagnostic("prompt-empty", source.path, "the prompt has no text",
-                                      1, 1))
+        diagnostics.append(diagnostic("prompt-empty", source.path, "the prompt has no text", 1, 1))
     return source, diagnostics
 
 
@@ -145,8 +160,9 @@ class _Reader:
         if fields is None:
             return None, self.diagnostics
         prompt_node = fields.pop("prompt_node")
-        source = PromptSource(self.path, self.text, prompt_node.value, -1,
-                              self.where(prompt_node)[0], **fields)
+        source = PromptSource(
+            self.path, self.text, prompt_node.value, -1, self.where(prompt_node)[0], **fields
+        )
         return _finish(source, self.diagnostics)
 
     def mapping(self, *, allow_prompt: bool) -> dict[str, Any] | None:
@@ -158,8 +174,11 @@ class _Reader:
         except safeyaml.YamlProblem as exc:
             line = None if exc.line is None else exc.line + self.line_offset
             code = "yaml-limits" if exc.limits else self.code
-            self.diagnostics.append(diagnostic(code, self.path, f"{what} is not valid YAML: "
-                                               f"{exc.message}", line, exc.column))
+            self.diagnostics.append(
+                diagnostic(
+                    code, self.path, f"{what} is not valid YAML: {exc.message}", line, exc.column
+                )
+            )
             return None
         if root is None and not allow_prompt:
             return {}
@@ -259,10 +278,16 @@ def check_includes(sources: Mapping[str, PromptSource], available: Collection[st
             if include is not None:
                 target = include.path
                 if target in on_stack:
-                    cycle = [p for p, _ in stack[[p for p, _ in stack].index(target):]]
-                    result.diagnostics.append(diagnostic(
-                        "include-cycle", path, "include cycle: "
-                        + " -> ".join([*cycle, target]), include.line, include.column))
+                    cycle = [p for p, _ in stack[[p for p, _ in stack].index(target) :]]
+                    result.diagnostics.append(
+                        diagnostic(
+                            "include-cycle",
+                            path,
+                            "include cycle: " + " -> ".join([*cycle, target]),
+                            include.line,
+                            include.column,
+                        )
+                    )
                     result.broken[path] = "its includes form a cycle"
                 elif target in sources and target not in done:
                     stack.append((target, iter(sources[target].includes)))
@@ -275,9 +300,14 @@ def check_includes(sources: Mapping[str, PromptSource], available: Collection[st
     return result
 
 
-def _settle(source: PromptSource, sources: Mapping[str, PromptSource],
-            available: Collection[str], height: dict[str, int], size: dict[str, int],
-            result: Assembly) -> None:
+def _settle(
+    source: PromptSource,
+    sources: Mapping[str, PromptSource],
+    available: Collection[str],
+    height: dict[str, int],
+    size: dict[str, int],
+    result: Assembly,
+) -> None:
     """Decide one file once all the files it includes are decided."""
     path = source.path
     deepest: Include | None = None
@@ -289,9 +319,15 @@ def _settle(source: PromptSource, sources: Mapping[str, PromptSource],
                 reason = f"it includes {target}, which has errors"
             else:
                 reason = f"it includes {target}, which does not exist"
-                result.diagnostics.append(diagnostic(
-                    "include-missing", path, f"included file {target} does not exist or is "
-                    "not a prompt file", include.line, include.column))
+                result.diagnostics.append(
+                    diagnostic(
+                        "include-missing",
+                        path,
+                        f"included file {target} does not exist or is not a prompt file",
+                        include.line,
+                        include.column,
+                    )
+                )
             result.broken.setdefault(path, reason)
             continue
         if target in result.broken:
@@ -308,21 +344,35 @@ def _settle(source: PromptSource, sources: Mapping[str, PromptSource],
     height[path] = 0 if deepest is None else height[deepest.path] + 1
     size[path] = total
     if deepest is not None and height[path] > MAX_INCLUDE_DEPTH:
-        result.diagnostics.append(diagnostic(
-            "include-depth", path, f"includes nest {height[path]} levels deep through "
-            f"{deepest.path} (at most {MAX_INCLUDE_DEPTH})", deepest.line, deepest.column))
+        result.diagnostics.append(
+            diagnostic(
+                "include-depth",
+                path,
+                f"includes nest {height[path]} levels deep through "
+                f"{deepest.path} (at most {MAX_INCLUDE_DEPTH})",
+                deepest.line,
+                deepest.column,
+            )
+        )
         result.broken[path] = "its includes nest too deeply"
     elif source.includes and total > MAX_ASSEMBLED_BYTES:
-        result.diagnostics.append(diagnostic(
-            "include-size", path, f"with its includes this prompt is {total} bytes (at most "
-            f"{MAX_ASSEMBLED_BYTES})", 1, 1))
+        result.diagnostics.append(
+            diagnostic(
+                "include-size",
+                path,
+                f"with its includes this prompt is {total} bytes (at most {MAX_ASSEMBLED_BYTES})",
+                1,
+                1,
+            )
+        )
         result.broken[path] = "with its includes it is too large"
     else:
         result.includes[path] = tuple(include.path for include in source.includes)
 
 
-def assemble(path: str, sources: Mapping[str, PromptSource],
-             includes: Mapping[str, tuple[str, ...]]) -> str:
+def assemble(
+    path: str, sources: Mapping[str, PromptSource], includes: Mapping[str, tuple[str, ...]]
+) -> str:
     """The text the model receives: the body, then each include after a blank line."""
     body = sources[path].body
     if not includes.get(path):

@@ -70,23 +70,23 @@ def parse_pattern(raw: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
         raise PatternError("route-pattern", "the path pattern is empty")
     for offset, char in enumerate(raw):
         if ord(char) < 32 or char == "\x7f":
-            raise PatternError("route-pattern", "the path pattern contains a control character",
-                               offset)
+            raise PatternError(
+                "route-pattern", "the path pattern contains a control character", offset
+            )
     if raw.startswith(("/", "\\", "~")) or _DRIVE.match(raw):
         raise PatternError("route-unsafe-path", f"{raw!r} is an absolute path")
     if "\\" in raw:
-        raise PatternError("route-pattern", "use / to separate directories, not \\",
-                           raw.index("\\"))
+        raise PatternError(
+            "route-pattern", "use / to separate directories, not \\", raw.index("\\")
+        )
     _check_braces(raw)
     segments = raw.split("/")
     for index, segment in enumerate(segments):
         if segment == "..":
             offset = sum(len(s) + 1 for s in segments[:index])
-            raise PatternError("route-unsafe-path", f"{raw!r} leaves the repository (`..`)",
-                               offset)
+            raise PatternError("route-unsafe-path", f"{raw!r} leaves the repository (`..`)", offset)
     if segments[-1] in ("", "."):
-        raise PatternError("route-pattern", f"{raw!r} names a directory, not a file",
-                           len(raw) - 1)
+        raise PatternError("route-pattern", f"{raw!r} names a directory, not a file", len(raw) - 1)
     # `./prompts//x.md` means `prompts/x.md`, as it did for the earlier bot's file lookups.
     pattern = "/".join(segment for segment in segments if segment not in ("", "."))
     parts = tuple(re.split(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", pattern))
@@ -128,8 +128,11 @@ def check_relative_path(raw: str) -> str | None:
 def parse_path_file(text: str) -> tuple[PathFile | None, list[Diagnostic]]:
     """Parse PATH; None when it cannot route anything (the diagnostics say why)."""
     lines = normalise_lines(text)
-    content = [(number, line) for number, line in enumerate(lines, 1)
-               if line.strip() and not line.lstrip().startswith("#")]
+    content = [
+        (number, line)
+        for number, line in enumerate(lines, 1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     if not content:
         return None, [diagnostic("path-empty", PATH_FILE, "PATH has no routes: it is empty")]
     first = content[0][1].lstrip()
@@ -147,15 +150,25 @@ def _parse_lines(content: list[tuple[int, str]]) -> tuple[PathFile | None, list[
         try:
             pattern, parts, names = parse_pattern(raw)
         except PatternError as exc:
-            diagnostics.append(diagnostic(
-                exc.code, PATH_FILE, f"line {number}: {exc.message}; this line is skipped",
-                number, indent + exc.offset + 1))
+            diagnostics.append(
+                diagnostic(
+                    exc.code,
+                    PATH_FILE,
+                    f"line {number}: {exc.message}; this line is skipped",
+                    number,
+                    indent + exc.offset + 1,
+                )
+            )
             continue
-        routes.append(Route(f"line {number}", pattern, parts, names, line=number,
-                            column=indent + 1))
+        routes.append(
+            Route(f"line {number}", pattern, parts, names, line=number, column=indent + 1)
+        )
     if not routes:
-        diagnostics.append(diagnostic("path-no-routes", PATH_FILE,
-                                      "PATH has no valid path pattern", content[0][0], 1))
+        diagnostics.append(
+            diagnostic(
+                "path-no-routes", PATH_FILE, "PATH has no valid path pattern", content[0][0], 1
+            )
+        )
         return None, diagnostics
     return PathFile(tuple(routes)), diagnostics
 
@@ -167,12 +180,13 @@ class _YamlPath:
         body = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
         self.indent = min(len(line) - len(line.lstrip(" ")) for line in body)
         self.text = "\n".join(
-            line[min(self.indent, len(line) - len(line.lstrip(" "))):] for line in lines
+            line[min(self.indent, len(line) - len(line.lstrip(" "))) :] for line in lines
         )
         self.diagnostics: list[Diagnostic] = []
 
-    def report(self, code: str, message: str,
-               at: Node | tuple[int | None, int | None] | None = None) -> None:
+    def report(
+        self, code: str, message: str, at: Node | tuple[int | None, int | None] | None = None
+    ) -> None:
         """Record a diagnostic at a node, or at an explicit (line, column)."""
         if isinstance(at, Node):
             at = self.where(at)
@@ -191,8 +205,11 @@ class _YamlPath:
         except safeyaml.YamlProblem as exc:
             column = None if exc.column is None else exc.column + self.indent
             code = "yaml-limits" if exc.limits else "path-syntax"
-            self.diagnostics.append(diagnostic(code, PATH_FILE, f"PATH is not valid YAML: "
-                                               f"{exc.message}", exc.line, column))
+            self.diagnostics.append(
+                diagnostic(
+                    code, PATH_FILE, f"PATH is not valid YAML: {exc.message}", exc.line, column
+                )
+            )
             return None, self.diagnostics
         if not isinstance(root, MappingNode):
             self.report("path-type", "PATH must be a YAML mapping with a `routes:` key", root)
@@ -219,7 +236,10 @@ class _YamlPath:
         if not chain:
             return None
         return PathFile(
-            chain, version, version_line, unsupported,
+            chain,
+            version,
+            version_line,
+            unsupported,
             self.read_variables(entries.get("variables")),
             self.read_guilds(entries.get("allowed_guilds")),
         )
@@ -230,8 +250,11 @@ class _YamlPath:
         node = entry[1]
         version = parse_version(node.value) if isinstance(node, ScalarNode) else None
         if version is None:
-            self.report("schema-version-unsupported", f"PATH `version: {_show(node)}` is not "
-                        f"supported: use {describe_supported()}", node)
+            self.report(
+                "schema-version-unsupported",
+                f"PATH `version: {_show(node)}` is not supported: use {describe_supported()}",
+                node,
+            )
             return None, self.where(node)[0], True
         return version, self.where(node)[0], False
 
@@ -243,8 +266,9 @@ class _YamlPath:
             return defined
         for name_node, value in node.value:
             if not safeyaml.is_str(name_node):
-                self.report("route-name", f"route names are text, found {_show(name_node)}",
-                            name_node)
+                self.report(
+                    "route-name", f"route names are text, found {_show(name_node)}", name_node
+                )
                 continue
             name = name_node.value
             if not ROUTE_NAME_RE.fullmatch(name):
@@ -266,8 +290,11 @@ class _YamlPath:
                 if safeyaml.is_str(key) and key.value in ("path", "when"):
                     fields[key.value] = value
                 else:
-                    self.report("path-unknown-key", f"route `{name}`: unknown key "
-                                f"{_show(key)} (known: path, when)", key)
+                    self.report(
+                        "path-unknown-key",
+                        f"route `{name}`: unknown key {_show(key)} (known: path, when)",
+                        key,
+                    )
             if "path" not in fields:
                 self.report("path-type", f"route `{name}` has no `path:`", node)
                 return None
@@ -278,8 +305,12 @@ class _YamlPath:
                     return None
                 when = parsed
         if not safeyaml.is_str(target):
-            self.report("path-type", f"route `{name}` must be a path pattern (text) or, in v2, a "
-                        f"mapping with `path` and `when`; found {_show(target)}", target)
+            self.report(
+                "path-type",
+                f"route `{name}` must be a path pattern (text) or, in v2, a "
+                f"mapping with `path` and `when`; found {_show(target)}",
+                target,
+            )
             return None
         try:
             pattern, parts, names = parse_pattern(target.value.strip())
@@ -287,27 +318,31 @@ class _YamlPath:
             self.report(exc.code, f"route `{name}`: {exc.message}", target)
             return None
         line, column = self.where(node)
-        return Route(name, pattern, parts, names, when, isinstance(node, MappingNode), line,
-                     column)
+        return Route(name, pattern, parts, names, when, isinstance(node, MappingNode), line, column)
 
     def read_when(self, name: str, node: Node) -> tuple[tuple[str, frozenset[str]], ...] | None:
         if not isinstance(node, MappingNode):
-            self.report("path-type", f"route `{name}`: `when:` maps variable names to lists of "
-                        "values", node)
+            self.report(
+                "path-type", f"route `{name}`: `when:` maps variable names to lists of values", node
+            )
             return None
         conditions: dict[str, frozenset[str]] = {}
         ok = True
         for key, value in node.value:
             if not safeyaml.is_str(key) or not is_valid_name(key.value):
-                self.report("variable-name", f"route `{name}`: invalid variable name "
-                            f"{_show(key)} in `when:`", key)
+                self.report(
+                    "variable-name",
+                    f"route `{name}`: invalid variable name {_show(key)} in `when:`",
+                    key,
+                )
                 ok = False
                 continue
             items = value.value if isinstance(value, SequenceNode) else [value]
             allowed = [_scalar_text(item) for item in items]
             if not items or any(text is None for text in allowed):
-                self.report("path-type", f"route `{name}`: `when: {key.value}` must list text "
-                            "values", value)
+                self.report(
+                    "path-type", f"route `{name}`: `when: {key.value}` must list text values", value
+                )
                 ok = False
                 continue
             conditions[canonical(key.value)] = frozenset(
@@ -315,8 +350,9 @@ class _YamlPath:
             )
         return tuple(conditions.items()) if ok else None
 
-    def read_chain(self, entry: tuple[Node, Node] | None,
-                   defined: dict[str, Route | None]) -> tuple[Route, ...]:
+    def read_chain(
+        self, entry: tuple[Node, Node] | None, defined: dict[str, Route | None]
+    ) -> tuple[Route, ...]:
         if entry is None:
             return tuple(route for route in defined.values() if route is not None)
         node = entry[1]
@@ -327,24 +363,32 @@ class _YamlPath:
         listed: set[str] = set()
         for item in node.value:
             if not safeyaml.is_str(item):
-                self.report("path-type", f"fallback_chain entries are route names, found "
-                            f"{_show(item)}", item)
+                self.report(
+                    "path-type",
+                    f"fallback_chain entries are route names, found {_show(item)}",
+                    item,
+                )
                 continue
             listed.add(item.value)
             if item.value not in defined:
-                self.report("chain-undefined-route", f"fallback_chain names `{item.value}`, "
-                            "which `routes:` does not define", item)
+                self.report(
+                    "chain-undefined-route",
+                    f"fallback_chain names `{item.value}`, which `routes:` does not define",
+                    item,
+                )
                 continue
             route = defined[item.value]
             if route is not None and route not in chain:
                 chain.append(route)
         for name, route in defined.items():
             if name not in listed and route is not None:
-                self.report("route-unused", f"route `{name}` is not in fallback_chain, so it is "
-                            "never tried", (route.line, route.column))
+                self.report(
+                    "route-unused",
+                    f"route `{name}` is not in fallback_chain, so it is never tried",
+                    (route.line, route.column),
+                )
         if not node.value:
-            self.report("path-no-routes", "`fallback_chain:` is empty, so no route is tried",
-                        node)
+            self.report("path-no-routes", "`fallback_chain:` is empty, so no route is tried", node)
         return tuple(chain)
 
     def read_variables(self, entry: tuple[Node, Node] | None) -> dict[str, str]:
@@ -352,8 +396,7 @@ class _YamlPath:
             return {}
         node = entry[1]
         if not isinstance(node, MappingNode):
-            self.report("path-type", "`variables:` must map variable names to default values",
-                        node)
+            self.report("path-type", "`variables:` must map variable names to default values", node)
             return {}
         defaults: dict[str, str] = {}
         for key, value in node.value:
@@ -363,8 +406,9 @@ class _YamlPath:
                     raise ContextError("variable names are text")
                 name = normalise_key(key.value)
             except ContextError:
-                self.report("variable-name", f"invalid variable name {_show(key)} in "
-                            "`variables:`", key)
+                self.report(
+                    "variable-name", f"invalid variable name {_show(key)} in `variables:`", key
+                )
                 continue
             if text is None:
                 self.report("path-type", f"variable `{key.value}` needs a text default", value)
@@ -378,15 +422,17 @@ class _YamlPath:
             return ()
         node = entry[1]
         if not isinstance(node, SequenceNode):
-            self.report("path-type", "`allowed_guilds:` must be a list of Discord server ids",
-                        node)
+            self.report("path-type", "`allowed_guilds:` must be a list of Discord server ids", node)
             return ()
         guilds: list[str] = []
         for item in node.value:
             text = _scalar_text(item)
             if text is None or not _GUILD_ID.fullmatch(text.strip()):
-                self.report("path-type", f"allowed_guilds entries are Discord server ids "
-                            f"(digits), found {_show(item)}", item)
+                self.report(
+                    "path-type",
+                    f"allowed_guilds entries are Discord server ids (digits), found {_show(item)}",
+                    item,
+                )
                 continue
             guilds.append(text.strip())
         return tuple(dict.fromkeys(guilds))

@@ -72,8 +72,9 @@ def analyse(files: Mapping[str, bytes], *, max_file_size: int | None = None) -> 
 
 def _read_path(result: Analysis, max_file_size: int | None) -> None:
     if PATH_FILE not in result.files:
-        result.diagnostics.append(diagnostic("path-missing", PATH_FILE,
-                                             "the repository has no PATH file"))
+        result.diagnostics.append(
+            diagnostic("path-missing", PATH_FILE, "the repository has no PATH file")
+        )
         return
     text = _decode(result, PATH_FILE, result.files[PATH_FILE], max_file_size)
     if text is None:
@@ -92,33 +93,52 @@ def _read_version(result: Analysis, max_file_size: int | None) -> None:
         result.version_ok = False
     file_version = None
     if SCHEMA_VERSION_FILE in result.files:
-        text = _decode(result, SCHEMA_VERSION_FILE, result.files[SCHEMA_VERSION_FILE],
-                       max_file_size)
+        text = _decode(
+            result, SCHEMA_VERSION_FILE, result.files[SCHEMA_VERSION_FILE], max_file_size
+        )
         file_version = None if text is None else parse_version(text)
         if file_version is None:
             result.version_ok = False
             if text is not None:
                 shown = text.replace("\ufeff", "").strip()[:40]
-                result.diagnostics.append(diagnostic(
-                    "schema-version-unsupported", SCHEMA_VERSION_FILE,
-                    f"schema version {shown!r} is not supported: use {describe_supported()}"
-                    if shown else "the schema-version file is empty: write "
-                    f"{describe_supported()}", 1, 1))
+                result.diagnostics.append(
+                    diagnostic(
+                        "schema-version-unsupported",
+                        SCHEMA_VERSION_FILE,
+                        f"schema version {shown!r} is not supported: use {describe_supported()}"
+                        if shown
+                        else f"the schema-version file is empty: write {describe_supported()}",
+                        1,
+                        1,
+                    )
+                )
         elif declared is not None and declared != file_version:
             result.version_ok = False
             line = path_file.version_line if path_file else None
-            result.diagnostics.append(diagnostic(
-                "schema-version-conflict", SCHEMA_VERSION_FILE,
-                f"schema-version says {file_version} but PATH says `version: {declared}` "
-                f"(line {line})", 1, 1))
+            result.diagnostics.append(
+                diagnostic(
+                    "schema-version-conflict",
+                    SCHEMA_VERSION_FILE,
+                    f"schema-version says {file_version} but PATH says `version: {declared}` "
+                    f"(line {line})",
+                    1,
+                    1,
+                )
+            )
     result.version = file_version or declared or DEFAULT_VERSION
     if result.version == "v1" and path_file is not None:
         for route in result.routes:
             if route.is_mapping:
-                result.diagnostics.append(diagnostic(
-                    "route-v2-only", PATH_FILE, f"route `{route.name}` uses the v2 "
-                    "`path`/`when` form, but the repository uses schema v1",
-                    route.line, route.column))
+                result.diagnostics.append(
+                    diagnostic(
+                        "route-v2-only",
+                        PATH_FILE,
+                        f"route `{route.name}` uses the v2 "
+                        "`path`/`when` form, but the repository uses schema v1",
+                        route.line,
+                        route.column,
+                    )
+                )
         result.routes = tuple(route for route in result.routes if not route.is_mapping)
 
 
@@ -126,18 +146,26 @@ def _decode(result: Analysis, path: str, data: bytes, max_file_size: int | None)
     """UTF-8 text of a file, or None after recording why it cannot be read."""
     problem: Diagnostic | None = None
     if max_file_size is not None and len(data) > max_file_size:
-        problem = diagnostic("file-too-large", path, f"the file is {len(data)} bytes; the limit "
-                             f"is {max_file_size} bytes")
+        problem = diagnostic(
+            "file-too-large",
+            path,
+            f"the file is {len(data)} bytes; the limit is {max_file_size} bytes",
+        )
     elif b"\x00" in data:
         index = data.index(b"\x00")
-        problem = diagnostic("file-nul", path, "the file contains NUL bytes",
-                             *_byte_position(data, index))
+        problem = diagnostic(
+            "file-nul", path, "the file contains NUL bytes", *_byte_position(data, index)
+        )
     else:
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            problem = diagnostic("file-encoding", path, f"the file is not valid UTF-8 (byte "
-                                 f"0x{data[exc.start]:02x})", *_byte_position(data, exc.start))
+            problem = diagnostic(
+                "file-encoding",
+                path,
+                f"the file is not valid UTF-8 (byte 0x{data[exc.start]:02x})",
+                *_byte_position(data, exc.start),
+            )
     result.diagnostics.append(problem)
     result.unreadable[path] = problem.message
     return None
@@ -182,8 +210,11 @@ def load_repository(files: Mapping[str, bytes]) -> PromptRepository:
     """
     result = analyse(files)
     if result.path_file is None or not result.version_ok or not result.routes:
-        problems = [d.message for d in result.diagnostics
-                    if d.severity == "error" and d.path in SPECIAL_FILES]
+        problems = [
+            d.message
+            for d in result.diagnostics
+            if d.severity == "error" and d.path in SPECIAL_FILES
+        ]
         detail = "; ".join(problems[:3]) or "PATH defines no usable route"
         raise RepositoryError(f"the repository cannot be used: {detail}")
     unusable = dict(result.unreadable)

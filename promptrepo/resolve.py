@@ -26,8 +26,10 @@ GLOBAL_DEFAULT = "global"
 def _read_defaults() -> dict[str, str]:
     """The shipped prompts, read once at import so that resolving never touches the disk."""
     folder = resources.files(__package__).joinpath("defaults")
-    return {name: folder.joinpath(f"{name}.md").read_text(encoding="utf-8")
-            for name in (*CATEGORIES, GLOBAL_DEFAULT)}
+    return {
+        name: folder.joinpath(f"{name}.md").read_text(encoding="utf-8")
+        for name in (*CATEGORIES, GLOBAL_DEFAULT)
+    }
 
 
 BUILTIN_PROMPTS: Mapping[str, str] = MappingProxyType(_read_defaults())
@@ -64,18 +66,26 @@ class Resolution:
         }
 
 
-def builtin_default(context: Context | Mapping[str, object], *,
-                    tried_paths: tuple[str, ...] = (),
-                    schema_version: str | None = None) -> Resolution:
+def builtin_default(
+    context: Context | Mapping[str, object],
+    *,
+    tried_paths: tuple[str, ...] = (),
+    schema_version: str | None = None,
+) -> Resolution:
     """The shipped prompt for the context's category (discussion, meeting, moderation) or the
     global one."""
     context = _as_context(context)
     name = context.category if context.category in CATEGORIES else GLOBAL_DEFAULT
     return Resolution(
-        file_path=None, tried_paths=tried_paths, route=None, source="default",
-        schema_version=schema_version, parameters=_EMPTY,
+        file_path=None,
+        tried_paths=tried_paths,
+        route=None,
+        source="default",
+        schema_version=schema_version,
+        parameters=_EMPTY,
         metadata=MappingProxyType({"builtin": name}),
-        description=f"Built-in {name} prompt", content=BUILTIN_PROMPTS[name],
+        description=f"Built-in {name} prompt",
+        content=BUILTIN_PROMPTS[name],
         variables=MappingProxyType(context.to_dict()),
     )
 
@@ -101,14 +111,18 @@ def resolve(repo: PromptRepository | None, context: Context | Mapping[str, objec
             if repo.has_prompt(path):
                 source, content = repo.prompt(path)
                 return Resolution(
-                    file_path=path, tried_paths=tuple(tried), route=route.name,
-                    source="custom", schema_version=repo.schema_version,
-                    parameters=source.parameters, metadata=source.metadata,
-                    description=source.description, content=content,
+                    file_path=path,
+                    tried_paths=tuple(tried),
+                    route=route.name,
+                    source="custom",
+                    schema_version=repo.schema_version,
+                    parameters=source.parameters,
+                    metadata=source.metadata,
+                    description=source.description,
+                    content=content,
                     variables=MappingProxyType(values.to_dict()),
                 )
-    fallback = builtin_default(values, tried_paths=tuple(tried),
-                               schema_version=repo.schema_version)
+    fallback = builtin_default(values, tried_paths=tuple(tried), schema_version=repo.schema_version)
     return fallback
 
 

@@ -28,8 +28,14 @@ _BRACKETS = re.compile(r"[\[\]{}]")
 class YamlProblem(Exception):
     """A document that cannot be loaded; `limits` marks one refused for its size or shape."""
 
-    def __init__(self, message: str, line: int | None = None, column: int | None = None,
-                 *, limits: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        line: int | None = None,
+        column: int | None = None,
+        *,
+        limits: bool = False,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.line = line  # 1-based, within the text given
@@ -146,8 +152,9 @@ def _check_flow_depth(text: str) -> None:
         if depth > MAX_DEPTH:
             line = text.count("\n", 0, match.start()) + 1
             column = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
-            raise YamlProblem(f"nested more than {MAX_DEPTH} levels deep", line, column,
-                              limits=True)
+            raise YamlProblem(
+                f"nested more than {MAX_DEPTH} levels deep", line, column, limits=True
+            )
 
 
 def _check_expansion(root: Node) -> None:

@@ -57,14 +57,16 @@ class Report:
         return not any(d.severity == "error" for d in self.diagnostics)
 
 
-def validate(files: Mapping[str, bytes], *, strict: bool = False,
-             max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> list[Diagnostic]:
+def validate(
+    files: Mapping[str, bytes], *, strict: bool = False, max_file_size: int = DEFAULT_MAX_FILE_SIZE
+) -> list[Diagnostic]:
     """All diagnostics for a repository given as path -> bytes, sorted by file and line."""
     return validate_report(files, strict=strict, max_file_size=max_file_size).diagnostics
 
 
-def validate_report(files: Mapping[str, bytes], *, strict: bool = False,
-                    max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> Report:
+def validate_report(
+    files: Mapping[str, bytes], *, strict: bool = False, max_file_size: int = DEFAULT_MAX_FILE_SIZE
+) -> Report:
     """`validate`, plus the schema version the repository was checked against."""
     result = analyse(files, max_file_size=max_file_size)
     found = list(result.diagnostics)
@@ -113,17 +115,24 @@ def _check_text(source: PromptSource, known: frozenset[str], strict: bool) -> li
         line, column, cursor = source.locate(first.start(), first.group(), cursor)
         more = f" ({len(matches)} times in this file)" if len(matches) > 1 else ""
         if group == "placeholder":
-            out.append(diagnostic(
-                "placeholder-unknown", source.path, f"`{{{kind}}}` is not supplied by the "
-                f"routing context, PATH variables or the bot; it stays as written{more}",
-                line, column))
+            out.append(
+                diagnostic(
+                    "placeholder-unknown",
+                    source.path,
+                    f"`{{{kind}}}` is not supplied by the "
+                    f"routing context, PATH variables or the bot; it stays as written{more}",
+                    line,
+                    column,
+                )
+            )
         else:
             out.append(_danger(source.path, kind, first.group(), more, line, column, strict))
     return out
 
 
-def _danger(path: str, kind: str, text: str, more: str, line: int, column: int,
-            strict: bool) -> Diagnostic:
+def _danger(
+    path: str, kind: str, text: str, more: str, line: int, column: int, strict: bool
+) -> Diagnostic:
     shown = text if len(text) <= 60 else text[:57] + "..."
     if kind in _DANGER_NAMES:
         what = f"`{shown}` is on the dangerous-pattern list ({_DANGER_NAMES[kind]})"
@@ -134,10 +143,13 @@ def _danger(path: str, kind: str, text: str, more: str, line: int, column: int,
         what = f"`{shown}` is not a known variable"
     if not strict:
         return diagnostic("dangerous-pattern", path, what + more, line, column)
-    hint = ("This deployment runs in strict mode, where these patterns are errors: rephrase the "
-            "text (a JSON example needs single braces only).")
-    return diagnostic("dangerous-pattern", path, what + more, line, column, hint=hint,
-                      severity="error")
+    hint = (
+        "This deployment runs in strict mode, where these patterns are errors: rephrase the "
+        "text (a JSON example needs single braces only)."
+    )
+    return diagnostic(
+        "dangerous-pattern", path, what + more, line, column, hint=hint, severity="error"
+    )
 
 
 def _check_route_variables(result: Analysis) -> list[Diagnostic]:
@@ -147,10 +159,16 @@ def _check_route_variables(result: Analysis) -> list[Diagnostic]:
         written = list(route.names) + [name for name, _ in route.when]
         for name in dict.fromkeys(written):
             if canonical(name) not in CONTEXT_VARIABLES and canonical(name) not in declared:
-                out.append(diagnostic(
-                    "route-variable-unknown", PATH_FILE, f"route `{route.name}` uses "
-                    f"`{name}`, which the bot only sends as an extra variable",
-                    route.line, route.column))
+                out.append(
+                    diagnostic(
+                        "route-variable-unknown",
+                        PATH_FILE,
+                        f"route `{route.name}` uses "
+                        f"`{name}`, which the bot only sends as an extra variable",
+                        route.line,
+                        route.column,
+                    )
+                )
     return out
 
 
@@ -178,24 +196,47 @@ def _check_reachability(result: Analysis) -> list[Diagnostic]:
         matched = {path for path in prompts if regex.fullmatch(path)}
         routed |= matched
         if not matched:
-            out.append(diagnostic("route-unreachable", PATH_FILE, f"route `{route.name}`: no "
-                                  f"file matches `{route.pattern}`", route.line, route.column,
-                                  hint=_example_hint(route, result.version)))
+            out.append(
+                diagnostic(
+                    "route-unreachable",
+                    PATH_FILE,
+                    f"route `{route.name}`: no file matches `{route.pattern}`",
+                    route.line,
+                    route.column,
+                    hint=_example_hint(route, result.version),
+                )
+            )
     reachable = _closure(routed, result.sources)
     for path in prompts:
         if path in reachable:
             if result.version == "v1" and is_yaml_prompt(path) and path in routed:
-                out.append(diagnostic("yaml-prompt-v1", path, "a route reaches this .yaml "
-                                      "file, which schema v1 sends to the model verbatim"))
+                out.append(
+                    diagnostic(
+                        "yaml-prompt-v1",
+                        path,
+                        "a route reaches this .yaml "
+                        "file, which schema v1 sends to the model verbatim",
+                    )
+                )
             continue
         lowered = path.lower()
         if lowered != path and any(regex.fullmatch(lowered) for _, regex in regexes):
-            out.append(diagnostic(
-                "file-unreachable", path, "no route can reach this file: routing values are "
-                f"lowercase, so it must be named {lowered}"))
+            out.append(
+                diagnostic(
+                    "file-unreachable",
+                    path,
+                    "no route can reach this file: routing values are "
+                    f"lowercase, so it must be named {lowered}",
+                )
+            )
         else:
-            out.append(diagnostic("file-unreachable", path, "no route can reach this file, and "
-                                  "no reachable prompt includes it"))
+            out.append(
+                diagnostic(
+                    "file-unreachable",
+                    path,
+                    "no route can reach this file, and no reachable prompt includes it",
+                )
+            )
     return out
 
 
@@ -211,9 +252,14 @@ def _closure(roots: Iterable[str], sources: Mapping[str, PromptSource]) -> set[s
     return seen
 
 
-_EXAMPLE_VALUES = {"category": "discussion", "channel": "general", "type": "brief",
-                   "perspective": "general", "guild": "123456789012345678",
-                   "channel_id": "123456789012345678"}
+_EXAMPLE_VALUES = {
+    "category": "discussion",
+    "channel": "general",
+    "type": "brief",
+    "perspective": "general",
+    "guild": "123456789012345678",
+    "channel_id": "123456789012345678",
+}
 
 
 def _example_hint(route: Route, version: str) -> str:
@@ -223,6 +269,7 @@ def _example_hint(route: Route, version: str) -> str:
         name = canonical(parts[index])
         choices = sorted(value for value in when.get(name, ()) if value)
         parts[index] = choices[0] if choices else _EXAMPLE_VALUES.get(name, "default")
-    return (f"Create a file the pattern matches, such as {''.join(parts)} (file names are "
-            "lowercase: a-z, 0-9, `_` and `-`), or remove the route.")
-
+    return (
+        f"Create a file the pattern matches, such as {''.join(parts)} (file names are "
+        "lowercase: a-z, 0-9, `_` and `-`), or remove the route."
+    )

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from github_app.runtime import Runtime
     from tests.harness import Store
 
-PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -73,9 +73,11 @@ def shared_test_key() -> str:
 
 def public_key_pem(private_pem: str) -> str:
     key = serialization.load_pem_private_key(private_pem.encode(), password=None)
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -365,8 +367,12 @@ class FakeGitHub:
     # ---- state helpers ----------------------------------------------------------------------
 
     def add_installation(
-        self, account: str = "octo-org", *, account_type: str = "Organization",
-        installation_id: int | None = None, repository_selection: str = "selected",
+        self,
+        account: str = "octo-org",
+        *,
+        account_type: str = "Organization",
+        installation_id: int | None = None,
+        repository_selection: str = "selected",
     ) -> int:
         with self._lock:
             iid = installation_id if installation_id is not None else next(self._ids)
@@ -374,8 +380,13 @@ class FakeGitHub:
             return iid
 
     def add_repo(
-        self, full_name: str, *, private: bool = True, installation: int | None = None,
-        default_branch: str = "main", repo_id: int | None = None,
+        self,
+        full_name: str,
+        *,
+        private: bool = True,
+        installation: int | None = None,
+        default_branch: str = "main",
+        repo_id: int | None = None,
     ) -> int:
         """Create an empty repository (private unless told: a forgotten token then fails)."""
         with self._lock:
@@ -394,8 +405,13 @@ class FakeGitHub:
             return token
 
     def push(
-        self, full_name: str, branch: str, files: dict[str, bytes | str | Symlink | Submodule],
-        *, remove: Iterable[str] = (), message: str = "Update prompts",
+        self,
+        full_name: str,
+        branch: str,
+        files: dict[str, bytes | str | Symlink | Submodule],
+        *,
+        remove: Iterable[str] = (),
+        message: str = "Update prompts",
     ) -> str:
         """Commit `files` on top of the branch (a new branch starts from the default branch's
         head) with `remove` deleted; return the new commit's sha."""
@@ -428,8 +444,13 @@ class FakeGitHub:
             return sha
 
     def update_repo(
-        self, full_name: str, *, new_full_name: str | None = None, private: bool | None = None,
-        default_branch: str | None = None, installation: int | object | None = _KEEP,
+        self,
+        full_name: str,
+        *,
+        new_full_name: str | None = None,
+        private: bool | None = None,
+        default_branch: str | None = None,
+        installation: int | object | None = _KEEP,
     ) -> None:
         """Rename, change visibility or default branch, or move between installations
         (`installation=None` removes it from its installation)."""
@@ -473,8 +494,14 @@ class FakeGitHub:
             return code
 
     def fail_next(
-        self, path_pattern: str, *, status: int = 500, times: int = 1, method: str | None = None,
-        retry_after: int | None = None, reset_in: float | None = None,
+        self,
+        path_pattern: str,
+        *,
+        status: int = 500,
+        times: int = 1,
+        method: str | None = None,
+        retry_after: int | None = None,
+        reset_in: float | None = None,
     ) -> None:
         """The next `times` requests whose path matches the regex answer `status`.
 
@@ -537,7 +564,8 @@ class FakeGitHub:
         """How many logged requests match the path regex (and method)."""
         regex = re.compile(path_pattern)
         return sum(
-            1 for r in list(self.requests)
+            1
+            for r in list(self.requests)
             if regex.search(r.path) and (method is None or r.method == method)
         )
 
@@ -548,15 +576,21 @@ class FakeGitHub:
     def check_runs_for(self, full_name: str, head_sha: str | None = None) -> list[dict[str, Any]]:
         rid = self.repo(full_name).id
         return [
-            run for run in self.check_runs.values()
+            run
+            for run in self.check_runs.values()
             if run["repository_id"] == rid and head_sha in (None, run["head_sha"])
         ]
 
     # ---- webhooks ---------------------------------------------------------------------------
 
     def webhook(
-        self, event: str, payload: dict[str, Any], *, secret: str | None = None,
-        guid: str | None = None, status_code: int = 202,
+        self,
+        event: str,
+        payload: dict[str, Any],
+        *,
+        secret: str | None = None,
+        guid: str | None = None,
+        status_code: int = 202,
     ) -> Webhook:
         """Sign a delivery like GitHub and record it in the App's delivery log with the answer
         it got (`status_code`; e.g. 502 for one the App never stored)."""
@@ -580,25 +614,42 @@ class FakeGitHub:
 
     def _record_delivery(self, hook: Webhook, status_code: int, *, redelivery: bool) -> None:
         repository = hook.payload.get("repository") or {}
-        self.deliveries.append({
-            "id": next(self._ids), "guid": hook.guid, "delivered_at": _iso(self.clock()),
-            "redelivery": redelivery, "duration": 0.05,
-            "status": "OK" if 200 <= status_code < 300 else f"Invalid HTTP Response: {status_code}",
-            "status_code": status_code, "event": hook.event, "action": hook.payload.get("action"),
-            "installation_id": (hook.payload.get("installation") or {}).get("id"),
-            "repository_id": repository.get("id"), "throttled_at": None,
-        })
+        self.deliveries.append(
+            {
+                "id": next(self._ids),
+                "guid": hook.guid,
+                "delivered_at": _iso(self.clock()),
+                "redelivery": redelivery,
+                "duration": 0.05,
+                "status": "OK"
+                if 200 <= status_code < 300
+                else f"Invalid HTTP Response: {status_code}",
+                "status_code": status_code,
+                "event": hook.event,
+                "action": hook.payload.get("action"),
+                "installation_id": (hook.payload.get("installation") or {}).get("id"),
+                "repository_id": repository.get("id"),
+                "throttled_at": None,
+            }
+        )
 
     def _repo_json(self, repo: Repo) -> dict[str, Any]:
         html = f"https://github.com/{repo.full_name}"
         return {
-            "id": repo.id, "node_id": f"R_{repo.id}", "name": repo.name,
-            "full_name": repo.full_name, "private": repo.private,
+            "id": repo.id,
+            "node_id": f"R_{repo.id}",
+            "name": repo.name,
+            "full_name": repo.full_name,
+            "private": repo.private,
             "owner": {"login": repo.owner, "id": abs(hash(repo.owner)) % 10**8, "type": "User"},
-            "html_url": html, "url": f"https://api.github.com/repos/{repo.full_name}",
-            "default_branch": repo.default_branch, "master_branch": repo.default_branch,
-            "visibility": "private" if repo.private else "public", "fork": False,
-            "archived": False, "disabled": False,
+            "html_url": html,
+            "url": f"https://api.github.com/repos/{repo.full_name}",
+            "default_branch": repo.default_branch,
+            "master_branch": repo.default_branch,
+            "visibility": "private" if repo.private else "public",
+            "fork": False,
+            "archived": False,
+            "disabled": False,
         }
 
     def _event_base(self, repo: Repo | None = None) -> dict[str, Any]:
@@ -624,11 +675,16 @@ class FakeGitHub:
         before = before or (log[-2] if len(log) > 1 else ZERO_SHA)
         commits = [] if after == ZERO_SHA else [self._commit_json(repo, after, before)]
         return {
-            "ref": ref, "before": before, "after": after,
-            "created": before == ZERO_SHA, "deleted": after == ZERO_SHA, "forced": False,
+            "ref": ref,
+            "before": before,
+            "after": after,
+            "created": before == ZERO_SHA,
+            "deleted": after == ZERO_SHA,
+            "forced": False,
             "base_ref": None,
             "compare": f"https://github.com/{repo.full_name}/compare/{before[:12]}...{after[:12]}",
-            "commits": commits, "head_commit": commits[-1] if commits else None,
+            "commits": commits,
+            "head_commit": commits[-1] if commits else None,
             "pusher": {"name": "octocat", "email": "octocat@example.com"},
             **self._event_base(repo),
         }
@@ -641,36 +697,57 @@ class FakeGitHub:
         old = repo.flatten(repo.commits[before]["tree"]) if before in repo.commits else {}
         person = {"name": "Fake Author", "email": "author@example.com", "username": "octocat"}
         return {
-            "id": sha, "tree_id": commit["tree"], "distinct": True, "message": commit["message"],
-            "timestamp": _iso(commit["at"]), "url": f"https://github.com/{repo.full_name}/commit/{sha}",
-            "author": person, "committer": person,
-            "added": sorted(set(new) - set(old)), "removed": sorted(set(old) - set(new)),
+            "id": sha,
+            "tree_id": commit["tree"],
+            "distinct": True,
+            "message": commit["message"],
+            "timestamp": _iso(commit["at"]),
+            "url": f"https://github.com/{repo.full_name}/commit/{sha}",
+            "author": person,
+            "committer": person,
+            "added": sorted(set(new) - set(old)),
+            "removed": sorted(set(old) - set(new)),
             "modified": sorted(p for p in set(new) & set(old) if new[p] != old[p]),
         }
 
     def delete_payload(self, full_name: str, ref: str, ref_type: str = "branch") -> dict[str, Any]:
-        return {"ref": ref, "ref_type": ref_type, "pusher_type": "user",
-                **self._event_base(self.repo(full_name))}
+        return {
+            "ref": ref,
+            "ref_type": ref_type,
+            "pusher_type": "user",
+            **self._event_base(self.repo(full_name)),
+        }
 
     def pull_request_payload(
-        self, full_name: str, head_branch: str, *, action: str = "opened", number: int = 1,
+        self,
+        full_name: str,
+        head_branch: str,
+        *,
+        action: str = "opened",
+        number: int = 1,
         base_branch: str | None = None,
     ) -> dict[str, Any]:
         repo = self.repo(full_name)
         base_branch = base_branch or repo.default_branch
 
         def side(branch: str) -> dict[str, Any]:
-            return {"label": f"{repo.owner}:{branch}", "ref": branch,
-                    "sha": repo.branches.get(branch, ZERO_SHA), "repo": self._repo_json(repo)}
+            return {
+                "label": f"{repo.owner}:{branch}",
+                "ref": branch,
+                "sha": repo.branches.get(branch, ZERO_SHA),
+                "repo": self._repo_json(repo),
+            }
 
         pull = {
-            "number": number, "state": "open", "title": "Update prompts",
+            "number": number,
+            "state": "open",
+            "title": "Update prompts",
             "html_url": f"https://github.com/{repo.full_name}/pull/{number}",
-            "user": {"login": "octocat", "id": 583231}, "head": side(head_branch),
+            "user": {"login": "octocat", "id": 583231},
+            "head": side(head_branch),
             "base": side(base_branch),
         }
-        return {"action": action, "number": number, "pull_request": pull,
-                **self._event_base(repo)}
+        return {"action": action, "number": number, "pull_request": pull, **self._event_base(repo)}
 
     def check_suite_payload(
         self, full_name: str, head_branch: str, *, action: str = "requested"
@@ -678,9 +755,15 @@ class FakeGitHub:
         repo = self.repo(full_name)
         sha = repo.branches[head_branch]
         suite = {
-            "id": next(self._ids), "head_branch": head_branch, "head_sha": sha,
-            "status": "queued", "conclusion": None, "before": ZERO_SHA, "after": sha,
-            "pull_requests": [], "app": {"id": self.app_id, "slug": self.app_slug},
+            "id": next(self._ids),
+            "head_branch": head_branch,
+            "head_sha": sha,
+            "status": "queued",
+            "conclusion": None,
+            "before": ZERO_SHA,
+            "after": sha,
+            "pull_requests": [],
+            "app": {"id": self.app_id, "slug": self.app_slug},
         }
         return {"action": action, "check_suite": suite, **self._event_base(repo)}
 
@@ -690,15 +773,21 @@ class FakeGitHub:
         run = self.check_runs[check_run_id]
         repo = self.repos[run["repository_id"]]
         public = {k: v for k, v in run.items() if k not in ("annotations", "repository_id")}
-        public["check_suite"] = {"id": run["id"], "head_sha": run["head_sha"],
-                                 "head_branch": None, "pull_requests": []}
+        public["check_suite"] = {
+            "id": run["id"],
+            "head_sha": run["head_sha"],
+            "head_branch": None,
+            "pull_requests": [],
+        }
         return {"action": action, "check_run": public, **self._event_base(repo)}
 
     def installation_payload(self, installation_id: int, action: str = "created") -> dict[str, Any]:
         return {
-            "action": action, "installation": self._installation_json(installation_id),
+            "action": action,
+            "installation": self._installation_json(installation_id),
             "repositories": [self._repo_ref(r) for r in self._installation_repos(installation_id)],
-            "requester": None, **self._event_base(),
+            "requester": None,
+            **self._event_base(),
         }
 
     def installation_repositories_payload(
@@ -710,8 +799,10 @@ class FakeGitHub:
             "action": "added" if added_refs else "removed",
             "installation": self._installation_json(installation_id),
             "repository_selection": self.installations[installation_id].repository_selection,
-            "repositories_added": added_refs, "repositories_removed": removed_refs,
-            "requester": None, **self._event_base(),
+            "repositories_added": added_refs,
+            "repositories_removed": removed_refs,
+            "requester": None,
+            **self._event_base(),
         }
 
     def repository_payload(
@@ -723,19 +814,37 @@ class FakeGitHub:
         return payload
 
     def ping_payload(self) -> dict[str, Any]:
-        hook = {"type": "App", "id": 4242001, "name": "web", "active": True,
-                "events": ["push", "pull_request"], "app_id": self.app_id,
-                "config": {"content_type": "json", "insecure_ssl": "0",
-                           "url": "https://example.invalid/api/github/webhooks"}}
-        return {"zen": "Keep it logically awesome.", "hook_id": hook["id"], "hook": hook,
-                **self._event_base()}
+        hook = {
+            "type": "App",
+            "id": 4242001,
+            "name": "web",
+            "active": True,
+            "events": ["push", "pull_request"],
+            "app_id": self.app_id,
+            "config": {
+                "content_type": "json",
+                "insecure_ssl": "0",
+                "url": "https://example.invalid/api/github/webhooks",
+            },
+        }
+        return {
+            "zen": "Keep it logically awesome.",
+            "hook_id": hook["id"],
+            "hook": hook,
+            **self._event_base(),
+        }
 
     def app_authorization_payload(self) -> dict[str, Any]:
         return {"action": "revoked", **self._event_base()}
 
     def _repo_ref(self, repo: Repo) -> dict[str, Any]:
-        return {"id": repo.id, "node_id": f"R_{repo.id}", "name": repo.name,
-                "full_name": repo.full_name, "private": repo.private}
+        return {
+            "id": repo.id,
+            "node_id": f"R_{repo.id}",
+            "name": repo.name,
+            "full_name": repo.full_name,
+            "private": repo.private,
+        }
 
     def _installation_repos(self, installation_id: int) -> list[Repo]:
         return [r for r in self.repos.values() if r.installation == installation_id]
@@ -743,11 +852,18 @@ class FakeGitHub:
     def _installation_json(self, installation_id: int) -> dict[str, Any]:
         inst = self.installations[installation_id]
         return {
-            "id": inst.id, "app_id": self.app_id, "app_slug": self.app_slug,
+            "id": inst.id,
+            "app_id": self.app_id,
+            "app_slug": self.app_slug,
             "account": {"login": inst.account, "id": inst.id * 7, "type": inst.account_type},
-            "repository_selection": inst.repository_selection, "target_type": inst.account_type,
-            "permissions": {"contents": "read", "metadata": "read", "checks": "write",
-                            "pull_requests": "read"},
+            "repository_selection": inst.repository_selection,
+            "target_type": inst.account_type,
+            "permissions": {
+                "contents": "read",
+                "metadata": "read",
+                "checks": "write",
+                "pull_requests": "read",
+            },
             "events": ["push", "pull_request", "check_suite", "check_run", "repository"],
             "suspended_at": _iso(self.clock()) if inst.suspended else None,
             "suspended_by": None,
@@ -772,10 +888,15 @@ class FakeGitHub:
             fault = None
         with self._lock:
             response, endpoint = self._respond(request, body, fault)
-            self.requests.append(LoggedRequest(
-                request.method, request.url.path, request.url.query, response.status_code,
-                endpoint,
-            ))
+            self.requests.append(
+                LoggedRequest(
+                    request.method,
+                    request.url.path,
+                    request.url.query,
+                    response.status_code,
+                    endpoint,
+                )
+            )
         await response(scope, receive, send)
 
     def _take_fault(self, method: str, path: str) -> _Fault | None:
@@ -790,7 +911,7 @@ class FakeGitHub:
         if self.api_prefix:
             if not path.startswith(self.api_prefix + "/"):
                 return None
-            path = path[len(self.api_prefix):]
+            path = path[len(self.api_prefix) :]
         for route_method, template, regex, handler, access in self.routes:
             match = regex.fullmatch(path)
             if match and route_method == method:
@@ -812,8 +933,10 @@ class FakeGitHub:
             return _json_response(fail.status, _error_body(fail), fail.headers), endpoint
         rate_headers, exhausted = self._rate(identity)
         if exhausted:
-            message = {"message": f"API rate limit exceeded for {identity.key}.",
-                       "documentation_url": DOCS}
+            message = {
+                "message": f"API rate limit exceeded for {identity.key}.",
+                "documentation_url": DOCS,
+            }
             return _json_response(403, message, rate_headers), endpoint
         call = _Call(request, params, body, identity, None)
         try:
@@ -877,9 +1000,15 @@ class FakeGitHub:
             if jwt.get_unverified_header(token).get("alg") != "RS256":
                 raise _Fail(401, "A JSON web token could not be decoded")
             claims = jwt.decode(
-                token, self._public_key, algorithms=["RS256"],
-                options={"verify_exp": False, "verify_iat": False, "verify_iss": False,
-                         "require": ["iat", "exp", "iss"]},
+                token,
+                self._public_key,
+                algorithms=["RS256"],
+                options={
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_iss": False,
+                    "require": ["iat", "exp", "iss"],
+                },
             )
         except jwt.PyJWTError:
             raise _Fail(401, "A JSON web token could not be decoded") from None
@@ -888,11 +1017,15 @@ class FakeGitHub:
         if str(claims["iss"]) not in (str(self.app_id), self.client_id):
             raise _Fail(401, "'Issuer' claim ('iss') must be the App's id or client id")
         if not isinstance(iat, int) or iat > now:
-            raise _Fail(401, "'Issued at' claim ('iat') must be an Integer representing a time "
-                             "in the past")
+            raise _Fail(
+                401, "'Issued at' claim ('iat') must be an Integer representing a time in the past"
+            )
         if not isinstance(exp, int) or exp <= now:
-            raise _Fail(401, "'Expiration time' claim ('exp') must be a numeric value "
-                             "representing the future time at which the assertion expires")
+            raise _Fail(
+                401,
+                "'Expiration time' claim ('exp') must be a numeric value "
+                "representing the future time at which the assertion expires",
+            )
         if exp - now > 600 or exp - iat > 600:
             raise _Fail(401, "'Expiration time' claim ('exp') is too far in the future")
 
@@ -913,9 +1046,10 @@ class FakeGitHub:
         if access == APP_REPO:
             return repo
         own = identity.kind == "installation" and repo.installation == identity.installation
-        allowed = own or (identity.kind == "pat" and (
-            identity.repos is None or repo.full_name.lower() in identity.repos
-        ))
+        allowed = own or (
+            identity.kind == "pat"
+            and (identity.repos is None or repo.full_name.lower() in identity.repos)
+        )
         if identity.kind == "app":
             raise _Fail(403, "Resource not accessible by integration")
         if not allowed and repo.private:
@@ -930,8 +1064,11 @@ class FakeGitHub:
 
     def _find_repo(self, params: dict[str, str]) -> Repo:
         if "repository_id" in params:
-            repo = self.repos.get(int(params["repository_id"])) if params[
-                "repository_id"].isdigit() else None
+            repo = (
+                self.repos.get(int(params["repository_id"]))
+                if params["repository_id"].isdigit()
+                else None
+            )
         else:
             try:
                 repo = self.repo(f"{params['owner']}/{params['repo']}")
@@ -949,8 +1086,10 @@ class FakeGitHub:
             reset, used = now + 3600, 0
         self._rates[identity.key] = (reset, used)
         headers = {
-            "X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(max(limit - used, 0)),
-            "X-RateLimit-Used": str(used), "X-RateLimit-Reset": str(int(reset)),
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(max(limit - used, 0)),
+            "X-RateLimit-Used": str(used),
+            "X-RateLimit-Reset": str(int(reset)),
             "X-RateLimit-Resource": "core",
         }
         return headers, used >= limit
@@ -962,8 +1101,13 @@ class FakeGitHub:
     # ---- handlers: App ------------------------------------------------------------------------
 
     def _h_app(self, call: _Call) -> tuple:
-        return 200, {"id": self.app_id, "slug": self.app_slug, "client_id": self.client_id,
-                     "name": self.app_slug, "owner": {"login": "octo-org"}}
+        return 200, {
+            "id": self.app_id,
+            "slug": self.app_slug,
+            "client_id": self.client_id,
+            "name": self.app_slug,
+            "owner": {"login": "octo-org"},
+        }
 
     def _h_mint(self, call: _Call) -> tuple:
         installation = self.installations.get(_int(call.params["installation_id"]))
@@ -976,7 +1120,8 @@ class FakeGitHub:
         self._tokens[token] = (installation.id, expires_at)
         self._issued_secrets.append(token)
         return 201, {
-            "token": token, "expires_at": _iso(expires_at),
+            "token": token,
+            "expires_at": _iso(expires_at),
             "permissions": self._installation_json(installation.id)["permissions"],
             "repository_selection": installation.repository_selection,
         }
@@ -1029,16 +1174,22 @@ class FakeGitHub:
         self._issued_secrets += [self.private_key_pem, self.webhook_secret, client_secret]
         now = _iso(self.clock())
         return 201, {
-            "id": self.app_id, "slug": self.app_slug, "node_id": f"A_{self.app_id}",
-            "name": manifest.get("name", "guildprompts"), "owner": {"login": "octo-org"},
+            "id": self.app_id,
+            "slug": self.app_slug,
+            "node_id": f"A_{self.app_id}",
+            "name": manifest.get("name", "guildprompts"),
+            "owner": {"login": "octo-org"},
             "description": manifest.get("description", ""),
             "external_url": manifest.get("url", ""),
             "html_url": f"https://github.com/apps/{self.app_slug}",
-            "created_at": now, "updated_at": now,
+            "created_at": now,
+            "updated_at": now,
             "permissions": manifest.get("default_permissions", {}),
             "events": manifest.get("default_events", []),
-            "client_id": self.client_id, "client_secret": client_secret,
-            "webhook_secret": self.webhook_secret, "pem": self.private_key_pem,
+            "client_id": self.client_id,
+            "client_secret": client_secret,
+            "webhook_secret": self.webhook_secret,
+            "pem": self.private_key_pem,
         }
 
     def _h_installation_repositories(self, call: _Call) -> tuple:
@@ -1048,16 +1199,20 @@ class FakeGitHub:
         query = call.request.query_params
         per_page = min(_int(query.get("per_page", "30")), 100)
         page = max(_int(query.get("page", "1")), 1)
-        chunk = repos[(page - 1) * per_page: page * per_page]
+        chunk = repos[(page - 1) * per_page : page * per_page]
         headers = {}
         if page * per_page < len(repos):
             url = call.request.url.include_query_params(page=page + 1)
             headers["Link"] = f'<{url}>; rel="next"'
-        return 200, {
-            "total_count": len(repos),
-            "repository_selection": self.installations[installation_id].repository_selection,
-            "repositories": [self._repo_json(r) for r in chunk],
-        }, headers
+        return (
+            200,
+            {
+                "total_count": len(repos),
+                "repository_selection": self.installations[installation_id].repository_selection,
+                "repositories": [self._repo_json(r) for r in chunk],
+            },
+            headers,
+        )
 
     def _h_repo_installation(self, call: _Call) -> tuple:
         assert call.repo is not None
@@ -1077,8 +1232,11 @@ class FakeGitHub:
         if branch not in repo.branches:
             raise _Fail(404, "Branch not found")
         sha = repo.branches[branch]
-        return 200, {"name": branch, "protected": False,
-                     "commit": {"sha": sha, "commit": {"message": repo.commits[sha]["message"]}}}
+        return 200, {
+            "name": branch,
+            "protected": False,
+            "commit": {"sha": sha, "commit": {"message": repo.commits[sha]["message"]}},
+        }
 
     def _h_ref(self, call: _Call) -> tuple:
         repo, ref = call.repo, call.params["ref"]
@@ -1087,8 +1245,11 @@ class FakeGitHub:
         if not ref.startswith("heads/") or branch not in repo.branches:
             raise _Fail(404, "Not Found")
         sha = repo.branches[branch]
-        return 200, {"ref": f"refs/{ref}", "node_id": f"REF_{repo.id}_{branch}",
-                     "object": {"sha": sha, "type": "commit"}}
+        return 200, {
+            "ref": f"refs/{ref}",
+            "node_id": f"REF_{repo.id}_{branch}",
+            "object": {"sha": sha, "type": "commit"},
+        }
 
     def _h_tree(self, call: _Call) -> tuple:
         repo, sha = call.repo, call.params["sha"]
@@ -1126,8 +1287,13 @@ class FakeGitHub:
         if sha not in repo.blobs:
             raise _Fail(404, "Not Found")
         content = repo.blobs[sha]
-        return 200, {"sha": sha, "node_id": f"B_{sha[:12]}", "size": len(content),
-                     "content": base64.encodebytes(content).decode(), "encoding": "base64"}
+        return 200, {
+            "sha": sha,
+            "node_id": f"B_{sha[:12]}",
+            "size": len(content),
+            "content": base64.encodebytes(content).decode(),
+            "encoding": "base64",
+        }
 
     def _h_contents(self, call: _Call) -> tuple:
         repo, path = call.repo, call.params["path"].strip("/")
@@ -1140,17 +1306,28 @@ class FakeGitHub:
         if path in files and files[path][0] != "160000":
             content = repo.blobs[files[path][1]]
             kind = "symlink" if files[path][0] == "120000" else "file"
-            return 200, {"type": kind, "encoding": "base64", "size": len(content),
-                         "name": path.rsplit("/", 1)[-1], "path": path, "sha": files[path][1],
-                         "content": base64.encodebytes(content).decode()}
-        listing = sorted({
-            p[len(path) + 1:].split("/", 1)[0] for p in files if p.startswith(path + "/")
-        })
+            return 200, {
+                "type": kind,
+                "encoding": "base64",
+                "size": len(content),
+                "name": path.rsplit("/", 1)[-1],
+                "path": path,
+                "sha": files[path][1],
+                "content": base64.encodebytes(content).decode(),
+            }
+        listing = sorted(
+            {p[len(path) + 1 :].split("/", 1)[0] for p in files if p.startswith(path + "/")}
+        )
         if not listing:
             raise _Fail(404, "Not Found")
-        return 200, [{"name": name, "path": f"{path}/{name}",
-                      "type": "file" if f"{path}/{name}" in files else "dir"}
-                     for name in listing]
+        return 200, [
+            {
+                "name": name,
+                "path": f"{path}/{name}",
+                "type": "file" if f"{path}/{name}" in files else "dir",
+            }
+            for name in listing
+        ]
 
     # ---- handlers: check runs ---------------------------------------------------------------
 
@@ -1158,18 +1335,25 @@ class FakeGitHub:
         repo, data = call.repo, call.json()
         assert repo is not None
         if not isinstance(data.get("name"), str) or not data["name"]:
-            raise _Fail(422, "Invalid request.\n\n\"name\" wasn't supplied.")
+            raise _Fail(422, 'Invalid request.\n\n"name" wasn\'t supplied.')
         if data.get("head_sha") not in repo.commits:
             raise _Fail(422, f"No commit found for SHA: {data.get('head_sha')}")
         run_id = next(self._ids)
         run: dict[str, Any] = {
-            "id": run_id, "repository_id": repo.id, "name": data["name"],
-            "head_sha": data["head_sha"], "status": "queued", "conclusion": None,
-            "started_at": _iso(self.clock()), "completed_at": None,
-            "external_id": data.get("external_id", ""), "details_url": data.get("details_url"),
+            "id": run_id,
+            "repository_id": repo.id,
+            "name": data["name"],
+            "head_sha": data["head_sha"],
+            "status": "queued",
+            "conclusion": None,
+            "started_at": _iso(self.clock()),
+            "completed_at": None,
+            "external_id": data.get("external_id", ""),
+            "details_url": data.get("details_url"),
             "html_url": f"https://github.com/{repo.full_name}/runs/{run_id}",
             "output": {"title": None, "summary": None, "text": None, "annotations_count": 0},
-            "app": {"id": self.app_id, "slug": self.app_slug}, "annotations": [],
+            "app": {"id": self.app_id, "slug": self.app_slug},
+            "annotations": [],
         }
         self._apply_check_run(run, data)
         self.check_runs[run_id] = run
@@ -1201,8 +1385,14 @@ class FakeGitHub:
         if status not in ("queued", "in_progress", "completed"):
             raise _Fail(422, f"Invalid request.\n\n{status!r} is not a valid status.")
         if status == "completed" and conclusion not in (
-            "action_required", "cancelled", "failure", "neutral", "success", "skipped",
-            "stale", "timed_out",
+            "action_required",
+            "cancelled",
+            "failure",
+            "neutral",
+            "success",
+            "skipped",
+            "stale",
+            "timed_out",
         ):
             raise _Fail(422, "Invalid request.\n\nA completed check run needs a conclusion.")
         output = data.get("output")
@@ -1228,30 +1418,46 @@ def _check_output(output: Any) -> list[dict[str, Any]]:
         raise _Fail(422, "Invalid request.\n\nFor 'output', it is not an object.")
     for key in ("title", "summary"):
         if not isinstance(output.get(key), str):
-            raise _Fail(422, f"Invalid request.\n\n\"{key}\" wasn't supplied.")
+            raise _Fail(422, f'Invalid request.\n\n"{key}" wasn\'t supplied.')
     for key in ("summary", "text"):
         if len(output.get(key) or "") > SUMMARY_LIMIT:
-            raise _Fail(422, f"Invalid request.\n\nOnly {SUMMARY_LIMIT} characters are allowed "
-                             f"in '{key}'; you sent {len(output[key])}.")
+            raise _Fail(
+                422,
+                f"Invalid request.\n\nOnly {SUMMARY_LIMIT} characters are allowed "
+                f"in '{key}'; you sent {len(output[key])}.",
+            )
     annotations = output.get("annotations") or []
     if len(annotations) > ANNOTATIONS_PER_REQUEST:
-        raise _Fail(422, f"Invalid request.\n\nOnly {ANNOTATIONS_PER_REQUEST} annotations are "
-                         f"allowed per request; you sent {len(annotations)}.")
+        raise _Fail(
+            422,
+            f"Invalid request.\n\nOnly {ANNOTATIONS_PER_REQUEST} annotations are "
+            f"allowed per request; you sent {len(annotations)}.",
+        )
     for note in annotations:
-        missing = [k for k in ("path", "start_line", "end_line", "annotation_level", "message")
-                   if note.get(k) in (None, "")]
+        missing = [
+            k
+            for k in ("path", "start_line", "end_line", "annotation_level", "message")
+            if note.get(k) in (None, "")
+        ]
         if missing:
             raise _Fail(422, f"Invalid request.\n\nAnnotation is missing {', '.join(missing)}.")
         if note["annotation_level"] not in ("notice", "warning", "failure"):
-            raise _Fail(422, "Invalid request.\n\nannotation_level must be notice, warning or "
-                             "failure.")
-        if not (isinstance(note["start_line"], int) and isinstance(note["end_line"], int)
-                and 1 <= note["start_line"] <= note["end_line"]):
+            raise _Fail(
+                422, "Invalid request.\n\nannotation_level must be notice, warning or failure."
+            )
+        if not (
+            isinstance(note["start_line"], int)
+            and isinstance(note["end_line"], int)
+            and 1 <= note["start_line"] <= note["end_line"]
+        ):
             raise _Fail(422, "Invalid request.\n\nstart_line and end_line must be lines, in order.")
         has_columns = "start_column" in note or "end_column" in note
         if has_columns and note["start_line"] != note["end_line"]:
-            raise _Fail(422, "Invalid request.\n\nAnnotations only support start_column and "
-                             "end_column on the same line.")
+            raise _Fail(
+                422,
+                "Invalid request.\n\nAnnotations only support start_column and "
+                "end_column on the same line.",
+            )
     return [dict(note) for note in annotations]
 
 
@@ -1272,8 +1478,9 @@ def _error_body(fail: _Fail) -> dict[str, Any]:
 
 def _json_response(status: int, data: Any, headers: dict[str, str] | None = None) -> Response:
     body = json.dumps(data, sort_keys=True).encode()
-    response = Response(body, status_code=status, headers=headers,
-                        media_type="application/json; charset=utf-8")
+    response = Response(
+        body, status_code=status, headers=headers, media_type="application/json; charset=utf-8"
+    )
     if status == 200:
         response.headers["ETag"] = f'W/"{hashlib.sha256(body).hexdigest()[:40]}"'
     return response
@@ -1292,8 +1499,9 @@ def serve_on_loopback(app: Any, *, lifespan: str = "off") -> Iterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan,
-                            timeout_graceful_shutdown=1)
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan=lifespan, timeout_graceful_shutdown=1
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

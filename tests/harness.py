@@ -60,11 +60,7 @@ OTHER_GUILD = "222222222222222222"
 
 # ---- repository contents ----------------------------------------------------------------------
 
-ROUTES = (
-    b'routes:\n'
-    b'  by_type: "prompts/{category}/{type}.md"\n'
-    b'  default: "prompts/default.md"\n'
-)
+ROUTES = b'routes:\n  by_type: "prompts/{category}/{type}.md"\n  default: "prompts/default.md"\n'
 BROKEN_PATH = b"routes: [\n"
 
 
@@ -96,8 +92,7 @@ def prompt_files(marker: str, path_file: bytes = PATH_FILE) -> dict[str, bytes]:
     return {
         "PATH": path_file,
         "schema-version": b"v2\n",
-        "prompts/default.md": f"{marker} default for {{category}} in {{guild}}: {{messages}}\n"
-        .encode(),
+        "prompts/default.md": f"{marker} default for {{category}} in {{guild}}: {{messages}}\n".encode(),
         "prompts/meeting/default.md": f"{marker} meeting ({{type}}): {{messages}}\n".encode(),
         "prompts/meeting/brief.md": (
             "---\nparameters: {max_tokens: 300}\n---\n"
@@ -163,8 +158,9 @@ def bridge_runtime(database_url: str, **env: str) -> Runtime:
     return make_runtime(make_settings(database_url, **bridge_env(**env)))
 
 
-def fake_with_repository(*, private: bool, installed: bool = True
-                         ) -> tuple[FakeGitHub, int | None, int]:
+def fake_with_repository(
+    *, private: bool, installed: bool = True
+) -> tuple[FakeGitHub, int | None, int]:
     """The fake GitHub with `octo-org/prompts` (installed unless told): (fake, installation id,
     repository id)."""
     fake = FakeGitHub()
@@ -196,14 +192,22 @@ class Store:
         return self.runtime.in_session(fn, *args, **kwargs)
 
     def repository(
-        self, full_name: str = FULL_NAME, repository_id: int = 1, *,
-        private: bool = False, installed: bool = True, default_branch: str = "main",
+        self,
+        full_name: str = FULL_NAME,
+        repository_id: int = 1,
+        *,
+        private: bool = False,
+        installed: bool = True,
+        default_branch: str = "main",
     ) -> int:
         def write(session: Any) -> None:
             if installed:
                 installations.upsert_installation(session, INSTALLATION, "octo-org")
             installations.upsert_repository(
-                session, repository_id, full_name, private=private,
+                session,
+                repository_id,
+                full_name,
+                private=private,
                 default_branch=default_branch,
                 installation_id=INSTALLATION if installed else None,
             )
@@ -212,15 +216,22 @@ class Store:
         return repository_id
 
     def commit(
-        self, repository_id: int, files: Mapping[str, bytes], *, branch: str = "main",
-        valid: bool = True, diagnostics: list[dict[str, Any]] | None = None,
-        status: BranchStatus | None = None, message: str | None = None,
+        self,
+        repository_id: int,
+        files: Mapping[str, bytes],
+        *,
+        branch: str = "main",
+        valid: bool = True,
+        diagnostics: list[dict[str, Any]] | None = None,
+        status: BranchStatus | None = None,
+        message: str | None = None,
     ) -> str:
         """Store a commit of `files` on `branch`; a valid one becomes active (like a sync)."""
         self.pushes += 1
         blob_ids = {path: snapshots.git_blob_sha(content) for path, content in files.items()}
-        sha = snapshots.git_blob_sha(repr((repository_id, branch, self.pushes,
-                                           sorted(blob_ids.items()))).encode())
+        sha = snapshots.git_blob_sha(
+            repr((repository_id, branch, self.pushes, sorted(blob_ids.items()))).encode()
+        )
         found = diagnostics or []
 
         def write(session: Any) -> None:
@@ -228,31 +239,47 @@ class Store:
             snapshot = snapshots.create_snapshot(
                 session, repository_id, sha, blob_ids, valid=valid, diagnostics=found
             )
-            branches.note_head(session, repository_id, branch, sha,
-                               T0 + timedelta(minutes=self.pushes))
-            if valid:
-                branches.activate(session, repository_id, branch, snapshot.id,
-                                  T0 + timedelta(minutes=self.pushes))
-            chosen = status or (BranchStatus.OK if valid else BranchStatus.REJECTED)
-            text = message if message is not None else (
-                f"serving {sha[:7]}" if valid else f"{sha[:7]} rejected"
+            branches.note_head(
+                session, repository_id, branch, sha, T0 + timedelta(minutes=self.pushes)
             )
-            branches.set_branch_status(session, repository_id, branch, chosen, text,
-                                       diagnostics=found, synced_at=T0)
+            if valid:
+                branches.activate(
+                    session, repository_id, branch, snapshot.id, T0 + timedelta(minutes=self.pushes)
+                )
+            chosen = status or (BranchStatus.OK if valid else BranchStatus.REJECTED)
+            text = (
+                message
+                if message is not None
+                else (f"serving {sha[:7]}" if valid else f"{sha[:7]} rejected")
+            )
+            branches.set_branch_status(
+                session, repository_id, branch, chosen, text, diagnostics=found, synced_at=T0
+            )
 
         self.db(write)
         return sha
 
     def bind(
-        self, guild_id: str, full_name: str = FULL_NAME, repository_id: int | None = 1,
-        *, branch: str | None = None, actor: str = "42", token: str | None = None,
+        self,
+        guild_id: str,
+        full_name: str = FULL_NAME,
+        repository_id: int | None = 1,
+        *,
+        branch: str | None = None,
+        actor: str = "42",
+        token: str | None = None,
     ) -> None:
         current = self.db(bindings.get_binding, guild_id)
         self.db(
-            bindings.set_binding, guild_id, repository_full_name=full_name,
-            repository_id=repository_id, branch=branch, actor=actor,
+            bindings.set_binding,
+            guild_id,
+            repository_full_name=full_name,
+            repository_id=repository_id,
+            branch=branch,
+            actor=actor,
             expected_version=current.version if current is not None else None,
-            token=token, vault=self.runtime.vault,
+            token=token,
+            vault=self.runtime.vault,
         )
 
     def bound(self, guild_id: str, marker: str = "v1", **commit: Any) -> str:
@@ -272,8 +299,9 @@ class Store:
         self.bind(public_guild)
         self.bind(secret_guild, "octo-org/secret", 2)
 
-    def branch_status(self, repository_id: int, status: BranchStatus, message: str,
-                      branch: str = "main") -> None:
+    def branch_status(
+        self, repository_id: int, status: BranchStatus, message: str, branch: str = "main"
+    ) -> None:
         def write(session: Any) -> None:
             branches.set_branch_status(session, repository_id, branch, status, message)
             branches.bump_generation(session)
@@ -327,38 +355,73 @@ class World:
     def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return self.runtime.in_session(fn, *args, **kwargs)
 
-    def bind(self, guild_id: str = GUILD, *, branch: str | None = None,
-             token: str | None = None) -> None:
+    def bind(
+        self, guild_id: str = GUILD, *, branch: str | None = None, token: str | None = None
+    ) -> None:
         self.db(
-            bindings.set_binding, guild_id, repository_full_name=self.full_name,
-            repository_id=self.repository_id, branch=branch, actor="admin",
-            expected_version=None, token=token, vault=self.runtime.vault,
+            bindings.set_binding,
+            guild_id,
+            repository_full_name=self.full_name,
+            repository_id=self.repository_id,
+            branch=branch,
+            actor="admin",
+            expected_version=None,
+            token=token,
+            vault=self.runtime.vault,
         )
 
-    def request_binding(self, guild_id: str = GUILD, *, full_name: str | None = None,
-                        repository_id: int | None = None, branch: str | None = None,
-                        token: str | None = None) -> None:
+    def request_binding(
+        self,
+        guild_id: str = GUILD,
+        *,
+        full_name: str | None = None,
+        repository_id: int | None = None,
+        branch: str | None = None,
+        token: str | None = None,
+    ) -> None:
         """A pending binding; for this world's repository unless `full_name` names another."""
         if full_name is None and repository_id is None:
             repository_id = self.repository_id
         self.db(
-            bindings.save_pending, guild_id, repository_full_name=full_name or self.full_name,
-            repository_id=repository_id, branch=branch, actor="admin", expected_version=None,
-            token=token, vault=self.runtime.vault, status_message="waiting for the first sync",
+            bindings.save_pending,
+            guild_id,
+            repository_full_name=full_name or self.full_name,
+            repository_id=repository_id,
+            branch=branch,
+            actor="admin",
+            expected_version=None,
+            token=token,
+            vault=self.runtime.vault,
+            status_message="waiting for the first sync",
         )
 
-    def bind_private_with_token(self, guild_id: str, full_name: str,
-                                files: Mapping[str, Any]) -> tuple[str, str]:
+    def bind_private_with_token(
+        self, guild_id: str, full_name: str, files: Mapping[str, Any]
+    ) -> tuple[str, str]:
         """A private repository the App is not installed on, holding `files`, bound to
         `guild_id` with a personal access token: (commit sha, token)."""
         repository_id = self.fake.add_repo(full_name)
         sha = self.fake.push(full_name, "main", dict(files))
         token = self.fake.add_pat(repos=[full_name])
-        self.db(installations.upsert_repository, repository_id, full_name, private=True,
-                default_branch="main", installation_id=None)
-        self.db(bindings.set_binding, guild_id, repository_full_name=full_name,
-                repository_id=repository_id, branch=None, actor="admin", expected_version=None,
-                token=token, vault=self.runtime.vault)
+        self.db(
+            installations.upsert_repository,
+            repository_id,
+            full_name,
+            private=True,
+            default_branch="main",
+            installation_id=None,
+        )
+        self.db(
+            bindings.set_binding,
+            guild_id,
+            repository_full_name=full_name,
+            repository_id=repository_id,
+            branch=None,
+            actor="admin",
+            expected_version=None,
+            token=token,
+            vault=self.runtime.vault,
+        )
         return sha, token
 
     def state(self, guild_id: str = GUILD) -> GuildState:
@@ -382,19 +445,29 @@ class World:
         return [r.endpoint for r in self.fake.requests[mark:] if "access_tokens" not in r.path]
 
 
-def make_world(database_url: str, *, private: bool = True, installed: bool = True,
-               env: Mapping[str, str] | None = None) -> World:
+def make_world(
+    database_url: str,
+    *,
+    private: bool = True,
+    installed: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> World:
     """A `World` whose store already knows the installation and the repository."""
     fake, installation_id, repository_id = fake_with_repository(
-        private=private, installed=installed)
+        private=private, installed=installed
+    )
     runtime = runtime_for(database_url, fake, **(env or {}))
     world = World(fake, runtime, installation_id, repository_id)
     runtime.on_activation(world.announced.append)
     if installation_id is not None:
         world.db(installations.upsert_installation, installation_id, "octo-org")
     world.db(
-        installations.upsert_repository, repository_id, FULL_NAME, private=private,
-        default_branch="main", installation_id=installation_id,
+        installations.upsert_repository,
+        repository_id,
+        FULL_NAME,
+        private=private,
+        default_branch="main",
+        installation_id=installation_id,
     )
     return world
 
@@ -415,8 +488,9 @@ class Harness(World):
 
     client: httpx.AsyncClient = field(kw_only=True)
 
-    async def deliver(self, event: str, payload: Mapping[str, Any], **options: Any
-                      ) -> httpx.Response:
+    async def deliver(
+        self, event: str, payload: Mapping[str, Any], **options: Any
+    ) -> httpx.Response:
         """Sign a delivery like GitHub and POST it to intake."""
         return await self.post(self.fake.webhook(event, dict(payload), **options))
 
@@ -426,8 +500,12 @@ class Harness(World):
     async def drain(self) -> int:
         return await drain(self.runtime)
 
-    async def push(self, files: Mapping[str, Any], branch: str = "main",  # type: ignore[override]
-                   **options: Any) -> str:
+    async def push(
+        self,
+        files: Mapping[str, Any],
+        branch: str = "main",  # type: ignore[override]
+        **options: Any,
+    ) -> str:
         """Commit on the fake and deliver the push webhook; returns the commit sha."""
         sha = World.push(self, files, branch, **options)
         response = await self.deliver("push", self.fake.push_payload(self.full_name, branch))
@@ -440,8 +518,7 @@ def intake_app(runtime: Runtime) -> Starlette:
 
 
 @contextlib.asynccontextmanager
-async def harness(database_url: str, *, private: bool = True, **env: str
-                  ) -> AsyncIterator[Harness]:
+async def harness(database_url: str, *, private: bool = True, **env: str) -> AsyncIterator[Harness]:
     """`octo-org/prompts` installed; the installation event delivered and processed, so the
     store knows both as it would in production."""
     fake, installation_id, repository_id = fake_with_repository(private=private)
@@ -478,8 +555,9 @@ async def running_bridge(
     listener = asyncio.create_task(listen(runtime, cache, stop))
     transport = httpx.ASGITransport(app=bridge_app(runtime, cache, **options))
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://bridge.test",
-                                     headers=bearer()) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://bridge.test", headers=bearer()
+        ) as client:
             yield client, cache
     finally:
         stop.set()
@@ -529,23 +607,31 @@ class BridgeWorld:
 
 @contextlib.asynccontextmanager
 async def bridge_world(
-    database_url: str, *, private: bool = False, installed: bool = True, wait: float = 8.0,
+    database_url: str,
+    *,
+    private: bool = False,
+    installed: bool = True,
+    wait: float = 8.0,
     **env: str,
 ) -> AsyncIterator[BridgeWorld]:
     """`octo-org/prompts` on the fake (public unless told; installed unless told, with its
     installation event already delivered, as in production)."""
     fake, installation_id, repository_id = fake_with_repository(
-        private=private, installed=installed)
+        private=private, installed=installed
+    )
     runtime = runtime_for(database_url, fake, GITHUB_URL=GITHUB_URL, **env)
     cache = ResolverCache(runtime, 1000)
     app = Starlette(routes=[webhook_route(runtime), *bridge_routes(runtime, cache, wait=wait)])
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(listen(runtime, cache, stop)),
-             asyncio.create_task(Worker(runtime, poll_interval=0.05).run(stop))]
+    tasks = [
+        asyncio.create_task(listen(runtime, cache, stop)),
+        asyncio.create_task(Worker(runtime, poll_interval=0.05).run(stop)),
+    ]
     transport = httpx.ASGITransport(app=app)
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://bridge.test",
-                                     headers=bearer(), timeout=30) as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://bridge.test", headers=bearer(), timeout=30
+        ) as http:
             world = BridgeWorld(fake, runtime, http, cache, installation_id, repository_id)
             if installation_id is not None:
                 await world.deliver("installation", fake.installation_payload(installation_id))
@@ -566,9 +652,10 @@ def served(runtime: Runtime, *, run_worker: bool = True) -> Iterator[httpx.Clien
     from github_app.web import create_app
 
     app = create_app(runtime, run_worker=run_worker)
-    with serve_on_loopback(app, lifespan="on") as url, httpx.Client(
-        base_url=url, timeout=15
-    ) as client:
+    with (
+        serve_on_loopback(app, lifespan="on") as url,
+        httpx.Client(base_url=url, timeout=15) as client,
+    ):
         yield client
 
 
@@ -613,13 +700,19 @@ async def eventually(probe: Any, timeout: float = 5.0, interval: float = 0.02) -
     raise AssertionError(f"timed out after {timeout} s: last value {last!r}")
 
 
-def guildprompts(*args: str, database_url: str, cwd: str | None = None,
-                 **env: str) -> subprocess.CompletedProcess[str]:
+def guildprompts(
+    *args: str, database_url: str, cwd: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
     """Run the installed command line as an operator would."""
     environment = {**os.environ, "DATABASE_URL": database_url, **env}
     return subprocess.run(
         [sys.executable, "-m", "github_app.cli", *args],
-        capture_output=True, text=True, env=environment, cwd=cwd, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=cwd,
+        timeout=60,
+        check=False,
     )
 
 
@@ -639,8 +732,11 @@ def clean_env(**values: str) -> dict[str, str]:
     from github_app.settings import documented_variables
 
     ours = {name for name, _, _ in documented_variables()}
-    env = {key: value for key, value in os.environ.items()
-           if key not in ours and not key.startswith("GITHUB_")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ours and not key.startswith("GITHUB_")
+    }
     return {**env, **values}
 
 

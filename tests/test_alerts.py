@@ -28,28 +28,62 @@ pytestmark = pytest.mark.anyio
 GUILD = "111"
 CHANNEL = "555"
 BAD, GOOD = "abc1234" + "0" * 33, "9f8e7d6" + "1" * 33
-CHANGE = {"at": "2024-05-01T10:00:00+00:00", "actor": "999", "action": "binding.set",
-          "before": None, "after": {"repository": "octo-org/prompts"}, "kind": "change"}
+CHANGE = {
+    "at": "2024-05-01T10:00:00+00:00",
+    "actor": "999",
+    "action": "binding.set",
+    "before": None,
+    "after": {"repository": "octo-org/prompts"},
+    "kind": "change",
+}
 
 
 def rejected(last_at: str = "2024-05-02T10:00:00+00:00", sha: str = BAD, count: int = 1) -> dict:
-    return {"at": "2024-05-02T09:00:00+00:00", "actor": "guildprompts", "action": "sync.rejected",
-            "before": None, "kind": "problem", "count": count, "last_at": last_at,
-            "after": {"repository": "octo-org/prompts", "branch": "main", "commit_sha": sha,
-                      "trigger": "push",
-                      "message": f"serving 9f8e7d6, {sha[:7]} rejected: 3 errors"}}
+    return {
+        "at": "2024-05-02T09:00:00+00:00",
+        "actor": "guildprompts",
+        "action": "sync.rejected",
+        "before": None,
+        "kind": "problem",
+        "count": count,
+        "last_at": last_at,
+        "after": {
+            "repository": "octo-org/prompts",
+            "branch": "main",
+            "commit_sha": sha,
+            "trigger": "push",
+            "message": f"serving 9f8e7d6, {sha[:7]} rejected: 3 errors",
+        },
+    }
 
 
-ACCESS_LOST = {"at": None, "actor": "guildprompts", "action": "access.lost", "before": None,
-               "kind": "problem", "count": 1, "last_at": None,
-               "after": {"repository": "octo-org/prompts", "message": "the App was uninstalled"}}
+ACCESS_LOST = {
+    "at": None,
+    "actor": "guildprompts",
+    "action": "access.lost",
+    "before": None,
+    "kind": "problem",
+    "count": 1,
+    "last_at": None,
+    "after": {"repository": "octo-org/prompts", "message": "the App was uninstalled"},
+}
 
 
 def config(outcome: str = "rejected", state: str = "active") -> dict:
-    return {"guild_id": GUILD, "repository": "octo-org/prompts", "branch": "main", "enabled": True,
-            "state": state, "last_sync_outcome": outcome, "active_sha": GOOD, "latest_sha": BAD,
-            "errors": [{"path": "PATH", "line": 3, "severity": "error", "code": "E1",
-                        "message": "bad route"}] * 3}
+    return {
+        "guild_id": GUILD,
+        "repository": "octo-org/prompts",
+        "branch": "main",
+        "enabled": True,
+        "state": state,
+        "last_sync_outcome": outcome,
+        "active_sha": GOOD,
+        "latest_sha": BAD,
+        "errors": [
+            {"path": "PATH", "line": 3, "severity": "error", "code": "E1", "message": "bad route"}
+        ]
+        * 3,
+    }
 
 
 class Bridge:
@@ -90,8 +124,9 @@ def bridge() -> Bridge:
 
 @pytest.fixture
 async def client(bridge: Bridge) -> AsyncIterator[AsyncBridgeClient]:
-    async with AsyncBridgeClient("http://bridge.test", "t",
-                                 transport=httpx.MockTransport(bridge)) as client:
+    async with AsyncBridgeClient(
+        "http://bridge.test", "t", transport=httpx.MockTransport(bridge)
+    ) as client:
         yield client
 
 

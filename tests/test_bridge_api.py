@@ -38,9 +38,15 @@ from tests.harness import BridgeWorld as World
 pytestmark = pytest.mark.anyio
 
 GUILD, OTHER, THIRD = "111", "222", "333"
-ERROR = {"path": "prompts/meeting/brief.md", "line": 3, "column": 1, "severity": "error",
-         "code": "template-syntax", "message": "unclosed placeholder",
-         "hint": "close it with }"}
+ERROR = {
+    "path": "prompts/meeting/brief.md",
+    "line": 3,
+    "column": 1,
+    "severity": "error",
+    "code": "template-syntax",
+    "message": "unclosed placeholder",
+    "hint": "close it with }",
+}
 
 
 @pytest.fixture
@@ -58,13 +64,26 @@ def http(bridge: tuple[httpx.AsyncClient, ResolverCache]) -> httpx.AsyncClient:
 
 
 async def test_every_endpoint_needs_a_valid_bearer_token(http: httpx.AsyncClient) -> None:
-    paths = [("GET", "prompt"), ("GET", "config"), ("PUT", "config"), ("DELETE", "config"),
-             ("POST", "refresh"), ("POST", "test"), ("GET", "events"), ("GET", "nowhere")]
+    paths = [
+        ("GET", "prompt"),
+        ("GET", "config"),
+        ("PUT", "config"),
+        ("DELETE", "config"),
+        ("POST", "refresh"),
+        ("POST", "test"),
+        ("GET", "events"),
+        ("GET", "nowhere"),
+    ]
     for method, suffix in paths:
-        for headers in ({"Authorization": ""}, bearer("wrong-token"),
-                        {"Authorization": f"Basic {TOKEN}"}, {"Authorization": "Bearer "}):
-            response = await http.request(method, f"/bridge/v1/guilds/{GUILD}/{suffix}",
-                                          headers=headers)
+        for headers in (
+            {"Authorization": ""},
+            bearer("wrong-token"),
+            {"Authorization": f"Basic {TOKEN}"},
+            {"Authorization": "Bearer "},
+        ):
+            response = await http.request(
+                method, f"/bridge/v1/guilds/{GUILD}/{suffix}", headers=headers
+            )
             assert response.status_code == 401, (method, suffix, headers)
             assert response.json()["error"] == "unauthorized"
             assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -91,20 +110,26 @@ async def test_without_bridge_tokens_the_bridge_says_what_is_missing(sqlite_url:
 async def test_prompt_answers_with_an_etag_and_304(store: Store, http: httpx.AsyncClient) -> None:
     sha = store.bound(GUILD)
 
-    response = await http.get(f"/bridge/v1/guilds/{GUILD}/prompt",
-                              params={"category": "meeting", "type": "brief", "channel": "ops"})
+    response = await http.get(
+        f"/bridge/v1/guilds/{GUILD}/prompt",
+        params={"category": "meeting", "type": "brief", "channel": "ops"},
+    )
     body = response.json()
     etag = response.headers["ETag"]
-    again = await http.get(f"/bridge/v1/guilds/{GUILD}/prompt",
-                           params={"type": "brief", "category": "meeting", "channel": "ops"},
-                           headers={"If-None-Match": etag})
+    again = await http.get(
+        f"/bridge/v1/guilds/{GUILD}/prompt",
+        params={"type": "brief", "category": "meeting", "channel": "ops"},
+        headers={"If-None-Match": etag},
+    )
 
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert body["content"] == "v1 brief meeting in #ops: {messages} {unknown_thing}\n"
     assert body["commit_sha"] == sha and body["source"] == "custom"
-    assert body["github_file_url"] == \
-        f"{GITHUB_URL}/octo-org/prompts/blob/{sha}/prompts/meeting/brief.md"
+    assert (
+        body["github_file_url"]
+        == f"{GITHUB_URL}/octo-org/prompts/blob/{sha}/prompts/meeting/brief.md"
+    )
     assert again.status_code == 304 and again.content == b"" and again.headers["ETag"] == etag
 
 
@@ -119,8 +144,8 @@ async def test_extra_query_variables_reach_the_context(
     store.commit(1, files)
     store.bind(GUILD)
 
-    infra = (await http.get(f"/bridge/v1/guilds/{GUILD}/prompt", params={"team": "Infra"}))
-    other = (await http.get(f"/bridge/v1/guilds/{GUILD}/prompt", params={"team": "web"}))
+    infra = await http.get(f"/bridge/v1/guilds/{GUILD}/prompt", params={"team": "Infra"})
+    other = await http.get(f"/bridge/v1/guilds/{GUILD}/prompt", params={"team": "web"})
 
     assert infra.json()["content"] == "Infra: {messages}\n"
     assert other.json()["tried_paths"][0] == "prompts/teams/web.md"
@@ -139,8 +164,9 @@ async def test_a_guild_cannot_see_another_guilds_content(
     store.bound_apart(GUILD, OTHER)
 
     async def content(url_guild: str, **query: str) -> str:
-        response = await http.get(f"/bridge/v1/guilds/{url_guild}/prompt",
-                                  params={"category": "meeting", **query})
+        response = await http.get(
+            f"/bridge/v1/guilds/{url_guild}/prompt", params={"category": "meeting", **query}
+        )
         return str(response.json()["content"])
 
     assert (await content(OTHER)).startswith("secret")
@@ -183,8 +209,13 @@ async def test_config_shows_the_binding_and_its_errors(
     store: Store, http: httpx.AsyncClient
 ) -> None:
     good = store.bound(GUILD)
-    store.commit(1, {"PATH": b"routes: [\n"}, valid=False, diagnostics=[ERROR],
-                 message=f"serving {good[:7]}, xxx rejected: 1 error")
+    store.commit(
+        1,
+        {"PATH": b"routes: [\n"},
+        valid=False,
+        diagnostics=[ERROR],
+        message=f"serving {good[:7]}, xxx rejected: 1 error",
+    )
 
     response = await http.get(f"/bridge/v1/guilds/{GUILD}/config")
     config = response.json()
@@ -209,17 +240,24 @@ async def test_delete_removes_binding_and_request_with_the_actor_audited(
     store: Store, http: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     store.bound(GUILD)
-    store.db(bindings.save_pending, GUILD, repository_full_name="octo-org/other",
-             repository_id=None, branch=None, actor="7", expected_version=1)
+    store.db(
+        bindings.save_pending,
+        GUILD,
+        repository_full_name="octo-org/other",
+        repository_id=None,
+        branch=None,
+        actor="7",
+        expected_version=1,
+    )
     before = await http.get(f"/bridge/v1/guilds/{GUILD}/prompt", params={"category": "meeting"})
     assert before.json()["source"] == "custom"
 
     missing_actor = await http.request("DELETE", f"/bridge/v1/guilds/{GUILD}/config", json={})
-    removed = await http.request("DELETE", f"/bridge/v1/guilds/{GUILD}/config",
-                                 json={"actor": "99"})
+    removed = await http.request(
+        "DELETE", f"/bridge/v1/guilds/{GUILD}/config", json={"actor": "99"}
+    )
     after = await http.get(f"/bridge/v1/guilds/{GUILD}/prompt", params={"category": "meeting"})
-    again = await http.request("DELETE", f"/bridge/v1/guilds/{GUILD}/config",
-                               json={"actor": "99"})
+    again = await http.request("DELETE", f"/bridge/v1/guilds/{GUILD}/config", json={"actor": "99"})
 
     assert missing_actor.status_code == 400 and "actor" in missing_actor.json()["message"]
     assert removed.status_code == 200 and removed.json() == {"removed": True, "guild_id": GUILD}
@@ -241,8 +279,10 @@ async def test_test_previews_without_caching(
     store.bind(GUILD)
     entries = cache.stats()["entries"]
 
-    short = await http.post(f"/bridge/v1/guilds/{GUILD}/test",
-                            json={"category": "meeting", "type": "brief", "channel": "ops"})
+    short = await http.post(
+        f"/bridge/v1/guilds/{GUILD}/test",
+        json={"category": "meeting", "type": "brief", "channel": "ops"},
+    )
     long = await http.post(f"/bridge/v1/guilds/{GUILD}/test", json={"category": "meeting"})
     bad = await http.post(f"/bridge/v1/guilds/{GUILD}/test", json={"category": ["list"]})
 
@@ -252,8 +292,12 @@ async def test_test_previews_without_caching(
     assert body["preview"].startswith("v1 brief meeting in #ops") and not body["truncated"]
     assert body["unresolved"] == ["messages", "unknown_thing"]
     assert body["diagnostics"] == [{**ERROR, "severity": "warning"}]
-    assert body["context"] == {"category": "meeting", "channel": "ops", "guild": GUILD,
-                               "type": "brief"}
+    assert body["context"] == {
+        "category": "meeting",
+        "channel": "ops",
+        "guild": GUILD,
+        "type": "brief",
+    }
     assert long.json()["truncated"] and len(long.json()["preview"]) == 4000
     assert bad.status_code == 400
     assert cache.stats()["entries"] == entries
@@ -262,12 +306,33 @@ async def test_test_previews_without_caching(
 async def test_events_report_each_problem_once(store: Store, http: httpx.AsyncClient) -> None:
     sha = store.bound(GUILD)
     for _ in range(3):
-        store.db(audit.record_sync, 1, trigger="reconcile", outcome="rejected",
-                 commit_sha="b" * 40, branch="main", message="bbbbbbb rejected: 1 error")
-    store.db(audit.record_sync, 1, trigger="push", outcome="activated", commit_sha=sha,
-             branch="main", message="live")
-    store.db(audit.record_sync, 1, trigger="push", outcome="rejected", commit_sha="c" * 40,
-             branch="other", message="another branch")
+        store.db(
+            audit.record_sync,
+            1,
+            trigger="reconcile",
+            outcome="rejected",
+            commit_sha="b" * 40,
+            branch="main",
+            message="bbbbbbb rejected: 1 error",
+        )
+    store.db(
+        audit.record_sync,
+        1,
+        trigger="push",
+        outcome="activated",
+        commit_sha=sha,
+        branch="main",
+        message="live",
+    )
+    store.db(
+        audit.record_sync,
+        1,
+        trigger="push",
+        outcome="rejected",
+        commit_sha="c" * 40,
+        branch="other",
+        message="another branch",
+    )
 
     events = (await http.get(f"/bridge/v1/guilds/{GUILD}/events")).json()["events"]
 
@@ -292,26 +357,37 @@ async def test_lost_access_is_an_event(store: Store, http: httpx.AsyncClient) ->
 # ---- the repository argument ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", [
-    "octo-org/prompts", " octo-org/prompts/ ", "octo-org/prompts.git",
-    "https://github.test/octo-org/prompts", "http://github.test/octo-org/prompts/",
-    "https://www.github.test/octo-org/prompts.git", "HTTPS://GitHub.test/octo-org/prompts",
-    "git@github.test:octo-org/prompts.git", "ssh://git@github.test/octo-org/prompts",
-    "github.test/octo-org/prompts",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "octo-org/prompts",
+        " octo-org/prompts/ ",
+        "octo-org/prompts.git",
+        "https://github.test/octo-org/prompts",
+        "http://github.test/octo-org/prompts/",
+        "https://www.github.test/octo-org/prompts.git",
+        "HTTPS://GitHub.test/octo-org/prompts",
+        "git@github.test:octo-org/prompts.git",
+        "ssh://git@github.test/octo-org/prompts",
+        "github.test/octo-org/prompts",
+    ],
+)
 def test_every_usual_spelling_names_the_repository(text: str) -> None:
     assert parse_repository(text, GITHUB_URL) == "octo-org/prompts"
 
 
-@pytest.mark.parametrize(("text", "needle"), [
-    ("git@gitlab.com:octo-org/prompts.git", "another host"),
-    ("ftp://github.test/octo-org/prompts", "ftp:// is not"),
-    ("https://github.test/octo-org/prompts?tab=readme", "without ?query"),
-    ("https://github.test:8443/octo-org/prompts", "another host"),
-    ("octo-org/..", "not a GitHub repository name"),
-    ("a" * 40 + "/prompts", "not a GitHub account name"),
-    ("", "owner/name"),
-])
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("git@gitlab.com:octo-org/prompts.git", "another host"),
+        ("ftp://github.test/octo-org/prompts", "ftp:// is not"),
+        ("https://github.test/octo-org/prompts?tab=readme", "without ?query"),
+        ("https://github.test:8443/octo-org/prompts", "another host"),
+        ("octo-org/..", "not a GitHub repository name"),
+        ("a" * 40 + "/prompts", "not a GitHub account name"),
+        ("", "owner/name"),
+    ],
+)
 def test_what_is_not_a_repository_on_this_host_is_refused(text: str, needle: str) -> None:
     with pytest.raises(RepositoryNameError, match=re.escape(needle)):
         parse_repository(text, GITHUB_URL)
@@ -319,8 +395,9 @@ def test_what_is_not_a_repository_on_this_host_is_refused(text: str, needle: str
 
 def test_an_enterprise_host_under_a_path_is_understood() -> None:
     ghe = "https://ghe.example.test/github"
-    assert parse_repository("https://ghe.example.test/github/team/prompts.git", ghe) == \
-        "team/prompts"
+    assert (
+        parse_repository("https://ghe.example.test/github/team/prompts.git", ghe) == "team/prompts"
+    )
     with pytest.raises(RepositoryNameError, match="another host"):
         parse_repository("https://github.com/team/prompts", ghe)
 
@@ -328,18 +405,22 @@ def test_an_enterprise_host_under_a_path_is_understood() -> None:
 # ---- PUT: what is refused before any sync ---------------------------------------------------
 
 
-@pytest.mark.parametrize(("repository", "needle"), [
-    ("https://gitlab.com/octo-org/prompts", "only repositories on github.test"),
-    ("octo-org", "owner/name"),
-    ("octo-org/prompts/tree/main", "not a file, branch"),
-    ("-bad-/prompts", "not a GitHub account name"),
-    (None, "owner/name"),
-])
+@pytest.mark.parametrize(
+    ("repository", "needle"),
+    [
+        ("https://gitlab.com/octo-org/prompts", "only repositories on github.test"),
+        ("octo-org", "owner/name"),
+        ("octo-org/prompts/tree/main", "not a file, branch"),
+        ("-bad-/prompts", "not a GitHub account name"),
+        (None, "owner/name"),
+    ],
+)
 async def test_put_refuses_what_is_not_a_repository(
     http: httpx.AsyncClient, repository: Any, needle: str
 ) -> None:
-    response = await http.put(f"/bridge/v1/guilds/{GUILD}/config",
-                              json={"repository": repository, "actor": "42"})
+    response = await http.put(
+        f"/bridge/v1/guilds/{GUILD}/config", json={"repository": repository, "actor": "42"}
+    )
     assert response.status_code == 400 and needle in response.json()["message"]
 
 
@@ -348,19 +429,26 @@ async def test_put_refuses_bad_bodies(http: httpx.AsyncClient) -> None:
     not_json = await http.put(url, content=b"{nope")
     not_object = await http.put(url, json=["octo-org/prompts"])
     no_actor = await http.put(url, json={"repository": "octo-org/prompts"})
-    bad_branch = await http.put(url, json={"repository": "octo-org/prompts", "actor": "42",
-                                           "branch": "a..b"})
+    bad_branch = await http.put(
+        url, json={"repository": "octo-org/prompts", "actor": "42", "branch": "a..b"}
+    )
     huge = await http.put(url, content=b" " * (70 * 1024))
-    assert [r.status_code for r in (not_json, not_object, no_actor, bad_branch, huge)] == \
-        [400, 400, 400, 400, 413]
+    assert [r.status_code for r in (not_json, not_object, no_actor, bad_branch, huge)] == [
+        400,
+        400,
+        400,
+        400,
+        413,
+    ]
     assert "not a branch name" in bad_branch.json()["message"]
 
 
 async def test_put_without_an_app_or_token_saves_the_request(
     http: httpx.AsyncClient, store: Store
 ) -> None:
-    response = await http.put(f"/bridge/v1/guilds/{GUILD}/config",
-                              json={"repository": "octo-org/prompts", "actor": "42"})
+    response = await http.put(
+        f"/bridge/v1/guilds/{GUILD}/config", json={"repository": "octo-org/prompts", "actor": "42"}
+    )
     assert response.status_code == 409 and response.json()["error"] == "not_installed"
     assert "setup" in response.json()["message"]
     config = (await http.get(f"/bridge/v1/guilds/{GUILD}/config")).json()
@@ -372,8 +460,10 @@ async def test_put_with_a_stale_version_is_a_conflict(
 ) -> None:
     store.bound(GUILD)
     store.bind(GUILD)  # someone else edited: version 2
-    response = await http.put(f"/bridge/v1/guilds/{GUILD}/config", json={
-        "repository": "octo-org/prompts", "actor": "42", "expected_version": 1})
+    response = await http.put(
+        f"/bridge/v1/guilds/{GUILD}/config",
+        json={"repository": "octo-org/prompts", "actor": "42", "expected_version": 1},
+    )
     assert response.status_code == 409 and response.json()["error"] == "conflict"
     assert "changed by someone else" in response.json()["message"]
 
@@ -394,8 +484,11 @@ async def test_binding_a_public_repository(world: World) -> None:
 
     assert response.status_code == 200, response.text
     config = response.json()
-    assert (config["repository"], config["active_sha"], config["state"]) == \
-        ("octo-org/prompts", sha, "active")
+    assert (config["repository"], config["active_sha"], config["state"]) == (
+        "octo-org/prompts",
+        sha,
+        "active",
+    )
     assert (await world.prompt(GUILD, category="meeting"))["content"].startswith("first")
     entries = world.db(audit.audit_entries, GUILD)
     assert {(e.action, e.actor) for e in entries} >= {("binding.request", "42")}
@@ -491,8 +584,10 @@ async def test_a_pending_binding_completes_when_the_app_is_installed(sqlite_url:
         response = await world.bind(GUILD, "https://github.test/octo-org/prompts.git/")
 
         assert response.status_code == 409, response.text
-        assert response.json()["install_url"] == \
-            f"{GITHUB_URL}/apps/{world.fake.app_slug}/installations/new"
+        assert (
+            response.json()["install_url"]
+            == f"{GITHUB_URL}/apps/{world.fake.app_slug}/installations/new"
+        )
         assert (await world.prompt(GUILD))["source"] == "default"
         installation = world.fake.add_installation("octo-org")
         world.fake.update_repo("octo-org/prompts", installation=installation)

@@ -43,7 +43,8 @@ def queries(runtime: Runtime) -> Iterator[list[str]]:
 
 def hits() -> float:
     value = metrics.REGISTRY.get_sample_value(
-        "guildprompts_resolver_cache_requests_total", {"result": "hit"})
+        "guildprompts_resolver_cache_requests_total", {"result": "hit"}
+    )
     return value or 0.0
 
 
@@ -184,10 +185,21 @@ async def test_a_rejected_commit_changes_nothing_served(runtime: Runtime, store:
     cache = ResolverCache(runtime, 100)
     before = await answer(cache, GUILD)
 
-    error = {"path": "PATH", "line": 2, "severity": "error", "code": "path-syntax",
-             "message": "bad", "hint": ""}
-    store.commit(1, {"PATH": b"routes: [\n"}, valid=False, diagnostics=[error],
-                 message=f"serving {good[:7]}, broken rejected: 1 error")
+    error = {
+        "path": "PATH",
+        "line": 2,
+        "severity": "error",
+        "code": "path-syntax",
+        "message": "bad",
+        "hint": "",
+    }
+    store.commit(
+        1,
+        {"PATH": b"routes: [\n"},
+        valid=False,
+        diagnostics=[error],
+        message=f"serving {good[:7]}, broken rejected: 1 error",
+    )
     await cache.reload()
     after = await answer(cache, GUILD)
 

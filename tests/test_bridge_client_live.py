@@ -71,10 +71,12 @@ def test_the_client_gets_the_pinned_answer_and_revalidates(sqlite_url: str) -> N
     store.bind(GUILD)
     recording = Recording()
     with service(runtime) as url, BridgeClient(url, TOKEN, transport=recording) as client:
-        first = client.resolve_prompt(GUILD, {"category": "Meeting", "summary_type": "brief"},
-                                      channel="ops")
-        second = client.resolve_prompt(GUILD, {"category": "meeting", "type": "brief",
-                                               "channel": "ops"})
+        first = client.resolve_prompt(
+            GUILD, {"category": "Meeting", "summary_type": "brief"}, channel="ops"
+        )
+        second = client.resolve_prompt(
+            GUILD, {"category": "meeting", "type": "brief", "channel": "ops"}
+        )
         store.commit(1, prompt_files("pushed"))
         announce(runtime)
         third = client.resolve_prompt(GUILD, category="meeting", type="brief", channel="ops")
@@ -142,8 +144,10 @@ def test_a_hung_service_costs_one_timeout(sqlite_url: str, tmp_path: Path) -> No
     timeout = 0.3
     with service(runtime) as url, BridgeClient(url, TOKEN, cache_path=saved) as client:
         good = client.resolve_prompt(GUILD, category="meeting")
-    with _silent_listener() as hung_url, BridgeClient(hung_url, TOKEN, timeout=timeout,
-                                                      cooldown=30, cache_path=saved) as client:
+    with (
+        _silent_listener() as hung_url,
+        BridgeClient(hung_url, TOKEN, timeout=timeout, cooldown=30, cache_path=saved) as client,
+    ):
         started = time.perf_counter()
         stale = client.resolve_prompt(GUILD, category="meeting")
         first_call = time.perf_counter() - started
@@ -171,8 +175,9 @@ def _silent_listener() -> Iterator[str]:
 # ---- admin calls and commands through the real service, with the worker --------------------
 
 
-def fake_world(sqlite_url: str, *, private: bool = False,
-               installed: bool = True) -> tuple[FakeGitHub, Runtime]:
+def fake_world(
+    sqlite_url: str, *, private: bool = False, installed: bool = True
+) -> tuple[FakeGitHub, Runtime]:
     fake = FakeGitHub()
     installation = fake.add_installation("octo-org") if installed else None
     fake.add_repo(FULL_NAME, private=private, installation=installation)
@@ -217,15 +222,20 @@ async def test_command_replies_for_each_refusal(sqlite_url: str) -> None:
     with service(runtime) as url:
         async with AsyncBridgeClient(url, TOKEN) as client:
             bound = await commands.set_binding(
-                client, commands.Caller(guild_id=GUILD, **admin), FULL_NAME)
+                client, commands.Caller(guild_id=GUILD, **admin), FULL_NAME
+            )
             refused = await commands.set_binding(
-                client, commands.Caller(guild_id=OTHER, **admin), FULL_NAME)
+                client, commands.Caller(guild_id=OTHER, **admin), FULL_NAME
+            )
             uninstalled = await commands.set_binding(
-                client, commands.Caller(guild_id=OTHER, **admin), "octo-org/elsewhere")
+                client, commands.Caller(guild_id=OTHER, **admin), "octo-org/elsewhere"
+            )
             foreign = await commands.set_binding(
-                client, commands.Caller(guild_id=OTHER, **admin), "https://gitlab.com/a/b")
-            status = await commands.show_status(client, commands.Caller(
-                guild_id=OTHER, user_id="7"))
+                client, commands.Caller(guild_id=OTHER, **admin), "https://gitlab.com/a/b"
+            )
+            status = await commands.show_status(
+                client, commands.Caller(guild_id=OTHER, user_id="7")
+            )
 
     assert bound.text.startswith("Prompt repository set.") and "Serving commit" in bound.text
     assert f'- "{OTHER}"' in refused.text and "allowed_guilds" in refused.text

@@ -117,8 +117,10 @@ async def test_an_announcement_from_another_event_loop_is_awaited(sqlite_url: st
 
 @pytest.mark.postgres
 async def test_postgresql_notify_reaches_other_processes(postgres_url: str) -> None:
-    async with (process(postgres_url, GENERATION_POLL_INTERVAL=SLOW_POLL) as (writer, _),
-                process(postgres_url, GENERATION_POLL_INTERVAL=SLOW_POLL) as (_, reader)):
+    async with (
+        process(postgres_url, GENERATION_POLL_INTERVAL=SLOW_POLL) as (writer, _),
+        process(postgres_url, GENERATION_POLL_INTERVAL=SLOW_POLL) as (_, reader),
+    ):
         store = Store(writer)
         seed(store)
         await reader.check()
@@ -128,8 +130,10 @@ async def test_postgresql_notify_reaches_other_processes(postgres_url: str) -> N
 
 @pytest.mark.postgres
 async def test_postgresql_listener_reconnects(postgres_url: str) -> None:
-    async with (process(postgres_url, GENERATION_POLL_INTERVAL=SLOW_POLL) as (writer, _),
-                process(postgres_url, GENERATION_POLL_INTERVAL=SLOW_POLL) as (_, reader)):
+    async with (
+        process(postgres_url, GENERATION_POLL_INTERVAL=SLOW_POLL) as (writer, _),
+        process(postgres_url, GENERATION_POLL_INTERVAL=SLOW_POLL) as (_, reader),
+    ):
         seed(Store(writer))
         await reader.check()
         killed = await asyncio.to_thread(_terminate_listeners, postgres_url)
@@ -145,10 +149,12 @@ def _terminate_listeners(url: str) -> int:
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            rows = connection.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND query ILIKE 'LISTEN %'"
-            )).all()
+            rows = connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND query ILIKE 'LISTEN %'"
+                )
+            ).all()
             return len(rows)
     finally:
         engine.dispose()
@@ -170,9 +176,7 @@ async def test_redis_pub_sub_reaches_other_processes(sqlite_url: str, redis_url:
 
 
 @pytest.mark.redis
-async def test_a_worker_process_publishes_without_a_cache(
-    sqlite_url: str, redis_url: str
-) -> None:
+async def test_a_worker_process_publishes_without_a_cache(sqlite_url: str, redis_url: str) -> None:
     env = {"GENERATION_POLL_INTERVAL": SLOW_POLL, "REDIS_URL": redis_url}
     worker = bridge_runtime(sqlite_url, **env)
     stop = asyncio.Event()

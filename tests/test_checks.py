@@ -27,10 +27,22 @@ async def world(sqlite_url: str) -> AsyncIterator[World]:
         yield world
 
 
-def _diagnostic(line: int | None = None, column: int | None = None, severity: str = "warning",
-                message: str = "something to look at", path: str = "prompts/default.md"):
-    return Diagnostic(path=path, line=line, column=column, severity=severity,  # type: ignore[arg-type]
-                      code="placeholder-unknown", message=message, hint="a hint")
+def _diagnostic(
+    line: int | None = None,
+    column: int | None = None,
+    severity: str = "warning",
+    message: str = "something to look at",
+    path: str = "prompts/default.md",
+):
+    return Diagnostic(
+        path=path,
+        line=line,
+        column=column,
+        severity=severity,  # type: ignore[arg-type]
+        code="placeholder-unknown",
+        message=message,
+        hint="a hint",
+    )
 
 
 def _verbose_prompt(lines: int) -> bytes:
@@ -43,10 +55,15 @@ def _verbose_prompt(lines: int) -> bytes:
 def test_annotations_carry_line_level_and_columns_only_when_known() -> None:
     with_column = checks.annotation(_diagnostic(line=3, column=7, severity="error"))
     assert with_column == {
-        "path": "prompts/default.md", "start_line": 3, "end_line": 3,
-        "annotation_level": "failure", "title": "placeholder-unknown",
-        "message": "something to look at", "raw_details": "a hint",
-        "start_column": 7, "end_column": 7,
+        "path": "prompts/default.md",
+        "start_line": 3,
+        "end_line": 3,
+        "annotation_level": "failure",
+        "title": "placeholder-unknown",
+        "message": "something to look at",
+        "raw_details": "a hint",
+        "start_column": 7,
+        "end_column": 7,
     }
     without_column = checks.annotation(_diagnostic(line=3, severity="notice"))
     assert without_column is not None and without_column["annotation_level"] == "notice"
@@ -57,11 +74,15 @@ def test_annotations_carry_line_level_and_columns_only_when_known() -> None:
 def test_title_and_conclusion_follow_the_counts() -> None:
     clean = checks.render_output(checks.CheckReport(sha=SHA, diagnostics=()))
     assert (clean.title, clean.conclusion) == ("Valid: no problems found", "success")
-    warned = checks.render_output(checks.CheckReport(
-        sha=SHA, diagnostics=(_diagnostic(1), _diagnostic(2))))
+    warned = checks.render_output(
+        checks.CheckReport(sha=SHA, diagnostics=(_diagnostic(1), _diagnostic(2)))
+    )
     assert (warned.title, warned.conclusion) == ("Valid: 2 warnings", "success")
-    failed = checks.render_output(checks.CheckReport(
-        sha=SHA, diagnostics=(_diagnostic(1, severity="error"), _diagnostic(None))))
+    failed = checks.render_output(
+        checks.CheckReport(
+            sha=SHA, diagnostics=(_diagnostic(1, severity="error"), _diagnostic(None))
+        )
+    )
     assert (failed.title, failed.conclusion) == ("Rejected: 1 error, 1 warning", "failure")
     assert len(failed.annotations) == 1  # the line-less one is listed in the summary only
     assert "something to look at" in failed.summary
@@ -70,20 +91,28 @@ def test_title_and_conclusion_follow_the_counts() -> None:
 def test_summary_shows_routes_preview_guilds_and_what_stays_live() -> None:
     repository = promptrepo.load_repository(VALID)
     report = checks.CheckReport(
-        sha=SHA, diagnostics=(_diagnostic(None, severity="error"),), repository=repository,
-        branch="main", tracked=True, live_sha="b" * 40, serving=(GUILD,), pending=(OTHER,),
+        sha=SHA,
+        diagnostics=(_diagnostic(None, severity="error"),),
+        repository=repository,
+        branch="main",
+        tracked=True,
+        live_sha="b" * 40,
+        serving=(GUILD,),
+        pending=(OTHER,),
     )
     summary = checks.render_output(report).summary
     assert "keeps serving `bbbbbbb`" in summary
     assert "| 1 | `by_type` | `prompts/{category}/{type}.md` | always |" in summary
     meeting = next(line for line in summary.splitlines() if line.startswith("| meeting |"))
-    assert meeting == ("| meeting | `prompts/meeting/brief.md` | `prompts/default.md` "
-                       "| `prompts/default.md` |")
+    assert meeting == (
+        "| meeting | `prompts/meeting/brief.md` | `prompts/default.md` | `prompts/default.md` |"
+    )
     assert f"would serve 1 guild: `{GUILD}`" in summary
     assert f"`{OTHER}`" in summary
 
-    unusable = checks.render_output(checks.CheckReport(
-        sha=SHA, diagnostics=(), load_error="PATH is missing", branch="feature"))
+    unusable = checks.render_output(
+        checks.CheckReport(sha=SHA, diagnostics=(), load_error="PATH is missing", branch="feature")
+    )
     assert "None usable: PATH is missing" in unusable.summary
     assert "| meeting | built-in | built-in | built-in |" in unusable.summary
     assert "No guild follows `feature`" in unusable.summary
@@ -153,7 +182,9 @@ async def test_a_rerun_request_posts_a_new_run_without_refetching(world: World) 
     ]
     assert outcome.api_calls == 2
     assert [run["status"] for run in world.fake.check_runs_for(world.full_name, sha)] == [
-        "completed", "completed"]
+        "completed",
+        "completed",
+    ]
 
 
 async def test_a_run_left_in_progress_is_completed_by_the_retry(world: World) -> None:
@@ -172,8 +203,9 @@ async def test_a_run_left_in_progress_is_completed_by_the_retry(world: World) ->
 
 async def test_a_pull_request_from_a_fork_is_checked_without_a_branch(world: World) -> None:
     world.bind(GUILD)
-    sha = world.push({**VALID, "prompts/meeting/brief.md": b"Fork's brief {messages}\n"},
-                     branch="fork-head")
+    sha = world.push(
+        {**VALID, "prompts/meeting/brief.md": b"Fork's brief {messages}\n"}, branch="fork-head"
+    )
     outcome = await world.sync(sha, branch=None, trigger="pull_request", activate=False)
     assert outcome.valid and not outcome.activated
     assert outcome.message == f"{sha[:7]} checked: valid"
@@ -197,7 +229,8 @@ async def test_post_check_run_respects_the_summary_limit(world: World) -> None:
     report = checks.CheckReport(sha=sha, diagnostics=many)
 
     posted = await checks.post_check_run(
-        world.runtime, world.repository_id, sha, world.installation_id, report)
+        world.runtime, world.repository_id, sha, world.installation_id, report
+    )
 
     assert posted.requests == 1 + 6  # create, five batches of 50 then the completing one
     run = world.fake.check_runs[posted.check_run_id]

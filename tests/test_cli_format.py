@@ -13,8 +13,13 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "github_app.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "github_app.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def write(root: Path, files: dict[str, bytes]) -> Path:
@@ -40,8 +45,10 @@ def test_validate_clean_repository_exits_0(tmp_path) -> None:
 def test_validate_text_output_names_file_line_code_and_hint(tmp_path) -> None:
     done = run("validate", write(tmp_path, BROKEN))
     assert done.returncode == 1
-    assert "PATH:3:6: error: route `b`: '../outside.md' leaves the repository (`..`) " \
-           "[route-unsafe-path]" in done.stdout
+    assert (
+        "PATH:3:6: error: route `b`: '../outside.md' leaves the repository (`..`) "
+        "[route-unsafe-path]" in done.stdout
+    )
     assert "hint: Paths are relative" in done.stdout
     assert "prompts/meeting.md:1:20: warning:" in done.stdout
     assert "INVALID" in done.stdout and done.stderr == ""
@@ -53,11 +60,12 @@ def test_validate_json_has_exactly_the_pinned_keys(tmp_path) -> None:
     report = json.loads(done.stdout)
     assert list(report) == ["valid", "schema_version", "diagnostics"]
     assert report["valid"] is False and report["schema_version"] == "v1"
-    assert [d["code"] for d in report["diagnostics"]] == ["route-unsafe-path",
-                                                          "placeholder-unknown"]
+    assert [d["code"] for d in report["diagnostics"]] == [
+        "route-unsafe-path",
+        "placeholder-unknown",
+    ]
     for diagnostic in report["diagnostics"]:
-        assert list(diagnostic) == ["path", "line", "column", "severity", "code", "message",
-                                    "hint"]
+        assert list(diagnostic) == ["path", "line", "column", "severity", "code", "message", "hint"]
 
 
 def test_validate_warnings_alone_exit_0(tmp_path) -> None:
@@ -68,8 +76,13 @@ def test_validate_warnings_alone_exit_0(tmp_path) -> None:
 
 
 def test_validate_strict_turns_dangerous_patterns_into_errors(tmp_path) -> None:
-    root = write(tmp_path, {"PATH": b"prompts/default.md\n",
-                            "prompts/default.md": b"Summarise {messages}; run eval(x)"})
+    root = write(
+        tmp_path,
+        {
+            "PATH": b"prompts/default.md\n",
+            "prompts/default.md": b"Summarise {messages}; run eval(x)",
+        },
+    )
     assert run("validate", root).returncode == 0
     strict = run("validate", root, "--strict", "--format", "json")
     assert strict.returncode == 1
@@ -79,9 +92,13 @@ def test_validate_strict_turns_dangerous_patterns_into_errors(tmp_path) -> None:
 
 def test_validate_github_format_prints_escaped_workflow_commands(tmp_path) -> None:
     write(tmp_path / "repo", BROKEN)
-    done = subprocess.run([sys.executable, "-m", "github_app.cli", "validate", "repo",
-                           "--format", "github"], cwd=tmp_path, capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "github_app.cli", "validate", "repo", "--format", "github"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 1
     lines = done.stdout.splitlines()
     assert lines[0].startswith("::error file=repo/PATH,line=3,col=6,title=route-unsafe-path::")
@@ -97,13 +114,16 @@ def test_validate_max_file_size_is_in_bytes(tmp_path) -> None:
     assert json.loads(done.stdout)["diagnostics"][0]["code"] == "file-too-large"
 
 
-@pytest.mark.parametrize("args", [
-    ("validate",),
-    ("validate", "{dir}", "--format", "xml"),
-    ("validate", "{dir}", "--max-file-size", "-1"),
-    ("resolve", "{dir}", "--var", "novalue"),
-    ("resolve", "{dir}", "--var", "bad key=x"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("validate",),
+        ("validate", "{dir}", "--format", "xml"),
+        ("validate", "{dir}", "--max-file-size", "-1"),
+        ("resolve", "{dir}", "--var", "novalue"),
+        ("resolve", "{dir}", "--var", "bad key=x"),
+    ],
+)
 def test_usage_errors_exit_2_without_a_traceback(tmp_path, args) -> None:
     write(tmp_path, {"PATH": b"p.md\n", "p.md": b"x"})
     done = run(*(arg.replace("{dir}", str(tmp_path)) for arg in args))
@@ -120,12 +140,21 @@ def test_missing_directory_exits_2_with_a_message(tmp_path, command) -> None:
 
 
 def test_resolve_json_has_exactly_the_pinned_keys() -> None:
-    done = run("resolve", EXAMPLES, "--category", "Discussion", "--type", "brief", "--format",
-               "json")
+    done = run(
+        "resolve", EXAMPLES, "--category", "Discussion", "--type", "brief", "--format", "json"
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert list(result) == ["file_path", "tried_paths", "route", "source", "schema_version",
-                            "parameters", "content", "unresolved"]
+    assert list(result) == [
+        "file_path",
+        "tried_paths",
+        "route",
+        "source",
+        "schema_version",
+        "parameters",
+        "content",
+        "unresolved",
+    ]
     assert result["file_path"] == "prompts/discussion/brief.md"
     assert result["route"] == "category_type" and result["source"] == "custom"
     assert result["parameters"] == {"temperature": 0.2, "max_tokens": 300}
@@ -134,10 +163,21 @@ def test_resolve_json_has_exactly_the_pinned_keys() -> None:
 
 
 def test_resolve_render_fills_context_and_extra_variables(tmp_path) -> None:
-    root = write(tmp_path, {"PATH": b"p/{category}.md\n",
-                            "p/meeting.md": b"For {category} ({team}): {messages}"})
-    done = run("resolve", root, "--category", "Meeting", "--var", "team=Core Devs", "--render",
-               "--format", "json")
+    root = write(
+        tmp_path,
+        {"PATH": b"p/{category}.md\n", "p/meeting.md": b"For {category} ({team}): {messages}"},
+    )
+    done = run(
+        "resolve",
+        root,
+        "--category",
+        "Meeting",
+        "--var",
+        "team=Core Devs",
+        "--render",
+        "--format",
+        "json",
+    )
     result = json.loads(done.stdout)
     assert result["content"] == "For meeting (core_devs): {messages}"
     assert result["unresolved"] == ["messages"]
@@ -167,16 +207,32 @@ def test_resolve_on_an_unusable_repository_exits_1_with_a_pointer_to_validate(tm
 
 
 def test_validate_and_resolve_a_checkout_with_windows_quirks(tmp_path) -> None:
-    lines = ["version: v1   ", "routes:", "  channel: 'p/{category}/{channel}.md'  ",
-             "  category: 'p/{category}/default.md'"]
-    root = write(tmp_path, {
-        # BOM, CRLF, the whole document indented by two spaces, trailing spaces
-        "PATH": b"\xef\xbb\xbf" + "".join(f"  {line}\r\n" for line in lines).encode(),
-        "p/meeting/default.md": b"\xef\xbb\xbfMeeting notes for {channel}\r\n{messages}\r\n",
-    })
+    lines = [
+        "version: v1   ",
+        "routes:",
+        "  channel: 'p/{category}/{channel}.md'  ",
+        "  category: 'p/{category}/default.md'",
+    ]
+    root = write(
+        tmp_path,
+        {
+            # BOM, CRLF, the whole document indented by two spaces, trailing spaces
+            "PATH": b"\xef\xbb\xbf" + "".join(f"  {line}\r\n" for line in lines).encode(),
+            "p/meeting/default.md": b"\xef\xbb\xbfMeeting notes for {channel}\r\n{messages}\r\n",
+        },
+    )
     assert run("validate", root).returncode == 0
-    done = run("resolve", root, "--category", "meeting", "--channel", "Stand-Up", "--render",
-               "--format", "json")
+    done = run(
+        "resolve",
+        root,
+        "--category",
+        "meeting",
+        "--channel",
+        "Stand-Up",
+        "--render",
+        "--format",
+        "json",
+    )
     result = json.loads(done.stdout)
     assert result["tried_paths"] == ["p/meeting/stand-up.md", "p/meeting/default.md"]
     assert result["content"] == "Meeting notes for stand-up\n{messages}\n"

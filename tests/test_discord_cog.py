@@ -251,10 +251,18 @@ async def test_alerts_are_posted_through_the_bot_without_mentions(bridge: Bridge
 
 async def test_the_watcher_runs_while_the_cog_is_loaded(bridge: Bridge) -> None:
     problem = {
-        "at": "2024-05-02T09:00:00+00:00", "actor": "guildprompts", "action": "sync.rejected",
-        "kind": "problem", "count": 1, "last_at": "2024-05-02T09:00:00+00:00",
-        "after": {"repository": "octo-org/prompts", "branch": "main",
-                  "commit_sha": "abc1234" + "0" * 33, "message": "3 errors"},
+        "at": "2024-05-02T09:00:00+00:00",
+        "actor": "guildprompts",
+        "action": "sync.rejected",
+        "kind": "problem",
+        "count": 1,
+        "last_at": "2024-05-02T09:00:00+00:00",
+        "after": {
+            "repository": "octo-org/prompts",
+            "branch": "main",
+            "commit_sha": "abc1234" + "0" * 33,
+            "message": "3 errors",
+        },
     }
     bridge.answers[("GET", "events")] = (200, {"events": [problem]})
     bridge.answers[("GET", "config")] = (200, {**CONFIG, "last_sync_outcome": "rejected"})
@@ -264,7 +272,10 @@ async def test_the_watcher_runs_while_the_cog_is_loaded(bridge: Bridge) -> None:
     client = AsyncBridgeClient("http://bridge.test", "t", transport=httpx.MockTransport(bridge))
     async with client:
         cog = PromptConfigCog(
-            client, bot=FakeBot(channel), alert_store=store, alert_interval=0.01  # type: ignore[arg-type]
+            client,
+            bot=FakeBot(channel),
+            alert_store=store,
+            alert_interval=0.01,  # type: ignore[arg-type]
         )
         await cog.cog_load()
         await asyncio.sleep(0.1)  # several ticks

@@ -43,8 +43,9 @@ def http(fake: FakeGitHub) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=API, transport=httpx.ASGITransport(app=fake))
 
 
-def app_jwt(fake: FakeGitHub, *, iat_offset: int = -60, exp_offset: int = 540,
-            key: str | None = None) -> str:
+def app_jwt(
+    fake: FakeGitHub, *, iat_offset: int = -60, exp_offset: int = 540, key: str | None = None
+) -> str:
     now = int(fake.clock())
     claims = {"iat": now + iat_offset, "exp": now + exp_offset, "iss": str(fake.app_id)}
     return jwt.encode(claims, key or fake.private_key_pem, algorithm="RS256")
@@ -72,8 +73,12 @@ async def mint(client: httpx.AsyncClient, fake: FakeGitHub) -> str:
 async def test_app_routes_enforce_githubs_jwt_rules(
     fake: FakeGitHub, iat_offset: int, exp_offset: int, wrong_key: bool, message: str
 ) -> None:
-    token = app_jwt(fake, iat_offset=iat_offset, exp_offset=exp_offset,
-                    key=generate_rsa_key() if wrong_key else None)
+    token = app_jwt(
+        fake,
+        iat_offset=iat_offset,
+        exp_offset=exp_offset,
+        key=generate_rsa_key() if wrong_key else None,
+    )
     async with http(fake) as client:
         response = await client.get("/app", headers={"Authorization": f"Bearer {token}"})
         valid = await client.get("/app", headers={"Authorization": f"Bearer {app_jwt(fake)}"})
@@ -106,14 +111,20 @@ async def test_conditional_requests_answer_304_without_spending_rate_limit(
     fake: FakeGitHub,
 ) -> None:
     async with http(fake) as client:
-        first = await client.get("/repos/octo/prompts/git/ref/heads/main",
-                                 headers={"Authorization": f"token {await mint(client, fake)}"})
+        first = await client.get(
+            "/repos/octo/prompts/git/ref/heads/main",
+            headers={"Authorization": f"token {await mint(client, fake)}"},
+        )
         auth = {"Authorization": first.request.headers["Authorization"]}
-        again = await client.get("/repos/octo/prompts/git/ref/heads/main",
-                                 headers={**auth, "If-None-Match": first.headers["ETag"]})
+        again = await client.get(
+            "/repos/octo/prompts/git/ref/heads/main",
+            headers={**auth, "If-None-Match": first.headers["ETag"]},
+        )
         fake.push("octo/prompts", "main", {"new.md": "x"})
-        changed = await client.get("/repos/octo/prompts/git/ref/heads/main",
-                                   headers={**auth, "If-None-Match": first.headers["ETag"]})
+        changed = await client.get(
+            "/repos/octo/prompts/git/ref/heads/main",
+            headers={**auth, "If-None-Match": first.headers["ETag"]},
+        )
     assert again.status_code == 304 and again.content == b""
     assert again.headers["X-RateLimit-Remaining"] == first.headers["X-RateLimit-Remaining"]
     assert changed.status_code == 200
@@ -121,8 +132,13 @@ async def test_conditional_requests_answer_304_without_spending_rate_limit(
 
 
 async def test_check_runs_enforce_annotation_and_summary_limits(fake: FakeGitHub) -> None:
-    note = {"path": "PATH", "start_line": 1, "end_line": 1, "annotation_level": "failure",
-            "message": "bad"}
+    note = {
+        "path": "PATH",
+        "start_line": 1,
+        "end_line": 1,
+        "annotation_level": "failure",
+        "message": "bad",
+    }
 
     def output(annotations: int, summary: int = 10) -> dict:
         return {"title": "t", "summary": "s" * summary, "annotations": [note] * annotations}
@@ -142,11 +158,13 @@ async def test_check_runs_enforce_annotation_and_summary_limits(fake: FakeGitHub
         )
         run_id = created.json()["id"]
         patched = await client.patch(
-            f"{url}/{run_id}", headers=auth,
+            f"{url}/{run_id}",
+            headers=auth,
             json={"conclusion": "failure", "output": output(3, SUMMARY_LIMIT)},
         )
-        no_conclusion = await client.patch(f"{url}/{run_id}", headers=auth,
-                                           json={"status": "completed", "conclusion": None})
+        no_conclusion = await client.patch(
+            f"{url}/{run_id}", headers=auth, json={"status": "completed", "conclusion": None}
+        )
         pat = fake.add_pat()
         by_pat = await client.post(url, headers={"Authorization": f"token {pat}"}, json=base)
     assert (too_many.status_code, too_long.status_code) == (422, 422)
@@ -162,8 +180,9 @@ async def test_check_runs_enforce_annotation_and_summary_limits(fake: FakeGitHub
 
 def test_objects_hash_exactly_like_git(fake: FakeGitHub, tmp_path: Path) -> None:
     files = {"PATH": "x\n", "a/c/d.md": b"\x00bin", "a-b": "dash", "a.md": "dot", "a0": "zero"}
-    sha = fake.push("octo/prompts", "feature", {**files, "link": Symlink("PATH")},
-                    remove=["a/b.md"])
+    sha = fake.push(
+        "octo/prompts", "feature", {**files, "link": Symlink("PATH")}, remove=["a/b.md"]
+    )
     git = ["git", "-C", str(tmp_path)]
     subprocess.run([*git, "init", "-q"], check=True)
     for path, content in files.items():
@@ -179,8 +198,10 @@ def test_objects_hash_exactly_like_git(fake: FakeGitHub, tmp_path: Path) -> None
 def test_webhooks_are_signed_and_logged_as_deliveries(fake: FakeGitHub) -> None:
     hook = fake.webhook("push", fake.push_payload("octo/prompts", "main"), status_code=502)
     expected = hmac.new(fake.webhook_secret.encode(), hook.body, hashlib.sha256).hexdigest()
-    assert hook.headers["X-Hub-Signature-256"] == f"sha256={expected}" == sign(
-        hook.body, fake.webhook_secret
+    assert (
+        hook.headers["X-Hub-Signature-256"]
+        == f"sha256={expected}"
+        == sign(hook.body, fake.webhook_secret)
     )
     assert hook.payload["after"] == fake.head_sha and hook.payload["created"] is True
     assert hook.payload["head_commit"]["added"] == ["PATH", "a/b.md"]
@@ -199,8 +220,7 @@ async def test_failure_injection_and_request_log(fake: FakeGitHub) -> None:
     sha = fake.push("octo/public", "main", {"a": "b"})
     async with http(fake) as client:
         statuses = [
-            (await client.get(f"/repos/octo/public/git/trees/{sha}")).status_code
-            for _ in range(3)
+            (await client.get(f"/repos/octo/public/git/trees/{sha}")).status_code for _ in range(3)
         ]
     assert statuses == [502, 502, 200]
     assert fake.count(r"/git/trees/") == 3
@@ -215,17 +235,27 @@ EXAMPLES = Path(__file__).parent / "fixtures" / "github-webhooks"
     [
         ("push/with-installation.payload.json", lambda f: f.push_payload("octo/prompts", "main")),
         ("delete/payload.json", lambda f: f.delete_payload("octo/prompts", "main")),
-        ("pull_request/opened.payload.json",
-         lambda f: f.pull_request_payload("octo/prompts", "main")),
-        ("check_suite/requested.payload.json",
-         lambda f: f.check_suite_payload("octo/prompts", "main")),
-        ("installation/created.payload.json",
-         lambda f: f.installation_payload(f.installation_id)),
-        ("installation_repositories/added.payload.json",
-         lambda f: f.installation_repositories_payload(f.installation_id, added=["octo/prompts"])),
-        ("repository/renamed.payload.json",
-         lambda f: f.repository_payload("octo/prompts", "renamed",
-                                        changes={"repository": {"name": {"from": "old"}}})),
+        (
+            "pull_request/opened.payload.json",
+            lambda f: f.pull_request_payload("octo/prompts", "main"),
+        ),
+        (
+            "check_suite/requested.payload.json",
+            lambda f: f.check_suite_payload("octo/prompts", "main"),
+        ),
+        ("installation/created.payload.json", lambda f: f.installation_payload(f.installation_id)),
+        (
+            "installation_repositories/added.payload.json",
+            lambda f: f.installation_repositories_payload(
+                f.installation_id, added=["octo/prompts"]
+            ),
+        ),
+        (
+            "repository/renamed.payload.json",
+            lambda f: f.repository_payload(
+                "octo/prompts", "renamed", changes={"repository": {"name": {"from": "old"}}}
+            ),
+        ),
         ("github_app_authorization/revoked.payload.json", lambda f: f.app_authorization_payload()),
     ],
 )

@@ -30,8 +30,12 @@ def test_jwt_claims_follow_githubs_rules_and_the_jwt_is_reused() -> None:
     clock = Clock(start=1_700_000_000)
     auth = AppAuth("12345", shared_test_key(), clock=clock)
     token = auth.app_jwt()
-    claims = jwt.decode(token, public_key_pem(shared_test_key()), algorithms=["RS256"],
-                        options={"verify_exp": False, "verify_iat": False})
+    claims = jwt.decode(
+        token,
+        public_key_pem(shared_test_key()),
+        algorithms=["RS256"],
+        options={"verify_exp": False, "verify_iat": False},
+    )
     now = int(clock())
     assert claims["iss"] == "12345"
     assert now - 61 <= claims["iat"] <= now - 60
@@ -68,10 +72,12 @@ def test_tokens_are_not_in_reprs() -> None:
 async def test_concurrent_callers_share_one_mint(fake: FakeGitHub) -> None:
     fake.latency = 0.02  # the mint is still in flight when the other callers arrive
     async with fake.github_client() as gh:
-        results = await asyncio.gather(*(
-            gh.get_repository("octo/prompts", installation_id=fake.installation_id)
-            for _ in range(20)
-        ))
+        results = await asyncio.gather(
+            *(
+                gh.get_repository("octo/prompts", installation_id=fake.installation_id)
+                for _ in range(20)
+            )
+        )
     assert {r["full_name"] for r in results} == {"octo/prompts"}
     assert fake.count(MINTS) == 1
 

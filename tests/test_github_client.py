@@ -87,8 +87,12 @@ async def test_branch_head_uses_etags_and_a_304_is_free(fake: FakeGitHub) -> Non
     assert unchanged is NOT_MODIFIED
     assert changed[0] == new_sha and changed[1] != etag
     endpoint = "GET /repos/{owner}/{repo}/git/ref/heads/{branch}"
-    assert [c[:2] for c in calls[1:]] == [(endpoint, 200), (endpoint, 304), (endpoint, 200),
-                                          (endpoint, 404)]
+    assert [c[:2] for c in calls[1:]] == [
+        (endpoint, 200),
+        (endpoint, 304),
+        (endpoint, 200),
+        (endpoint, 404),
+    ]
     assert calls[1][2] == calls[2][2] == calls[3][2] + 1  # the 304 spent nothing
     assert calls.who == ["app", *[fake.installation_id] * 4]
 
@@ -108,8 +112,9 @@ async def test_tree_reports_paths_modes_symlinks_and_submodules(fake: FakeGitHub
 
 
 async def test_a_truncated_tree_is_walked_one_level_at_a_time(fake: FakeGitHub) -> None:
-    files = {f"d{i}/e{j}/f{k}.md": f"{i}{j}{k}" for i in range(3) for j in range(3)
-             for k in range(3)}
+    files = {
+        f"d{i}/e{j}/f{k}.md": f"{i}{j}{k}" for i in range(3) for j in range(3) for k in range(3)
+    }
     sha = fake.push(REPO, "main", files)
     async with fake.github_client() as gh:
         whole = await gh.get_tree(REPO, sha, installation_id=fake.installation_id)
@@ -185,24 +190,37 @@ async def test_installation_lookups_and_repository_listing(fake: FakeGitHub) -> 
 
 
 async def test_check_runs_are_created_and_updated(fake: FakeGitHub) -> None:
-    note = {"path": "PATH", "start_line": 1, "end_line": 1, "annotation_level": "warning",
-            "message": "m"}
+    note = {
+        "path": "PATH",
+        "start_line": 1,
+        "end_line": 1,
+        "annotation_level": "warning",
+        "message": "m",
+    }
     async with fake.github_client() as gh:
         run = await gh.create_check_run(
             REPO,
-            {"name": "guildprompts", "head_sha": fake.head_sha, "status": "in_progress",
-             "output": {"title": "t", "summary": "s", "annotations": [note] * 50}},
+            {
+                "name": "guildprompts",
+                "head_sha": fake.head_sha,
+                "status": "in_progress",
+                "output": {"title": "t", "summary": "s", "annotations": [note] * 50},
+            },
             installation_id=fake.installation_id,
         )
         done = await gh.update_check_run(
-            REPO, run["id"],
-            {"conclusion": "success", "output": {"title": "ok", "summary": "s",
-                                                  "annotations": [note] * 7}},
+            REPO,
+            run["id"],
+            {
+                "conclusion": "success",
+                "output": {"title": "ok", "summary": "s", "annotations": [note] * 7},
+            },
             installation_id=fake.installation_id,
         )
         with pytest.raises(GitHubError) as info:
             await gh.update_check_run(
-                REPO, run["id"],
+                REPO,
+                run["id"],
                 {"output": {"title": "t", "summary": "s", "annotations": [note] * 51}},
                 installation_id=fake.installation_id,
             )
@@ -301,8 +319,11 @@ async def test_connection_errors_become_transient_errors_without_secrets() -> No
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
 
-    gh = GitHubClient("https://gh.test", transport=httpx.MockTransport(refuse),
-                      retry=RetryPolicy(attempts=2, backoff=0.001))
+    gh = GitHubClient(
+        "https://gh.test",
+        transport=httpx.MockTransport(refuse),
+        retry=RetryPolicy(attempts=2, backoff=0.001),
+    )
     async with gh:
         with pytest.raises(TransientError) as info:
             await gh.get_repository(REPO, token="ghp_secret_token_value")

@@ -50,12 +50,22 @@ async def _live(world: Harness, files: dict[str, Any] | None = None) -> str:
 # ---- routing ---------------------------------------------------------------------------------
 
 ROUTED = [
-    ("check_run", "rerequested"), ("check_suite", "requested"), ("check_suite", "rerequested"),
-    ("delete", "payload"), ("github_app_authorization", "revoked"),
-    ("installation", "created"), ("installation", "deleted"), ("installation", "suspend"),
-    ("installation_repositories", "added"), ("installation_repositories", "removed"),
-    ("ping", "with-app_id"), ("pull_request", "opened"), ("pull_request", "reopened"),
-    ("pull_request", "synchronize"), ("push", "payload"), ("repository", "renamed"),
+    ("check_run", "rerequested"),
+    ("check_suite", "requested"),
+    ("check_suite", "rerequested"),
+    ("delete", "payload"),
+    ("github_app_authorization", "revoked"),
+    ("installation", "created"),
+    ("installation", "deleted"),
+    ("installation", "suspend"),
+    ("installation_repositories", "added"),
+    ("installation_repositories", "removed"),
+    ("ping", "with-app_id"),
+    ("pull_request", "opened"),
+    ("pull_request", "reopened"),
+    ("pull_request", "synchronize"),
+    ("push", "payload"),
+    ("repository", "renamed"),
     ("repository", "transferred"),
 ]
 
@@ -74,11 +84,20 @@ def test_actions_nobody_needs_have_no_handler() -> None:
 def _example_world(world: Harness) -> None:
     """Installations and repositories with the ids GitHub's payload examples use."""
     fake = world.fake
-    for installation_id, account in ((1, "github"), (2, "octocat"), (957387, "Codertocat"),
-                                     (16598467, "octo-suspended")):
+    for installation_id, account in (
+        (1, "github"),
+        (2, "octocat"),
+        (957387, "Codertocat"),
+        (16598467, "octo-suspended"),
+    ):
         fake.add_installation(account, installation_id=installation_id)
-    fake.add_repo("Codertocat/Hello-World", repo_id=186853002, installation=957387,
-                  private=False, default_branch="master")
+    fake.add_repo(
+        "Codertocat/Hello-World",
+        repo_id=186853002,
+        installation=957387,
+        private=False,
+        default_branch="master",
+    )
     fake.add_repo("octocat/Hello-World", repo_id=1296269, installation=2, private=False)
     fake.add_repo("Octocoders/Hello-World", repo_id=186853261, installation=1, private=False)
     fake.add_repo("github/hello-world", repo_id=526, installation=1, private=False)
@@ -87,13 +106,21 @@ def _example_world(world: Harness) -> None:
 async def test_real_payload_examples_are_processed_without_failure(world: Harness) -> None:
     _example_world(world)
     order = [
-        ("installation", "created.payload"), ("installation_repositories", "added.payload"),
-        ("ping", "with-app_id.payload"), ("push", "payload"), ("push", "with-installation.payload"),
-        ("delete", "payload"), ("repository", "renamed.payload"),
-        ("repository", "transferred.payload"), ("pull_request", "opened.payload"),
-        ("check_suite", "requested.payload"), ("check_run", "rerequested.payload"),
-        ("github_app_authorization", "revoked.payload"), ("installation", "suspend.payload"),
-        ("installation_repositories", "removed.payload"), ("installation", "deleted.payload"),
+        ("installation", "created.payload"),
+        ("installation_repositories", "added.payload"),
+        ("ping", "with-app_id.payload"),
+        ("push", "payload"),
+        ("push", "with-installation.payload"),
+        ("delete", "payload"),
+        ("repository", "renamed.payload"),
+        ("repository", "transferred.payload"),
+        ("pull_request", "opened.payload"),
+        ("check_suite", "requested.payload"),
+        ("check_run", "rerequested.payload"),
+        ("github_app_authorization", "revoked.payload"),
+        ("installation", "suspend.payload"),
+        ("installation_repositories", "removed.payload"),
+        ("installation", "deleted.payload"),
     ]
     for event, name in order:
         response = await world.deliver(event, fixture_payload(event, name))
@@ -204,8 +231,7 @@ async def test_untracked_push_not_touching_path_is_checked_when_before_had_it(
     base = await world.push({"PATH": VALID_PATH_V2}, branch="feature")
     await world.drain()
     assert world.check_runs(base)
-    following = await world.push({"prompts/default.md": b"Changed {messages}\n"},
-                                 branch="feature")
+    following = await world.push({"prompts/default.md": b"Changed {messages}\n"}, branch="feature")
     await world.drain()
     assert [r["conclusion"] for r in world.check_runs(following)] == ["success"]
 
@@ -269,8 +295,10 @@ async def test_uninstall_purges_and_reinstall_syncs_by_itself(world: Harness) ->
     world.request_binding(OTHER_GUILD, repository_id=world.repository_id)
     announced = len(world.announced)
     world.fake.delete_installation(world.installation_id)
-    payload = {"action": "deleted", "installation": {
-        "id": world.installation_id, "account": {"login": "octo-org", "id": 1}}}
+    payload = {
+        "action": "deleted",
+        "installation": {"id": world.installation_id, "account": {"login": "octo-org", "id": 1}},
+    }
     await world.deliver("installation", payload)
     await world.drain()
     state = world.state()
@@ -291,29 +319,31 @@ async def test_uninstall_purges_and_reinstall_syncs_by_itself(world: Harness) ->
 async def test_suspend_purges_and_unsuspend_restores(world: Harness) -> None:
     sha = await _live(world)
     world.fake.suspend_installation(world.installation_id)
-    await world.deliver("installation",
-                        world.fake.installation_payload(world.installation_id, "suspend"))
+    await world.deliver(
+        "installation", world.fake.installation_payload(world.installation_id, "suspend")
+    )
     await world.drain()
     assert world.state().snapshot_id is None and "suspended" in world.state().status_message
     world.fake.suspend_installation(world.installation_id, False)
-    await world.deliver("installation",
-                        world.fake.installation_payload(world.installation_id, "unsuspend"))
+    await world.deliver(
+        "installation", world.fake.installation_payload(world.installation_id, "unsuspend")
+    )
     await world.drain()
     assert world.state().commit_sha == sha
 
 
 async def test_repository_removed_and_added_again(world: Harness) -> None:
     sha = await _live(world)
-    removed = world.fake.installation_repositories_payload(world.installation_id,
-                                                          removed=[FULL_NAME])
+    removed = world.fake.installation_repositories_payload(
+        world.installation_id, removed=[FULL_NAME]
+    )
     world.fake.update_repo(FULL_NAME, installation=None)
     await world.deliver("installation_repositories", removed)
     await world.drain()
     state = world.state()
     assert state.snapshot_id is None and "removed from" in state.status_message
     world.fake.update_repo(FULL_NAME, installation=world.installation_id)
-    added = world.fake.installation_repositories_payload(world.installation_id,
-                                                        added=[FULL_NAME])
+    added = world.fake.installation_repositories_payload(world.installation_id, added=[FULL_NAME])
     await world.deliver("installation_repositories", added)
     await world.drain()
     assert world.state().commit_sha == sha
@@ -321,8 +351,9 @@ async def test_repository_removed_and_added_again(world: Harness) -> None:
 
 async def test_an_added_repository_github_does_not_show_is_skipped(world: Harness) -> None:
     stranger = world.fake.add_repo("stranger/prompts")  # not in the installation after all
-    payload = world.fake.installation_repositories_payload(world.installation_id,
-                                                          added=["stranger/prompts"])
+    payload = world.fake.installation_repositories_payload(
+        world.installation_id, added=["stranger/prompts"]
+    )
     await world.deliver("installation_repositories", payload)
     await world.drain()
     assert world.db(installations.get_repository, stranger) is None
@@ -341,15 +372,19 @@ async def test_repository_deleted_purges(world: Harness) -> None:
 async def test_rename_transfer_and_visibility_update_the_repository(world: Harness) -> None:
     await _live(world)
     world.fake.update_repo(FULL_NAME, new_full_name="octo-org/renamed")
-    await world.deliver("repository", world.fake.repository_payload(
-        "octo-org/renamed", "renamed", changes={"repository": {"name": {"from": "prompts"}}}))
+    await world.deliver(
+        "repository",
+        world.fake.repository_payload(
+            "octo-org/renamed", "renamed", changes={"repository": {"name": {"from": "prompts"}}}
+        ),
+    )
     world.fake.update_repo("octo-org/renamed", private=False)
-    await world.deliver("repository", world.fake.repository_payload("octo-org/renamed",
-                                                                    "publicized"))
+    await world.deliver(
+        "repository", world.fake.repository_payload("octo-org/renamed", "publicized")
+    )
     await world.drain()
     stored = world.db(installations.get_repository, world.repository_id)
-    assert stored is not None and (stored.full_name, stored.private) == ("octo-org/renamed",
-                                                                        False)
+    assert stored is not None and (stored.full_name, stored.private) == ("octo-org/renamed", False)
     assert world.state().repository_full_name == "octo-org/renamed"
     assert world.state().snapshot_id is not None, "a rename does not interrupt serving"
 
@@ -359,7 +394,8 @@ async def test_new_default_branch_is_followed(world: Harness) -> None:
     develop = world.fake.push(FULL_NAME, "develop", {"prompts/default.md": b"Dev {messages}\n"})
     world.fake.update_repo(FULL_NAME, default_branch="develop")
     payload = world.fake.repository_payload(
-        FULL_NAME, "edited", changes={"default_branch": {"from": "main"}})
+        FULL_NAME, "edited", changes={"default_branch": {"from": "main"}}
+    )
     await world.deliver("repository", payload)
     await world.drain()
     state = world.state()
@@ -403,16 +439,29 @@ async def test_sync_job_without_access_leaves_the_request_waiting(world: Harness
 async def test_reconcile_job_checks_a_missed_push(world: Harness) -> None:
     await _live(world)
     missed = world.fake.push(FULL_NAME, "main", {"prompts/default.md": b"Missed {messages}\n"})
-    world.db(enqueue_sync, full_name=FULL_NAME, repository_id=world.repository_id,
-             branch="main", sha=missed, trigger="reconcile")
+    world.db(
+        enqueue_sync,
+        full_name=FULL_NAME,
+        repository_id=world.repository_id,
+        branch="main",
+        sha=missed,
+        trigger="reconcile",
+    )
     await world.drain()
     assert world.state().commit_sha == missed
     assert [r["conclusion"] for r in world.check_runs(missed)] == ["success"]
 
 
 async def test_a_malformed_sync_job_is_dropped_not_retried(world: Harness) -> None:
-    world.db(deliveries.record_delivery, "sync:broken", "guildprompts.sync", None, None, None,
-             {"full_name": "no-slash", "trigger": "bind"})
+    world.db(
+        deliveries.record_delivery,
+        "sync:broken",
+        "guildprompts.sync",
+        None,
+        None,
+        None,
+        {"full_name": "no-slash", "trigger": "bind"},
+    )
     assert await world.drain() == 1
     assert world.delivery("sync:broken").state == "done"
 
@@ -424,11 +473,16 @@ def test_enqueue_sync_refuses_what_the_worker_could_not_run(sqlite_url: str) -> 
             runtime.in_session(enqueue_sync, full_name="a/b", trigger="push")
         with pytest.raises(ValueError, match="owner/name"):
             runtime.in_session(enqueue_sync, full_name="nope", trigger="bind")
-        guid = runtime.in_session(enqueue_sync, full_name="a/b", trigger="refresh",
-                                  guild_id=GUILD)
+        guid = runtime.in_session(enqueue_sync, full_name="a/b", trigger="refresh", guild_id=GUILD)
         row = runtime.in_session(deliveries.get_delivery, guid)
         assert guid.startswith("sync:") and row is not None
-        assert row.payload_json() == {"repository_id": None, "full_name": "a/b", "branch": None,
-                                      "sha": None, "trigger": "refresh", "guild_id": GUILD}
+        assert row.payload_json() == {
+            "repository_id": None,
+            "full_name": "a/b",
+            "branch": None,
+            "sha": None,
+            "trigger": "refresh",
+            "guild_id": GUILD,
+        }
     finally:
         runtime.database.dispose()

@@ -72,8 +72,10 @@ async def test_duplicate_guid_is_acknowledged_and_processed_once(world: Harness)
     assert first.status_code == 202
     assert await world.drain() == 1
     again = await world.post(hook)
-    assert again.status_code == 200 and again.json() == {"delivery_id": hook.guid,
-                                                         "duplicate": True}
+    assert again.status_code == 200 and again.json() == {
+        "delivery_id": hook.guid,
+        "duplicate": True,
+    }
     assert await world.drain() == 0
     assert world.delivery(hook.guid).state == "done"
 
@@ -117,13 +119,15 @@ async def test_a_body_that_is_not_json_is_415(world: Harness) -> None:
 
 async def test_an_old_secret_still_verifies_during_rotation(sqlite_url: str) -> None:
     fake = FakeGitHub()
-    runtime = runtime_for(sqlite_url, fake,
-                          GITHUB_WEBHOOK_SECRET=f"new-secret-0123456789,{fake.webhook_secret}")
+    runtime = runtime_for(
+        sqlite_url, fake, GITHUB_WEBHOOK_SECRET=f"new-secret-0123456789,{fake.webhook_secret}"
+    )
     try:
         async with _client(runtime) as client:
             body = json.dumps(fake.ping_payload()).encode()
-            response = await client.post(WEBHOOK_PATH, content=body,
-                                         headers=_headers(body, fake.webhook_secret, "ping"))
+            response = await client.post(
+                WEBHOOK_PATH, content=body, headers=_headers(body, fake.webhook_secret, "ping")
+            )
             assert response.status_code == 202
     finally:
         await runtime.aclose()
@@ -138,7 +142,7 @@ async def test_oversized_payloads_are_413_before_being_read(world: Harness) -> N
 
     async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the stream is counted
         for start in range(0, len(big), 1 << 20):
-            yield big[start:start + (1 << 20)]
+            yield big[start : start + (1 << 20)]
 
     response = await world.client.post(
         WEBHOOK_PATH, content=chunks(), headers=_headers(big, world.fake.webhook_secret)
@@ -151,8 +155,9 @@ async def test_not_configured_answers_503_with_the_way_out(sqlite_url: str) -> N
     try:
         async with _client(runtime) as client:
             body = b"{}"
-            response = await client.post(WEBHOOK_PATH, content=body,
-                                         headers=_headers(body, "whatever-secret"))
+            response = await client.post(
+                WEBHOOK_PATH, content=body, headers=_headers(body, "whatever-secret")
+            )
         assert response.status_code == 503
         assert response.json() == {"error": "App not configured: open /setup"}
     finally:

@@ -47,8 +47,12 @@ def fresh_secret(prefix: str = "secret") -> str:
 
 def test_json_lines_carry_time_level_logger_message_context_and_extras(capture: Capture) -> None:
     capture.setup("json")
-    with log_context(delivery_id="72d3162e-cc78-11e3", installation=42,
-                     repository="octo/prompts", guild="1234567890"):
+    with log_context(
+        delivery_id="72d3162e-cc78-11e3",
+        installation=42,
+        repository="octo/prompts",
+        guild="1234567890",
+    ):
         log.info("synced %s", "main", extra={"files": 3})
     (line,) = capture.lines()
     entry = json.loads(line)
@@ -172,10 +176,14 @@ def test_token_shapes_are_masked_without_registration(capture: Capture, leak: st
         ("headers {'Authorization': 'token abcdef123456'}", "headers {'Authorization': '"),
         ("Authorization: Bearer abc.def.ghi", "Authorization: "),
         ("calling with Bearer 0123456789abcdef", "calling with Bearer "),
-        ("git clone https://x-access-token:s3cr3tvalue@github.com/o/r.git",
-         "git clone https://x-access-token:[REDACTED]@github.com/o/r.git"),
-        ("body {\"repository\": \"o/r\", \"token\": \"0123456789abcdef\"}",
-         "body {\"repository\": \"o/r\", \"token\": \""),
+        (
+            "git clone https://x-access-token:s3cr3tvalue@github.com/o/r.git",
+            "git clone https://x-access-token:[REDACTED]@github.com/o/r.git",
+        ),
+        (
+            'body {"repository": "o/r", "token": "0123456789abcdef"}',
+            'body {"repository": "o/r", "token": "',
+        ),
         ("GITHUB_CLIENT_SECRET=abcdef123456 BRIDGE_TOKENS=abc.def.ghi", "GITHUB_CLIENT_SECRET="),
     ],
 )
@@ -188,8 +196,10 @@ def test_credentials_in_headers_and_urls_are_masked(text: str, kept: str) -> Non
 
 
 def test_ordinary_lines_are_left_alone() -> None:
-    line = ("push to octo/prompts@main 6dcb09b5b57875f334f61aebed695e2e4193db5e: 3 files, "
-            "authorization ok, token minted for installation 42, check run 4 created")
+    line = (
+        "push to octo/prompts@main 6dcb09b5b57875f334f61aebed695e2e4193db5e: 3 files, "
+        "authorization ok, token minted for installation 42, check run 4 created"
+    )
     assert redact(line) == line
 
 

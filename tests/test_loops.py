@@ -118,10 +118,23 @@ async def test_without_the_app_reconcile_asks_github_nothing_for_app_repositorie
     try:
         installation_id = fake.add_installation("octo-org")
         runtime.in_session(installations.upsert_installation, installation_id, "octo-org")
-        runtime.in_session(installations.upsert_repository, 77, FULL_NAME, private=True,
-                           default_branch="main", installation_id=installation_id)
-        runtime.in_session(bindings.set_binding, GUILD, repository_full_name=FULL_NAME,
-                           repository_id=77, branch=None, actor="admin", expected_version=None)
+        runtime.in_session(
+            installations.upsert_repository,
+            77,
+            FULL_NAME,
+            private=True,
+            default_branch="main",
+            installation_id=installation_id,
+        )
+        runtime.in_session(
+            bindings.set_binding,
+            GUILD,
+            repository_full_name=FULL_NAME,
+            repository_id=77,
+            branch=None,
+            actor="admin",
+            expected_version=None,
+        )
         assert await reconcile(runtime) == 0
         assert fake.requests == []
     finally:
@@ -139,15 +152,18 @@ async def test_the_sweep_redelivers_exactly_the_failed_deliveries_never_stored(
     assert ok.status_code == 202
     stored_but_timed_out = fake.webhook("ping", fake.ping_payload(), status_code=504)
     await world.post(stored_but_timed_out)  # GitHub gave up waiting, but it was stored
-    lost = [fake.webhook("push", fake.push_payload(FULL_NAME, "main"), status_code=502),
-            fake.webhook("ping", fake.ping_payload(), status_code=503)]
+    lost = [
+        fake.webhook("push", fake.push_payload(FULL_NAME, "main"), status_code=502),
+        fake.webhook("ping", fake.ping_payload(), status_code=503),
+    ]
     fake.on_redeliver = lambda hook: _post_status(world, hook)
     sweep = RedeliverySweep(world.runtime)
     asked = await sweep.sweep()
     ids = {d["guid"]: d["id"] for d in fake.deliveries if not d["redelivery"]}
     assert sorted(asked) == sorted(ids[hook.guid] for hook in lost)
     assert [hook.guid for hook in fake.redelivered] == sorted(
-        (hook.guid for hook in lost), key=lambda guid: ids[guid])
+        (hook.guid for hook in lost), key=lambda guid: ids[guid]
+    )
     for hook in lost:
         assert world.delivery(hook.guid).state == "pending", "GitHub sent it again: stored"
     assert await sweep.sweep() == [], "each GUID is asked for once"
@@ -169,8 +185,7 @@ async def test_a_redelivery_that_fails_again_is_not_asked_for_every_sweep(world:
 
 async def test_retention_prunes_old_finished_deliveries(world: Harness) -> None:
     old = utcnow() - timedelta(days=40)
-    world.db(deliveries.record_delivery, "old-guid", "ping", None, None, None, {},
-             received_at=old)
+    world.db(deliveries.record_delivery, "old-guid", "ping", None, None, None, {}, received_at=old)
     row = world.delivery("old-guid")
     world.db(deliveries.mark_done, row.id, old)
     report = await prune(world.runtime)

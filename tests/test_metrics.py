@@ -65,8 +65,10 @@ def test_unknown_events_share_one_label_value() -> None:
     before = value("guildprompts_webhook_deliveries_total", event="other", outcome="rejected")
     metrics.record_delivery("attacker-chosen-name-1", "rejected")
     metrics.record_delivery("attacker-chosen-name-2", "rejected")
-    assert value("guildprompts_webhook_deliveries_total", event="other",
-                 outcome="rejected") == before + 2
+    assert (
+        value("guildprompts_webhook_deliveries_total", event="other", outcome="rejected")
+        == before + 2
+    )
     assert "attacker-chosen-name-1" not in metrics.render_latest()[0].decode()
 
 
@@ -83,35 +85,44 @@ def test_github_requests_by_template_status_and_rate_limit_per_installation() ->
     before = value("guildprompts_github_requests_total", endpoint=endpoint, status="200")
     metrics.record_github_request(
         "GET https://api.github.com/repos/octo/prompts/git/trees/abc123?recursive=1",
-        200, 0.08, 4242, 4999,
+        200,
+        0.08,
+        4242,
+        4999,
     )
-    assert value("guildprompts_github_requests_total", endpoint=endpoint,
-                 status="200") == before + 1
+    assert (
+        value("guildprompts_github_requests_total", endpoint=endpoint, status="200") == before + 1
+    )
     assert value("guildprompts_github_rate_limit_remaining", installation="4242") == 4999
     assert value("guildprompts_github_request_seconds_count", endpoint=endpoint) >= 1
 
-    metrics.record_github_request("GET /repos/{owner}/{repo}/git/trees/{sha}", 200, 0.1,
-                                  4242, None)
+    metrics.record_github_request("GET /repos/{owner}/{repo}/git/trees/{sha}", 200, 0.1, 4242, None)
     assert value("guildprompts_github_rate_limit_remaining", installation="4242") == 4999
 
     jwt_endpoint = "POST /app/installations/{id}/access_tokens"
     failures = value("guildprompts_github_requests_total", endpoint=jwt_endpoint, status="error")
-    metrics.record_github_request("POST /app/installations/4242/access_tokens", None, 10.0,
-                                  None, 4000)
-    metrics.record_github_request("POST /app/installations/{id}/access_tokens", 0, 10.0,
-                                  None, None)
-    assert value("guildprompts_github_requests_total", endpoint=jwt_endpoint,
-                 status="error") == failures + 2
+    metrics.record_github_request(
+        "POST /app/installations/4242/access_tokens", None, 10.0, None, 4000
+    )
+    metrics.record_github_request("POST /app/installations/{id}/access_tokens", 0, 10.0, None, None)
+    assert (
+        value("guildprompts_github_requests_total", endpoint=jwt_endpoint, status="error")
+        == failures + 2
+    )
     assert value("guildprompts_github_rate_limit_remaining", installation="app") == 4000
 
 
 @pytest.mark.parametrize(
     ("endpoint", "template"),
     [
-        ("GET /repos/o/r/contents/prompts/a/b.md?ref=main",
-         "GET /repos/{owner}/{repo}/contents/{path}"),
-        ("GET https://ghe.example/api/v3/repos/o/r/git/blobs/f00d",
-         "GET /repos/{owner}/{repo}/git/blobs/{sha}"),
+        (
+            "GET /repos/o/r/contents/prompts/a/b.md?ref=main",
+            "GET /repos/{owner}/{repo}/contents/{path}",
+        ),
+        (
+            "GET https://ghe.example/api/v3/repos/o/r/git/blobs/f00d",
+            "GET /repos/{owner}/{repo}/git/blobs/{sha}",
+        ),
         ("PATCH /repos/o/r/check-runs/77", "PATCH /repos/{owner}/{repo}/check-runs/{id}"),
         ("GET /repos/o/r/branches/feature/x", "GET /repos/{owner}/{repo}/branches/{branch}"),
         ("GET /repos/o/r/", "GET /repos/{owner}/{repo}"),
@@ -119,8 +130,10 @@ def test_github_requests_by_template_status_and_rate_limit_per_installation() ->
         ("POST /app-manifests/secretcode/conversions", "POST /app-manifests/{code}/conversions"),
         ("GET /orgs/acme/installation", "GET /orgs/{org}/installation"),
         ("GET /repos/{owner}/{repo}/git/trees/{sha}", "GET /repos/{owner}/{repo}/git/trees/{sha}"),
-        ("POST /app/installations/{installation_id}/access_tokens?x=1",
-         "POST /app/installations/{installation_id}/access_tokens"),
+        (
+            "POST /app/installations/{installation_id}/access_tokens?x=1",
+            "POST /app/installations/{installation_id}/access_tokens",
+        ),
         ("GET /something/new/1", "GET other"),
         ("/app", "/app"),
     ],
@@ -177,11 +190,15 @@ def test_snapshot_age_per_tracked_branch_follows_the_store() -> None:
         metrics.SnapshotAge("octo/prompts", "staging", time.time() - 5),
     ]
     metrics.set_snapshot_probe(lambda: branches)
-    age = value("guildprompts_active_snapshot_age_seconds", repository="octo/prompts",
-                branch="main")
+    age = value(
+        "guildprompts_active_snapshot_age_seconds", repository="octo/prompts", branch="main"
+    )
     assert 119 <= age < 130
     branches.pop()
-    assert metrics.REGISTRY.get_sample_value(
-        "guildprompts_active_snapshot_age_seconds",
-        {"repository": "octo/prompts", "branch": "staging"},
-    ) is None
+    assert (
+        metrics.REGISTRY.get_sample_value(
+            "guildprompts_active_snapshot_age_seconds",
+            {"repository": "octo/prompts", "branch": "staging"},
+        )
+        is None
+    )

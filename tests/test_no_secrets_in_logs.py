@@ -59,8 +59,9 @@ def create_app_through_setup(client: httpx.Client, fake: FakeGitHub) -> None:
 
 
 def prompt_content(client: httpx.Client, guild: str) -> str:
-    answer = client.get(f"/bridge/v1/guilds/{guild}/prompt", params={"category": "meeting"},
-                        headers=bearer())
+    answer = client.get(
+        f"/bridge/v1/guilds/{guild}/prompt", params={"category": "meeting"}, headers=bearer()
+    )
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
     return body["content"] if body["source"] == "custom" else ""
@@ -82,23 +83,37 @@ def test_a_full_flow_logs_no_secret(captured: io.StringIO, sqlite_url: str) -> N
 
     with served(make_runtime(settings, fake)) as client:
         for guild, repository, token in (("111", INSTALLED_REPO, None), ("222", PAT_REPO, pat)):
-            bound = client.put(f"/bridge/v1/guilds/{guild}/config", headers=bearer(), json={
-                "repository": repository, "branch": None, "token": token, "actor": "42",
-            })
+            bound = client.put(
+                f"/bridge/v1/guilds/{guild}/config",
+                headers=bearer(),
+                json={
+                    "repository": repository,
+                    "branch": None,
+                    "token": token,
+                    "actor": "42",
+                },
+            )
             assert bound.status_code in (200, 202), bound.text
         wait_for(lambda: prompt_content(client, "111").startswith("One"), what="guild 111")
         wait_for(lambda: prompt_content(client, "222").startswith("Mine"), what="guild 222")
-        wrong = client.get("/bridge/v1/guilds/111/prompt",
-                           headers={"Authorization": "Bearer not-the-bridge-token"})
+        wrong = client.get(
+            "/bridge/v1/guilds/111/prompt", headers={"Authorization": "Bearer not-the-bridge-token"}
+        )
         assert wrong.status_code == 401
 
         fake.push(INSTALLED_REPO, "main", {"prompts/default.md": "Two {messages}"})
         hook = fake.webhook("push", fake.push_payload(INSTALLED_REPO, "main"))
         forged = fake.webhook("push", hook.payload, secret="forged-secret-value")
-        assert client.post("/api/github/webhooks", content=forged.body,
-                           headers=forged.headers).status_code == 401
-        assert client.post("/api/github/webhooks", content=hook.body,
-                           headers=hook.headers).status_code == 202
+        assert (
+            client.post(
+                "/api/github/webhooks", content=forged.body, headers=forged.headers
+            ).status_code
+            == 401
+        )
+        assert (
+            client.post("/api/github/webhooks", content=hook.body, headers=hook.headers).status_code
+            == 202
+        )
         wait_for(lambda: prompt_content(client, "111").startswith("Two"), what="the push")
         assert client.get("/readyz").json()["checks"]["app"]["status"] == "valid"
 

@@ -16,8 +16,18 @@ from tests.fakegithub import serve_on_loopback
 
 # The keys of the bridge's GET .../prompt answer (issue 5, section 2), which the preview mirrors.
 BRIDGE_PROMPT_KEYS = {
-    "content", "source", "file_path", "tried_paths", "route", "repository", "branch",
-    "commit_sha", "schema_version", "parameters", "github_file_url", "is_stale",
+    "content",
+    "source",
+    "file_path",
+    "tried_paths",
+    "route",
+    "repository",
+    "branch",
+    "commit_sha",
+    "schema_version",
+    "parameters",
+    "github_file_url",
+    "is_stale",
     "status_message",
 }
 
@@ -79,11 +89,17 @@ def test_the_bridge_endpoint_has_the_bridges_shape_and_renders_routing_variables
 def test_etag_and_if_none_match(client: httpx.Client) -> None:
     first = client.get("/bridge/v1/guilds/1/prompt", params={"category": "meeting"})
     etag = first.headers["etag"]
-    again = client.get("/bridge/v1/guilds/1/prompt", params={"category": "meeting"},
-                       headers={"If-None-Match": etag})
+    again = client.get(
+        "/bridge/v1/guilds/1/prompt",
+        params={"category": "meeting"},
+        headers={"If-None-Match": etag},
+    )
     assert again.status_code == 304
-    other = client.get("/bridge/v1/guilds/1/prompt", params={"category": "discussion"},
-                       headers={"If-None-Match": etag})
+    other = client.get(
+        "/bridge/v1/guilds/1/prompt",
+        params={"category": "discussion"},
+        headers={"If-None-Match": etag},
+    )
     assert other.status_code == 200
 
 
@@ -153,9 +169,15 @@ def test_a_directory_never_valid_serves_the_builtin_defaults(tmp_path: Path) -> 
 
 
 def test_the_form_resolves_and_renders_a_context(client: httpx.Client) -> None:
-    page = client.get("/", params={"category": "discussion", "channel": "announcements",
-                                   "vars": "guild_name=Test Guild\nnot a pair"}).text
-    result = page[page.index('<div id="result">'):]
+    page = client.get(
+        "/",
+        params={
+            "category": "discussion",
+            "channel": "announcements",
+            "vars": "guild_name=Test Guild\nnot a pair",
+        },
+    ).text
+    result = page[page.index('<div id="result">') :]
     assert "prompts/discussion/channels/announcements.md" in result
     assert "channel_specific" in result
     assert "{messages}" in result and "{guild_name}" in result  # left for the bot
@@ -163,9 +185,7 @@ def test_the_form_resolves_and_renders_a_context(client: httpx.Client) -> None:
 
 
 def test_content_is_escaped_in_the_page(client: httpx.Client, checkout: Path) -> None:
-    (checkout / "prompts/discussion/brief.md").write_text(
-        "<script>alert(1)</script> {messages}\n"
-    )
+    (checkout / "prompts/discussion/brief.md").write_text("<script>alert(1)</script> {messages}\n")
     page = client.get("/", params={"category": "discussion", "type": "brief"}).text
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page

@@ -31,7 +31,9 @@ def test_examples_use_v2_front_matter_includes_conditions_and_yaml_prompts() -> 
 
 
 def test_reference_documents_every_diagnostic_code() -> None:
-    rows = re.findall(r"^\| `([a-z0-9-]+)` \| (error|warning|notice)", REFERENCE.read_text(),
-                      re.MULTILINE)
+    rows = re.findall(
+        r"^\| `([a-z0-9-]+)` \| (error|warning|notice)", REFERENCE.read_text(), re.MULTILINE
+    )
     assert {code: severity for code, severity in rows} == {
-        code: severity for code, (severity, _hint) in CODES.items()}
+        code: severity for code, (severity, _hint) in CODES.items()
+    }

@@ -9,33 +9,36 @@ import pytest
 from promptrepo import files_from_directory, is_repository_file
 
 
-@pytest.mark.parametrize(("path", "expected"), [
-    ("PATH", True),
-    ("schema-version", True),
-    ("prompts/default.md", True),
-    ("prompts/meeting/notes.YAML", True),
-    ("prompts/x.yml", True),
-    ("prompts/x.txt", False),
-    ("prompts/x", False),
-    ("README.md", False),
-    ("readme.md", False),
-    ("prompts/README.md", False),
-    ("LICENSE", False),
-    ("LICENSE.md", False),
-    ("CHANGELOG.md", False),
-    ("CONTRIBUTING.md", False),
-    ("prompts/changelog.md", True),  # a channel may be called "changelog"
-    (".github/workflows/ci.yml", False),
-    ("prompts/.drafts/x.md", False),
-    (".hidden.md", False),
-    ("docs/../PATH", False),
-    ("/etc/x.md", False),
-    ("a//b.md", False),
-    ("a\\b.md", False),
-    ("a\nb.md", False),
-    ("sub/PATH", False),
-    ("", False),
-])
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("PATH", True),
+        ("schema-version", True),
+        ("prompts/default.md", True),
+        ("prompts/meeting/notes.YAML", True),
+        ("prompts/x.yml", True),
+        ("prompts/x.txt", False),
+        ("prompts/x", False),
+        ("README.md", False),
+        ("readme.md", False),
+        ("prompts/README.md", False),
+        ("LICENSE", False),
+        ("LICENSE.md", False),
+        ("CHANGELOG.md", False),
+        ("CONTRIBUTING.md", False),
+        ("prompts/changelog.md", True),  # a channel may be called "changelog"
+        (".github/workflows/ci.yml", False),
+        ("prompts/.drafts/x.md", False),
+        (".hidden.md", False),
+        ("docs/../PATH", False),
+        ("/etc/x.md", False),
+        ("a//b.md", False),
+        ("a\\b.md", False),
+        ("a\nb.md", False),
+        ("sub/PATH", False),
+        ("", False),
+    ],
+)
 def test_is_repository_file(path: str, expected: bool) -> None:
     assert is_repository_file(path) is expected
 

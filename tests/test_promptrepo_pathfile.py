@@ -23,10 +23,10 @@ PROMPTS = {
 }
 
 
-def quirky(text: str, *, crlf: bool = False, bom: bool = False, indent: int = 0,
-           padding: int = 0) -> bytes:
-    lines = [(" " * indent + line if line else line) + " " * padding
-             for line in text.split("\n")]
+def quirky(
+    text: str, *, crlf: bool = False, bom: bool = False, indent: int = 0, padding: int = 0
+) -> bytes:
+    lines = [(" " * indent + line if line else line) + " " * padding for line in text.split("\n")]
     data = ("\r\n" if crlf else "\n").join(lines).encode()
     return b"\xef\xbb\xbf" + data if bom else data
 
@@ -47,12 +47,17 @@ def test_real_world_yaml_path_parses_with_every_quirk(quirks: dict) -> None:
     assert [d for d in validate(files) if d.severity == "error"] == []
     repo = load_repository(files)
     assert [route.name for route in repo.routes] == [
-        "channel_specific", "category_default", "global_default"]
+        "channel_specific",
+        "category_default",
+        "global_default",
+    ]
     assert repo.allowed_guilds == ("123456789012345678", "876543210987654321")
     assert repo.variables == {"perspective": "general"}
     assert repo.schema_version == "v1"
-    assert resolve(repo, {"category": "meeting", "channel": "standup"}).file_path == \
-        "prompts/meeting/standup.md"
+    assert (
+        resolve(repo, {"category": "meeting", "channel": "standup"}).file_path
+        == "prompts/meeting/standup.md"
+    )
 
 
 @pytest.mark.parametrize("quirks", QUIRKS)
@@ -71,8 +76,9 @@ def test_quirky_files_written_to_disk_validate_like_clean_ones(tmp_path) -> None
     from promptrepo import files_from_directory
 
     (tmp_path / "prompts" / "meeting").mkdir(parents=True)
-    (tmp_path / "PATH").write_bytes(quirky(REAL_WORLD_PATH, crlf=True, bom=True, indent=2,
-                                           padding=1))
+    (tmp_path / "PATH").write_bytes(
+        quirky(REAL_WORLD_PATH, crlf=True, bom=True, indent=2, padding=1)
+    )
     for path, data in PROMPTS.items():
         (tmp_path / path).write_bytes(data.replace(b"\n", b"\r\n"))
     assert validate(files_from_directory(tmp_path)) == []
@@ -99,16 +105,21 @@ def test_tab_indentation_is_a_syntax_error_with_a_hint_about_tabs() -> None:
 
 
 def test_fallback_chain_defaults_to_file_order() -> None:
-    files = {"PATH": b"routes:\n  b: prompts/b.md\n  a: prompts/a.md\n",
-             "prompts/a.md": b"A", "prompts/b.md": b"B"}
+    files = {
+        "PATH": b"routes:\n  b: prompts/b.md\n  a: prompts/a.md\n",
+        "prompts/a.md": b"A",
+        "prompts/b.md": b"B",
+    }
     repo = load_repository(files)
     assert [route.name for route in repo.routes] == ["b", "a"]
     assert resolve(repo, {}).file_path == "prompts/b.md"
 
 
 def test_line_based_invalid_lines_are_skipped_and_reported_with_their_line() -> None:
-    files = {"PATH": b"# comment\n../outside.md\nprompts/{category/x.md\nprompts/default.md\n",
-             "prompts/default.md": b"Global"}
+    files = {
+        "PATH": b"# comment\n../outside.md\nprompts/{category/x.md\nprompts/default.md\n",
+        "prompts/default.md": b"Global",
+    }
     problems = [(d.code, d.line) for d in validate(files) if d.severity == "error"]
     assert problems == [("route-unsafe-path", 2), ("route-pattern", 3)]
     result = resolve(load_repository(files), {"category": "x"})
@@ -117,21 +128,28 @@ def test_line_based_invalid_lines_are_skipped_and_reported_with_their_line() -> 
 
 
 def test_dot_segments_and_double_slashes_in_patterns_are_tolerated() -> None:
-    files = {"PATH": b'routes: {a: "./prompts//{category}/default.md"}\n',
-             "prompts/meeting/default.md": b"M"}
+    files = {
+        "PATH": b'routes: {a: "./prompts//{category}/default.md"}\n',
+        "prompts/meeting/default.md": b"M",
+    }
     assert validate(files) == []
-    assert resolve(load_repository(files), {"category": "meeting"}).file_path == \
-        "prompts/meeting/default.md"
+    assert (
+        resolve(load_repository(files), {"category": "meeting"}).file_path
+        == "prompts/meeting/default.md"
+    )
 
 
-@pytest.mark.parametrize(("schema_file", "path_version", "expected"), [
-    (None, None, "v1"),
-    (None, "v2", "v2"),
-    (b"v2\n", None, "v2"),
-    (b"\xef\xbb\xbf  V2 \r\n", "v2", "v2"),
-    (b"v1", "V1", "v1"),
-    (b"2", None, "v2"),
-])
+@pytest.mark.parametrize(
+    ("schema_file", "path_version", "expected"),
+    [
+        (None, None, "v1"),
+        (None, "v2", "v2"),
+        (b"v2\n", None, "v2"),
+        (b"\xef\xbb\xbf  V2 \r\n", "v2", "v2"),
+        (b"v1", "V1", "v1"),
+        (b"2", None, "v2"),
+    ],
+)
 def test_schema_version_sources(schema_file, path_version, expected) -> None:
     path = b'routes: {a: "x.md"}\n'
     if path_version:
@@ -149,13 +167,19 @@ def test_line_based_path_is_v1_unless_schema_version_says_v2() -> None:
     assert load_repository({**files, "schema-version": b"v2"}).schema_version == "v2"
 
 
-@pytest.mark.parametrize(("files", "code", "path"), [
-    ({"schema-version": b"v99"}, "schema-version-unsupported", "schema-version"),
-    ({"schema-version": b"  \n"}, "schema-version-unsupported", "schema-version"),
-    ({"schema-version": b"v2", "PATH": b'version: v1\nroutes: {a: "x.md"}\n'},
-     "schema-version-conflict", "schema-version"),
-    ({"PATH": b'version: v99\nroutes: {a: "x.md"}\n'}, "schema-version-unsupported", "PATH"),
-])
+@pytest.mark.parametrize(
+    ("files", "code", "path"),
+    [
+        ({"schema-version": b"v99"}, "schema-version-unsupported", "schema-version"),
+        ({"schema-version": b"  \n"}, "schema-version-unsupported", "schema-version"),
+        (
+            {"schema-version": b"v2", "PATH": b'version: v1\nroutes: {a: "x.md"}\n'},
+            "schema-version-conflict",
+            "schema-version",
+        ),
+        ({"PATH": b'version: v99\nroutes: {a: "x.md"}\n'}, "schema-version-unsupported", "PATH"),
+    ],
+)
 def test_unusable_schema_versions_are_errors_and_block_loading(files, code, path) -> None:
     files = {"PATH": b'routes: {a: "x.md"}\n', "x.md": b"x", **files}
     problems = [d for d in validate(files) if d.severity == "error"]

@@ -9,23 +9,53 @@ from hypothesis import strategies as st
 
 from promptrepo import Context, load_repository, resolve
 
-PATH = (b"routes:\n"
-        b'  deep: "prompts/{category}/{channel}/{type}.md"\n'
-        b'  mixed: "prompts/{category}-{perspective}.md"\n'
-        b'  extra: "{team}/{category}.md"\n'
-        b'  global: "prompts/default.md"\n')
+PATH = (
+    b"routes:\n"
+    b'  deep: "prompts/{category}/{channel}/{type}.md"\n'
+    b'  mixed: "prompts/{category}-{perspective}.md"\n'
+    b'  extra: "{team}/{category}.md"\n'
+    b'  global: "prompts/default.md"\n'
+)
 FILES = {"PATH": PATH, "prompts/default.md": b"Global"}
 V2_FILES = {**FILES, "schema-version": b"v2"}
 
 HOSTILE = st.one_of(
     st.text(max_size=300),
-    st.sampled_from(["..", "../..", "/etc/passwd", "..\\..\\x", "C:\\x", "~", ".", "%2e%2e",
-                     "a/../../b", "\x00", "İ" * 120, "\u202e..", "\uff2e\uff35\uff2c", "default"]),
+    st.sampled_from(
+        [
+            "..",
+            "../..",
+            "/etc/passwd",
+            "..\\..\\x",
+            "C:\\x",
+            "~",
+            ".",
+            "%2e%2e",
+            "a/../../b",
+            "\x00",
+            "İ" * 120,
+            "\u202e..",
+            "\uff2e\uff35\uff2c",
+            "default",
+        ]
+    ),
     st.integers(),
 )
-CONTEXTS = st.fixed_dictionaries({}, optional={
-    name: HOSTILE for name in ("category", "channel", "type", "perspective", "team",
-                               "summary_type", "guild_id")})
+CONTEXTS = st.fixed_dictionaries(
+    {},
+    optional={
+        name: HOSTILE
+        for name in (
+            "category",
+            "channel",
+            "type",
+            "perspective",
+            "team",
+            "summary_type",
+            "guild_id",
+        )
+    },
+)
 
 
 def _assert_inside(path: str) -> None:

@@ -9,22 +9,30 @@ from hypothesis import strategies as st
 from promptrepo import render
 
 
-@pytest.mark.parametrize(("template", "variables", "text", "substituted", "unresolved"), [
-    ("Hi {name}", {"name": "Ada"}, "Hi Ada", ("name",), ()),
-    ("Hi {{name}}", {"name": "Ada"}, "Hi Ada", ("name",), ()),
-    ("{messages}", {}, "{messages}", (), ("messages",)),
-    ("{{messages}}", {}, "{{messages}}", (), ("messages",)),
-    ('Answer as {"summary": "...", "items": [ ... ]}', {"summary": "x"},
-     'Answer as {"summary": "...", "items": [ ... ]}', (), ()),
-    ("{ name } { } {", {"name": "x"}, "{ name } { } {", (), ()),
-    ("}{name}{", {"name": "x"}, "}x{", ("name",), ()),
-    ("{{{name}}}", {"name": "x"}, "{x}", ("name",), ()),
-    ("{type} {summary_type}", {"type": "brief"}, "brief brief", ("type", "summary_type"), ()),
-    ("{a}{b}{a}", {"a": "{b}", "b": "B"}, "{b}B{b}", ("a", "b"), ()),
-    ("{n} and {n}", {"n": 3}, "3 and 3", ("n",), ()),
-    ("{x}", {"x": None}, "{x}", (), ("x",)),
-    ("", {"x": "y"}, "", (), ()),
-])
+@pytest.mark.parametrize(
+    ("template", "variables", "text", "substituted", "unresolved"),
+    [
+        ("Hi {name}", {"name": "Ada"}, "Hi Ada", ("name",), ()),
+        ("Hi {{name}}", {"name": "Ada"}, "Hi Ada", ("name",), ()),
+        ("{messages}", {}, "{messages}", (), ("messages",)),
+        ("{{messages}}", {}, "{{messages}}", (), ("messages",)),
+        (
+            'Answer as {"summary": "...", "items": [ ... ]}',
+            {"summary": "x"},
+            'Answer as {"summary": "...", "items": [ ... ]}',
+            (),
+            (),
+        ),
+        ("{ name } { } {", {"name": "x"}, "{ name } { } {", (), ()),
+        ("}{name}{", {"name": "x"}, "}x{", ("name",), ()),
+        ("{{{name}}}", {"name": "x"}, "{x}", ("name",), ()),
+        ("{type} {summary_type}", {"type": "brief"}, "brief brief", ("type", "summary_type"), ()),
+        ("{a}{b}{a}", {"a": "{b}", "b": "B"}, "{b}B{b}", ("a", "b"), ()),
+        ("{n} and {n}", {"n": 3}, "3 and 3", ("n",), ()),
+        ("{x}", {"x": None}, "{x}", (), ("x",)),
+        ("", {"x": "y"}, "", (), ()),
+    ],
+)
 def test_render_rules(template, variables, text, substituted, unresolved) -> None:
     result = render(template, variables)
     assert (result.text, result.substituted, result.unresolved) == (text, substituted, unresolved)
@@ -57,14 +65,25 @@ def test_render_never_raises_and_only_touches_placeholders(template, variables) 
 
 
 @settings(max_examples=300, deadline=None)
-@given(pieces=st.lists(st.one_of(
-           st.tuples(st.just("text"), st.text(alphabet=st.characters(blacklist_characters="{}"))),
-           st.tuples(st.just("single"), NAMES),
-           st.tuples(st.just("double"), NAMES)), max_size=12),
-       values=st.dictionaries(NAMES, st.one_of(
-           st.text(),
-           NAMES.map(lambda name: "{" + name + "}"),
-           NAMES.map(lambda name: "{{" + name + "}}")), max_size=6))
+@given(
+    pieces=st.lists(
+        st.one_of(
+            st.tuples(st.just("text"), st.text(alphabet=st.characters(blacklist_characters="{}"))),
+            st.tuples(st.just("single"), NAMES),
+            st.tuples(st.just("double"), NAMES),
+        ),
+        max_size=12,
+    ),
+    values=st.dictionaries(
+        NAMES,
+        st.one_of(
+            st.text(),
+            NAMES.map(lambda name: "{" + name + "}"),
+            NAMES.map(lambda name: "{{" + name + "}}"),
+        ),
+        max_size=6,
+    ),
+)
 def test_render_substitutes_once_and_never_rescans_values(pieces, values) -> None:
     template = ""
     expected = ""

@@ -22,10 +22,12 @@ from promptrepo import (
     resolve,
 )
 
-LEGACY_PATH = (b"routes:\n"
-               b'  deep: "p/{category}/{type}/{channel}.md"\n'
-               b'  category: "p/{category}/default.md"\n'
-               b'  global: "p/default.md"\n')
+LEGACY_PATH = (
+    b"routes:\n"
+    b'  deep: "p/{category}/{type}/{channel}.md"\n'
+    b'  category: "p/{category}/default.md"\n'
+    b'  global: "p/default.md"\n'
+)
 
 
 def legacy_reference(patterns: list[str], context: dict[str, str]) -> list[str]:
@@ -46,8 +48,9 @@ def legacy_reference(patterns: list[str], context: dict[str, str]) -> list[str]:
             out.append(fill(values))
         for i in range(len(names)):
             keep = len(names) - 1 - i
-            out.append(fill([v or "default" for v in values[:keep]]
-                            + ["default"] * (len(names) - keep)))
+            out.append(
+                fill([v or "default" for v in values[:keep]] + ["default"] * (len(names) - keep))
+            )
     return list(dict.fromkeys(out))
 
 
@@ -78,16 +81,26 @@ CONTEXT_VALUES = st.sampled_from(["", "meeting", "brief", "standup", "default", 
 
 
 @settings(max_examples=150, deadline=None)
-@given(category=CONTEXT_VALUES, type_=CONTEXT_VALUES, channel=CONTEXT_VALUES,
-       existing=st.sets(st.sampled_from(legacy_reference(
-           ["p/{category}/{type}/{channel}.md", "p/{category}/default.md", "p/default.md"],
-           {"category": "meeting", "type": "brief", "channel": "standup"}))))
+@given(
+    category=CONTEXT_VALUES,
+    type_=CONTEXT_VALUES,
+    channel=CONTEXT_VALUES,
+    existing=st.sets(
+        st.sampled_from(
+            legacy_reference(
+                ["p/{category}/{type}/{channel}.md", "p/{category}/default.md", "p/default.md"],
+                {"category": "meeting", "type": "brief", "channel": "standup"},
+            )
+        )
+    ),
+)
 def test_v1_matches_the_legacy_reference(category, type_, channel, existing) -> None:
     files = {"PATH": LEGACY_PATH, **{path: b"x" for path in existing}}
     context = {"category": category, "type": type_, "channel": channel}
     expected = legacy_reference(
         ["p/{category}/{type}/{channel}.md", "p/{category}/default.md", "p/default.md"],
-        {k: v for k, v in context.items() if v})
+        {k: v for k, v in context.items() if v},
+    )
     winner = next((path for path in expected if path in existing), None)
     result = resolve(load_repository(files), context)
     assert result.file_path == winner
@@ -95,14 +108,16 @@ def test_v1_matches_the_legacy_reference(category, type_, channel, existing) -> 
     assert list(result.tried_paths) == tried
 
 
-V2_PATH = (b"version: v2\n"
-           b"routes:\n"
-           b'  channel: "p/{category}/{channel}.md"\n'
-           b"  perspective:\n"
-           b'    path: "p/perspectives/{perspective}.md"\n'
-           b"    when: {perspective: [Developer, executive]}\n"
-           b'  category: "p/{category}/default.md"\n'
-           b'  global: "p/default.md"\n')
+V2_PATH = (
+    b"version: v2\n"
+    b"routes:\n"
+    b'  channel: "p/{category}/{channel}.md"\n'
+    b"  perspective:\n"
+    b'    path: "p/perspectives/{perspective}.md"\n'
+    b"    when: {perspective: [Developer, executive]}\n"
+    b'  category: "p/{category}/default.md"\n'
+    b'  global: "p/default.md"\n'
+)
 V2_FILES = {
     "PATH": V2_PATH,
     "p/perspectives/developer.md": b"Dev",
@@ -123,16 +138,18 @@ def test_v2_skips_routes_with_missing_variables_instead_of_defaulting() -> None:
 def test_v2_when_condition_gates_a_route() -> None:
     repo = load_repository(V2_FILES)
     developer = resolve(repo, {"category": "meeting", "perspective": "DEVELOPER"})
-    assert (developer.file_path, developer.route) == ("p/perspectives/developer.md",
-                                                      "perspective")
+    assert (developer.file_path, developer.route) == ("p/perspectives/developer.md", "perspective")
     general = resolve(repo, {"category": "meeting", "perspective": "general"})
     assert general.file_path == "p/meeting/default.md"
     assert "p/perspectives/general.md" not in general.tried_paths
 
 
 def test_path_variables_supply_defaults_but_the_context_wins() -> None:
-    files = {"PATH": b'variables: {perspective: Developer}\nroutes: {a: "p/{perspective}.md"}\n',
-             "p/developer.md": b"D", "p/executive.md": b"E"}
+    files = {
+        "PATH": b'variables: {perspective: Developer}\nroutes: {a: "p/{perspective}.md"}\n',
+        "p/developer.md": b"D",
+        "p/executive.md": b"E",
+    }
     repo = load_repository(files)
     assert resolve(repo, {}).file_path == "p/developer.md"
     assert resolve(repo, {"perspective": "executive"}).file_path == "p/executive.md"
@@ -154,9 +171,11 @@ def test_context_values_are_normalised_before_reaching_a_path() -> None:
 def test_v2_front_matter_parameters_metadata_and_includes_reach_the_result() -> None:
     files = {
         "PATH": b'version: v2\nroutes: {a: "p/{category}.md"}\n',
-        "p/meeting.md": (b"---\ndescription: Notes\nmetadata: {owner: team, since: 2024-05-01}\n"
-                         b"parameters: {temperature: 0.2, max_tokens: 500, stop: [END]}\n"
-                         b"includes: [parts/style.md, parts/tail.yaml]\n---\n\nBody {messages}\n"),
+        "p/meeting.md": (
+            b"---\ndescription: Notes\nmetadata: {owner: team, since: 2024-05-01}\n"
+            b"parameters: {temperature: 0.2, max_tokens: 500, stop: [END]}\n"
+            b"includes: [parts/style.md, parts/tail.yaml]\n---\n\nBody {messages}\n"
+        ),
         "parts/style.md": b"---\nincludes: [parts/deeper.md]\n---\nStyle\n",
         "parts/deeper.md": b"Deeper\n",
         "parts/tail.yaml": b"description: ignored\nprompt: |\n  Tail\n",
@@ -164,8 +183,11 @@ def test_v2_front_matter_parameters_metadata_and_includes_reach_the_result() -> 
     result = resolve(load_repository(files), {"category": "meeting"})
     assert result.content == "Body {messages}\n\nStyle\n\nDeeper\n\nTail\n"
     assert result.description == "Notes"
-    assert result.to_dict()["parameters"] == {"temperature": 0.2, "max_tokens": 500,
-                                              "stop": ["END"]}
+    assert result.to_dict()["parameters"] == {
+        "temperature": 0.2,
+        "max_tokens": 500,
+        "stop": ["END"],
+    }
     assert result.to_dict()["metadata"] == {"owner": "team", "since": "2024-05-01"}
 
 
@@ -201,8 +223,10 @@ def test_builtin_defaults_exist_for_each_category_and_globally(category) -> None
 
 
 def test_builtin_defaults_differ_per_category() -> None:
-    contents = {resolve(None, {"category": c}).content
-                for c in ("discussion", "meeting", "moderation", "other")}
+    contents = {
+        resolve(None, {"category": c}).content
+        for c in ("discussion", "meeting", "moderation", "other")
+    }
     assert len(contents) == 4
 
 
@@ -238,8 +262,10 @@ def test_common_contexts_cover_categories_and_summary_types() -> None:
 
 
 def _big_repository() -> dict[str, bytes]:
-    files = {"PATH": b'routes: {c: "p/{category}/{channel}.md", d: "p/default.md"}\n',
-             "p/default.md": b"x"}
+    files = {
+        "PATH": b'routes: {c: "p/{category}/{channel}.md", d: "p/default.md"}\n',
+        "p/default.md": b"x",
+    }
     for i in range(2000):
         files[f"p/cat{i % 20}/chan{i}.md"] = b"prompt {messages}"
     return files
@@ -251,8 +277,13 @@ def test_resolve_performs_no_io(monkeypatch) -> None:
     def forbidden(*args, **kwargs):
         raise AssertionError("resolve touched the file system")
 
-    for module, name in [(builtins, "open"), (os, "open"), (os, "stat"), (os, "listdir"),
-                         (os, "scandir")]:
+    for module, name in [
+        (builtins, "open"),
+        (os, "open"),
+        (os, "stat"),
+        (os, "listdir"),
+        (os, "scandir"),
+    ]:
         monkeypatch.setattr(module, name, forbidden)
     assert resolve(repo, {"category": "cat3", "channel": "chan3"}).file_path == "p/cat3/chan3.md"
     assert resolve(repo, {"category": "nope"}).file_path == "p/default.md"

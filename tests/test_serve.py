@@ -84,8 +84,11 @@ def test_a_fresh_machine_serves_defaults_and_points_to_setup(tmp_path: Path) -> 
         assert webhook.status_code == 503
         assert "App not configured: open /setup" in webhook.text
 
-        prompt = http.get("/bridge/v1/guilds/123/prompt",
-                          params={"category": "discussion", "type": "brief"}, headers=bearer())
+        prompt = http.get(
+            "/bridge/v1/guilds/123/prompt",
+            params={"category": "discussion", "type": "brief"},
+            headers=bearer(),
+        )
         assert prompt.status_code == 200
         assert prompt.json()["source"] == "default"
         assert prompt.json()["content"]
@@ -95,8 +98,10 @@ def test_a_fresh_machine_serves_defaults_and_points_to_setup(tmp_path: Path) -> 
         assert 'href="/setup"' in http.get("/").text
 
     log = service.log
-    assert (f"App not configured: open http://127.0.0.1:{port}/setup; missing: GITHUB_APP_ID, "
-            "GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH, GITHUB_WEBHOOK_SECRET") in log
+    assert (
+        f"App not configured: open http://127.0.0.1:{port}/setup; missing: GITHUB_APP_ID, "
+        "GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH, GITHUB_WEBHOOK_SECRET"
+    ) in log
     assert (home / "guildprompts.db").is_file()
     key_file = home / ".guildprompts.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -111,21 +116,32 @@ def test_one_push_end_to_end_with_credentials_for_the_fake_github(tmp_path: Path
     encryption_key = generate_key()
     with serve_on_loopback(fake) as api_url:
         env = clean_env(
-            **app_env(fake), GITHUB_API_URL=api_url, BRIDGE_TOKENS=BRIDGE_TOKEN,
-            ENCRYPTION_KEYS=encryption_key, RECONCILE_INTERVAL="3600", LOG_LEVEL="debug",
+            **app_env(fake),
+            GITHUB_API_URL=api_url,
+            BRIDGE_TOKENS=BRIDGE_TOKEN,
+            ENCRYPTION_KEYS=encryption_key,
+            RECONCILE_INTERVAL="3600",
+            LOG_LEVEL="debug",
         )
-        with serve(tmp_path / "configured", env) as service, httpx.Client(
-            base_url=service.url, timeout=30, headers=bearer()
-        ) as http:
+        with (
+            serve(tmp_path / "configured", env) as service,
+            httpx.Client(base_url=service.url, timeout=30, headers=bearer()) as http,
+        ):
 
             def serving() -> str:
                 answer = http.get("/bridge/v1/guilds/111/prompt", params={"category": "meeting"})
                 assert answer.status_code == 200, answer.text
                 return answer.json()["content"]
 
-            bound = http.put("/bridge/v1/guilds/111/config", json={
-                "repository": PROMPTS_REPO, "branch": None, "token": None, "actor": "42",
-            })
+            bound = http.put(
+                "/bridge/v1/guilds/111/config",
+                json={
+                    "repository": PROMPTS_REPO,
+                    "branch": None,
+                    "token": None,
+                    "actor": "42",
+                },
+            )
             assert bound.status_code in (200, 202), bound.text
             wait_for(lambda: serving().startswith("First."), what="the bound repository")
 
@@ -134,21 +150,32 @@ def test_one_push_end_to_end_with_credentials_for_the_fake_github(tmp_path: Path
             accepted = http.post("/api/github/webhooks", content=hook.body, headers=hook.headers)
             assert accepted.status_code == 202, accepted.text
             sent = time.monotonic()
-            wait_for(lambda: serving().startswith("Second."), timeout=PUSH_TO_LIVE_LIMIT,
-                     what="the pushed content")
+            wait_for(
+                lambda: serving().startswith("Second."),
+                timeout=PUSH_TO_LIVE_LIMIT,
+                what="the pushed content",
+            )
             push_to_live = time.monotonic() - sent
             print(f"push-to-live over a real process: {push_to_live * 1000:.0f} ms")
 
             ready = http.get("/readyz").json()
             assert ready["status"] == "ready", ready
             assert ready["checks"]["app"]["status"] == "valid"
-            runs = wait_for(lambda: [run for run in fake.check_runs_for(PROMPTS_REPO, sha)
-                                     if run.get("status") == "completed"],
-                            what="the check run on the pushed commit")
+            runs = wait_for(
+                lambda: [
+                    run
+                    for run in fake.check_runs_for(PROMPTS_REPO, sha)
+                    if run.get("status") == "completed"
+                ],
+                what="the check run on the pushed commit",
+            )
             assert runs[-1]["conclusion"] == "success"
             exposition = http.get("/metrics").text
-            assert re.search(r'guildprompts_active_snapshot_age_seconds\{branch="main",'
-                             r'repository="octo-org/prompts"\} ', exposition)
+            assert re.search(
+                r'guildprompts_active_snapshot_age_seconds\{branch="main",'
+                r'repository="octo-org/prompts"\} ',
+                exposition,
+            )
             assert re.search(r"^guildprompts_push_to_live_seconds_count [1-9]", exposition, re.M)
 
     assert "App not configured" not in service.log
@@ -159,8 +186,15 @@ def test_the_worker_processes_stored_deliveries_until_sigterm(tmp_path: Path) ->
     database_url = f"sqlite:///{tmp_path / 'guildprompts.db'}"
     database = open_database(database_url, auto_upgrade=True)
     with database.session() as session:
-        deliveries.record_delivery(session, "ping-for-the-worker", "ping", None, None, None,
-                                   {"zen": "Design for failure.", "hook_id": 1})
+        deliveries.record_delivery(
+            session,
+            "ping-for-the-worker",
+            "ping",
+            None,
+            None,
+            None,
+            {"zen": "Design for failure.", "hook_id": 1},
+        )
 
     def state() -> str | None:
         with database.session() as session:
@@ -170,8 +204,13 @@ def test_the_worker_processes_stored_deliveries_until_sigterm(tmp_path: Path) ->
     log_path = tmp_path / "worker.log"
     env = clean_env(DATABASE_URL=database_url, ENCRYPTION_KEYS=generate_key())
     with open(log_path, "wb") as log_file:
-        process = subprocess.Popen([*guildprompts_command(), "worker"], cwd=tmp_path, env=env,
-                                   stdout=log_file, stderr=log_file)
+        process = subprocess.Popen(
+            [*guildprompts_command(), "worker"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log_file,
+            stderr=log_file,
+        )
     try:
         wait_for(state, timeout=SERVE_STARTUP_TIMEOUT, what="the worker to process the delivery")
     finally:
@@ -185,8 +224,12 @@ def test_the_worker_processes_stored_deliveries_until_sigterm(tmp_path: Path) ->
 
 def test_an_invalid_variable_stops_start_up_naming_it(tmp_path: Path) -> None:
     result = subprocess.run(
-        [*guildprompts_command(), "serve"], cwd=tmp_path, capture_output=True, text=True,
-        env=clean_env(PORT="eighty"), timeout=60,
+        [*guildprompts_command(), "serve"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=clean_env(PORT="eighty"),
+        timeout=60,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
@@ -199,8 +242,11 @@ def test_a_postgresql_database_behind_says_which_command_to_run(
     tmp_path: Path, postgres_url: str
 ) -> None:
     result = subprocess.run(
-        [*guildprompts_command(), "serve", "--port", str(free_port())], cwd=tmp_path,
-        capture_output=True, text=True, timeout=60,
+        [*guildprompts_command(), "serve", "--port", str(free_port())],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env=clean_env(DATABASE_URL=postgres_url, ENCRYPTION_KEYS=generate_key()),
     )
     assert result.returncode == 1
@@ -229,7 +275,8 @@ def test_the_readme_documents_every_configuration_variable() -> None:
     for name, default, doc in documented_variables():
         shown = {"True": "true", "False": "false"}.get(default, default)
         expected.append(f"| `{name}` | {f'`{shown}`' if shown else '(empty)'} | {doc} |")
-    table = re.search(r"\| Variable \| Default \| Meaning \|\n\|---\|---\|---\|\n((?:\|.*\n)+)",
-                      readme)
+    table = re.search(
+        r"\| Variable \| Default \| Meaning \|\n\|---\|---\|---\|\n((?:\|.*\n)+)", readme
+    )
     assert table is not None, "README has no configuration table"
     assert table.group(1).splitlines() == expected

@@ -44,9 +44,7 @@ def test_manifest_flow_stores_credentials_encrypted_and_configures_the_app_after
         form = ManifestForm()
         form.feed(page.text)
         action = urlsplit(form.action)
-        assert f"{action.scheme}://{action.netloc}{action.path}" == (
-            f"{web_url}/settings/apps/new"
-        )
+        assert f"{action.scheme}://{action.netloc}{action.path}" == (f"{web_url}/settings/apps/new")
         state = parse_qs(action.query)["state"][0]
         base = str(client.base_url).rstrip("/")
         assert form.manifest["hook_attributes"]["url"] == f"{base}/api/github/webhooks"
@@ -63,21 +61,31 @@ def test_manifest_flow_stores_credentials_encrypted_and_configures_the_app_after
         assert f"{web_url}/apps/{fake.app_slug}/installations/new" in done.text
         assert "Restart guildprompts" in done.text
         assert fake.count(r"/app-manifests/[^/]+/conversions", method="POST") == 1
-        assert client.get("/setup/callback", params={"code": code, "state": state}
-                          ).status_code == 410
+        assert (
+            client.get("/setup/callback", params={"code": code, "state": state}).status_code == 410
+        )
         assert client.get("/setup").status_code == 410
         # Until the restart, webhooks still cannot be verified.
         early = fake.webhook("ping", fake.ping_payload())
-        assert client.post("/api/github/webhooks", content=early.body, headers=early.headers
-                           ).status_code == 503
+        assert (
+            client.post(
+                "/api/github/webhooks", content=early.body, headers=early.headers
+            ).status_code
+            == 503
+        )
 
     vault = Vault(settings.encryption_keys)
     with runtime.database.session() as session:
         stored = {row.name: row.ciphertext for row in session.scalars(select(AppSecret))}
         key = credentials.get_secret(session, vault, credentials.PRIVATE_KEY)
         secret = credentials.get_secret(session, vault, credentials.WEBHOOK_SECRET)
-    assert {credentials.APP_ID, credentials.APP_SLUG, credentials.PRIVATE_KEY,
-            credentials.WEBHOOK_SECRET, credentials.CLIENT_SECRET} <= set(stored)
+    assert {
+        credentials.APP_ID,
+        credentials.APP_SLUG,
+        credentials.PRIVATE_KEY,
+        credentials.WEBHOOK_SECRET,
+        credentials.CLIENT_SECRET,
+    } <= set(stored)
     assert key == fake.private_key_pem and secret == fake.webhook_secret
     everything = " ".join(stored.values())
     for plaintext in (fake.webhook_secret, *fake.private_key_pem.splitlines()[1:-1]):

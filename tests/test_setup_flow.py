@@ -121,11 +121,20 @@ async def test_page_posts_the_manifest_with_this_deployments_urls() -> None:
     assert manifest["redirect_url"] == "https://prompts.example.org/setup/callback"
     assert manifest["setup_url"] == "https://prompts.example.org/setup/installed"
     assert manifest["default_permissions"] == {
-        "contents": "read", "metadata": "read", "checks": "write", "pull_requests": "read",
+        "contents": "read",
+        "metadata": "read",
+        "checks": "write",
+        "pull_requests": "read",
     }
     events = set(manifest["default_events"])
-    assert {"push", "pull_request", "check_suite", "check_run", "repository",
-            "installation_target"} <= events
+    assert {
+        "push",
+        "pull_request",
+        "check_suite",
+        "check_run",
+        "repository",
+        "installation_target",
+    } <= events
     # Delivered to every App without subscribing; GitHub rejects them in a manifest.
     assert not events & {"installation", "installation_repositories", "github_app_authorization"}
 
@@ -157,14 +166,16 @@ async def test_callback_with_a_good_state_saves_the_credentials_and_links_the_in
     response = await callback(client, "c0de-from-github", state)
     assert response.status_code == 200, response.text
     assert github.codes == ["c0de-from-github"]
-    assert saved == [{
-        "GITHUB_APP_ID": "1234",
-        "GITHUB_APP_SLUG": "guildprompts-test",
-        "GITHUB_PRIVATE_KEY": PEM,
-        "GITHUB_WEBHOOK_SECRET": CONVERSION["webhook_secret"],
-        "GITHUB_CLIENT_ID": CONVERSION["client_id"],
-        "GITHUB_CLIENT_SECRET": CONVERSION["client_secret"],
-    }]
+    assert saved == [
+        {
+            "GITHUB_APP_ID": "1234",
+            "GITHUB_APP_SLUG": "guildprompts-test",
+            "GITHUB_PRIVATE_KEY": PEM,
+            "GITHUB_WEBHOOK_SECRET": CONVERSION["webhook_secret"],
+            "GITHUB_CLIENT_ID": CONVERSION["client_id"],
+            "GITHUB_CLIENT_SECRET": CONVERSION["client_secret"],
+        }
+    ]
     assert 'href="https://github.com/apps/guildprompts-test/installations/new"' in response.text
     assert response.headers["referrer-policy"] == "no-referrer"
     for secret in SECRETS:
@@ -257,7 +268,9 @@ async def test_env_file_is_written_0600_and_settings_read_it_back(tmp_path: Path
 async def test_an_enterprise_host_gets_its_own_form_action_and_install_link() -> None:
     client = make_client(github_url="https://ghe.example/")
     form = await open_setup(client, "?org=platform")
-    assert form.action.startswith("https://ghe.example/organizations/platform/settings/apps/new?state=")
+    assert form.action.startswith(
+        "https://ghe.example/organizations/platform/settings/apps/new?state="
+    )
     response = await callback(client, "c0de", state_of(form))
     assert 'href="https://ghe.example/apps/guildprompts-test/installations/new"' in response.text
 

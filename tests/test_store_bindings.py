@@ -25,12 +25,24 @@ def vault() -> Vault:
     return Vault([generate_key()])
 
 
-def _bind(db: Database, guild: str = GUILD, *, branch: str | None = None,
-          expected: int | None = None, **extra) -> int:
+def _bind(
+    db: Database,
+    guild: str = GUILD,
+    *,
+    branch: str | None = None,
+    expected: int | None = None,
+    **extra,
+) -> int:
     with db.session() as session:
         binding = bindings.set_binding(
-            session, guild, repository_full_name="Owner/Prompts", repository_id=REPO,
-            branch=branch, actor="admin-1", expected_version=expected, **extra,
+            session,
+            guild,
+            repository_full_name="Owner/Prompts",
+            repository_id=REPO,
+            branch=branch,
+            actor="admin-1",
+            expected_version=expected,
+            **extra,
         )
         return binding.version
 
@@ -39,7 +51,11 @@ def _installed_repository(db: Database) -> None:
     with db.session() as session:
         installations.upsert_installation(session, 1, "owner")
         installations.upsert_repository(
-            session, REPO, "Owner/Prompts", private=True, default_branch="main",
+            session,
+            REPO,
+            "Owner/Prompts",
+            private=True,
+            default_branch="main",
             installation_id=1,
         )
 
@@ -66,8 +82,15 @@ def test_a_concurrent_edit_is_detected(db: Database) -> None:
         binding = bindings.get_binding(session, GUILD)
         assert binding is not None and binding.branch == "dev" and binding.enabled
     with db.session() as session, pytest.raises(ConcurrentUpdateError):
-        bindings.set_binding(session, GUILD, repository_full_name="x/y", repository_id=None,
-                             branch=None, actor="admin-3", expected_version=None)
+        bindings.set_binding(
+            session,
+            GUILD,
+            repository_full_name="x/y",
+            repository_id=None,
+            branch=None,
+            actor="admin-3",
+            expected_version=None,
+        )
 
 
 def test_two_admins_racing_on_one_version_one_wins(db: Database) -> None:
@@ -114,8 +137,13 @@ def test_a_pending_request_never_replaces_a_working_binding(db: Database) -> Non
     _activate(db, "a" * 40)
     with db.session() as session:
         bindings.save_pending(
-            session, GUILD, repository_full_name="other/repo", repository_id=None, branch=None,
-            actor="admin-2", expected_version=version,
+            session,
+            GUILD,
+            repository_full_name="other/repo",
+            repository_id=None,
+            branch=None,
+            actor="admin-2",
+            expected_version=version,
             status_message="waiting for the App to be installed",
         )
     with db.session() as session:
@@ -125,10 +153,12 @@ def test_a_pending_request_never_replaces_a_working_binding(db: Database) -> Non
         pending = bindings.get_pending(session, GUILD)
         assert pending is not None and pending.status_message.startswith("waiting")
         # The App is installed on the other repository: the request learns its id.
-        installations.upsert_repository(session, 900, "Other/Repo", private=False,
-                                        default_branch="trunk", installation_id=1)
-        assert [p.guild_id for p in bindings.pending_for_repository(session, repository_id=900)] \
-            == [GUILD]
+        installations.upsert_repository(
+            session, 900, "Other/Repo", private=False, default_branch="trunk", installation_id=1
+        )
+        assert [
+            p.guild_id for p in bindings.pending_for_repository(session, repository_id=900)
+        ] == [GUILD]
         assert serving.is_tracked(session, 900, "trunk")
         assert serving.guilds_for_branch(session, 900, "trunk", pending=True) == [GUILD]
         assert serving.guilds_for_branch(session, 900, "trunk") == []
@@ -146,15 +176,29 @@ def test_a_pending_request_never_replaces_a_working_binding(db: Database) -> Non
 def test_a_request_made_against_an_old_version_cannot_be_promoted(db: Database) -> None:
     version = _bind(db)
     with db.session() as session:
-        bindings.save_pending(session, GUILD, repository_full_name="o/r", repository_id=None,
-                              branch=None, actor="a", expected_version=version)
+        bindings.save_pending(
+            session,
+            GUILD,
+            repository_full_name="o/r",
+            repository_id=None,
+            branch=None,
+            actor="a",
+            expected_version=version,
+        )
     with db.session() as session:
         bindings.update_binding(session, GUILD, version, actor="b", enabled=False)
     with db.session() as session, pytest.raises(ConcurrentUpdateError):
         bindings.promote_pending(session, GUILD, actor="system")
     with db.session() as session, pytest.raises(ConcurrentUpdateError):
-        bindings.save_pending(session, GUILD, repository_full_name="o/r", repository_id=None,
-                              branch=None, actor="a", expected_version=version)
+        bindings.save_pending(
+            session,
+            GUILD,
+            repository_full_name="o/r",
+            repository_id=None,
+            branch=None,
+            actor="a",
+            expected_version=version,
+        )
 
 
 def test_guild_state_follows_the_default_branch_and_reports_staleness(db: Database) -> None:
@@ -168,13 +212,20 @@ def test_guild_state_follows_the_default_branch_and_reports_staleness(db: Databa
 
     snapshot_id = _activate(db, "b" * 40)
     with db.session() as session:
-        branches.set_branch_status(session, REPO, "main", BranchStatus.REJECTED,
-                                   "serving bbbbbbb, ccccccc rejected",
-                                   diagnostics=[{"path": "PATH", "line": 3, "severity": "error"}])
+        branches.set_branch_status(
+            session,
+            REPO,
+            "main",
+            BranchStatus.REJECTED,
+            "serving bbbbbbb, ccccccc rejected",
+            diagnostics=[{"path": "PATH", "line": 3, "severity": "error"}],
+        )
     with db.session() as session:
         state = serving.guild_state(session, GUILD)
-        assert state is not None and (state.snapshot_id, state.commit_sha) == (snapshot_id,
-                                                                              "b" * 40)
+        assert state is not None and (state.snapshot_id, state.commit_sha) == (
+            snapshot_id,
+            "b" * 40,
+        )
         assert not state.is_stale  # a rejected push is not staleness: the good one serves
         assert state.diagnostics[0]["line"] == 3 and "rejected" in state.status_message
         branches.set_branch_status(session, REPO, "main", BranchStatus.ERROR, "GitHub is down")
@@ -183,11 +234,14 @@ def test_guild_state_follows_the_default_branch_and_reports_staleness(db: Databa
         assert states[GUILD].is_stale and states["222"].snapshot_id is None
         targets = serving.tracked_targets(session)
         assert [(t.branch, t.installation_id, t.active_sha) for t in targets] == [
-            ("dev", 1, None), ("main", 1, "b" * 40)]
+            ("dev", 1, None),
+            ("main", 1, "b" * 40),
+        ]
 
     with db.session() as session:  # renamed, new default branch: followers follow both
-        installations.upsert_repository(session, REPO, "owner/prompt-library", private=True,
-                                        default_branch="dev")
+        installations.upsert_repository(
+            session, REPO, "owner/prompt-library", private=True, default_branch="dev"
+        )
         state = serving.guild_state(session, GUILD)
         assert state is not None and state.effective_branch == "dev" and state.snapshot_id is None
         assert state.repository_full_name == "owner/prompt-library"
@@ -199,8 +253,7 @@ def test_disabled_and_no_access_bindings_serve_defaults(db: Database) -> None:
     version = _bind(db)
     _activate(db, "d" * 40)
     with db.session() as session:
-        bindings.update_binding(session, GUILD, version, actor="a", enabled=False,
-                                branch=UNCHANGED)
+        bindings.update_binding(session, GUILD, version, actor="a", enabled=False, branch=UNCHANGED)
         state = serving.guild_state(session, GUILD)
         assert state is not None and state.snapshot_id is None and not state.enabled
         bindings.update_binding(session, GUILD, version + 1, actor="a", enabled=True)
@@ -229,8 +282,17 @@ def test_logs_and_check_runs(db: Database) -> None:
     from github_app.store import checkruns
 
     with db.session() as session:
-        audit.record_sync(session, REPO, trigger="push", outcome="activated", commit_sha="e" * 40,
-                          branch="main", files_fetched=2, api_calls=5, duration_ms=120)
+        audit.record_sync(
+            session,
+            REPO,
+            trigger="push",
+            outcome="activated",
+            commit_sha="e" * 40,
+            branch="main",
+            files_fetched=2,
+            api_calls=5,
+            duration_ms=120,
+        )
         checkruns.record_check_run(session, REPO, "e" * 40, 555)
         checkruns.record_check_run(session, REPO, "e" * 40, 555)  # a handler ran twice
         done = checkruns.complete_check_run(session, 555, "success", T0 + timedelta(seconds=1))

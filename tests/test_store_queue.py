@@ -16,12 +16,26 @@ from github_app.store.schema import open_database
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
-def _record(db: Database, guid: str, *, event: str = "push", ref: str | None = "refs/heads/main",
-            repository_id: int | None = 7, at: datetime = T0) -> bool:
+def _record(
+    db: Database,
+    guid: str,
+    *,
+    event: str = "push",
+    ref: str | None = "refs/heads/main",
+    repository_id: int | None = 7,
+    at: datetime = T0,
+) -> bool:
     with db.session() as session:
         return deliveries.record_delivery(
-            session, guid, event, None, 1, repository_id, {"guid": guid},
-            ref=ref, received_at=at,
+            session,
+            guid,
+            event,
+            None,
+            1,
+            repository_id,
+            {"guid": guid},
+            ref=ref,
+            received_at=at,
         )
 
 

@@ -28,31 +28,46 @@ PRIVATE_KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIEsecret\n-----END RSA PRIVATE
 
 def _raw_secrets(db: Database) -> str:
     with db.session() as session:
-        rows = session.execute(text(
-            "SELECT token_ciphertext FROM guild_bindings UNION ALL "
-            "SELECT ciphertext FROM app_secrets"
-        )).scalars()
+        rows = session.execute(
+            text(
+                "SELECT token_ciphertext FROM guild_bindings UNION ALL "
+                "SELECT ciphertext FROM app_secrets"
+            )
+        ).scalars()
         return "\n".join(row for row in rows if row)
 
 
 def _store(db: Database, vault: Vault) -> None:
     with db.session() as session:
-        bindings.set_binding(session, "g1", repository_full_name="o/r", repository_id=None,
-                             branch=None, actor="a", expected_version=None,
-                             token=TOKEN, vault=vault)
+        bindings.set_binding(
+            session,
+            "g1",
+            repository_full_name="o/r",
+            repository_id=None,
+            branch=None,
+            actor="a",
+            expected_version=None,
+            token=TOKEN,
+            vault=vault,
+        )
         credentials.put_secret(session, vault, credentials.PRIVATE_KEY, PRIVATE_KEY)
 
 
-def test_a_token_is_unreadable_raw_and_readable_after_rotation(db: Database,
-                                                               database_url: str,
-                                                               tmp_path: Path) -> None:
+def test_a_token_is_unreadable_raw_and_readable_after_rotation(
+    db: Database, database_url: str, tmp_path: Path
+) -> None:
     old_key, new_key = generate_key(), generate_key()
     _store(db, Vault([old_key]))
     raw = _raw_secrets(db)
     assert TOKEN not in raw and "MIIEsecret" not in raw
 
-    rotated = guildprompts("keys", "rotate", database_url=database_url, cwd=str(tmp_path),
-                           ENCRYPTION_KEYS=f"{new_key},{old_key}")
+    rotated = guildprompts(
+        "keys",
+        "rotate",
+        database_url=database_url,
+        cwd=str(tmp_path),
+        ENCRYPTION_KEYS=f"{new_key},{old_key}",
+    )
     assert rotated.returncode == 0, rotated.stderr
     assert "re-encrypted 2 secret(s)" in rotated.stdout
 
@@ -66,8 +81,9 @@ def test_a_token_is_unreadable_raw_and_readable_after_rotation(db: Database,
     assert TOKEN not in _raw_secrets(db)
 
 
-def test_corrupt_ciphertext_is_a_clear_error_and_is_kept(db: Database, database_url: str,
-                                                          tmp_path: Path) -> None:
+def test_corrupt_ciphertext_is_a_clear_error_and_is_kept(
+    db: Database, database_url: str, tmp_path: Path
+) -> None:
     key = generate_key()
     vault = Vault([key])
     _store(db, vault)
@@ -82,8 +98,13 @@ def test_corrupt_ciphertext_is_a_clear_error_and_is_kept(db: Database, database_
     assert "token of guild g1" in message and "cannot be decrypted" in message
     assert key not in message
 
-    result = guildprompts("keys", "rotate", database_url=database_url, cwd=str(tmp_path),
-                          ENCRYPTION_KEYS=f"{generate_key()},{key}")
+    result = guildprompts(
+        "keys",
+        "rotate",
+        database_url=database_url,
+        cwd=str(tmp_path),
+        ENCRYPTION_KEYS=f"{generate_key()},{key}",
+    )
     assert result.returncode == 1
     assert "re-encrypted 1 secret(s)" in result.stdout
     assert "token of guild g1" in result.stderr and "Traceback" not in result.stderr
@@ -104,8 +125,9 @@ def test_app_secrets_store(db: Database) -> None:
         assert not credentials.delete_secret(session, credentials.WEBHOOK_SECRET)
 
 
-def test_embedded_install_generates_its_key_once(tmp_path: Path,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_embedded_install_generates_its_key_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     key_file = tmp_path / "gp.key"
     settings = Settings.from_env(
         {"DATABASE_URL": f"sqlite:///{tmp_path}/gp.db", "ENCRYPTION_KEY_FILE": str(key_file)},
@@ -124,8 +146,10 @@ def test_embedded_install_generates_its_key_once(tmp_path: Path,
 
 def test_key_configuration_errors(tmp_path: Path) -> None:
     shared = Settings.from_env(
-        {"DATABASE_URL": "postgresql+psycopg://db/gp",
-         "ENCRYPTION_KEY_FILE": str(tmp_path / "absent.key")},
+        {
+            "DATABASE_URL": "postgresql+psycopg://db/gp",
+            "ENCRYPTION_KEY_FILE": str(tmp_path / "absent.key"),
+        },
         env_file=None,
     )
     with pytest.raises(KeyConfigurationError, match="ENCRYPTION_KEYS is required"):

@@ -34,13 +34,15 @@ def db(db: Database) -> Database:
     database = db
     with database.session() as session:
         installations.upsert_installation(session, 1, "owner")
-        installations.upsert_repository(session, REPO, "owner/prompts", private=True,
-                                        default_branch="main", installation_id=1)
+        installations.upsert_repository(
+            session, REPO, "owner/prompts", private=True, default_branch="main", installation_id=1
+        )
     return database
 
 
-def _snapshot(db: Database, sha: str, files: dict[str, bytes], *, valid: bool = True,
-              at: datetime = T0) -> int:
+def _snapshot(
+    db: Database, sha: str, files: dict[str, bytes], *, valid: bool = True, at: datetime = T0
+) -> int:
     """Store a commit's files the way a sync does: missing blobs, then the snapshot."""
     ids = {path: snapshots.git_blob_sha(content) for path, content in files.items()}
     with db.session() as session:
@@ -49,7 +51,11 @@ def _snapshot(db: Database, sha: str, files: dict[str, bytes], *, valid: bool = 
             session, {ids[p]: c for p, c in files.items() if ids[p] in missing}, now=at
         )
         return snapshots.create_snapshot(
-            session, REPO, sha, ids, valid=valid,
+            session,
+            REPO,
+            sha,
+            ids,
+            valid=valid,
             diagnostics=[] if valid else [{"severity": "error", "path": "PATH", "line": 1}],
             now=at,
         ).id
@@ -69,9 +75,12 @@ def test_blobs_are_content_addressed_and_snapshots_immutable(db: Database) -> No
 
     with db.session() as session:
         assert snapshots.snapshot_files(session, first) == {
-            "PATH": b"routes: []\n", "prompts/x.md": b"hello"}
-        assert snapshots.missing_blobs(session, [snapshots.git_blob_sha(b"hello"), "f" * 40]) \
-            == {"f" * 40}
+            "PATH": b"routes: []\n",
+            "prompts/x.md": b"hello",
+        }
+        assert snapshots.missing_blobs(session, [snapshots.git_blob_sha(b"hello"), "f" * 40]) == {
+            "f" * 40
+        }
         with pytest.raises(InvalidSnapshotError, match="does not hash"):
             snapshots.store_blobs(session, {"0" * 40: b"tampered"})
         with pytest.raises(InvalidSnapshotError, match="not stored"):
@@ -129,8 +138,14 @@ def test_activation_notifies_listeners_at_commit(postgres_url: str) -> None:
     try:
         with db.session() as session:
             installations.upsert_installation(session, 1, "owner")
-            installations.upsert_repository(session, REPO, "owner/prompts", private=True,
-                                            default_branch="main", installation_id=1)
+            installations.upsert_repository(
+                session,
+                REPO,
+                "owner/prompts",
+                private=True,
+                default_branch="main",
+                installation_id=1,
+            )
         snapshot_id = _snapshot(db, "8" * 40, {"PATH": b"v8"})
         with psycopg.connect(dsn, autocommit=True) as listener:
             listener.execute(f"LISTEN {branches.ACTIVATION_CHANNEL}")
@@ -148,16 +163,29 @@ def test_lost_access_purges_content_and_falls_back_to_defaults(db: Database) -> 
     shared = b"shared by another repository"
     with db.session() as session:  # another account's installation uses the same content
         installations.upsert_installation(session, 2, "someone-else")
-        installations.upsert_repository(session, 800, "someone-else/other", private=False,
-                                        default_branch="main", installation_id=2)
+        installations.upsert_repository(
+            session,
+            800,
+            "someone-else/other",
+            private=False,
+            default_branch="main",
+            installation_id=2,
+        )
         blob = snapshots.git_blob_sha(shared)
         snapshots.store_blobs(session, {blob: shared})
         snapshots.create_snapshot(session, 800, "9" * 40, {"x.md": blob}, valid=True)
     active = _snapshot(db, "4" * 40, {"PATH": b"private", "x.md": shared})
     with db.session() as session:
         branches.activate(session, REPO, "main", active, T0)
-        bindings.set_binding(session, "g1", repository_full_name="owner/prompts",
-                             repository_id=REPO, branch=None, actor="a", expected_version=None)
+        bindings.set_binding(
+            session,
+            "g1",
+            repository_full_name="owner/prompts",
+            repository_id=REPO,
+            branch=None,
+            actor="a",
+            expected_version=None,
+        )
     with db.session() as session:
         installations.suspend_installation(session, 1, True)
     with db.session() as session:
@@ -167,7 +195,8 @@ def test_lost_access_purges_content_and_falls_back_to_defaults(db: Database) -> 
         assert snapshots.get_snapshot(session, active) is None
         assert branches.get_branch(session, REPO, "main") is None
         assert snapshots.missing_blobs(session, [snapshots.git_blob_sha(b"private"), blob]) == {
-            snapshots.git_blob_sha(b"private")}  # the other repository's blob stays
+            snapshots.git_blob_sha(b"private")
+        }  # the other repository's blob stays
         assert serving.tracked_targets(session) == []
         installations.remove_installation(session, 1)
         repository = installations.get_repository(session, REPO)
@@ -183,10 +212,12 @@ def test_an_active_snapshot_survives_pruning(db: Database) -> None:
     recent = _snapshot(db, "7" * 40, {"PATH": b"recent"}, at=T0)
     with db.session() as session:
         branches.activate(session, REPO, "main", active, long_ago)
-        deliveries.record_delivery(session, "old-done", "push", None, 1, REPO, b"{}",
-                                   received_at=long_ago)
-        deliveries.record_delivery(session, "old-pending", "push", None, 1, REPO, b"{}",
-                                   received_at=long_ago)
+        deliveries.record_delivery(
+            session, "old-done", "push", None, 1, REPO, b"{}", received_at=long_ago
+        )
+        deliveries.record_delivery(
+            session, "old-pending", "push", None, 1, REPO, b"{}", received_at=long_ago
+        )
         done = deliveries.get_delivery(session, "old-done")
         assert done is not None
         deliveries.mark_done(session, done.id, long_ago)
@@ -216,11 +247,9 @@ def test_prune_command(sqlite_url: str, tmp_path) -> None:
     kept = guildprompts("prune", database_url=sqlite_url, cwd=str(tmp_path))
     assert kept.returncode == 0, kept.stderr
     assert "older than 30 days): 0 deliveries" in kept.stdout
-    pruned = guildprompts("prune", "--older-than", "2", database_url=sqlite_url,
-                          cwd=str(tmp_path))
+    pruned = guildprompts("prune", "--older-than", "2", database_url=sqlite_url, cwd=str(tmp_path))
     assert pruned.returncode == 0 and "older than 2 days): 1 deliveries" in pruned.stdout
-    bad = guildprompts("prune", "--older-than", "soon", database_url=sqlite_url,
-                       cwd=str(tmp_path))
+    bad = guildprompts("prune", "--older-than", "soon", database_url=sqlite_url, cwd=str(tmp_path))
     assert bad.returncode == 2 and "whole number of days" in bad.stderr
 
 

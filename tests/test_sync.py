@@ -125,8 +125,10 @@ async def test_a_push_costs_at_most_k_plus_4_requests(world: World) -> None:
     assert len(files) == 300
     first = await world.sync(world.push(files))
     assert first.files_fetched == 300
-    changed = {"prompts/default.md": b"Changed {messages}\n",
-               "prompts/library/entry-007.md": b"Changed entry\n"}
+    changed = {
+        "prompts/default.md": b"Changed {messages}\n",
+        "prompts/library/entry-007.md": b"Changed entry\n",
+    }
     sha = world.push(changed)
     mark = len(world.fake.requests)
 
@@ -134,13 +136,15 @@ async def test_a_push_costs_at_most_k_plus_4_requests(world: World) -> None:
 
     sent = world.requests_since(mark)
     assert len(sent) <= len(changed) + 4
-    assert sorted(sent) == sorted([
-        "GET /repositories/{repository_id}/git/trees/{sha}",
-        "GET /repositories/{repository_id}/git/blobs/{sha}",
-        "GET /repositories/{repository_id}/git/blobs/{sha}",
-        "POST /repositories/{repository_id}/check-runs",
-        "PATCH /repositories/{repository_id}/check-runs/{check_run_id}",
-    ])
+    assert sorted(sent) == sorted(
+        [
+            "GET /repositories/{repository_id}/git/trees/{sha}",
+            "GET /repositories/{repository_id}/git/blobs/{sha}",
+            "GET /repositories/{repository_id}/git/blobs/{sha}",
+            "POST /repositories/{repository_id}/check-runs",
+            "PATCH /repositories/{repository_id}/check-runs/{check_run_id}",
+        ]
+    )
     assert outcome.activated and outcome.files_fetched == 2
     assert outcome.api_calls == len(sent)
 
@@ -155,8 +159,9 @@ async def test_a_push_costs_at_most_k_plus_4_requests(world: World) -> None:
 
 async def test_blobs_are_never_fetched_twice_across_branches(world: World) -> None:
     await world.sync(world.push(VALID))
-    feature = world.push({"prompts/meeting/brief.md": b"Feature brief {messages}\n"},
-                         branch="feature")
+    feature = world.push(
+        {"prompts/meeting/brief.md": b"Feature brief {messages}\n"}, branch="feature"
+    )
     outcome = await world.sync(feature, branch="feature", activate=False)
     assert outcome.files_fetched == 1 and outcome.valid and not outcome.activated
 
@@ -198,11 +203,13 @@ async def test_an_oversized_blob_is_refused_without_download(sqlite_url: str) ->
 
 
 async def test_symlinks_and_submodules_are_never_followed(world: World) -> None:
-    sha = world.push({
-        **VALID,
-        "prompts/meeting/detailed.md": Symlink("../../etc/passwd"),
-        "prompts/vendor": Submodule(),
-    })
+    sha = world.push(
+        {
+            **VALID,
+            "prompts/meeting/detailed.md": Symlink("../../etc/passwd"),
+            "prompts/vendor": Submodule(),
+        }
+    )
 
     outcome = await world.sync(sha)
 
@@ -216,8 +223,14 @@ async def test_symlinks_and_submodules_are_never_followed(world: World) -> None:
 
 
 async def test_a_truncated_tree_is_walked(world: World) -> None:
-    files = {**VALID, **{f"prompts/{c}/{t}.md": f"{c} {t}\n".encode()
-                         for c in ("discussion", "moderation") for t in ("brief", "detailed")}}
+    files = {
+        **VALID,
+        **{
+            f"prompts/{c}/{t}.md": f"{c} {t}\n".encode()
+            for c in ("discussion", "moderation")
+            for t in ("brief", "detailed")
+        },
+    }
     world.fake.tree_limit = 4  # GitHub truncates long recursive listings
     outcome = await world.sync(world.push(files))
     assert outcome.activated
@@ -281,7 +294,8 @@ async def test_pending_binding_on_a_private_repository_needs_allowed_guilds(worl
     waiting = world.pending(OTHER)
     assert waiting is not None
     assert waiting.status_message == (
-        f'this repository is private: add "{OTHER}" to allowed_guilds in PATH')
+        f'this repository is private: add "{OTHER}" to allowed_guilds in PATH'
+    )
     assert world.db(bindings.get_binding, OTHER) is None
 
 
@@ -305,15 +319,17 @@ async def test_a_guild_removed_from_allowed_guilds_loses_access(world: World) ->
     state = world.state(GUILD)
     assert state.state == BindingState.NO_ACCESS and state.snapshot_id is None
     assert state.status_message == (
-        f'this repository is private: add "{GUILD}" to allowed_guilds in PATH')
+        f'this repository is private: add "{GUILD}" to allowed_guilds in PATH'
+    )
 
 
 async def test_a_push_leaves_guilds_on_other_branches_alone(world: World) -> None:
     world.bind(GUILD)
     world.bind(OTHER, branch="release")
     release_path = ROUTES + f'allowed_guilds: ["{OTHER}"]\n'.encode()
-    release = await world.sync(world.push({**VALID, "PATH": release_path}, branch="release"),
-                               branch="release")
+    release = await world.sync(
+        world.push({**VALID, "PATH": release_path}, branch="release"), branch="release"
+    )
     assert world.state(OTHER).snapshot_id == release.snapshot_id
 
     main = await world.sync(world.push(VALID))  # lists GUILD only
@@ -404,8 +420,14 @@ async def test_bad_requests_are_refused_clearly() -> None:
         SyncRequest(repository_id=1, full_name="o/r", branch="main", sha=None, trigger="cron")
     with pytest.raises(ValueError, match="not a commit sha"):
         SyncRequest(repository_id=1, full_name="o/r", branch="main", sha="main", trigger="push")
-    with_token = SyncRequest(repository_id=1, full_name="o/r", branch=None, sha=None,
-                             trigger="bind", token="a-personal-access-token")
+    with_token = SyncRequest(
+        repository_id=1,
+        full_name="o/r",
+        branch=None,
+        sha=None,
+        trigger="bind",
+        token="a-personal-access-token",
+    )
     assert "a-personal-access-token" not in repr(with_token)  # requests get logged
 
 

@@ -52,13 +52,19 @@ def test_a_fresh_install_is_ready_without_an_app_and_says_what_is_missing(
     assert checks["database"]["ok"] and checks["migrations"]["ok"]
     assert checks["migrations"]["current"] == checks["migrations"]["head"]
     assert checks["app"] == {
-        "ok": True, "status": "not configured", "setup": "/setup",
-        "missing": ["GITHUB_APP_ID", "GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH",
-                    "GITHUB_WEBHOOK_SECRET"],
+        "ok": True,
+        "status": "not configured",
+        "setup": "/setup",
+        "missing": [
+            "GITHUB_APP_ID",
+            "GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH",
+            "GITHUB_WEBHOOK_SECRET",
+        ],
     }
     assert checks["queue"]["ok"] and checks["queue"]["pending"] == 0
     assert checks["background"] == {
-        "ok": True, "tasks": {"invalidation": "running", "worker": "running"}
+        "ok": True,
+        "tasks": {"invalidation": "running", "worker": "running"},
     }
     assert webhook.status_code == 503
     assert "App not configured: open /setup" in webhook.text
@@ -75,7 +81,10 @@ def test_valid_credentials_are_checked_with_github_once_per_interval(
         setup = client.get("/setup")
         landing = client.get("/")
     assert first[0] == 200 and first[1]["checks"]["app"] == {
-        "ok": True, "status": "valid", "app_id": str(fake.app_id), "slug": fake.app_slug
+        "ok": True,
+        "status": "valid",
+        "app_id": str(fake.app_id),
+        "slug": fake.app_slug,
     }
     assert second == first
     assert fake.count(r"^/app$") == 1
@@ -113,7 +122,13 @@ def test_a_stuck_queue_makes_the_process_unready(sqlite_url: str) -> None:
     runtime = make_runtime(make_settings(sqlite_url))
     an_hour_ago = utcnow() - timedelta(hours=1)
     runtime.in_session(
-        deliveries.record_delivery, "stuck-1", "ping", None, None, None, {"zen": "wait"},
+        deliveries.record_delivery,
+        "stuck-1",
+        "ping",
+        None,
+        None,
+        None,
+        {"zen": "wait"},
         received_at=an_hour_ago,
     )
     with served(runtime, run_worker=False) as client:
@@ -125,8 +140,11 @@ def test_a_stuck_queue_makes_the_process_unready(sqlite_url: str) -> None:
     assert queue["oldest_pending_age"] >= 3600
     assert "is a worker running" in queue["error"]
     assert "guildprompts_queue_depth 1.0" in exposition
-    age = float(re.search(r"^guildprompts_queue_oldest_pending_age_seconds (\S+)$",
-                          exposition, re.M).group(1))
+    age = float(
+        re.search(r"^guildprompts_queue_oldest_pending_age_seconds (\S+)$", exposition, re.M).group(
+            1
+        )
+    )
     assert age >= 3600
 
 
@@ -159,16 +177,21 @@ def test_an_unreachable_database_is_reported_without_its_password(sqlite_url: st
 
 def test_metrics_expose_every_family_and_the_store_probes(sqlite_url: str) -> None:
     with served(make_runtime(make_settings(sqlite_url))) as client:
-        client.get("/bridge/v1/guilds/1/prompt", params={"category": "meeting"},
-                   headers=bearer())
+        client.get("/bridge/v1/guilds/1/prompt", params={"category": "meeting"}, headers=bearer())
         response = client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
-    for family in ("guildprompts_webhook_deliveries", "guildprompts_delivery_processing_seconds",
-                   "guildprompts_github_requests", "guildprompts_syncs",
-                   "guildprompts_push_to_live_seconds", "guildprompts_resolver_cache_requests",
-                   "guildprompts_resolve_seconds", "guildprompts_active_snapshot_age_seconds"):
+    for family in (
+        "guildprompts_webhook_deliveries",
+        "guildprompts_delivery_processing_seconds",
+        "guildprompts_github_requests",
+        "guildprompts_syncs",
+        "guildprompts_push_to_live_seconds",
+        "guildprompts_resolver_cache_requests",
+        "guildprompts_resolve_seconds",
+        "guildprompts_active_snapshot_age_seconds",
+    ):
         assert f"# TYPE {family}" in text, family
     assert 'guildprompts_metrics_probe_up{probe="queue"} 1.0' in text
     assert 'guildprompts_metrics_probe_up{probe="snapshots"} 1.0' in text
@@ -186,7 +209,8 @@ def test_a_background_task_that_dies_makes_the_process_unready(
         status, body = readiness(client)
     assert status == 503
     assert body["checks"]["background"] == {
-        "ok": False, "tasks": {"invalidation": "running", "worker": "failed"}
+        "ok": False,
+        "tasks": {"invalidation": "running", "worker": "failed"},
     }
 
 

@@ -41,12 +41,24 @@ class Clock:
         self.now += timedelta(seconds=seconds)
 
 
-def _store(runtime: Runtime, event: str = "test", payload: dict | None = None,
-           guid: str | None = None, at: datetime = T0) -> str:
+def _store(
+    runtime: Runtime,
+    event: str = "test",
+    payload: dict | None = None,
+    guid: str | None = None,
+    at: datetime = T0,
+) -> str:
     guid = guid or f"guid-{time.monotonic_ns()}"
-    runtime.in_session(deliveries.record_delivery, guid, event, None, None, None,
-                       payload or {"repository": {"full_name": "octo-org/prompts", "id": 7}},
-                       received_at=at)
+    runtime.in_session(
+        deliveries.record_delivery,
+        guid,
+        event,
+        None,
+        None,
+        None,
+        payload or {"repository": {"full_name": "octo-org/prompts", "id": 7}},
+        received_at=at,
+    )
     return guid
 
 
@@ -71,8 +83,11 @@ def runtime(sqlite_url: str) -> Any:
 async def test_transient_failures_back_off_then_fail_with_the_error(runtime: Runtime) -> None:
     calls: list[str] = []
     clock = Clock()
-    worker = Worker(runtime, handlers=_failing(TransientError(502, "GET /x: 502 Bad Gateway"),
-                                               calls), clock=clock)
+    worker = Worker(
+        runtime,
+        handlers=_failing(TransientError(502, "GET /x: 502 Bad Gateway"), calls),
+        clock=clock,
+    )
     guid = _store(runtime)
     assert await worker.run_once()
     row = runtime.in_session(deliveries.get_delivery, guid)
@@ -125,8 +140,9 @@ def test_backoff_grows_is_capped_and_honours_retry_after() -> None:
 
 async def test_a_crashed_claim_is_run_again_after_its_lease(runtime: Runtime) -> None:
     guid = _store(runtime)
-    crashed = runtime.in_session(deliveries.claim_next, "crashed-worker", T0,
-                                 lease=timedelta(minutes=5))
+    crashed = runtime.in_session(
+        deliveries.claim_next, "crashed-worker", T0, lease=timedelta(minutes=5)
+    )
     assert crashed is not None and crashed.guid == guid  # ... and that worker died here
     seen: list[tuple[str, int]] = []
     router = Router()
@@ -234,8 +250,10 @@ def test_two_workers_on_postgresql_never_share_a_delivery(postgres_url: str) -> 
 
         asyncio.run(main())
 
-    threads = [threading.Thread(target=work, args=(rt, f"w{i}"), name=f"w{i}")
-               for i, rt in enumerate(runtimes)]
+    threads = [
+        threading.Thread(target=work, args=(rt, f"w{i}"), name=f"w{i}")
+        for i, rt in enumerate(runtimes)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -48,8 +48,14 @@ async def on_pull_request(delivery: Delivery, ctx: HandlerContext) -> None:
 async def on_check_suite(delivery: Delivery, ctx: HandlerContext) -> None:
     suite = mapping(delivery.payload.get("check_suite"))
     branch = suite.get("head_branch") if isinstance(suite.get("head_branch"), str) else None
-    await _check(ctx, delivery, commit_sha(suite.get("head_sha")), branch, "check_suite",
-                 skip_if_checked=delivery.action == "requested")
+    await _check(
+        ctx,
+        delivery,
+        commit_sha(suite.get("head_sha")),
+        branch,
+        "check_suite",
+        skip_if_checked=delivery.action == "requested",
+    )
 
 
 @router.register("check_run", "rerequested")
@@ -61,34 +67,52 @@ async def on_check_run(delivery: Delivery, ctx: HandlerContext) -> None:
 
 
 async def _check(
-    ctx: HandlerContext, delivery: Delivery, sha: str | None, branch: str | None, trigger: str,
-    *, skip_if_checked: bool = False,
+    ctx: HandlerContext,
+    delivery: Delivery,
+    sha: str | None,
+    branch: str | None,
+    trigger: str,
+    *,
+    skip_if_checked: bool = False,
 ) -> None:
     if delivery.repository_id is None or delivery.repository is None or sha is None:
-        log.info("%s.%s without a repository or head sha: nothing to check",
-                 delivery.event, delivery.action)
+        log.info(
+            "%s.%s without a repository or head sha: nothing to check",
+            delivery.event,
+            delivery.action,
+        )
         return
     installation_id = await ctx.db(
         _prepare, delivery.payload, delivery.repository_id, sha, skip_if_checked
     )
     if installation_id is None:
-        log.info("%s.%s: commit %s already has a check run, or the App cannot post one",
-                 delivery.event, delivery.action, sha[:7])
+        log.info(
+            "%s.%s: commit %s already has a check run, or the App cannot post one",
+            delivery.event,
+            delivery.action,
+            sha[:7],
+        )
         return
-    await run_sync(ctx, SyncRequest(
-        repository_id=delivery.repository_id,
-        full_name=delivery.repository,
-        branch=branch,
-        sha=sha,
-        trigger=trigger,
-        installation_id=installation_id,
-        activate=False,
-        check_run=True,
-    ))
+    await run_sync(
+        ctx,
+        SyncRequest(
+            repository_id=delivery.repository_id,
+            full_name=delivery.repository,
+            branch=branch,
+            sha=sha,
+            trigger=trigger,
+            installation_id=installation_id,
+            activate=False,
+            check_run=True,
+        ),
+    )
 
 
 def _prepare(
-    session: Session, payload: Mapping[str, Any], repository_id: int, sha: str,
+    session: Session,
+    payload: Mapping[str, Any],
+    repository_id: int,
+    sha: str,
     skip_if_checked: bool,
 ) -> int | None:
     """Refresh the repository; the installation to post with, or None to post nothing."""

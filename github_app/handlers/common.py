@@ -84,7 +84,10 @@ def _list(value: Any) -> list[Any]:
 
 
 def remember_installation(
-    session: Session, installation: Mapping[str, Any], *, suspended: bool | None = None,
+    session: Session,
+    installation: Mapping[str, Any],
+    *,
+    suspended: bool | None = None,
     account_login: str | None = None,
 ) -> int | None:
     """Store or refresh an installation from a payload; its id, or None when it has none.
@@ -147,7 +150,11 @@ def remember_repository(
     if not isinstance(private, bool):
         private = stored.private if stored is not None else True
     return installations.upsert_repository(
-        session, repository_id, full_name, private=private, default_branch=default_branch,
+        session,
+        repository_id,
+        full_name,
+        private=private,
+        default_branch=default_branch,
         installation_id=UNCHANGED if installation_id is None else installation_id,
     )
 
@@ -166,8 +173,11 @@ def followed_branches(
 
 
 def enqueue_followed(
-    session: Session, repository_ids: Iterable[int], trigger: str,
-    *, default_only: bool = False,
+    session: Session,
+    repository_ids: Iterable[int],
+    trigger: str,
+    *,
+    default_only: bool = False,
 ) -> list[str]:
     """Queue a sync of every followed branch of these repositories; returns the GUIDs."""
     guids = []
@@ -176,10 +186,15 @@ def enqueue_followed(
         if repository is None:
             continue
         for branch in sorted(followed_branches(session, repository, default_only=default_only)):
-            guids.append(enqueue_sync(
-                session, full_name=repository.full_name, repository_id=repository.id,
-                branch=branch, trigger=trigger,
-            ))
+            guids.append(
+                enqueue_sync(
+                    session,
+                    full_name=repository.full_name,
+                    repository_id=repository.id,
+                    branch=branch,
+                    trigger=trigger,
+                )
+            )
     return guids
 
 
@@ -191,11 +206,15 @@ def mark_branch_deleted(session: Session, repository_id: int, branch: str) -> bo
     if tracked.active_snapshot_id is not None:
         snapshot = get_snapshot(session, tracked.active_snapshot_id)
         kept = snapshot.commit_sha[:7] if snapshot is not None else "the last good commit"
-        message = (f"branch {branch} was deleted on GitHub; still serving {kept}, its last good "
-                   "commit. Restore the branch or bind another one.")
+        message = (
+            f"branch {branch} was deleted on GitHub; still serving {kept}, its last good "
+            "commit. Restore the branch or bind another one."
+        )
     else:
-        message = (f"branch {branch} was deleted on GitHub before any valid commit was synced "
-                   "from it; serving the built-in defaults. Bind another branch.")
+        message = (
+            f"branch {branch} was deleted on GitHub before any valid commit was synced "
+            "from it; serving the built-in defaults. Bind another branch."
+        )
     branches.set_branch_status(session, repository_id, branch, BranchStatus.DELETED, message)
     branches.bump_generation(session)
     return True
@@ -233,7 +252,11 @@ async def run_sync(ctx: HandlerContext, request: SyncRequest) -> SyncOutcome:
     outcome = await sync(ctx.runtime, request)
     log.info(
         "sync of %s@%s (%s): %s [%d GitHub requests, %d files fetched]",
-        request.full_name, (outcome.sha or request.sha or "?")[:7], request.trigger,
-        outcome.message, outcome.api_calls, outcome.files_fetched,
+        request.full_name,
+        (outcome.sha or request.sha or "?")[:7],
+        request.trigger,
+        outcome.message,
+        outcome.api_calls,
+        outcome.files_fetched,
     )
     return outcome

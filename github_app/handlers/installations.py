@@ -46,11 +46,14 @@ async def on_access_granted(delivery: Delivery, ctx: HandlerContext) -> None:
     repositories = await _list_repositories(ctx, delivery)
     if repositories is None:
         return
-    guids = await ctx.db_then_wake(
-        _store_installation, installation, repositories, replace=True
+    guids = await ctx.db_then_wake(_store_installation, installation, repositories, replace=True)
+    log.info(
+        "installation %s %s: %d repositories, %d syncs queued",
+        delivery.installation_id,
+        delivery.action,
+        len(repositories),
+        len(guids),
     )
-    log.info("installation %s %s: %d repositories, %d syncs queued", delivery.installation_id,
-             delivery.action, len(repositories), len(guids))
 
 
 @router.register("installation_repositories", "added")
@@ -64,8 +67,12 @@ async def on_repositories_added(delivery: Delivery, ctx: HandlerContext) -> None
     repositories += await _fetch_missing(ctx, delivery.installation_id, added, repositories)
     installation = mapping(delivery.payload.get("installation"))
     guids = await ctx.db_then_wake(_store_installation, installation, repositories, replace=False)
-    log.info("installation %s: %d repositories added, %d syncs queued",
-             delivery.installation_id, len(repositories), len(guids))
+    log.info(
+        "installation %s: %d repositories added, %d syncs queued",
+        delivery.installation_id,
+        len(repositories),
+        len(guids),
+    )
 
 
 @router.register("installation", "deleted")
@@ -74,12 +81,14 @@ async def on_deleted(delivery: Delivery, ctx: HandlerContext) -> None:
         return
     account = _account(delivery.payload)
     purged = await ctx.db_then_announce(
-        installations.remove_installation, delivery.installation_id,
+        installations.remove_installation,
+        delivery.installation_id,
         reason=f"the guildprompts App was uninstalled from {account}: serving the built-in "
         "defaults until it is installed again",
     )
-    log.info("installation %s deleted: %d repositories purged", delivery.installation_id,
-             len(purged))
+    log.info(
+        "installation %s deleted: %d repositories purged", delivery.installation_id, len(purged)
+    )
 
 
 @router.register("installation", "suspend")
@@ -88,12 +97,15 @@ async def on_suspend(delivery: Delivery, ctx: HandlerContext) -> None:
         return
     account = _account(delivery.payload)
     purged = await ctx.db_then_announce(
-        _suspend, mapping(delivery.payload.get("installation")), delivery.installation_id,
+        _suspend,
+        mapping(delivery.payload.get("installation")),
+        delivery.installation_id,
         f"the guildprompts App's installation on {account} is suspended: serving the built-in "
         "defaults until it is unsuspended",
     )
-    log.info("installation %s suspended: %d repositories purged", delivery.installation_id,
-             len(purged))
+    log.info(
+        "installation %s suspended: %d repositories purged", delivery.installation_id, len(purged)
+    )
 
 
 @router.register("installation_repositories", "removed")
@@ -101,24 +113,30 @@ async def on_repositories_removed(delivery: Delivery, ctx: HandlerContext) -> No
     removed = _ids(delivery.payload.get("repositories_removed"))
     account = _account(delivery.payload)
     count = await ctx.db_then_announce(
-        _detach, removed,
+        _detach,
+        removed,
         f"the repository was removed from the guildprompts App's installation on {account}: "
         "serving the built-in defaults until it is added again",
     )
-    log.info("installation %s: %d repositories removed and purged", delivery.installation_id,
-             count)
+    log.info("installation %s: %d repositories removed and purged", delivery.installation_id, count)
 
 
 @router.register("github_app_authorization", "revoked")
 async def on_authorization_revoked(delivery: Delivery, ctx: HandlerContext) -> None:
     sender = mapping(delivery.payload.get("sender")).get("login")
-    log.info("GitHub user %s revoked their authorization of the App; guildprompts holds no "
-             "user-to-server token, nothing to forget", sender)
+    log.info(
+        "GitHub user %s revoked their authorization of the App; guildprompts holds no "
+        "user-to-server token, nothing to forget",
+        sender,
+    )
 
 
 def _store_installation(
-    session: Session, installation: Mapping[str, Any], repositories: list[dict[str, Any]],
-    *, replace: bool,
+    session: Session,
+    installation: Mapping[str, Any],
+    repositories: list[dict[str, Any]],
+    *,
+    replace: bool,
 ) -> list[str]:
     """Store the installation and its repositories; queue syncs; returns the queued GUIDs.
 
@@ -128,14 +146,16 @@ def _store_installation(
     installation_id = remember_installation(session, installation, suspended=False)
     if installation_id is None:
         return []
-    stored = [remember_repository(session, repository, installation_id)
-              for repository in repositories]
+    stored = [
+        remember_repository(session, repository, installation_id) for repository in repositories
+    ]
     ids = {repository.id for repository in stored if repository is not None}
     if replace:
         for repository in installations.installation_repositories(session, installation_id):
             if repository.id not in ids:
                 installations.detach_repository(
-                    session, repository.id,
+                    session,
+                    repository.id,
                     reason="the repository is no longer in the guildprompts App's installation",
                 )
     return enqueue_followed(session, ids, "access-restored")
@@ -167,9 +187,12 @@ async def _list_repositories(
     try:
         return await ctx.runtime.github.list_installation_repositories(delivery.installation_id)
     except InstallationUnavailable:
-        log.info("installation %s %s, but GitHub grants it no token any more (deleted or "
-                 "suspended since): the event saying so follows", delivery.installation_id,
-                 delivery.action)
+        log.info(
+            "installation %s %s, but GitHub grants it no token any more (deleted or "
+            "suspended since): the event saying so follows",
+            delivery.installation_id,
+            delivery.action,
+        )
         return None
 
 
@@ -181,12 +204,17 @@ async def _fetch_missing(
     fetched = []
     for repository_id in sorted(missing):
         try:
-            fetched.append(await ctx.runtime.github.get_repository(
-                repository_id, installation_id=installation_id
-            ))
+            fetched.append(
+                await ctx.runtime.github.get_repository(
+                    repository_id, installation_id=installation_id
+                )
+            )
         except NotFound:
-            log.info("repository %s is not readable by installation %s any more",
-                     repository_id, installation_id)
+            log.info(
+                "repository %s is not readable by installation %s any more",
+                repository_id,
+                installation_id,
+            )
     return fetched
 
 

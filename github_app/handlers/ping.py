@@ -18,7 +18,11 @@ async def on_ping(delivery: Delivery, ctx: HandlerContext) -> None:
     app_id = hook.get("app_id")
     expected = ctx.runtime.credentials.app_id
     if app_id is not None and expected and str(app_id) != str(expected):
-        log.warning("ping from the webhook of App %s, but this service is App %s: check the "
-                    "App's webhook URL", app_id, expected)
+        log.warning(
+            "ping from the webhook of App %s, but this service is App %s: check the "
+            "App's webhook URL",
+            app_id,
+            expected,
+        )
         return
     log.info("ping from GitHub: the App's webhook reaches this service")

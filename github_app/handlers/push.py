@@ -78,19 +78,22 @@ async def on_push(delivery: Delivery, ctx: HandlerContext) -> None:
     if plan.skip is not None:
         log.info("push of %s to %s: %s", sha[:7], delivery.branch, plan.skip)
         return
-    await run_sync(ctx, SyncRequest(
-        repository_id=delivery.repository_id,
-        full_name=delivery.repository,
-        branch=delivery.branch,
-        sha=sha,
-        trigger="push",
-        installation_id=plan.installation_id,
-        token=plan.token,
-        head_at=head_time(delivery.payload, ctx.received_at),
-        activate=plan.tracked,
-        check_run=plan.check_run,
-        received_at=ctx.received_at if plan.tracked else None,
-    ))
+    await run_sync(
+        ctx,
+        SyncRequest(
+            repository_id=delivery.repository_id,
+            full_name=delivery.repository,
+            branch=delivery.branch,
+            sha=sha,
+            trigger="push",
+            installation_id=plan.installation_id,
+            token=plan.token,
+            head_at=head_time(delivery.payload, ctx.received_at),
+            activate=plan.tracked,
+            check_run=plan.check_run,
+            received_at=ctx.received_at if plan.tracked else None,
+        ),
+    )
 
 
 @router.register("delete")
@@ -117,9 +120,7 @@ def _mark_deleted(session: Session, repository_id: int, branch: str, row_id: int
     return "no guild follows it"
 
 
-def _plan(
-    session: Session, delivery: Delivery, row_id: int, sha: str, vault: Vault
-) -> _Plan:
+def _plan(session: Session, delivery: Delivery, row_id: int, sha: str, vault: Vault) -> _Plan:
     assert delivery.repository_id is not None and delivery.branch is not None
     repository_id = delivery.repository_id
     if delivery.ref and deliveries.has_newer_push(session, repository_id, delivery.ref, row_id):
@@ -127,7 +128,8 @@ def _plan(
     repository = mapping(delivery.payload.get("repository"))
     owner = mapping(repository.get("owner"))
     installation_id = remember_installation(
-        session, mapping(delivery.payload.get("installation")),
+        session,
+        mapping(delivery.payload.get("installation")),
         account_login=owner.get("login") or owner.get("name"),
     )
     remember_repository(session, repository, installation_id)
@@ -137,8 +139,10 @@ def _plan(
         if not app_access:
             return _Plan(skip="branch not tracked, and the App cannot post a check run")
         if not _has_path_file(session, repository_id, delivery.payload):
-            return _Plan(skip="branch not tracked; PATH not known to be in the commit "
-                              "(check_suite checks it)")
+            return _Plan(
+                skip="branch not tracked; PATH not known to be in the commit "
+                "(check_suite checks it)"
+            )
     token = None
     if not app_access:
         token = bindings.repository_token(session, vault, repository_id)
@@ -161,9 +165,9 @@ def _has_path_file(session: Session, repository_id: int, payload: Mapping[str, A
     snapshot = snapshots.find_snapshot(session, repository_id, before)
     if snapshot is None:
         return False
-    query = select(exists().where(
-        SnapshotFile.snapshot_id == snapshot.id, SnapshotFile.path == PATH_FILE
-    ))
+    query = select(
+        exists().where(SnapshotFile.snapshot_id == snapshot.id, SnapshotFile.path == PATH_FILE)
+    )
     return bool(session.scalar(query))
 
 

@@ -37,8 +37,12 @@ router = Router()
 @router.register("repository", "publicized")
 async def on_changed(delivery: Delivery, ctx: HandlerContext) -> None:
     stored = await ctx.db_then_announce(_refresh, delivery.payload)
-    log.info("repository %s %s: %s", delivery.repository, delivery.action,
-             "updated" if stored else "no usable repository in the payload")
+    log.info(
+        "repository %s %s: %s",
+        delivery.repository,
+        delivery.action,
+        "updated" if stored else "no usable repository in the payload",
+    )
 
 
 @router.register("repository", "edited")
@@ -48,8 +52,9 @@ async def on_edited(delivery: Delivery, ctx: HandlerContext) -> None:
         return
     guids = await ctx.db_then_announce(_new_default_branch, delivery.payload)
     ctx.runtime.wake_worker()
-    log.info("repository %s has a new default branch: %d syncs queued",
-             delivery.repository, len(guids))
+    log.info(
+        "repository %s has a new default branch: %d syncs queued", delivery.repository, len(guids)
+    )
 
 
 @router.register("repository", "deleted")
@@ -57,8 +62,11 @@ async def on_deleted(delivery: Delivery, ctx: HandlerContext) -> None:
     if delivery.repository_id is None:
         return
     detached = await ctx.db_then_announce(_delete, delivery.repository_id)
-    log.info("repository %s deleted: %s", delivery.repository,
-             "content purged" if detached else "not known here")
+    log.info(
+        "repository %s deleted: %s",
+        delivery.repository,
+        "content purged" if detached else "not known here",
+    )
 
 
 def _refresh(session: Session, payload: Mapping[str, Any]) -> bool:
@@ -84,7 +92,8 @@ def _delete(session: Session, repository_id: int) -> bool:
     if installations.get_repository(session, repository_id) is None:
         return False
     installations.detach_repository(
-        session, repository_id,
+        session,
+        repository_id,
         reason="the repository was deleted on GitHub: serving the built-in defaults; bind "
         "another repository",
     )

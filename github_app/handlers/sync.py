@@ -64,8 +64,14 @@ class SyncJob:
             return None
         if guild_id is not None and not isinstance(guild_id, str):
             return None
-        return cls(integer(payload.get("repository_id")), full_name, branch,
-                   commit_sha(payload.get("sha")), trigger, guild_id)
+        return cls(
+            integer(payload.get("repository_id")),
+            full_name,
+            branch,
+            commit_sha(payload.get("sha")),
+            trigger,
+            guild_id,
+        )
 
 
 @dataclass(frozen=True)
@@ -95,20 +101,28 @@ async def on_sync_job(delivery: Delivery, ctx: HandlerContext) -> None:
             target = await ctx.db(_target, job, vault)
         if target is None or not target.readable:
             waiting = await ctx.db(_mark_waiting, job)
-            log.info("sync of %s (%s): the App cannot read it and no token was given; %d "
-                     "pending requests wait for the App", job.full_name, job.trigger, waiting)
+            log.info(
+                "sync of %s (%s): the App cannot read it and no token was given; %d "
+                "pending requests wait for the App",
+                job.full_name,
+                job.trigger,
+                waiting,
+            )
             return
-        await run_sync(ctx, SyncRequest(
-            repository_id=target.repository_id,
-            full_name=target.full_name,
-            branch=target.branch,
-            sha=job.sha,
-            trigger=job.trigger,
-            installation_id=target.installation_id,
-            token=target.token,
-            activate=True,
-            check_run=target.check_run,
-        ))
+        await run_sync(
+            ctx,
+            SyncRequest(
+                repository_id=target.repository_id,
+                full_name=target.full_name,
+                branch=target.branch,
+                sha=job.sha,
+                trigger=job.trigger,
+                installation_id=target.installation_id,
+                token=target.token,
+                activate=True,
+                check_run=target.check_run,
+            ),
+        )
 
 
 def _target(session: Session, job: SyncJob, vault: Vault) -> _Target | None:
@@ -122,11 +136,19 @@ def _target(session: Session, job: SyncJob, vault: Vault) -> _Target | None:
     else:
         token = _token(session, vault, job, repository)
     check_run = (
-        job.trigger == "reconcile" and job.sha is not None and installation_id is not None
+        job.trigger == "reconcile"
+        and job.sha is not None
+        and installation_id is not None
         and not checkruns.check_runs_for(session, repository.id, job.sha)
     )
-    return _Target(repository.id, repository.full_name, job.branch or repository.default_branch,
-                   installation_id, token, check_run)
+    return _Target(
+        repository.id,
+        repository.full_name,
+        job.branch or repository.default_branch,
+        installation_id,
+        token,
+        check_run,
+    )
 
 
 def _stored_repository(session: Session, job: SyncJob) -> Repository | None:
@@ -143,8 +165,10 @@ def _token(
     full_name = repository.full_name if repository is not None else job.full_name
     holders: list[GuildBinding | PendingBinding | None] = []
     if job.guild_id is not None:
-        holders += [bindings.get_pending(session, job.guild_id),
-                    bindings.get_binding(session, job.guild_id)]
+        holders += [
+            bindings.get_pending(session, job.guild_id),
+            bindings.get_binding(session, job.guild_id),
+        ]
     holders += bindings.pending_for_repository(
         session, repository_id=repository_id, full_name=full_name
     )
@@ -152,8 +176,11 @@ def _token(
         session, repository_id=repository_id, full_name=full_name
     )
     for holder in holders:
-        if (holder is not None and holder.token_ciphertext is not None
-                and _names(holder, repository_id, full_name)):
+        if (
+            holder is not None
+            and holder.token_ciphertext is not None
+            and _names(holder, repository_id, full_name)
+        ):
             return bindings.binding_token(holder, vault)
     return None
 
@@ -202,8 +229,10 @@ def _store(
 
 
 def _mark_waiting(session: Session, job: SyncJob) -> int:
-    message = (f"waiting for the guildprompts App to be installed on {job.full_name} (or for "
-               "a personal access token that can read it)")
+    message = (
+        f"waiting for the guildprompts App to be installed on {job.full_name} (or for "
+        "a personal access token that can read it)"
+    )
     pending = bindings.pending_for_repository(
         session, repository_id=job.repository_id, full_name=job.full_name
     )

@@ -172,8 +172,9 @@ def set_binding_state(
     result = session.execute(
         update(GuildBinding)
         .where(GuildBinding.guild_id == guild_id)
-        .values(state=BindingState(state).value, status_message=status_message,
-                last_error=last_error)
+        .values(
+            state=BindingState(state).value, status_message=status_message, last_error=last_error
+        )
     )
     if result.rowcount != 1:
         raise NotFoundError(f"guild {guild_id} has no binding")

@@ -177,6 +177,4 @@ def _ensure(session: Session, repository_id: int, branch: str) -> None:
         "diagnostics": [],
         "updated_at": utcnow(),
     }
-    insert_ignoring_conflicts(
-        session, TrackedBranch.__table__, row, ["repository_id", "branch"]
-    )
+    insert_ignoring_conflicts(session, TrackedBranch.__table__, row, ["repository_id", "branch"])

@@ -46,7 +46,10 @@ def register(subparsers: Any) -> None:
         help="Delete finished deliveries, sync logs and inactive snapshots older than DAYS.",
     )
     prune.add_argument(
-        "--older-than", type=_days, default=None, metavar="DAYS",
+        "--older-than",
+        type=_days,
+        default=None,
+        metavar="DAYS",
         help="age in days (default: RETENTION_DAYS)",
     )
     prune.set_defaults(run=_guarded(_prune))
@@ -155,8 +158,9 @@ def _keys_rotate(_args: argparse.Namespace) -> int:
             report = rotate_secrets(session, vault)
     print(f"re-encrypted {report.rotated} secret(s) under the first key")
     for label in report.failed:
-        print(f"guildprompts: could not decrypt the stored {label}; left as it was",
-              file=sys.stderr)
+        print(
+            f"guildprompts: could not decrypt the stored {label}; left as it was", file=sys.stderr
+        )
     if report.failed:
         print(
             "guildprompts: add the key those values were encrypted with to ENCRYPTION_KEYS "

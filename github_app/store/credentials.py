@@ -72,10 +72,13 @@ def rotate_secrets(session: Session, vault: Vault) -> RotationReport:
     report = RotationReport()
     targets = [
         (AppSecret, AppSecret.name, AppSecret.ciphertext, "App secret {!r}"),
-        (GuildBinding, GuildBinding.guild_id, GuildBinding.token_ciphertext,
-         "token of guild {}"),
-        (PendingBinding, PendingBinding.guild_id, PendingBinding.token_ciphertext,
-         "pending token of guild {}"),
+        (GuildBinding, GuildBinding.guild_id, GuildBinding.token_ciphertext, "token of guild {}"),
+        (
+            PendingBinding,
+            PendingBinding.guild_id,
+            PendingBinding.token_ciphertext,
+            "pending token of guild {}",
+        ),
     ]
     for model, key, column, label in targets:
         rows = session.execute(select(key, column).where(column.is_not(None))).all()
@@ -86,8 +89,6 @@ def rotate_secrets(session: Session, vault: Vault) -> RotationReport:
             except UndecryptableSecretError:
                 report.failed.append(name)
                 continue
-            session.execute(
-                update(model).where(key == identity).values({column.key: rotated})
-            )
+            session.execute(update(model).where(key == identity).values({column.key: rotated}))
             report.rotated += 1
     return report

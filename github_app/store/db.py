@@ -99,7 +99,7 @@ class Database:
 
     @property
     def dialect(self) -> str:
-        """"sqlite" or "postgresql"."""
+        """ "sqlite" or "postgresql"."""
         return self.engine.dialect.name
 
     @property

@@ -121,9 +121,7 @@ def mark_failed(
     _finish(session, delivery_id, DeliveryState.FAILED, error, now)
 
 
-def mark_retry(
-    session: Session, delivery_id: int, error: str, next_attempt_at: datetime
-) -> None:
+def mark_retry(session: Session, delivery_id: int, error: str, next_attempt_at: datetime) -> None:
     """A transient failure: the delivery is due again at `next_attempt_at` (backoff)."""
     _set(
         session,
@@ -137,7 +135,10 @@ def mark_retry(
 
 
 def _finish(
-    session: Session, delivery_id: int, state: DeliveryState, error: str | None,
+    session: Session,
+    delivery_id: int,
+    state: DeliveryState,
+    error: str | None,
     now: datetime | None,
 ) -> None:
     values: dict[str, Any] = {
@@ -157,9 +158,7 @@ def _set(session: Session, delivery_id: int, **values: Any) -> None:
         raise NotFoundError(f"delivery {delivery_id} does not exist (pruned?)")
 
 
-def has_newer_push(
-    session: Session, repository_id: int, ref: str, than_delivery_id: int
-) -> bool:
+def has_newer_push(session: Session, repository_id: int, ref: str, than_delivery_id: int) -> bool:
     """Is a later push to the same ref stored? Then this one need not be synced on its own."""
     newer = select(Delivery.id).where(
         Delivery.event == "push",
@@ -200,8 +199,11 @@ def queue_stats(session: Session, now: datetime | None = None) -> QueueStats:
     counts = dict(
         session.execute(
             select(Delivery.state, func.count())
-            .where(Delivery.state.in_([DeliveryState.PENDING, DeliveryState.PROCESSING,
-                                       DeliveryState.FAILED]))
+            .where(
+                Delivery.state.in_(
+                    [DeliveryState.PENDING, DeliveryState.PROCESSING, DeliveryState.FAILED]
+                )
+            )
             .group_by(Delivery.state)
         ).all()
     )

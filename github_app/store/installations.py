@@ -224,13 +224,10 @@ def purge_repository_content(session: Session, repository_id: int, *, reason: st
     for start in range(0, len(ordered), 500):
         chunk = ordered[start : start + 500]
         still_used = exists().where(SnapshotFile.blob_sha == Blob.sha)
-        blobs += session.execute(
-            delete(Blob).where(Blob.sha.in_(chunk), ~still_used)
-        ).rowcount
+        blobs += session.execute(delete(Blob).where(Blob.sha.in_(chunk), ~still_used)).rowcount
     bindings = session.execute(
         update(GuildBinding)
-        .where(GuildBinding.repository_id == repository_id,
-               GuildBinding.token_ciphertext.is_(None))
+        .where(GuildBinding.repository_id == repository_id, GuildBinding.token_ciphertext.is_(None))
         .values(state=BindingState.NO_ACCESS.value, status_message=reason)
     ).rowcount
     bump_generation(session)

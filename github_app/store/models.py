@@ -207,9 +207,7 @@ class Snapshot(Base):
     __table_args__ = (UniqueConstraint("repository_id", "commit_sha"),)
 
     id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
-    repository_id: Mapped[int] = mapped_column(
-        ForeignKey("repositories.id", ondelete="CASCADE")
-    )
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
     commit_sha: Mapped[str] = mapped_column(SHA)
     valid: Mapped[bool] = mapped_column(Boolean)
     diagnostics: Mapped[list[Any]] = mapped_column(JSON, default=list)
@@ -243,9 +241,7 @@ class TrackedBranch(Base):
         ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
     )
     branch: Mapped[str] = mapped_column(NAME, primary_key=True)
-    active_snapshot_id: Mapped[int | None] = mapped_column(
-        ForeignKey("snapshots.id"), index=True
-    )
+    active_snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id"), index=True)
     active_head_at: Mapped[datetime | None] = mapped_column()
     activated_at: Mapped[datetime | None] = mapped_column()
     latest_sha: Mapped[str | None] = mapped_column(SHA)

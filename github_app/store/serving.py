@@ -77,8 +77,14 @@ def _effective_branch(model: type[GuildBinding] | type[PendingBinding]) -> Any:
 def _state_query() -> Any:
     effective = _effective_branch(GuildBinding)
     return (
-        select(GuildBinding, Repository, TrackedBranch, Snapshot.commit_sha, Installation.suspended,
-               effective)
+        select(
+            GuildBinding,
+            Repository,
+            TrackedBranch,
+            Snapshot.commit_sha,
+            Installation.suspended,
+            effective,
+        )
         .outerjoin(Repository, Repository.id == GuildBinding.repository_id)
         .outerjoin(
             TrackedBranch,
@@ -180,14 +186,21 @@ def tracked_targets(session: Session) -> list[TrackedTarget]:
     for model in (GuildBinding, PendingBinding):
         effective = _effective_branch(model)
         query = (
-            select(Repository, effective, Installation.suspended,
-                   model.token_ciphertext.is_not(None), TrackedBranch, Snapshot.commit_sha)
+            select(
+                Repository,
+                effective,
+                Installation.suspended,
+                model.token_ciphertext.is_not(None),
+                TrackedBranch,
+                Snapshot.commit_sha,
+            )
             .join(Repository, Repository.id == model.repository_id)
             .outerjoin(Installation, Installation.id == Repository.installation_id)
             .outerjoin(
                 TrackedBranch,
-                and_(TrackedBranch.repository_id == Repository.id,
-                     TrackedBranch.branch == effective),
+                and_(
+                    TrackedBranch.repository_id == Repository.id, TrackedBranch.branch == effective
+                ),
             )
             .outerjoin(Snapshot, Snapshot.id == TrackedBranch.active_snapshot_id)
         )

@@ -31,7 +31,7 @@ def git_blob_sha(content: bytes, *, algorithm: str = "sha1") -> str:
 def missing_blobs(session: Session, shas: Iterable[str]) -> set[str]:
     """The blob ids not stored yet: a sync downloads only these."""
     wanted = set(shas)
-    present = {sha for sha, in _blob_rows(session, wanted, Blob.sha)}
+    present = {sha for (sha,) in _blob_rows(session, wanted, Blob.sha)}
     return wanted - present
 
 
@@ -48,9 +48,7 @@ def _blob_rows(session: Session, shas: Iterable[str], *columns: Any) -> Iterator
         yield from session.execute(select(*columns).where(Blob.sha.in_(chunk)))
 
 
-def store_blobs(
-    session: Session, blobs: Mapping[str, bytes], now: datetime | None = None
-) -> int:
+def store_blobs(session: Session, blobs: Mapping[str, bytes], now: datetime | None = None) -> int:
     """Store contents by blob id (already stored ones are skipped); returns how many were new.
 
     Raises `InvalidSnapshotError` when a content does not hash to its id.
@@ -61,8 +59,9 @@ def store_blobs(
         algorithm = "sha256" if len(sha) == 64 else "sha1"
         if git_blob_sha(content, algorithm=algorithm) != sha.lower():
             raise InvalidSnapshotError(f"blob {sha}: the content does not hash to this id")
-        rows.append({"sha": sha.lower(), "content": content, "size": len(content),
-                     "created_at": now})
+        rows.append(
+            {"sha": sha.lower(), "content": content, "size": len(content), "created_at": now}
+        )
     return insert_ignoring_conflicts(session, Blob.__table__, rows, ["sha"])
 
 
@@ -101,9 +100,7 @@ def create_snapshot(
         "warning_count": severities.count("warning"),
         "created_at": now or utcnow(),
     }
-    if insert_ignoring_conflicts(
-        session, Snapshot.__table__, row, ["repository_id", "commit_sha"]
-    ):
+    if insert_ignoring_conflicts(session, Snapshot.__table__, row, ["repository_id", "commit_sha"]):
         snapshot = find_snapshot(session, repository_id, commit_sha)
         assert snapshot is not None
         if files:

@@ -183,8 +183,10 @@ def upgrade() -> None:
         _time("created_at"),
         _time("updated_at"),
         sa.ForeignKeyConstraint(
-            ["installation_id"], ["installations.id"],
-            name=op.f("fk_repositories_installation_id_installations"), ondelete="SET NULL",
+            ["installation_id"],
+            ["installations.id"],
+            name=op.f("fk_repositories_installation_id_installations"),
+            ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_repositories")),
     )
@@ -202,8 +204,10 @@ def upgrade() -> None:
         sa.Column("warning_count", sa.Integer(), nullable=False),
         _time("created_at"),
         sa.ForeignKeyConstraint(
-            ["repository_id"], ["repositories.id"],
-            name=op.f("fk_snapshots_repository_id_repositories"), ondelete="CASCADE",
+            ["repository_id"],
+            ["repositories.id"],
+            name=op.f("fk_snapshots_repository_id_repositories"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_snapshots")),
         sa.UniqueConstraint(
@@ -221,8 +225,10 @@ def upgrade() -> None:
             ["blob_sha"], ["blobs.sha"], name=op.f("fk_snapshot_files_blob_sha_blobs")
         ),
         sa.ForeignKeyConstraint(
-            ["snapshot_id"], ["snapshots.id"],
-            name=op.f("fk_snapshot_files_snapshot_id_snapshots"), ondelete="CASCADE",
+            ["snapshot_id"],
+            ["snapshots.id"],
+            name=op.f("fk_snapshot_files_snapshot_id_snapshots"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("snapshot_id", "path", name=op.f("pk_snapshot_files")),
     )
@@ -244,12 +250,15 @@ def upgrade() -> None:
         _time("last_sync_at", nullable=True),
         _time("updated_at"),
         sa.ForeignKeyConstraint(
-            ["active_snapshot_id"], ["snapshots.id"],
+            ["active_snapshot_id"],
+            ["snapshots.id"],
             name=op.f("fk_tracked_branches_active_snapshot_id_snapshots"),
         ),
         sa.ForeignKeyConstraint(
-            ["repository_id"], ["repositories.id"],
-            name=op.f("fk_tracked_branches_repository_id_repositories"), ondelete="CASCADE",
+            ["repository_id"],
+            ["repositories.id"],
+            name=op.f("fk_tracked_branches_repository_id_repositories"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("repository_id", "branch", name=op.f("pk_tracked_branches")),
     )
