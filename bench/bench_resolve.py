@@ -44,9 +44,9 @@ sys.path.insert(0, str(ROOT))  # the fake GitHub lives with the tests
 
 from starlette.applications import Starlette  # noqa: E402
 
-from bot_bridge.api import bridge_routes  # noqa: E402
-from bot_bridge.cache import ResolverCache  # noqa: E402
 from bot_bridge.client import BridgeClient  # noqa: E402
+from github_app.bridge.resolver_cache import ResolverCache  # noqa: E402
+from github_app.bridge.routes import bridge_routes  # noqa: E402
 from github_app.runtime import Runtime, build_runtime  # noqa: E402
 from github_app.secrets import generate_key  # noqa: E402
 from github_app.settings import Settings  # noqa: E402

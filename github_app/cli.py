@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 _SERVICE_COMMANDS: list[str] = [
     "github_app.store.commands",
     "github_app.service",
-    "bot_bridge.preview",
+    "github_app.preview",
 ]
 
 

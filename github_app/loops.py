@@ -30,12 +30,12 @@ from github_app.github import (
     InstallationUnavailable,
     NotFound,
 )
-from github_app.jobs import enqueue_sync
 from github_app.runtime import Runtime
 from github_app.store import bindings, branches, deliveries, retention, serving
 from github_app.store.errors import StoreError
 from github_app.store.models import BranchStatus, utcnow
 from github_app.store.serving import TrackedTarget
+from github_app.sync.jobs import enqueue_sync
 from github_app.worker import Worker
 
 log = logging.getLogger("guildprompts.loops")

@@ -122,7 +122,7 @@ async def _work(runtime: Runtime) -> None:
         loop.add_signal_handler(signum, stop.set)
     work = [run_background(runtime, stop, worker=True)]
     if runtime.settings.redis_url:
-        from bot_bridge.invalidation import publish_activations
+        from github_app.bridge.invalidation import publish_activations
 
         work.append(publish_activations(runtime, stop))
     logging.getLogger("guildprompts.worker").info(

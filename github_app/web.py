@@ -25,10 +25,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bot_bridge.api import bridge_routes
-from bot_bridge.cache import ResolverCache
-from bot_bridge.invalidation import listen
 from github_app import metrics
+from github_app.bridge.invalidation import listen
+from github_app.bridge.resolver_cache import ResolverCache
+from github_app.bridge.routes import bridge_routes
 from github_app.health import Health, missing_credentials
 from github_app.intake import webhook_route
 from github_app.loops import run_background

@@ -30,9 +30,9 @@ from typing import Any, TypeVar
 import httpx
 from starlette.applications import Starlette
 
-from bot_bridge.api import bridge_routes
-from bot_bridge.cache import ResolverCache
-from bot_bridge.invalidation import listen
+from github_app.bridge.invalidation import listen
+from github_app.bridge.resolver_cache import ResolverCache
+from github_app.bridge.routes import bridge_routes
 from github_app.intake import WEBHOOK_PATH, webhook_route
 from github_app.runtime import Runtime, build_runtime
 from github_app.secrets import generate_key
@@ -92,7 +92,9 @@ def prompt_files(marker: str, path_file: bytes = PATH_FILE) -> dict[str, bytes]:
     return {
         "PATH": path_file,
         "schema-version": b"v2\n",
-        "prompts/default.md": f"{marker} default for {{category}} in {{guild}}: {{messages}}\n".encode(),
+        "prompts/default.md": (
+            f"{marker} default for {{category}} in {{guild}}: {{messages}}\n".encode()
+        ),
         "prompts/meeting/default.md": f"{marker} meeting ({{type}}): {{messages}}\n".encode(),
         "prompts/meeting/brief.md": (
             "---\nparameters: {max_tokens: 300}\n---\n"

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bot_bridge.cache import ResolverCache
-from bot_bridge.repository_url import RepositoryNameError, parse_repository
+from github_app.bridge.repository_url import RepositoryNameError, parse_repository
+from github_app.bridge.resolver_cache import ResolverCache
 from github_app.runtime import Runtime
 from github_app.store import audit, bindings
 from github_app.store.errors import DatabaseUnavailableError

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from bot_bridge.cache import QueryError, ResolverCache
 from github_app import metrics
+from github_app.bridge.resolver_cache import QueryError, ResolverCache
 from github_app.runtime import Runtime
 from github_app.store import installations
 from github_app.store.models import BranchStatus

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from bot_bridge.cache import ResolverCache
-from bot_bridge.invalidation import listen, publish_activations
+from github_app.bridge.invalidation import listen, publish_activations
+from github_app.bridge.resolver_cache import ResolverCache
 from github_app.runtime import Runtime
 from tests.harness import Store, bridge_runtime, eventually, prompt_files
 

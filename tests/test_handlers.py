@@ -11,9 +11,9 @@ import pytest
 
 from github_app.handlers import router
 from github_app.handlers.common import head_time
-from github_app.jobs import enqueue_sync
 from github_app.store import bindings, branches, deliveries, installations
 from github_app.store.models import BindingState, BranchStatus
+from github_app.sync.jobs import enqueue_sync
 from tests.harness import (
     BROKEN_PATH,
     FULL_NAME,

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot_bridge.preview import build_app
 from github_app.cli import main
+from github_app.preview import build_app
 from promptrepo import common_contexts, files_from_directory, load_repository, resolve
 from tests.fakegithub import serve_on_loopback
 

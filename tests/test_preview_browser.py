@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot_bridge.preview import build_app
+from github_app.preview import build_app
 from tests.fakegithub import serve_on_loopback
 
 pytestmark = pytest.mark.browser

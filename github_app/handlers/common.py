@@ -16,12 +16,12 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from github_app.jobs import enqueue_sync
 from github_app.runtime import Runtime
 from github_app.store import bindings, branches, installations
 from github_app.store.models import UNCHANGED, BranchStatus, Repository
 from github_app.store.snapshots import get_snapshot
 from github_app.sync import SyncOutcome, SyncRequest, sync
+from github_app.sync.jobs import enqueue_sync
 
 log = logging.getLogger("guildprompts.handlers")
 

@@ -1,4 +1,4 @@
-"""`guildprompts.sync`: the internal job that syncs a followed branch (see `github_app.jobs`).
+"""`guildprompts.sync`: the internal job that syncs a followed branch (see `github_app.sync.jobs`).
 
 Producers know a repository by name at least; this handler finds out how to read it:
 - the App's installation when it covers the repository (and is not suspended),
@@ -30,12 +30,12 @@ from github_app.handlers.common import (
     remember_repository,
     run_sync,
 )
-from github_app.jobs import SYNC_EVENT, SYNC_TRIGGERS
 from github_app.logs import log_context
 from github_app.secrets import Vault
 from github_app.store import bindings, checkruns, installations
 from github_app.store.models import GuildBinding, PendingBinding, Repository
 from github_app.sync import SyncRequest
+from github_app.sync.jobs import SYNC_EVENT, SYNC_TRIGGERS
 from github_app.webhooks import Delivery, Router
 
 log = logging.getLogger("guildprompts.handlers.sync")

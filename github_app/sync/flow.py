@@ -21,16 +21,16 @@ completed). Errors:
 - transient GitHub errors (`TransientError`, `RateLimited`) and database errors propagate, so
   the worker retries the delivery later; a retry redoes only what is missing.
 
-The steps live in small modules, this one is the flow between them: `sync_access` (which
-credentials, which errors mean no access), `sync_content` (tree selection, validation),
-`sync_records` (each database transaction) and `sync_messages` (the status texts).
+The steps live in small modules, this one is the flow between them: `access` (which
+credentials, which errors mean no access), `content` (tree selection, validation),
+`records` (each database transaction), `messages` (the status texts) and `request` (what a
+sync is asked to do, and what it did).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -52,16 +52,16 @@ from github_app.logs import log_context
 from github_app.runtime import Runtime
 from github_app.store import snapshots
 from github_app.store.models import BranchStatus, utcnow
-from github_app.sync_access import Access, choose_access, is_access_problem, requested_access
-from github_app.sync_content import (
+from github_app.sync.access import Access, choose_access, is_access_problem, requested_access
+from github_app.sync.content import (
     PATH_FILE,
     Snapshot,
     analyse,
     select_files,
     validate_files,
 )
-from github_app.sync_messages import access_message, describe
-from github_app.sync_records import (
+from github_app.sync.messages import access_message, describe
+from github_app.sync.records import (
     Recorded,
     RepoState,
     StoredCommit,
@@ -73,71 +73,10 @@ from github_app.sync_records import (
     record_sync_log,
     remember_repository,
 )
+from github_app.sync.request import SyncOutcome, SyncRequest
 from promptrepo import Diagnostic
 
 log = logging.getLogger(__name__)
-
-TRIGGERS = frozenset(
-    {
-        "push",
-        "reconcile",
-        "bind",
-        "refresh",
-        "access-restored",
-        "pull_request",
-        "check_suite",
-        "check_run",
-    }
-)
-_SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
-
-
-@dataclass(frozen=True)
-class SyncRequest:
-    """One commit (or a branch's current head, when `sha` is None) to bring in."""
-
-    repository_id: int
-    full_name: str
-    branch: str | None  # None: the repository's default branch
-    sha: str | None  # None: resolve the branch head (conditional request)
-    trigger: str  # one of TRIGGERS
-    installation_id: int | None = None
-    token: str | None = field(default=None, repr=False)  # PAT when the App has no access
-    head_at: datetime | None = None  # pushed_at from the payload, or when the head was seen
-    activate: bool = True  # tracked branch: may become the active snapshot
-    check_run: bool = True  # post a `guildprompts` check run on the sha
-    received_at: datetime | None = None  # webhook receipt time, for the push-to-live metric
-
-    def __post_init__(self) -> None:
-        if self.trigger not in TRIGGERS:
-            expected = ", ".join(sorted(TRIGGERS))
-            raise ValueError(f"unknown sync trigger {self.trigger!r} (expected one of {expected})")
-        if self.sha is not None and not _SHA.fullmatch(self.sha):
-            raise ValueError(f"sync: {self.sha[:80]!r} is not a commit sha (40 or 64 hex digits)")
-        if (
-            isinstance(self.repository_id, bool)
-            or not isinstance(self.repository_id, int)
-            or self.repository_id <= 0
-        ):
-            raise ValueError(
-                f"sync: repository_id must be a positive integer, got {self.repository_id!r}"
-            )
-        if self.installation_id is not None and self.token is not None:
-            raise ValueError("sync: give installation_id or token, not both")
-
-
-@dataclass(frozen=True)
-class SyncOutcome:
-    """What a sync did; `message` is the one line for logs and statuses."""
-
-    sha: str | None
-    snapshot_id: int | None
-    valid: bool | None  # None: nothing was validated (no access, no PATH, branch gone)
-    activated: bool
-    diagnostics: tuple[Diagnostic, ...]
-    message: str
-    api_calls: int
-    files_fetched: int
 
 
 async def sync(runtime: Runtime, request: SyncRequest) -> SyncOutcome:

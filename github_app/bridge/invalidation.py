@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from bot_bridge.cache import ResolverCache
+from github_app.bridge.resolver_cache import ResolverCache
 from github_app.runtime import Runtime
 from github_app.store.branches import ACTIVATION_CHANNEL
 

@@ -12,10 +12,10 @@ from github_app.github import GitHubError, InstallationUnavailable, NotFound
 from promptrepo import Diagnostic
 
 if TYPE_CHECKING:
-    from github_app.sync import SyncRequest
-    from github_app.sync_access import Access
-    from github_app.sync_content import Validation
-    from github_app.sync_records import Recorded
+    from github_app.sync.access import Access
+    from github_app.sync.content import Validation
+    from github_app.sync.records import Recorded
+    from github_app.sync.request import SyncRequest
 
 
 def access_message(exc: GitHubError | None, access: Access, full_name: str) -> str:

@@ -19,8 +19,8 @@ from github_app.github import (
 )
 
 if TYPE_CHECKING:
-    from github_app.sync import SyncRequest
-    from github_app.sync_records import RepoState
+    from github_app.sync.records import RepoState
+    from github_app.sync.request import SyncRequest
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@
 Every error is `{"message": ..., "error": <code>}` and says what to do; no response carries a
 secret (tokens are stored encrypted and only ever reported as `has_token`). The guild comes from
 the URL alone, so a guild only ever reads its own binding's content. The database work behind
-these routes (the views, the requests, the decision a PUT waits for) is `bot_bridge.binding_store`.
+these routes (the views, the requests, the decision a PUT waits for) is
+`github_app.bridge.binding_store`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
-from bot_bridge.binding_store import (
+from github_app.bridge.binding_store import (
     BindRequest,
     Plan,
     Refusal,
@@ -46,8 +47,8 @@ from bot_bridge.binding_store import (
     request_binding,
     request_refresh,
 )
-from bot_bridge.cache import GUILD_ID, QueryError, ResolverCache
-from bot_bridge.repository_url import RepositoryNameError, parse_repository
+from github_app.bridge.repository_url import RepositoryNameError, parse_repository
+from github_app.bridge.resolver_cache import GUILD_ID, QueryError, ResolverCache
 from github_app.logs import register_secret
 from github_app.runtime import Runtime
 from github_app.store.errors import ConcurrentUpdateError, DatabaseUnavailableError

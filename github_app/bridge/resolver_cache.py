@@ -8,7 +8,7 @@ them, so content of a repository that lost access leaves memory too).
 Three small structures, all owned by one event loop:
 - the guild map, `guild id -> _Serving` (snapshot, repository, branch, staleness, status),
   loaded from `serving.all_guild_states` at start and again whenever the activation generation
-  changes (see `bot_bridge.invalidation`). Guilds in the same state share one `_Serving`, so
+  changes (see `github_app.bridge.invalidation`). Guilds in the same state share one `_Serving`, so
   guilds bound to one repository and branch share one snapshot;
 - the response LRU, `(_Serving, context key) -> ServedPrompt` (JSON body bytes + ETag), bounded
   by `size` (RESOLVER_CACHE_SIZE), and a memo from the raw query to its context key so a hit

@@ -37,9 +37,9 @@ from github_app.store.models import (
     TrackedBranch,
     utcnow,
 )
-from github_app.sync_access import Access
-from github_app.sync_content import Snapshot, Validation
-from github_app.sync_messages import (
+from github_app.sync.access import Access
+from github_app.sync.content import Snapshot, Validation
+from github_app.sync.messages import (
     first_error,
     plural,
     private_message,

@@ -2,7 +2,7 @@
 and the bind / refresh / delete requests with the decision a PUT waits for.
 
 Each function takes a session and runs in one transaction, in a thread (`Runtime.run_db`); the
-routes in `bot_bridge.api` turn the results (and a `Refusal`) into HTTP answers.
+routes in `github_app.bridge.routes` turn the results (and a `Refusal`) into HTTP answers.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from github_app import jobs
 from github_app.secrets import Vault
 from github_app.store import (
     audit,
@@ -26,6 +25,7 @@ from github_app.store import (
 )
 from github_app.store.models import DeliveryState, PendingBinding, Repository
 from github_app.store.serving import GuildState
+from github_app.sync import jobs
 from promptrepo import RepositoryError, load_repository
 
 EVENTS_LIMIT = 50

@@ -17,186 +17,40 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import hmac
 import inspect
 import json
 import re
 import secrets
-import socket
 import threading
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import httpx
 import jwt
-import uvicorn
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
 from github_app.auth import AppAuth
 from github_app.github import GitHubClient, RetryPolicy
+from tests.fakegithub.git import Repo, Submodule, Symlink, _git_hash
+from tests.fakegithub.keys import (
+    Clock,
+    _iso,
+    generate_rsa_key,
+    public_key_pem,
+    shared_test_key,
+    sign,
+)
 
 ZERO_SHA = "0" * 40
 SUMMARY_LIMIT = 65_535
 ANNOTATIONS_PER_REQUEST = 50
 DOCS = "https://docs.github.com/rest"
 _KEEP = object()
-
-
-# ---- keys, signatures, clock --------------------------------------------------------------
-
-
-def generate_rsa_key() -> str:
-    """A fresh 2048-bit RSA private key as PEM (PKCS#1, like GitHub's downloads). Never commit."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
-
-
-@functools.cache
-def shared_test_key() -> str:
-    """One throwaway key per test session, so each fake does not pay for key generation."""
-    return generate_rsa_key()
-
-
-def public_key_pem(private_pem: str) -> str:
-    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-
-
-def sign(body: bytes, secret: str) -> str:
-    """The X-Hub-Signature-256 value GitHub sends for `body`."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-class Clock:
-    """Wall-clock time plus an offset tests can move: `clock.advance(3600)`."""
-
-    def __init__(self, start: float | None = None):
-        self.offset = 0.0 if start is None else start - time.time()
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# ---- git objects ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Symlink:
-    """A `push` value making a symbolic link (mode 120000) to `target`."""
-
-    target: str
-
-
-@dataclass(frozen=True)
-class Submodule:
-    """A `push` value making a submodule entry (mode 160000, type commit)."""
-
-    sha: str = "1" * 40
-
-
-def _git_hash(kind: str, body: bytes) -> str:
-    return hashlib.sha1(f"{kind} {len(body)}\0".encode() + body).hexdigest()
-
-
-def blob_sha(content: bytes | str) -> str:
-    """The git blob SHA-1 of `content` (what `git hash-object` prints)."""
-    return _git_hash("blob", content.encode() if isinstance(content, str) else content)
-
-
-@dataclass
-class Repo:
-    id: int
-    full_name: str
-    private: bool
-    installation: int | None
-    default_branch: str
-    blobs: dict[str, bytes] = field(default_factory=dict)
-    trees: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)  # (mode, name, sha)
-    commits: dict[str, dict[str, Any]] = field(default_factory=dict)
-    branches: dict[str, str] = field(default_factory=dict)
-    reflog: dict[str, list[str]] = field(default_factory=dict)  # branch -> heads, ZERO_SHA = gone
-
-    @property
-    def owner(self) -> str:
-        return self.full_name.split("/", 1)[0]
-
-    @property
-    def name(self) -> str:
-        return self.full_name.split("/", 1)[1]
-
-    def flatten(self, tree_sha: str, base: str = "") -> dict[str, tuple[str, str]]:
-        """path -> (mode, sha) for every non-tree entry under a tree."""
-        files: dict[str, tuple[str, str]] = {}
-        for mode, name, sha in self.trees[tree_sha]:
-            if mode == "40000":
-                files.update(self.flatten(sha, f"{base}{name}/"))
-            else:
-                files[base + name] = (mode, sha)
-        return files
-
-    def store(self, value: bytes | str | Symlink | Submodule) -> tuple[str, str]:
-        """Store a `push` value as a blob (unless a submodule); return its (mode, sha)."""
-        if isinstance(value, Submodule):
-            return "160000", value.sha
-        if isinstance(value, Symlink):
-            mode, content = "120000", value.target.encode()
-        else:
-            mode, content = "100644", value.encode() if isinstance(value, str) else value
-        sha = blob_sha(content)
-        self.blobs[sha] = content
-        return mode, sha
-
-    def write_tree(self, files: dict[str, tuple[str, str]]) -> str:
-        """Store the trees for path -> (mode, sha) and return the root tree's sha."""
-        nested: dict[str, Any] = {}
-        for path, entry in files.items():
-            *dirs, name = path.split("/")
-            node = nested
-            for part in dirs:
-                node = node.setdefault(part, {})
-            node[name] = entry
-        return self._write_node(nested)
-
-    def _write_node(self, node: dict[str, Any]) -> str:
-        entries = []
-        for name, value in node.items():
-            if isinstance(value, dict):
-                entries.append(("40000", name, self._write_node(value)))
-            else:
-                entries.append((value[0], name, value[1]))
-        entries.sort(key=lambda e: e[1] + "/" if e[0] == "40000" else e[1])  # git's order
-        body = b"".join(f"{m} {n}".encode() + b"\0" + bytes.fromhex(s) for m, n, s in entries)
-        sha = _git_hash("tree", body)
-        self.trees[sha] = entries
-        return sha
-
-
-# ---- state records --------------------------------------------------------------------------
 
 
 @dataclass
@@ -1484,35 +1338,3 @@ def _json_response(status: int, data: Any, headers: dict[str, str] | None = None
     if status == 200:
         response.headers["ETag"] = f'W/"{hashlib.sha256(body).hexdigest()[:40]}"'
     return response
-
-
-# ---- loopback server --------------------------------------------------------------------------
-
-
-@contextmanager
-def serve_on_loopback(app: Any, *, lifespan: str = "off") -> Iterator[str]:
-    """Run an ASGI app with uvicorn on a free 127.0.0.1 port in a thread; yield its base URL.
-
-    The socket is bound before the server starts, so the URL is valid as soon as it is yielded;
-    on exit the server is asked to stop and the thread joined.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_level="warning", lifespan=lifespan, timeout_graceful_shutdown=1
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the loopback server did not start")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
