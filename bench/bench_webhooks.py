@@ -47,7 +47,7 @@ from github_app.runtime import Runtime, build_runtime, favour_event_loop
 from github_app.secrets import generate_key
 from github_app.settings import Settings
 from github_app.store import deliveries
-from github_app.store.schema import open_database
+from github_app.store.migrate import open_database
 from github_app.worker import Worker
 
 SECRET = "bench-webhook-secret-5f2a"

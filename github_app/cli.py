@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from promptrepo import cli as format_cli
+from promptrepo import console as format_console
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prompt templates for a Discord summarization bot, kept in GitHub.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    format_cli.register(commands)
+    format_console.register(commands)
     for module_name in _SERVICE_COMMANDS:
         module = __import__(module_name, fromlist=["register"])
         module.register(commands)
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Modules whose `register(subparsers)` adds the service's commands (db, keys, serve, worker, ...).
 _SERVICE_COMMANDS: list[str] = [
-    "github_app.store.commands",
+    "github_app.store.maintenance",
     "github_app.service",
     "github_app.preview",
 ]

@@ -38,7 +38,7 @@ from github_app.logs import redact
 from github_app.runtime import Runtime
 from github_app.store import deliveries
 from github_app.store.errors import StoreError
-from github_app.store.schema import UPGRADE_COMMAND, schema_status
+from github_app.store.migrate import UPGRADE_COMMAND, schema_status
 
 log = logging.getLogger("guildprompts.health")
 

@@ -50,7 +50,7 @@ async def receive_webhook(runtime: Runtime, request: Request) -> JSONResponse:
         delivery = parse_delivery(request.headers, body, runtime.credentials.webhook_secrets)
         _check_storable(delivery)
     except WebhookError as exc:
-        metrics.record_delivery(event_header, "rejected")
+        metrics.count_delivery(event_header, "rejected")
         log.warning("refused a webhook request (%d): %s", exc.status_code, exc.message)
         return _error(exc.status_code, exc.message)
     except ClientDisconnect:
@@ -73,14 +73,14 @@ async def receive_webhook(runtime: Runtime, request: Request) -> JSONResponse:
         # The message of an arbitrary database error may quote the payload: name the type only.
         return _unavailable(delivery, type(exc).__name__)
     if not stored:
-        metrics.record_delivery(delivery.event, "duplicate")
+        metrics.count_delivery(delivery.event, "duplicate")
         log.info(
             "delivery %s (%s) was already stored: acknowledged, not processed again",
             delivery.guid,
             delivery.event,
         )
         return JSONResponse({"delivery_id": delivery.guid, "duplicate": True}, status_code=200)
-    metrics.record_delivery(delivery.event, "stored")
+    metrics.count_delivery(delivery.event, "stored")
     runtime.wake_worker()
     return JSONResponse({"delivery_id": delivery.guid}, status_code=202)
 
@@ -112,7 +112,7 @@ def _check_storable(delivery: Delivery) -> None:
 
 
 def _unavailable(delivery: Delivery, reason: str) -> JSONResponse:
-    metrics.record_delivery(delivery.event, "rejected")
+    metrics.count_delivery(delivery.event, "rejected")
     log.error(
         "could not store delivery %s (%s): %s; answered 503 so GitHub shows the failure",
         delivery.guid,

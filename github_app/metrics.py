@@ -40,7 +40,7 @@ __all__ = [
     "endpoint_template",
     "observe_processing",
     "observe_push_to_live",
-    "record_delivery",
+    "count_delivery",
     "record_github_request",
     "record_resolve",
     "record_sync",
@@ -158,7 +158,7 @@ def _event_label(event: str) -> str:
     return event if event in KNOWN_EVENTS else "other"
 
 
-def record_delivery(event: str, outcome: str) -> None:
+def count_delivery(event: str, outcome: str) -> None:
     """Count one webhook at intake; `outcome` is stored, duplicate or rejected."""
     DELIVERIES.labels(_event_label(event), outcome).inc()
 

@@ -27,7 +27,7 @@ from github_app.secrets import Vault, load_vault
 from github_app.settings import Settings
 from github_app.store import credentials
 from github_app.store.db import Database
-from github_app.store.schema import open_database
+from github_app.store.migrate import open_database
 
 log = logging.getLogger("guildprompts.runtime")
 

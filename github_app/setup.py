@@ -44,7 +44,7 @@ from github_app.logs import register_secret
 
 __all__ = [
     "MANIFEST_TEMPLATE",
-    "AppCredentials",
+    "ManifestCredentials",
     "SetupConfig",
     "StateStore",
     "build_manifest",
@@ -138,7 +138,7 @@ class StateStore:
 
 
 @dataclass(frozen=True)
-class AppCredentials:
+class ManifestCredentials:
     """What GitHub's manifest conversion returns that guildprompts needs, by setting name."""
 
     app_id: str
@@ -149,7 +149,7 @@ class AppCredentials:
     client_secret: str = ""
 
     @classmethod
-    def from_conversion(cls, data: Mapping[str, Any]) -> AppCredentials:
+    def from_conversion(cls, data: Mapping[str, Any]) -> ManifestCredentials:
         """Check the conversion answer; ValueError names what is missing or malformed."""
 
         def text(key: str) -> str:
@@ -343,7 +343,7 @@ guildprompts stores the App's credentials itself: no key to copy.</p>
             if await self.configured():
                 return _closed()
             try:
-                credentials = AppCredentials.from_conversion(await self.config.convert(code))
+                credentials = ManifestCredentials.from_conversion(await self.config.convert(code))
             except Exception as exc:
                 log.warning("setup: the manifest conversion failed: %s", exc, exc_info=True)
                 return _page(
@@ -405,7 +405,7 @@ are {_e(stored_where)}.</p>
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
 
-    async def _save(self, credentials: AppCredentials) -> str:
+    async def _save(self, credentials: ManifestCredentials) -> str:
         values = credentials.as_settings()
         where = []
         save = self.config.save_credentials

@@ -34,8 +34,7 @@ from github_app.logs import log_context, redact
 from github_app.runtime import Runtime
 from github_app.store import deliveries
 from github_app.store.errors import NotFoundError, StoreError
-from github_app.store.models import Delivery as DeliveryRow
-from github_app.store.models import utcnow
+from github_app.store.models import DeliveryRow, utcnow
 from github_app.webhooks import Delivery, Router
 
 log = logging.getLogger("guildprompts.worker")

@@ -1,6 +1,6 @@
 """Alembic environment: runs on the connection guildprompts hands over, or on DATABASE_URL.
 
-`github_app.store.schema` passes its own open connection in `config.attributes["connection"]`
+`github_app.store.migrate` passes its own open connection in `config.attributes["connection"]`
 (with the engine's SQLite pragmas and locking), so migrations and the application see the
 database the same way. The `alembic` command line falls back to DATABASE_URL.
 """

@@ -11,9 +11,9 @@ from .pathfile import Route
 from .render import Rendered, render
 from .repository import PromptRepository, RepositoryError, load_repository
 from .resolve import Resolution, builtin_default, resolve
-from .schema import SUPPORTED_VERSIONS
 from .validate import DEFAULT_MAX_FILE_SIZE, Report, validate, validate_report
 from .variables import BOT_SUPPLIED_VARIABLES
+from .versions import SUPPORTED_VERSIONS
 
 __all__ = [
     "BOT_SUPPLIED_VARIABLES",

@@ -16,8 +16,8 @@ from . import safeyaml
 from .context import ContextError, normalise_key, normalise_value
 from .diagnostics import Diagnostic, diagnostic
 from .files import PATH_FILE
-from .schema import describe_supported, parse_version
 from .variables import canonical, is_valid_name
+from .versions import describe_supported, parse_version
 
 KNOWN_KEYS = ("version", "routes", "fallback_chain", "variables", "allowed_guilds")
 ROUTE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")

@@ -15,7 +15,7 @@ from .diagnostics import Diagnostic, diagnostic
 from .files import PATH_FILE, SCHEMA_VERSION_FILE, is_repository_file
 from .frontmatter import Assembly, PromptSource, assemble, check_includes, parse_prompt
 from .pathfile import PathFile, Route, parse_path_file
-from .schema import DEFAULT_VERSION, describe_supported, parse_version
+from .versions import DEFAULT_VERSION, describe_supported, parse_version
 
 SPECIAL_FILES = (PATH_FILE, SCHEMA_VERSION_FILE)
 

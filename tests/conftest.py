@@ -119,7 +119,7 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture
 def db(database_url: str) -> Iterator[object]:
     """An upgraded `github_app.store.db.Database`, once on SQLite and once on PostgreSQL."""
-    from github_app.store.schema import open_database
+    from github_app.store.migrate import open_database
 
     database = open_database(database_url, auto_upgrade=True)
     yield database

@@ -38,8 +38,7 @@ from github_app.runtime import Runtime, build_runtime
 from github_app.secrets import generate_key
 from github_app.settings import Settings
 from github_app.store import bindings, branches, deliveries, installations, serving, snapshots
-from github_app.store.models import BindingState, BranchStatus
-from github_app.store.models import Delivery as DeliveryRow
+from github_app.store.models import BindingState, BranchStatus, DeliveryRow
 from github_app.store.serving import GuildState
 from github_app.sync import SyncOutcome, SyncRequest, sync
 from github_app.worker import Worker, drain

@@ -55,16 +55,16 @@ def test_exposition_contains_every_family_with_its_type() -> None:
 
 def test_deliveries_are_counted_by_event_and_outcome() -> None:
     before = value("guildprompts_webhook_deliveries_total", event="push", outcome="stored")
-    metrics.record_delivery("push", "stored")
-    metrics.record_delivery("push", "stored")
+    metrics.count_delivery("push", "stored")
+    metrics.count_delivery("push", "stored")
     after = value("guildprompts_webhook_deliveries_total", event="push", outcome="stored")
     assert after == before + 2
 
 
 def test_unknown_events_share_one_label_value() -> None:
     before = value("guildprompts_webhook_deliveries_total", event="other", outcome="rejected")
-    metrics.record_delivery("attacker-chosen-name-1", "rejected")
-    metrics.record_delivery("attacker-chosen-name-2", "rejected")
+    metrics.count_delivery("attacker-chosen-name-1", "rejected")
+    metrics.count_delivery("attacker-chosen-name-2", "rejected")
     assert (
         value("guildprompts_webhook_deliveries_total", event="other", outcome="rejected")
         == before + 2

@@ -22,7 +22,7 @@ from github_app.cli import build_parser
 from github_app.secrets import generate_key
 from github_app.settings import documented_variables
 from github_app.store import deliveries
-from github_app.store.schema import open_database
+from github_app.store.migrate import open_database
 from tests.fakegithub import FakeGitHub, serve_on_loopback
 from tests.harness import (
     SERVE_STARTUP_TIMEOUT,

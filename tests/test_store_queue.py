@@ -10,8 +10,8 @@ import pytest
 from github_app.store import deliveries
 from github_app.store.db import Database
 from github_app.store.errors import NotFoundError
+from github_app.store.migrate import open_database
 from github_app.store.models import DeliveryState
-from github_app.store.schema import open_database
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Integer, MetaData, Table, inspect, select
 
-from github_app.store import schema
+from github_app.store import migrate
 from github_app.store.db import Database
 from github_app.store.errors import DatabaseUnavailableError, SchemaError
 from github_app.store.models import ActivationGeneration, Base
@@ -28,8 +28,8 @@ def _tables(database: Database) -> set[str]:
 def test_every_migration_up_down_up_without_drift(database_url: str) -> None:
     database = Database(database_url)
     try:
-        schema.upgrade(database.engine)
-        assert schema.schema_status(database.engine).up_to_date
+        migrate.upgrade(database.engine)
+        assert migrate.schema_status(database.engine).up_to_date
         assert _tables(database) == set(Base.metadata.tables)
         assert _drift(database, Base.metadata) == []
 
@@ -40,11 +40,11 @@ def test_every_migration_up_down_up_without_drift(database_url: str) -> None:
         Table("not_migrated", extended, Column("id", Integer, primary_key=True))
         assert [diff[0] for diff in _drift(database, extended)] == ["add_table"]
 
-        schema.downgrade(database.engine, "base")
+        migrate.downgrade(database.engine, "base")
         assert _tables(database) == set()
-        assert schema.schema_status(database.engine).current is None
+        assert migrate.schema_status(database.engine).current is None
 
-        schema.upgrade(database.engine)
+        migrate.upgrade(database.engine)
         assert _drift(database, Base.metadata) == []
         with database.session() as session:
             assert session.scalar(select(ActivationGeneration.value)) == 0
@@ -53,9 +53,9 @@ def test_every_migration_up_down_up_without_drift(database_url: str) -> None:
 
 
 def test_sqlite_is_upgraded_at_start(sqlite_url: str) -> None:
-    database = schema.open_database(sqlite_url)
+    database = migrate.open_database(sqlite_url)
     try:
-        assert schema.schema_status(database.engine).up_to_date
+        assert migrate.schema_status(database.engine).up_to_date
         with database.engine.connect() as connection:
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -66,7 +66,7 @@ def test_sqlite_is_upgraded_at_start(sqlite_url: str) -> None:
 @pytest.mark.postgres
 def test_postgres_behind_head_refuses_to_start_with_the_command(postgres_url: str) -> None:
     with pytest.raises(SchemaError, match="run `guildprompts db upgrade`"):
-        schema.open_database(postgres_url)
+        migrate.open_database(postgres_url)
     database = Database(postgres_url)
     try:
         assert _tables(database) == set()  # nothing was migrated behind the operator's back
@@ -75,14 +75,14 @@ def test_postgres_behind_head_refuses_to_start_with_the_command(postgres_url: st
 
 
 def test_unknown_revision_is_reported(sqlite_url: str) -> None:
-    database = schema.open_database(sqlite_url)
+    database = migrate.open_database(sqlite_url)
     try:
         with database.engine.begin() as connection:
             connection.exec_driver_sql("UPDATE alembic_version SET version_num = 'f00dcafe'")
         with pytest.raises(SchemaError, match="newer version migrated it"):
-            schema.ensure_schema(database.engine)
+            migrate.ensure_schema(database.engine)
         with pytest.raises(SchemaError, match="migration refused"):
-            schema.downgrade(database.engine, "no-such-revision")
+            migrate.downgrade(database.engine, "no-such-revision")
     finally:
         database.dispose()
 
@@ -91,7 +91,7 @@ def test_unreachable_database_is_a_clear_error() -> None:
     database = Database("postgresql+psycopg://someone:hunter2@127.0.0.1:1/nothing")
     try:
         with pytest.raises(DatabaseUnavailableError) as caught:
-            schema.schema_status(database.engine)
+            migrate.schema_status(database.engine)
         assert "127.0.0.1" in str(caught.value)
         assert "hunter2" not in str(caught.value)
     finally:
@@ -105,7 +105,7 @@ def test_db_commands(sqlite_url: str, tmp_path) -> None:
 
     upgraded = guildprompts("db", "upgrade", database_url=sqlite_url, cwd=str(tmp_path))
     assert upgraded.returncode == 0, upgraded.stderr
-    assert schema.head_revision() in upgraded.stdout
+    assert migrate.head_revision() in upgraded.stdout
 
     current = guildprompts("db", "current", database_url=sqlite_url, cwd=str(tmp_path))
     assert current.returncode == 0 and "up to date" in current.stdout

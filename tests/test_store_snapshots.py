@@ -20,8 +20,8 @@ from github_app.store import (
 )
 from github_app.store.db import Database
 from github_app.store.errors import ImmutableRowError, InvalidSnapshotError
+from github_app.store.migrate import open_database
 from github_app.store.models import Blob, BranchStatus, Snapshot
-from github_app.store.schema import open_database
 from tests.harness import guildprompts
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -149,7 +149,7 @@ def test_a_stuck_queue_makes_the_process_unready(sqlite_url: str) -> None:
 
 
 def test_migrations_behind_make_the_process_unready(sqlite_url: str) -> None:
-    from github_app.store.schema import UPGRADE_COMMAND, downgrade
+    from github_app.store.migrate import UPGRADE_COMMAND, downgrade
 
     runtime = make_runtime(make_settings(sqlite_url))
     with served(runtime, run_worker=False) as client:

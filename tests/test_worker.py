@@ -19,7 +19,7 @@ from github_app.handlers import HandlerContext
 from github_app.logs import current_context
 from github_app.runtime import Runtime
 from github_app.store import deliveries
-from github_app.store.models import Delivery as Row
+from github_app.store.models import DeliveryRow as Row
 from github_app.webhooks import Delivery, Router
 from github_app.worker import Worker, backoff, drain
 from tests.fakegithub import FakeGitHub

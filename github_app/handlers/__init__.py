@@ -6,17 +6,24 @@ is a `HandlerContext`. Events without a handler (or actions nobody registered) a
 
 from __future__ import annotations
 
-from github_app.handlers import checks, installations, ping, push, repositories, sync
+from github_app.handlers import (
+    check_requests,
+    installations,
+    ping,
+    push,
+    repositories,
+    sync_jobs,
+)
 from github_app.handlers.common import HandlerContext
 from github_app.webhooks import Router
 
 router = Router(
     push.router,
-    checks.router,
+    check_requests.router,
     installations.router,
     repositories.router,
     ping.router,
-    sync.router,
+    sync_jobs.router,
 )
 
 __all__ = ["HandlerContext", "router"]

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from github_app.store._sql import dialect_of, insert_ignoring_conflicts
 from github_app.store.errors import NotFoundError
-from github_app.store.models import Delivery, DeliveryState, utcnow
+from github_app.store.models import DeliveryRow, DeliveryState, utcnow
 
 DEFAULT_LEASE = timedelta(minutes=5)
 _GUID_MAX = 64
@@ -59,11 +59,11 @@ def record_delivery(
         "state": DeliveryState.PENDING.value,
         "attempts": 0,
     }
-    return insert_ignoring_conflicts(session, Delivery.__table__, row, ["guid"]) == 1
+    return insert_ignoring_conflicts(session, DeliveryRow.__table__, row, ["guid"]) == 1
 
 
-def get_delivery(session: Session, guid: str) -> Delivery | None:
-    return session.scalar(select(Delivery).where(Delivery.guid == guid))
+def get_delivery(session: Session, guid: str) -> DeliveryRow | None:
+    return session.scalar(select(DeliveryRow).where(DeliveryRow.guid == guid))
 
 
 def claim_next(
@@ -72,7 +72,7 @@ def claim_next(
     now: datetime | None = None,
     *,
     lease: timedelta = DEFAULT_LEASE,
-) -> Delivery | None:
+) -> DeliveryRow | None:
     """Take the oldest delivery that is due, or whose previous claim's lease expired.
 
     The returned delivery is PROCESSING, claimed by `worker_id` until `now + lease`, with
@@ -83,18 +83,18 @@ def claim_next(
     now = now or utcnow()
     due = or_(
         and_(
-            Delivery.state == DeliveryState.PENDING,
-            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+            DeliveryRow.state == DeliveryState.PENDING,
+            or_(DeliveryRow.next_attempt_at.is_(None), DeliveryRow.next_attempt_at <= now),
         ),
-        and_(Delivery.state == DeliveryState.PROCESSING, Delivery.lease_expires_at < now),
+        and_(DeliveryRow.state == DeliveryState.PROCESSING, DeliveryRow.lease_expires_at < now),
     )
     claim = {
         "state": DeliveryState.PROCESSING,
         "claimed_by": worker_id,
         "lease_expires_at": now + lease,
-        "attempts": Delivery.attempts + 1,
+        "attempts": DeliveryRow.attempts + 1,
     }
-    oldest_due = select(Delivery.id).where(due).order_by(Delivery.id).limit(1)
+    oldest_due = select(DeliveryRow.id).where(due).order_by(DeliveryRow.id).limit(1)
     if dialect_of(session) == "postgresql":
         oldest_due = oldest_due.with_for_update(skip_locked=True)
     delivery_id = session.scalar(oldest_due)
@@ -102,11 +102,11 @@ def claim_next(
         return None
     # Conditional, so the claim stays correct even if the row changed since it was read.
     claimed = session.execute(
-        update(Delivery).where(Delivery.id == delivery_id, due).values(**claim)
+        update(DeliveryRow).where(DeliveryRow.id == delivery_id, due).values(**claim)
     )
     if claimed.rowcount != 1:
         return None
-    return session.get(Delivery, delivery_id, populate_existing=True)
+    return session.get(DeliveryRow, delivery_id, populate_existing=True)
 
 
 def mark_done(session: Session, delivery_id: int, now: datetime | None = None) -> None:
@@ -153,33 +153,35 @@ def _finish(
 
 
 def _set(session: Session, delivery_id: int, **values: Any) -> None:
-    result = session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+    result = session.execute(
+        update(DeliveryRow).where(DeliveryRow.id == delivery_id).values(**values)
+    )
     if result.rowcount != 1:
         raise NotFoundError(f"delivery {delivery_id} does not exist (pruned?)")
 
 
 def has_newer_push(session: Session, repository_id: int, ref: str, than_delivery_id: int) -> bool:
     """Is a later push to the same ref stored? Then this one need not be synced on its own."""
-    newer = select(Delivery.id).where(
-        Delivery.event == "push",
-        Delivery.repository_id == repository_id,
-        Delivery.ref == ref,
-        Delivery.id > than_delivery_id,
+    newer = select(DeliveryRow.id).where(
+        DeliveryRow.event == "push",
+        DeliveryRow.repository_id == repository_id,
+        DeliveryRow.ref == ref,
+        DeliveryRow.id > than_delivery_id,
     )
     return bool(session.scalar(select(exists(newer))))
 
 
 def recent_guids(session: Session, since: datetime) -> set[str]:
     """GUIDs received since `since`: the redelivery sweep asks GitHub only for the others."""
-    return set(session.scalars(select(Delivery.guid).where(Delivery.received_at >= since)))
+    return set(session.scalars(select(DeliveryRow.guid).where(DeliveryRow.received_at >= since)))
 
 
-def failed_deliveries(session: Session, limit: int = 50) -> list[Delivery]:
+def failed_deliveries(session: Session, limit: int = 50) -> list[DeliveryRow]:
     """The most recent deliveries that ended as failed, newest first (for operators)."""
     query = (
-        select(Delivery)
-        .where(Delivery.state == DeliveryState.FAILED)
-        .order_by(Delivery.id.desc())
+        select(DeliveryRow)
+        .where(DeliveryRow.state == DeliveryState.FAILED)
+        .order_by(DeliveryRow.id.desc())
         .limit(limit)
     )
     return list(session.scalars(query))
@@ -198,19 +200,19 @@ def queue_stats(session: Session, now: datetime | None = None) -> QueueStats:
     now = now or utcnow()
     counts = dict(
         session.execute(
-            select(Delivery.state, func.count())
+            select(DeliveryRow.state, func.count())
             .where(
-                Delivery.state.in_(
+                DeliveryRow.state.in_(
                     [DeliveryState.PENDING, DeliveryState.PROCESSING, DeliveryState.FAILED]
                 )
             )
-            .group_by(Delivery.state)
+            .group_by(DeliveryRow.state)
         ).all()
     )
     oldest = session.scalar(
-        select(Delivery.received_at)
-        .where(Delivery.state == DeliveryState.PENDING)
-        .order_by(Delivery.id)
+        select(DeliveryRow.received_at)
+        .where(DeliveryRow.state == DeliveryState.PENDING)
+        .order_by(DeliveryRow.id)
         .limit(1)
     )
     return QueueStats(

@@ -263,7 +263,7 @@ class ActivationGeneration(Base):
     value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class Delivery(Base):
+class DeliveryRow(Base):
     """A webhook delivery as received, and where its processing stands."""
 
     __tablename__ = "deliveries"

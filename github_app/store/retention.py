@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from github_app.store.models import (
     Blob,
     CheckRun,
-    Delivery,
+    DeliveryRow,
     DeliveryState,
     Snapshot,
     SnapshotFile,
@@ -43,9 +43,9 @@ def prune(session: Session, older_than: timedelta, now: datetime | None = None) 
         raise ValueError("the retention age cannot be negative")
     cutoff = (now or utcnow()) - older_than
     deliveries = session.execute(
-        delete(Delivery).where(
-            Delivery.state.in_([DeliveryState.DONE, DeliveryState.FAILED]),
-            Delivery.finished_at < cutoff,
+        delete(DeliveryRow).where(
+            DeliveryRow.state.in_([DeliveryState.DONE, DeliveryState.FAILED]),
+            DeliveryRow.finished_at < cutoff,
         )
     ).rowcount
     sync_logs = session.execute(delete(SyncLogEntry).where(SyncLogEntry.at < cutoff)).rowcount

@@ -36,7 +36,7 @@ class Validation:
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class CommitFiles:
     """What the transaction records: blobs to store and the snapshot's file list."""
 
     sha: str
@@ -107,10 +107,10 @@ def validate_files(
 ) -> Validation:
     found = promptrepo.validate(files, strict=strict, max_file_size=max_size)
     diagnostics = tuple(sorted([*found, *extra], key=Diagnostic.sort_key))
-    return analyse(files, diagnostics)
+    return analyse_commit(files, diagnostics)
 
 
-def analyse(files: Mapping[str, bytes], diagnostics: tuple[Diagnostic, ...]) -> Validation:
+def analyse_commit(files: Mapping[str, bytes], diagnostics: tuple[Diagnostic, ...]) -> Validation:
     """The parsed repository next to its diagnostics (for allowed_guilds and the preview)."""
     try:
         return Validation(diagnostics, promptrepo.load_repository(files), "")

@@ -55,8 +55,8 @@ from github_app.store.models import BranchStatus, utcnow
 from github_app.sync.access import Access, choose_access, is_access_problem, requested_access
 from github_app.sync.content import (
     PATH_FILE,
-    Snapshot,
-    analyse,
+    CommitFiles,
+    analyse_commit,
     select_files,
     validate_files,
 )
@@ -161,8 +161,10 @@ class _Run:
         )
         check_run_id = None
         if stored.snapshot_id is not None:
-            validation = await anyio.to_thread.run_sync(analyse, stored.files, stored.diagnostics)
-            snapshot = Snapshot(sha, {}, {}, validation)
+            validation = await anyio.to_thread.run_sync(
+                analyse_commit, stored.files, stored.diagnostics
+            )
+            snapshot = CommitFiles(sha, {}, {}, validation)
             if stored.post_check:
                 check_run_id = await self._start_check(stored)
         else:
@@ -257,7 +259,7 @@ class _Run:
             raise
         return True
 
-    async def _fetch(self, sha: str, entries: Sequence[TreeEntry]) -> Snapshot:
+    async def _fetch(self, sha: str, entries: Sequence[TreeEntry]) -> CommitFiles:
         """Download the missing blobs of the repository files, then validate."""
         settings = self.runtime.settings
         wanted, tree_diagnostics = select_files(entries, settings.max_prompt_file_size)
@@ -278,7 +280,7 @@ class _Run:
             settings.strict_validation,
             settings.max_prompt_file_size,
         )
-        return Snapshot(sha, wanted, downloaded, validation)
+        return CommitFiles(sha, wanted, downloaded, validation)
 
     async def _download(self, shas: Sequence[str]) -> dict[str, bytes]:
         assert self.access is not None
@@ -322,7 +324,7 @@ class _Run:
         return int(run_id)
 
     async def _complete_check(
-        self, check_run_id: int, snapshot: Snapshot, recorded: Recorded
+        self, check_run_id: int, snapshot: CommitFiles, recorded: Recorded
     ) -> None:
         assert self.access is not None and self.access.installation_id is not None
         validation = snapshot.validation

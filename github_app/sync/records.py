@@ -38,7 +38,7 @@ from github_app.store.models import (
     utcnow,
 )
 from github_app.sync.access import Access
-from github_app.sync.content import Snapshot, Validation
+from github_app.sync.content import CommitFiles, Validation
 from github_app.sync.messages import (
     first_error,
     plural,
@@ -179,7 +179,7 @@ def record_commit(
     vault: Vault,
     repository_id: int,
     branch: str | None,
-    snapshot: Snapshot,
+    snapshot: CommitFiles,
     *,
     activate: bool,
     head_at: datetime,
@@ -295,7 +295,7 @@ def _bindings_follow(
 
 
 def _settle_pending(
-    session: Session, repository: Repository, branch: str, snapshot: Snapshot, full_name: str
+    session: Session, repository: Repository, branch: str, snapshot: CommitFiles, full_name: str
 ) -> bool:
     """Promote the pending requests on this branch that may read it; tell the others why not.
     True if a binding went live."""

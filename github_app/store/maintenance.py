@@ -103,27 +103,27 @@ def _db_downgrade(args: argparse.Namespace) -> int:
 
 def _migrate(revision: str, *, downgrade: bool) -> int:
     """Move the schema to `revision` (either way) and say where it ended."""
-    from github_app.store import schema
+    from github_app.store import migrate
 
-    move = schema.downgrade if downgrade else schema.upgrade
+    move = migrate.downgrade if downgrade else migrate.upgrade
     with _opened_database() as database:
         move(database.engine, revision)
-        status = schema.schema_status(database.engine)
+        status = migrate.schema_status(database.engine)
     print(f"database {database.display_url} is at revision {status.current or 'base (empty)'}")
     return 0
 
 
 def _db_current(_args: argparse.Namespace) -> int:
-    from github_app.store import schema
+    from github_app.store import migrate
 
     with _opened_database() as database:
-        status = schema.schema_status(database.engine)
+        status = migrate.schema_status(database.engine)
     print(_describe(status))
     return 0 if status.up_to_date else 1
 
 
 def _describe(status: Any) -> str:
-    from github_app.store.schema import UPGRADE_COMMAND
+    from github_app.store.migrate import UPGRADE_COMMAND
 
     current = status.current or "base (empty)"
     if status.up_to_date:
@@ -149,7 +149,7 @@ def _keys_rotate(_args: argparse.Namespace) -> int:
     from github_app.secrets import load_vault
     from github_app.settings import Settings
     from github_app.store.credentials import rotate_secrets
-    from github_app.store.schema import ensure_schema
+    from github_app.store.migrate import ensure_schema
 
     vault = load_vault(Settings.from_env())
     with _opened_database() as database:
@@ -175,8 +175,8 @@ def _prune(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
     from github_app.settings import Settings
+    from github_app.store.migrate import ensure_schema
     from github_app.store.retention import prune
-    from github_app.store.schema import ensure_schema
 
     settings = Settings.from_env()
     days = settings.retention_days if args.older_than is None else args.older_than
