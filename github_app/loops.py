@@ -99,16 +99,16 @@ async def _reconcile_target(runtime: Runtime, target: TrackedTarget) -> bool:
         return False
     if head is NOT_MODIFIED:
         return False
-    sha, etag = head
-    queued = await runtime.run_db(_record_head, target, sha, etag)
+    sha, _etag = head
+    queued = await runtime.run_db(_record_head, target, sha)
     if queued:
         log.info("reconcile: %s moved to %s without a delivery here: sync queued", where, sha[:7])
     return queued
 
 
-def _record_head(session: Any, target: TrackedTarget, sha: str, etag: str | None) -> bool:
-    """Keep the ETag; queue a sync when the head is not the one last seen."""
-    branches.set_etag(session, target.repository_id, target.branch, etag)
+def _record_head(session: Any, target: TrackedTarget, sha: str) -> bool:
+    """Queue a sync when the head is not the one last concluded. The ETag is not kept here: it
+    is stored with the head a sync concludes, so a 304 always means "nothing new"."""
     if sha == target.latest_sha:
         return False
     enqueue_sync(

@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, TypeVar
@@ -240,13 +240,10 @@ class Store:
             snapshot = snapshots.create_snapshot(
                 session, repository_id, sha, blob_ids, valid=valid, diagnostics=found
             )
-            branches.note_head(
-                session, repository_id, branch, sha, T0 + timedelta(minutes=self.pushes)
-            )
+            head = branches.head_state(session, repository_id, branch)
+            assert branches.conclude_head(session, repository_id, branch, sha, None, head.version)
             if valid:
-                branches.activate(
-                    session, repository_id, branch, snapshot.id, T0 + timedelta(minutes=self.pushes)
-                )
+                branches.activate(session, repository_id, branch, snapshot.id)
             chosen = status or (BranchStatus.OK if valid else BranchStatus.REJECTED)
             text = (
                 message
@@ -337,7 +334,7 @@ class World:
         return self.fake.push(self.full_name, branch, dict(files), **kwargs)
 
     def request(self, sha: str | None, **overrides: Any) -> SyncRequest:
-        """A push-like request; head_at advances with every push so ordering is explicit."""
+        """A push-like request for `sha` on main."""
         values: dict[str, Any] = {
             "repository_id": self.repository_id,
             "full_name": self.full_name,
@@ -345,7 +342,6 @@ class World:
             "sha": sha,
             "trigger": "push",
             "installation_id": self.installation_id,
-            "head_at": T0 + timedelta(minutes=self.pushes),
         }
         values.update(overrides)
         return SyncRequest(**values)

@@ -4,13 +4,11 @@ served, against the fake GitHub; routing checked with GitHub's real payload exam
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from github_app.handlers import router
-from github_app.handlers.common import head_time
 from github_app.store import bindings, branches, deliveries, installations
 from github_app.store.models import BindingState, BranchStatus
 from github_app.sync.jobs import enqueue_sync
@@ -143,20 +141,6 @@ async def test_real_payload_examples_are_processed_without_failure(world: Harnes
 
 
 # ---- push -----------------------------------------------------------------------------------
-
-
-def test_head_time_orders_pushes_by_pushed_at_then_arrival() -> None:
-    received = datetime(2026, 1, 1, 12, 0, 0, 300000, tzinfo=UTC)
-    pushed = int(datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC).timestamp())
-    first = head_time({"repository": {"pushed_at": pushed}}, received)
-    second = head_time({"repository": {"pushed_at": pushed}}, received + timedelta(seconds=0.4))
-    assert first < second < datetime(2026, 1, 1, 12, 0, 1, tzinfo=UTC), "same second: arrival"
-    late = head_time({"repository": {"pushed_at": pushed}}, received + timedelta(days=1))
-    newer = head_time({"repository": {"pushed_at": pushed + 1}}, received)
-    assert late < newer, "a redelivered old push stays older than the next push"
-    iso = head_time({"repository": {"pushed_at": "2026-01-01T12:00:00Z"}}, received)
-    assert iso == first
-    assert head_time({}, received) == received
 
 
 async def test_push_to_tracked_branch_goes_live_with_a_check_run(world: Harness) -> None:

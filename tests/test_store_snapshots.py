@@ -101,31 +101,35 @@ def test_sha256_blob_ids(db: Database) -> None:
         assert snapshots.store_blobs(session, {sha: content}) == 0
 
 
-def test_activation_never_goes_backwards(db: Database) -> None:
+def test_a_branch_concludes_once_per_version_and_activates_valid_commits_only(
+    db: Database,
+) -> None:
     old = _snapshot(db, "1" * 40, {"PATH": b"v1"})
     new = _snapshot(db, "2" * 40, {"PATH": b"v2"})
     broken = _snapshot(db, "3" * 40, {"PATH": b"v3"}, valid=False)
     with db.session() as session:
         generation = branches.current_generation(session)
-        assert branches.activate(session, REPO, "main", new, T0 + timedelta(minutes=2))
+        first = branches.head_state(session, REPO, "main")
+        assert (first.version, first.latest_sha, first.etag) == (0, None, None)
+        # Two syncs read the same version; the first to conclude wins, the other must re-read.
+        assert branches.conclude_head(session, REPO, "main", "2" * 40, 'W/"b"', first.version)
+        assert not branches.conclude_head(session, REPO, "main", "1" * 40, 'W/"a"', first.version)
+        assert branches.activate(session, REPO, "main", new)
         assert branches.current_generation(session) == generation + 1
-        # A late or redelivered older push is refused, and the pointer stays.
-        assert not branches.activate(session, REPO, "main", old, T0 + timedelta(minutes=1))
-        assert not branches.activate(session, REPO, "main", old, T0 + timedelta(minutes=2))
-        assert branches.activate(session, REPO, "main", new, T0 + timedelta(minutes=2))  # no-op
+        assert not branches.activate(session, REPO, "main", new)  # already active: no-op
         assert branches.current_generation(session) == generation + 1
         with pytest.raises(InvalidSnapshotError, match="failed validation"):
-            branches.activate(session, REPO, "main", broken, T0 + timedelta(minutes=3))
+            branches.activate(session, REPO, "main", broken)
         with pytest.raises(InvalidSnapshotError):
-            branches.activate(session, REPO + 1, "main", new, T0 + timedelta(minutes=3))
+            branches.activate(session, REPO + 1, "main", new)
+        after = branches.head_state(session, REPO, "main")
+        assert (after.version, after.latest_sha, after.etag) == (1, "2" * 40, 'W/"b"')
+        # A force push back to an older commit is concluded like any other head.
+        assert branches.conclude_head(session, REPO, "main", "1" * 40, None, after.version)
+        assert branches.activate(session, REPO, "main", old)
         branch = branches.get_branch(session, REPO, "main")
-        assert branch is not None and branch.active_snapshot_id == new
-
-        assert branches.note_head(session, REPO, "main", "3" * 40, T0 + timedelta(minutes=3))
-        assert not branches.note_head(session, REPO, "main", "1" * 40, T0)
-        branches.set_etag(session, REPO, "main", 'W/"abc"')
-        branch = branches.get_branch(session, REPO, "main")
-        assert branch is not None and (branch.latest_sha, branch.etag) == ("3" * 40, 'W/"abc"')
+        assert branch is not None and branch.active_snapshot_id == old
+        assert branches.head_state(session, REPO, "main").etag is None
 
 
 @pytest.mark.postgres
@@ -150,7 +154,7 @@ def test_activation_notifies_listeners_at_commit(postgres_url: str) -> None:
         with psycopg.connect(dsn, autocommit=True) as listener:
             listener.execute(f"LISTEN {branches.ACTIVATION_CHANNEL}")
             with db.session() as session:
-                assert branches.activate(session, REPO, "main", snapshot_id, T0)
+                assert branches.activate(session, REPO, "main", snapshot_id)
                 generation = branches.current_generation(session)
             [notice] = list(listener.notifies(timeout=2, stop_after=1))
         assert notice.channel == branches.ACTIVATION_CHANNEL
@@ -176,7 +180,7 @@ def test_lost_access_purges_content_and_falls_back_to_defaults(db: Database) -> 
         snapshots.create_snapshot(session, 800, "9" * 40, {"x.md": blob}, valid=True)
     active = _snapshot(db, "4" * 40, {"PATH": b"private", "x.md": shared})
     with db.session() as session:
-        branches.activate(session, REPO, "main", active, T0)
+        branches.activate(session, REPO, "main", active)
         bindings.set_binding(
             session,
             "g1",
@@ -211,7 +215,7 @@ def test_an_active_snapshot_survives_pruning(db: Database) -> None:
     stale = _snapshot(db, "6" * 40, {"PATH": b"old", "a.md": b"kept"}, at=long_ago)
     recent = _snapshot(db, "7" * 40, {"PATH": b"recent"}, at=T0)
     with db.session() as session:
-        branches.activate(session, REPO, "main", active, long_ago)
+        branches.activate(session, REPO, "main", active)
         deliveries.record_delivery(
             session, "old-done", "push", None, 1, REPO, b"{}", received_at=long_ago
         )

@@ -91,15 +91,40 @@ async def test_an_older_head_never_activates(world: World) -> None:
     world.bind(GUILD)
     old = world.push(VALID)
     new = world.push({"prompts/default.md": b"Newer {messages}\n"})
-    newer = await world.sync(new, head_at=T0 + timedelta(minutes=2))
-    late = await world.sync(old, head_at=T0 + timedelta(minutes=1))  # a slow, older delivery
+    newer = await world.sync(new)
+    late = await world.sync(old)  # a slow, older delivery: GitHub says the head is `new`
 
     assert newer.activated
-    assert late.valid and not late.activated
-    assert "older" in late.message
+    assert late.sha == new and not late.activated  # it followed the head, already live
+    assert world.db(snapshots.find_snapshot, world.repository_id, old) is not None
     state = world.state(GUILD)
     assert state.commit_sha == new and state.latest_sha == new
     assert state.status_message == f"serving {new[:7]}"
+
+
+async def test_an_older_commit_synced_first_is_not_activated_and_the_head_is(world: World) -> None:
+    """Arrival order is GitHub's to shuffle: push #19 may be stored before #18. Whichever
+    delivery is processed, the branch ends at the head GitHub reports."""
+    world.bind(GUILD)
+    old = world.push(VALID)
+    new = world.push({"prompts/default.md": b"Newer {messages}\n"})
+    outcome = await world.sync(old)  # the older push is processed first
+    assert outcome.sha == new and outcome.activated
+    assert world.state(GUILD).commit_sha == new
+    assert len(world.check_runs(old)) == 1  # the pushed commit still gets its check run
+    assert world.check_runs(new) == []  # the head's own push posts that one
+
+
+async def test_a_force_push_to_an_older_commit_is_activated(world: World) -> None:
+    world.bind(GUILD)
+    first = world.push(VALID)
+    await world.sync(first)
+    second = world.push({"prompts/default.md": b"Second {messages}\n"})
+    await world.sync(second)
+    world.fake.force_push(world.full_name, "main", first)
+    outcome = await world.sync(first)
+    assert outcome.sha == first and outcome.activated
+    assert world.state(GUILD).commit_sha == first
 
 
 async def test_a_redelivered_push_is_a_no_op(world: World) -> None:
@@ -112,8 +137,10 @@ async def test_a_redelivered_push_is_a_no_op(world: World) -> None:
     again = await world.sync(sha)
 
     assert (again.snapshot_id, again.valid, again.activated) == (first.snapshot_id, True, False)
-    assert again.api_calls == 0 and again.files_fetched == 0
-    assert world.requests_since(mark) == []  # no tree, no blob, no second check run
+    assert again.api_calls == 1 and again.files_fetched == 0
+    # no tree, no blob, no second check run: only the head, re-read for free (304)
+    assert world.requests_since(mark) == ["GET /repositories/{repository_id}/git/ref/{ref:path}"]
+    assert world.fake.requests[-1].status == 304
     assert world.db(branches.current_generation) == generation
     assert len(world.fake.check_runs_for(world.full_name, sha)) == 1
     assert world.state(GUILD).commit_sha == sha
@@ -135,9 +162,10 @@ async def test_a_push_costs_at_most_k_plus_4_requests(world: World) -> None:
     outcome = await world.sync(sha)
 
     sent = world.requests_since(mark)
-    assert len(sent) <= len(changed) + 4
+    assert len(sent) <= len(changed) + 5
     assert sorted(sent) == sorted(
         [
+            "GET /repositories/{repository_id}/git/ref/{ref:path}",
             "GET /repositories/{repository_id}/git/trees/{sha}",
             "GET /repositories/{repository_id}/git/blobs/{sha}",
             "GET /repositories/{repository_id}/git/blobs/{sha}",
@@ -241,10 +269,10 @@ async def test_a_truncated_tree_is_walked(world: World) -> None:
 async def test_a_branch_head_is_resolved_when_no_sha_is_given(world: World) -> None:
     world.bind(GUILD)
     sha = world.push(VALID)
-    outcome = await world.sync(None, trigger="reconcile", head_at=None)
+    outcome = await world.sync(None, trigger="reconcile")
     assert outcome.sha == sha and outcome.activated
     mark = len(world.fake.requests)
-    again = await world.sync(None, trigger="reconcile", head_at=None)
+    again = await world.sync(None, trigger="reconcile")
     assert again.sha == sha and not again.activated
     assert world.requests_since(mark) == ["GET /repositories/{repository_id}/git/ref/{ref:path}"]
     assert world.fake.requests[-1].status == 304  # the stored ETag made it free

@@ -11,7 +11,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
@@ -218,33 +218,6 @@ def mark_branch_deleted(session: Session, repository_id: int, branch: str) -> bo
     branches.set_branch_status(session, repository_id, branch, BranchStatus.DELETED, message)
     branches.bump_generation(session)
     return True
-
-
-def head_time(payload: Mapping[str, Any], received_at: datetime) -> datetime:
-    """When the pushed commit became the branch head, for "never activate an older commit".
-
-    GitHub's `repository.pushed_at` (Unix seconds in push payloads) orders pushes even when a
-    delivery arrives late or is redelivered. It has one-second resolution, so within its second
-    pushes are ordered by arrival: the delay to `received_at`, capped below one second, is added.
-    Without `pushed_at`, the arrival time is used.
-    """
-    pushed_at = _timestamp(mapping(payload.get("repository")).get("pushed_at"))
-    if pushed_at is None:
-        return received_at
-    delay = (received_at - pushed_at).total_seconds()
-    return pushed_at + timedelta(seconds=min(max(delay, 0.0), 0.999))
-
-
-def _timestamp(value: Any) -> datetime | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return datetime.fromtimestamp(value, UTC)
-    if isinstance(value, str) and value:
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-    return None
 
 
 async def run_sync(ctx: HandlerContext, request: SyncRequest) -> SyncOutcome:

@@ -29,7 +29,6 @@ from sqlalchemy.orm import Session
 from github_app.handlers.common import (
     HandlerContext,
     commit_sha,
-    head_time,
     mapping,
     mark_branch_deleted,
     remember_installation,
@@ -88,7 +87,6 @@ async def on_push(delivery: Delivery, ctx: HandlerContext) -> None:
             trigger="push",
             installation_id=plan.installation_id,
             token=plan.token,
-            head_at=head_time(delivery.payload, ctx.received_at),
             activate=plan.tracked,
             check_run=plan.check_run,
             received_at=ctx.received_at if plan.tracked else None,

@@ -1,10 +1,14 @@
-"""Tracked branches: the last-known-good pointer, what was last seen, and the generation counter.
+"""Tracked branches: the last-known-good pointer, the head last concluded, and the generation.
 
-Activation is one pointer update in one transaction. It never goes backwards: each activation
-carries `head_at`, the time its commit became the branch head (GitHub's `repository.pushed_at`
-for a push; the time the reconcile loop saw the head for a conditional request), and the pointer
-moves only to a strictly later head time. A redelivered or slow old push therefore cannot
-replace a newer active commit, whatever order the workers finish in.
+Ordering is decided by git, not by clocks or arrival order (see `github_app.sync.flow`): a sync
+concludes a branch only for the commit GitHub reports as its head, read after `head_state` was
+taken. `conclude_head` is a compare-and-set on the branch's `head_version`: it succeeds only if
+no other sync concluded the branch since, so two syncs of one branch are serialised at the one
+point that matters (a sync whose head reading may be stale loses and reads the head again).
+`latest_sha` and `etag` are written together, only there: a conditional head request answered
+304 with the stored ETag therefore means "the head is still `latest_sha`".
+
+Activation is one pointer update in one transaction, made only by the sync that concluded.
 
 Every change to what a guild may be served bumps one global `generation` counter (one small
 row): processes poll it cheaply, and on PostgreSQL the bump also sends a NOTIFY on
@@ -14,6 +18,7 @@ row): processes poll it cheaply, and on PostgreSQL the bump also sends a NOTIFY 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -64,30 +69,50 @@ def get_branch(session: Session, repository_id: int, branch: str) -> TrackedBran
     return session.get(TrackedBranch, (repository_id, branch), populate_existing=True)
 
 
-def note_head(
-    session: Session, repository_id: int, branch: str, sha: str, seen_at: datetime
-) -> bool:
-    """Record the branch's head as seen at `seen_at`; False if a later sighting is stored."""
+@dataclass(frozen=True)
+class HeadState:
+    """What a sync reads before asking GitHub for the head: the version it must still find
+    when it concludes, and the head last concluded with its ETag (for a free 304)."""
+
+    version: int
+    latest_sha: str | None
+    etag: str | None
+
+
+def head_state(session: Session, repository_id: int, branch: str) -> HeadState:
     _ensure(session, repository_id, branch)
+    row = session.execute(
+        select(TrackedBranch.head_version, TrackedBranch.latest_sha, TrackedBranch.etag).where(
+            _key(repository_id, branch)
+        )
+    ).one()
+    return HeadState(int(row[0] or 0), row[1], row[2] if row[1] else None)
+
+
+def conclude_head(
+    session: Session,
+    repository_id: int,
+    branch: str,
+    sha: str,
+    etag: str | None,
+    version: int,
+    now: datetime | None = None,
+) -> bool:
+    """Record `sha` as the branch head this sync concluded (with the ETag of the reading); False,
+    changing nothing, when another sync concluded the branch after `version` was read."""
+    now = now or utcnow()
     result = session.execute(
         update(TrackedBranch)
-        .where(
-            _key(repository_id, branch),
-            or_(TrackedBranch.latest_seen_at.is_(None), TrackedBranch.latest_seen_at < seen_at),
+        .where(_key(repository_id, branch), TrackedBranch.head_version == version)
+        .values(
+            head_version=TrackedBranch.head_version + 1,
+            latest_sha=sha,
+            latest_seen_at=now,
+            etag=etag,
+            updated_at=now,
         )
-        .values(latest_sha=sha, latest_seen_at=seen_at, updated_at=utcnow())
     )
     return result.rowcount == 1
-
-
-def set_etag(session: Session, repository_id: int, branch: str, etag: str | None) -> None:
-    """The ETag of the last conditional request for this branch's head (a 304 is free)."""
-    _ensure(session, repository_id, branch)
-    session.execute(
-        update(TrackedBranch)
-        .where(_key(repository_id, branch))
-        .values(etag=etag, updated_at=utcnow())
-    )
 
 
 def set_branch_status(
@@ -122,14 +147,13 @@ def activate(
     repository_id: int,
     branch: str,
     snapshot_id: int,
-    head_at: datetime,
     now: datetime | None = None,
 ) -> bool:
-    """Make a valid snapshot the branch's active one; True if it is active afterwards.
+    """Make a valid snapshot the branch's active one; True if the pointer moved.
 
-    Refused (False, nothing changes) when the active commit became head at or after
-    `head_at`. Raises `InvalidSnapshotError` for an invalid snapshot or one of another
-    repository: an invalid commit never becomes active.
+    Call it only in the transaction whose `conclude_head` succeeded for this commit. Raises
+    `InvalidSnapshotError` for an invalid snapshot or one of another repository: an invalid
+    commit never becomes active.
     """
     snapshot = session.get(Snapshot, snapshot_id)
     if snapshot is None or snapshot.repository_id != repository_id:
@@ -146,11 +170,14 @@ def activate(
         update(TrackedBranch)
         .where(
             _key(repository_id, branch),
-            or_(TrackedBranch.active_head_at.is_(None), TrackedBranch.active_head_at < head_at),
+            or_(
+                TrackedBranch.active_snapshot_id.is_(None),
+                TrackedBranch.active_snapshot_id != snapshot_id,
+            ),
         )
         .values(
             active_snapshot_id=snapshot_id,
-            active_head_at=head_at,
+            active_head_at=now,
             activated_at=now,
             updated_at=now,
         )
@@ -158,10 +185,7 @@ def activate(
     if moved.rowcount == 1:
         bump_generation(session)
         return True
-    current = session.scalar(
-        select(TrackedBranch.active_snapshot_id).where(_key(repository_id, branch))
-    )
-    return current == snapshot_id
+    return False
 
 
 def _key(repository_id: int, branch: str) -> Any:

@@ -229,10 +229,10 @@ class SnapshotFile(Base):
 class TrackedBranch(Base):
     """Per (repository, branch): the active (last known good) snapshot and what was last seen.
 
-    Ordering: `active_head_at` is when the active commit became the branch head (the push's
-    `repository.pushed_at`, or when the reconcile loop saw it as head). An activation with a
-    head time not later than the active one's is refused, so a late or redelivered old push can
-    never move the pointer backwards. The foreign key makes deleting an active snapshot fail.
+    Ordering: `head_version` grows each time a sync concludes the branch at the head GitHub
+    reported (`latest_sha`, with that reading's `etag`); see `store.branches`. `active_head_at`
+    is when the active commit was activated. The foreign key makes deleting an active snapshot
+    fail.
     """
 
     __tablename__ = "tracked_branches"
@@ -247,6 +247,7 @@ class TrackedBranch(Base):
     latest_sha: Mapped[str | None] = mapped_column(SHA)
     latest_seen_at: Mapped[datetime | None] = mapped_column()
     etag: Mapped[str | None] = mapped_column(NAME)
+    head_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     status: Mapped[str] = mapped_column(String(16), default=BranchStatus.PENDING)
     status_message: Mapped[str] = mapped_column(Text, default="")
     diagnostics: Mapped[list[Any]] = mapped_column(JSON, default=list)

@@ -3,8 +3,22 @@
 Every way a commit reaches guildprompts (a push, the reconcile loop, a new binding, a pull
 request or a check rerun) goes through `sync`, so there is one place that decides what guilds
 are served. The branch's active snapshot is the last known good one: a commit that fails
-validation is stored and reported but never served, and an activation never moves the pointer
-to an older head (`branches.activate` compares head times), whatever order deliveries arrive in.
+validation is stored and reported but never served.
+
+Ordering is decided by git, in one code path. A tracked branch is only ever concluded (its
+pointer moved, its status set) at the commit GitHub reports as the branch head, read with a
+conditional request (free when unchanged) after the branch's `head_version` was read; the
+conclusion is a compare-and-set on that version (`branches.conclude_head`), so of two syncs of
+one branch racing, the one whose reading may be stale loses and reads the head again. A commit
+that is not the head any more (a late or redelivered push, a leftover reconcile job, a retry
+after backoff) is snapshotted and checked but never activated: the sync follows the newer head
+instead (at most MAX_HOPS times, then it queues another). A force push needs nothing special:
+the head is what it is, descendant of the active commit or not. Why this and not timestamps or
+ancestry: `pushed_at` has one-second resolution and arrival order is GitHub's to shuffle, while
+the compare API costs a request per pair and still needs the head to know what is newest; the
+head reading is the one fact that settles it, and any push after a reading has its own delivery
+(or the reconcile loop: the stored ETag is only replaced by a conclusion) that reads it again.
+When the head is invalid, the last valid head concluded keeps serving.
 
 Cost is bounded by what changed: the tree is listed once (the client walks truncated trees),
 only the blobs not stored yet are downloaded (a bounded number at a time, oversized ones refused
@@ -51,6 +65,7 @@ from github_app.github import (
 from github_app.logs import log_context
 from github_app.runtime import Runtime
 from github_app.store import snapshots
+from github_app.store.branches import head_state
 from github_app.store.models import BranchStatus, utcnow
 from github_app.sync.access import Access, choose_access, is_access_problem, requested_access
 from github_app.sync.content import (
@@ -60,8 +75,10 @@ from github_app.sync.content import (
     select_files,
     validate_files,
 )
+from github_app.sync.jobs import enqueue_sync
 from github_app.sync.messages import access_message, describe
 from github_app.sync.records import (
+    Concluding,
     Recorded,
     RepoState,
     StoredCommit,
@@ -72,11 +89,28 @@ from github_app.sync.records import (
     record_commit,
     record_sync_log,
     remember_repository,
+    token_holders,
 )
 from github_app.sync.request import SyncOutcome, SyncRequest
 from promptrepo import Diagnostic
 
 log = logging.getLogger(__name__)
+
+MAX_HOPS = 4  # newer heads followed by one sync before the rest is left to a queued sync
+MAX_RACES = 4  # conclusions lost to other syncs of the branch before the worker retries later
+
+
+class BranchBusy(Exception):
+    """Other syncs kept concluding the branch first; the worker retries this one later."""
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """The branch head GitHub reported, the branch version read before asking, its ETag."""
+
+    sha: str
+    version: int
+    etag: str | None
 
 
 async def sync(runtime: Runtime, request: SyncRequest) -> SyncOutcome:
@@ -145,19 +179,54 @@ class _Run:
             return await self._access_lost(exc, self.access)
 
     async def _sync_commit(self, state: RepoState) -> SyncOutcome:
+        """Bring the requested commit in; on a tracked branch, follow GitHub's head until the
+        branch is concluded at it (see the module docstring)."""
+        sha, reading = self.request.sha, None
+        if sha is None:
+            reading = await self._read_head()
+            sha = reading.sha
+        check = self.request.check_run
+        for _hop in range(MAX_HOPS):
+            result = await self._bring(state, sha, check, reading)
+            if isinstance(result, SyncOutcome):
+                return result
+            reading = result
+            sha = reading.sha
+            check = False  # the head's own push (or the reconcile loop) posts its check run
+        await self.runtime.run_db(self._requeue)
+        self.runtime.wake_worker()
+        return await self._finish(
+            "stale",
+            sha,
+            None,
+            False,
+            (),
+            f"the head of {self.branch} kept moving during this sync: another sync is queued",
+        )
+
+    def _requeue(self, session: Any) -> str:
+        return enqueue_sync(
+            session,
+            full_name=self.request.full_name,
+            repository_id=self.repo_id,
+            branch=self.branch,
+            trigger="reconcile",
+        )
+
+    async def _bring(
+        self, state: RepoState, sha: str, check: bool, reading: _Reading | None
+    ) -> SyncOutcome | _Reading:
+        """Snapshot and validate `sha`, then conclude the branch if it is the head; else the
+        newer head reading to follow."""
         request, access = self.request, self.access
         assert access is not None
-        etag = None
-        sha = request.sha
-        if sha is None:
-            sha, etag = await self._head(state)
         self.sha = sha
         stored = await self.runtime.run_db(
             read_commit,
             self.repo_id,
             sha,
             request.trigger,
-            can_check=request.check_run and access.installation_id is not None,
+            can_check=check and access.installation_id is not None,
         )
         check_run_id = None
         if stored.snapshot_id is not None:
@@ -183,19 +252,24 @@ class _Run:
             if stored.post_check:
                 check_run_id = await self._start_check(stored)
             snapshot = await self._fetch(sha, entries)
-        recorded = await self.runtime.run_db(
-            record_commit,
-            self.runtime.vault,
-            self.repo_id,
-            self.branch,
-            snapshot,
-            activate=request.activate,
-            head_at=_aware(request.head_at) or utcnow(),
-            etag=etag,
-            full_name=request.full_name,
-        )
-        if recorded.generation is not None:
-            await self.runtime.announce_activation(recorded.generation)
+        tracked = request.activate and self.branch is not None
+        recorded = None
+        for _race in range(MAX_RACES if tracked else 0):
+            reading = reading or await self._read_head()
+            if reading.sha != sha:
+                break
+            readers = await self._token_readers(state, snapshot)
+            recorded = await self._record(
+                snapshot, Concluding(reading.version, reading.etag, readers)
+            )
+            if not recorded.conflict:
+                break
+            recorded = reading = None  # another sync concluded the branch: read the head again
+        else:
+            if tracked:
+                raise BranchBusy(f"{self.branch} was concluded by other syncs {MAX_RACES} times")
+        if recorded is None:  # not tracked, or not the head: stored and checked only
+            recorded = await self._record(snapshot, None)
         if recorded.activated and request.received_at is not None:
             waited = (utcnow() - _aware(request.received_at)).total_seconds()
             metrics.observe_push_to_live(max(waited, 0.0))
@@ -203,6 +277,10 @@ class _Run:
             await self._complete_check(check_run_id, snapshot, recorded)
         validation = snapshot.validation
         label, message = describe(request, self.branch, sha, validation, recorded)
+        if tracked and recorded.superseded:
+            assert reading is not None
+            await self._log(label, message, sha)
+            return reading
         return await self._finish(
             label,
             sha,
@@ -212,6 +290,21 @@ class _Run:
             message,
             valid=validation.valid,
         )
+
+    async def _record(self, snapshot: CommitFiles, head: Concluding | None) -> Recorded:
+        recorded: Recorded = await self.runtime.run_db(
+            record_commit,
+            self.runtime.vault,
+            self.repo_id,
+            self.branch,
+            snapshot,
+            activate=self.request.activate,
+            head=head,
+            full_name=self.request.full_name,
+        )
+        if recorded.generation is not None:
+            await self.runtime.announce_activation(recorded.generation)
+        return recorded
 
     # ---- GitHub ---------------------------------------------------------------------------
 
@@ -234,19 +327,51 @@ class _Run:
         assert state is not None
         return state
 
-    async def _head(self, state: RepoState) -> tuple[str, str | None]:
-        """The branch head, with the stored ETag (a 304 costs no rate limit)."""
+    async def _read_head(self) -> _Reading:
+        """The branch head GitHub reports now, read after the branch's version (a 304 on the
+        stored ETag means the head is still the one last concluded, and costs no rate limit)."""
         assert self.access is not None and self.branch is not None
-        github = self.runtime.github
-        etag = state.etag if state.latest_sha else None
+        known = await self.runtime.run_db(head_state, self.repo_id, self.branch)
         answer = await self._call(
-            github.get_branch_head(self.repo_id, self.branch, etag=etag, **self.access.kwargs)
+            self.runtime.github.get_branch_head(
+                self.repo_id, self.branch, etag=known.etag, **self.access.kwargs
+            )
         )
         if answer is NOT_MODIFIED:
-            assert state.latest_sha is not None
-            return state.latest_sha, None
-        sha, new_etag = answer
-        return sha, new_etag
+            assert known.latest_sha is not None
+            return _Reading(known.latest_sha, known.version, known.etag)
+        sha, etag = answer
+        return _Reading(sha, known.version, etag)
+
+    async def _token_readers(self, state: RepoState, snapshot: CommitFiles) -> frozenset[str]:
+        """Guilds of this branch allowed only by their own token whose token reads the branch
+        now (a token never tried does not let a guild read a private repository)."""
+        assert self.access is not None and self.branch is not None
+        if not state.private:
+            return frozenset()
+        holders = await self.runtime.run_db(
+            token_holders, self.runtime.vault, self.repo_id, self.branch
+        )
+        repo = snapshot.validation.repository
+        allowed = set(repo.allowed_guilds) if repo is not None else set()
+        works: dict[str, bool] = {}
+        for guild_id, token in sorted(holders.items()):
+            if guild_id in allowed or token in works:
+                continue
+            works[token] = token == self.access.token or await self._token_reads(token)
+        return frozenset(g for g, token in holders.items() if works.get(token))
+
+    async def _token_reads(self, token: str) -> bool:
+        assert self.branch is not None
+        try:
+            await self._call(
+                self.runtime.github.get_branch_head(self.repo_id, self.branch, token=token)
+            )
+        except GitHubError as exc:
+            if is_access_problem(exc):
+                return False
+            raise
+        return True
 
     async def _readable(self) -> bool:
         """After a 404: is the repository itself still readable (then the commit is gone)?"""

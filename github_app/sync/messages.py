@@ -54,7 +54,7 @@ def describe(
         live = recorded.live_sha[:7] if recorded.live_sha else "nothing"
         return (
             "stale",
-            f"{short} is older than the head already seen on {branch} "
+            f"{short} is not the head of {branch} on GitHub any more "
             f"(serving {live}): not activated",
         )
     if not validation.valid:

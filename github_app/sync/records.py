@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -83,10 +82,11 @@ class Recorded:
     snapshot_id: int
     activated: bool
     live_sha: str | None
-    superseded: bool  # a later head of the branch was already seen
+    superseded: bool  # not the branch head GitHub reports: never activated
     generation: int | None  # set when what guilds are served (or their status) changed
     serving: tuple[str, ...]
     pending: tuple[str, ...]
+    conflict: bool = False  # another sync concluded the branch first: read the head again
 
 
 def read_repository(
@@ -174,6 +174,15 @@ def _active_sha(session: Session, tracked: TrackedBranch | None) -> str | None:
     return snapshot.commit_sha if snapshot is not None else None
 
 
+@dataclass(frozen=True)
+class Concluding:
+    """This commit is the branch head GitHub reported after `version` was read (its ETag)."""
+
+    version: int
+    etag: str | None
+    token_readers: frozenset[str] = frozenset()  # guilds whose own token just read the branch
+
+
 def record_commit(
     session: Session,
     vault: Vault,
@@ -182,12 +191,12 @@ def record_commit(
     snapshot: CommitFiles,
     *,
     activate: bool,
-    head_at: datetime,
-    etag: str | None,
+    head: Concluding | None,
     full_name: str,
 ) -> Recorded:
-    """Store the snapshot, then (tracked branch) activate it and update every status: one
-    transaction, so guilds never see a half-applied sync."""
+    """Store the snapshot; when it is the head of a tracked branch (`head`), conclude the
+    branch: activate it if valid and update every status. One transaction, so guilds never see
+    a half-applied sync. `conflict` says another sync concluded the branch first."""
     now = utcnow()
     validation = snapshot.validation
     snapshots.store_blobs(session, snapshot.downloaded, now)
@@ -208,48 +217,71 @@ def record_commit(
     before = branches.get_branch(session, repository_id, branch)
     status_before = (before.status, before.status_message) if before is not None else None
     active_sha = _active_sha(session, before)
-    if etag is not None:
-        branches.set_etag(session, repository_id, branch, etag)
-    latest = branches.note_head(session, repository_id, branch, snapshot.sha, head_at) or (
-        before is not None and before.latest_sha == snapshot.sha
-    )
-    activated = False
-    live_sha = active_sha
-    changed = False
-    if latest and validation.valid and active_sha != snapshot.sha:
-        activated = branches.activate(session, repository_id, branch, row.id, head_at, now)
-        latest = activated
-        live_sha = snapshot.sha if activated else active_sha
-        changed = activated
-    if latest:
-        if validation.valid:
-            status, message = BranchStatus.OK, serving_message(snapshot.sha, validation.diagnostics)
-        else:
-            status = BranchStatus.REJECTED
-            message = rejected_message(active_sha, snapshot.sha, validation.errors)
-        branches.set_branch_status(
-            session,
-            repository_id,
-            branch,
-            status,
-            message,
-            diagnostics=[item.to_dict() for item in validation.diagnostics],
-            synced_at=now,
+    serving_now = tuple(serving.guilds_for_branch(session, repository_id, branch))
+    pending_now = tuple(serving.guilds_for_branch(session, repository_id, branch, pending=True))
+    if head is None:  # not the branch head any more: stored and checked, never activated
+        return Recorded(row.id, False, active_sha, True, None, serving_now, pending_now)
+    if not branches.conclude_head(
+        session, repository_id, branch, snapshot.sha, head.etag, head.version, now
+    ):
+        return Recorded(
+            row.id, False, active_sha, True, None, serving_now, pending_now, conflict=True
         )
-        changed = _bindings_follow(session, repository, branch, validation, message) or changed
-        changed = _settle_pending(session, repository, branch, snapshot, full_name) or changed
-        if status_before != (status.value, message):
-            changed = True
-            branches.bump_generation(session)
+    activated = False
+    if validation.valid:
+        activated = branches.activate(session, repository_id, branch, row.id, now)
+        status, message = BranchStatus.OK, serving_message(snapshot.sha, validation.diagnostics)
+    else:
+        status = BranchStatus.REJECTED
+        message = rejected_message(active_sha, snapshot.sha, validation.errors)
+    live_sha = snapshot.sha if validation.valid else active_sha
+    changed = activated
+    branches.set_branch_status(
+        session,
+        repository_id,
+        branch,
+        status,
+        message,
+        diagnostics=[item.to_dict() for item in validation.diagnostics],
+        synced_at=now,
+    )
+    readers = head.token_readers
+    changed = _bindings_follow(session, repository, branch, validation, message, readers) or changed
+    changed = _settle_pending(session, repository, branch, snapshot, full_name, readers) or changed
+    if status_before != (status.value, message):
+        changed = True
+    if changed and not activated:
+        branches.bump_generation(session)
     return Recorded(
         snapshot_id=row.id,
         activated=activated,
         live_sha=live_sha,
-        superseded=not latest,
+        superseded=False,
         generation=branches.current_generation(session) if changed else None,
         serving=tuple(serving.guilds_for_branch(session, repository_id, branch)),
         pending=tuple(serving.guilds_for_branch(session, repository_id, branch, pending=True)),
     )
+
+
+def token_holders(
+    session: Session, vault: Vault, repository_id: int, branch: str
+) -> dict[str, str]:
+    """guild id -> its own token, for the bindings and requests on this branch that gave one
+    (each is checked by reading the branch with it before the guild is served)."""
+    repository = installations.get_repository(session, repository_id)
+    if repository is None:
+        return {}
+    holders: list[GuildBinding | PendingBinding] = [
+        *bindings.bindings_for_repository(session, repository_id=repository_id),
+        *bindings.pending_for_repository(
+            session, repository_id=repository_id, full_name=repository.full_name
+        ),
+    ]
+    return {
+        holder.guild_id: bindings.binding_token(holder, vault)
+        for holder in holders
+        if holder.token_ciphertext is not None and _follows(holder, repository, branch)
+    }
 
 
 def _follows(binding: GuildBinding | PendingBinding, repository: Repository, branch: str) -> bool:
@@ -257,18 +289,27 @@ def _follows(binding: GuildBinding | PendingBinding, repository: Repository, bra
 
 
 def _allowed(
-    binding: GuildBinding | PendingBinding, repository: Repository, allowed_guilds: Sequence[str]
+    binding: GuildBinding | PendingBinding,
+    repository: Repository,
+    allowed_guilds: Sequence[str],
+    token_readers: frozenset[str],
 ) -> bool:
-    """May this guild read the repository? Public, listed in PATH, or it gave its own token."""
+    """May this guild read the repository? Public, listed in PATH, or its own token has just
+    read the branch (having a token is not enough: it must work)."""
     return (
         not repository.private
         or binding.guild_id in allowed_guilds
-        or binding.token_ciphertext is not None
+        or binding.guild_id in token_readers
     )
 
 
 def _bindings_follow(
-    session: Session, repository: Repository, branch: str, validation: Validation, message: str
+    session: Session,
+    repository: Repository,
+    branch: str,
+    validation: Validation,
+    message: str,
+    token_readers: frozenset[str],
 ) -> bool:
     """Live bindings on the branch: the sync's status; with a valid commit, access is checked
     against its allowed_guilds again (the owner may have removed a guild). True if changed."""
@@ -278,7 +319,7 @@ def _bindings_follow(
         if not _follows(binding, repository, branch):
             continue
         if repo is not None and validation.valid:
-            if _allowed(binding, repository, repo.allowed_guilds):
+            if _allowed(binding, repository, repo.allowed_guilds, token_readers):
                 wanted = (BindingState.ACTIVE.value, message)
             else:
                 wanted = (BindingState.NO_ACCESS.value, private_message(binding.guild_id))
@@ -295,7 +336,12 @@ def _bindings_follow(
 
 
 def _settle_pending(
-    session: Session, repository: Repository, branch: str, snapshot: CommitFiles, full_name: str
+    session: Session,
+    repository: Repository,
+    branch: str,
+    snapshot: CommitFiles,
+    full_name: str,
+    token_readers: frozenset[str],
 ) -> bool:
     """Promote the pending requests on this branch that may read it; tell the others why not.
     True if a binding went live."""
@@ -313,7 +359,7 @@ def _settle_pending(
                 f"waiting for a valid commit on {branch}: {snapshot.sha[:7]} was rejected "
                 f"({plural(validation.errors, 'error')}; first: {first})"
             )
-        elif not _allowed(request, repository, validation.repository.allowed_guilds):
+        elif not _allowed(request, repository, validation.repository.allowed_guilds, token_readers):
             message = private_message(request.guild_id)
         else:
             try:

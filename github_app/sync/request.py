@@ -38,7 +38,6 @@ class SyncRequest:
     trigger: str  # one of TRIGGERS
     installation_id: int | None = None
     token: str | None = field(default=None, repr=False)  # PAT when the App has no access
-    head_at: datetime | None = None  # pushed_at from the payload, or when the head was seen
     activate: bool = True  # tracked branch: may become the active snapshot
     check_run: bool = True  # post a `guildprompts` check run on the sha
     received_at: datetime | None = None  # webhook receipt time, for the push-to-live metric

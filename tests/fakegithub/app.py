@@ -289,6 +289,20 @@ class FakeGitHub:
             repo.reflog.setdefault(branch, []).append(sha)
             return sha
 
+    def force_push(self, full_name: str, branch: str, sha: str) -> None:
+        """Point the branch at an existing commit (`git push --force`), descendant or not."""
+        with self._lock:
+            repo = self.repo(full_name)
+            if sha not in repo.commits:
+                raise KeyError(f"no commit {sha} in {full_name}")
+            repo.branches[branch] = sha
+            repo.reflog.setdefault(branch, []).append(sha)
+
+    def revoke_pat(self, token: str) -> None:
+        """The owner deleted the token: it is refused (401) from now on."""
+        with self._lock:
+            self._pats.pop(token, None)
+
     def delete_branch(self, full_name: str, branch: str) -> str:
         """Delete a branch; return the sha it pointed to."""
         with self._lock:
