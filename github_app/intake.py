@@ -6,7 +6,9 @@ signature 401, JSON 415) and stores the exact body in the `deliveries` table bef
 202 with the delivery id. The worker does the rest. A GUID already stored (GitHub redelivers
 with the same one) is acknowledged with 200 and not stored twice, so it is processed once. When
 the database cannot store it the answer is 503: the failure shows in GitHub's delivery log and
-the redelivery sweep (or a person) sends it again; a 2xx always means "stored".
+the redelivery sweep (or a person) sends it again; a 2xx always means "stored". That includes a
+SQLite file locked by something else for more than STORE_WAIT seconds: a prompt 503 beats a 202
+GitHub has stopped waiting for.
 
 Nothing of a request that failed verification is logged or stored.
 """
@@ -32,6 +34,7 @@ log = logging.getLogger("guildprompts.intake")
 WEBHOOK_PATH = "/api/github/webhooks"
 _INTERNAL_PREFIX = "guildprompts."  # internal work items' events: never accepted from outside
 _COLUMN_MAX = 64  # event and action columns
+STORE_WAIT = 3.0  # seconds intake waits for the database's write lock (GitHub waits 10)
 
 
 def webhook_route(runtime: Runtime) -> Route:
@@ -56,7 +59,8 @@ async def receive_webhook(runtime: Runtime, request: Request) -> JSONResponse:
     except ClientDisconnect:
         return _error(400, "the request body was cut short")
     try:
-        stored = await runtime.run_db(
+        stored = await runtime.run_db_within(
+            STORE_WAIT,
             deliveries.record_delivery,
             delivery.guid,
             delivery.event,

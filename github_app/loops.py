@@ -12,7 +12,9 @@
 - Retention (every 6 hours): `store.retention.prune` with RETENTION_DAYS.
 
 Producers only: syncing happens in the worker. Each loop logs its errors and keeps going; work
-needing the App is skipped while the App is not configured.
+needing the App is skipped while the App is not configured. The loops run once per deployment:
+only in the process holding `store.leadership` (a PostgreSQL advisory lock; SQLite's one
+process), checked every LEADERSHIP_INTERVAL s, so another process takes over when it dies.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import anyio.to_thread
+
 from github_app.github import (
     NOT_MODIFIED,
     GitHubError,
@@ -33,6 +37,7 @@ from github_app.github import (
 from github_app.runtime import Runtime
 from github_app.store import bindings, branches, deliveries, retention, serving
 from github_app.store.errors import StoreError
+from github_app.store.leadership import Leadership
 from github_app.store.models import BranchStatus, utcnow
 from github_app.store.serving import TrackedTarget
 from github_app.sync.jobs import enqueue_sync
@@ -41,6 +46,7 @@ from github_app.worker import Worker
 log = logging.getLogger("guildprompts.loops")
 
 RETENTION_INTERVAL = 6 * 3600.0
+LEADERSHIP_INTERVAL = 5.0
 RECONCILE_CONCURRENCY = 8
 SWEEP_HORIZON = timedelta(hours=1)  # how far back each sweep looks (at least 3 intervals)
 STARTUP_SWEEP_HORIZON = timedelta(hours=24)  # the first sweep also covers a day of downtime
@@ -238,12 +244,21 @@ async def prune(runtime: Runtime) -> retention.PruneReport:
 
 
 async def run_background(runtime: Runtime, stop: asyncio.Event, *, worker: bool = True) -> None:
-    """The worker (optionally) and every loop, until `stop` is set; then they finish cleanly."""
+    """The worker (optionally) and, while this process leads, every loop, until `stop` is set;
+    then they finish cleanly."""
     sweep = RedeliverySweep(runtime)
     settings = runtime.settings
+    leading = asyncio.Event()
     tasks = [
+        asyncio.create_task(_lead(runtime, stop, leading)),
         asyncio.create_task(
-            _every(settings.reconcile_interval, stop, "reconcile", lambda: reconcile(runtime))
+            _every(
+                settings.reconcile_interval,
+                stop,
+                "reconcile",
+                lambda: reconcile(runtime),
+                leading=leading,
+            )
         ),
         asyncio.create_task(
             _every(
@@ -252,9 +267,12 @@ async def run_background(runtime: Runtime, stop: asyncio.Event, *, worker: bool 
                 "redelivery sweep",
                 sweep.sweep,
                 when=lambda: runtime.app_configured,
+                leading=leading,
             )
         ),
-        asyncio.create_task(_every(RETENTION_INTERVAL, stop, "retention", lambda: prune(runtime))),
+        asyncio.create_task(
+            _every(RETENTION_INTERVAL, stop, "retention", lambda: prune(runtime), leading=leading)
+        ),
     ]
     if worker:
         tasks.append(asyncio.create_task(Worker(runtime).run(stop)))
@@ -266,6 +284,27 @@ async def run_background(runtime: Runtime, stop: asyncio.Event, *, worker: bool 
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def _lead(runtime: Runtime, stop: asyncio.Event, leading: asyncio.Event) -> None:
+    """Keep `leading` set while this process holds the loops' lock; release it at the end."""
+    leadership = Leadership(runtime.database)
+    try:
+        while not stop.is_set():
+            try:
+                holds = await anyio.to_thread.run_sync(leadership.holds)
+            except Exception as exc:
+                log.warning("cannot tell whether this process runs the loops: %s", exc)
+                holds = False
+            if holds:
+                leading.set()
+            else:
+                leading.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=LEADERSHIP_INTERVAL)
+    finally:
+        leading.clear()
+        await anyio.to_thread.run_sync(leadership.release)
+
+
 async def _every(
     interval: float,
     stop: asyncio.Event,
@@ -273,10 +312,18 @@ async def _every(
     action: Callable[[], Awaitable[Any]],
     *,
     when: Callable[[], bool] = lambda: True,
+    leading: asyncio.Event | None = None,
 ) -> None:
     """Run `action` now and then every `interval` seconds until `stop` (skipped while `when()`
-    is false); errors are logged and the loop goes on."""
+    is false, and waiting while this process does not lead); errors are logged and the loop
+    goes on."""
     while not stop.is_set():
+        if leading is not None and not leading.is_set():
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(leading.wait())]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waits:
+                waiter.cancel()
+            continue
         if when():
             try:
                 await action()

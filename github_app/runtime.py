@@ -75,6 +75,17 @@ class Runtime:
         with self.database.session() as session:
             return fn(session, *args, **kwargs)
 
+    async def run_db_within(
+        self, wait: float, fn: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
+        """`run_db`, but `DatabaseUnavailableError` when the write lock is not had in `wait` s."""
+
+        def work() -> T:
+            with self.database.session(wait=wait) as session:
+                return fn(session, *args, **kwargs)
+
+        return await anyio.to_thread.run_sync(work)
+
     def wake_worker(self) -> None:
         """New work is stored: an in-process worker starts on it now instead of at its next poll."""
         self.work_available.set()

@@ -73,13 +73,15 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from github_app.runtime import favour_event_loop
+    from github_app.slow_clients import BodyReadTimeout, server_options
     from github_app.web import create_app
 
     favour_event_loop()
-    app = create_app(runtime, run_worker=not args.no_worker)
+    app = BodyReadTimeout(create_app(runtime, run_worker=not args.no_worker))
     # log_config=None keeps the redacting handler `configure_logging` installed.
     uvicorn.run(
         app,
+        **server_options(),
         host=host,
         port=port,
         log_config=None,

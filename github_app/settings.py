@@ -164,6 +164,13 @@ class Settings:
         _positive_int,
         doc="Attempts before a delivery ends as failed.",
     )
+    worker_lease_seconds: float = _var(
+        "WORKER_LEASE_SECONDS",
+        30.0,
+        _positive_float,
+        doc="Seconds a worker holds a delivery without renewing; renewed while it works, so a "
+        "crashed worker's delivery is taken over within one lease.",
+    )
     sync_concurrency: int = _var(
         "SYNC_CONCURRENCY", 8, _positive_int, doc="Blob downloads in flight per sync."
     )

@@ -1,9 +1,12 @@
 """The worker: claim stored deliveries one at a time, run their handlers, record the outcome.
 
-At-least-once: a delivery is claimed with a lease (PostgreSQL hands rows out with
-`FOR UPDATE SKIP LOCKED`, so several workers on one database never get the same one); a
-worker that dies leaves the lease to expire and another claim picks the delivery up again.
-Handlers are idempotent, so running one twice is harmless.
+At-least-once: a delivery is claimed with a lease of WORKER_LEASE_SECONDS (PostgreSQL hands
+rows out with `FOR UPDATE SKIP LOCKED`, so several workers on one database never get the same
+one). While a handler runs, a heartbeat renews the lease every third of it, so a sync longer
+than the lease is never claimed twice; a worker that dies stops renewing, and another claim
+picks the delivery up within one lease. Handlers are idempotent, so running one twice is
+harmless; a check run the dead worker left `in_progress` is completed by the one taking over
+(the sync finds it open and completes it).
 
 Outcomes: done; retried later with exponential backoff and jitter (never sooner than GitHub's
 `Retry-After` / rate-limit reset) while attempts remain; failed with its error, for operators,
@@ -18,6 +21,7 @@ processes and deliveries whose backoff ended.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -61,14 +65,14 @@ class Worker:
         *,
         worker_id: str | None = None,
         handlers: Router = router,
-        lease: timedelta = deliveries.DEFAULT_LEASE,
+        lease: timedelta | None = None,
         poll_interval: float = POLL_INTERVAL,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.runtime = runtime
         self.worker_id = worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.handlers = handlers
-        self.lease = lease
+        self.lease = lease or timedelta(seconds=runtime.settings.worker_lease_seconds)
         self.poll_interval = poll_interval
         self.clock = clock
 
@@ -128,12 +132,37 @@ class Worker:
             "repository": delivery.repository or delivery.payload.get("full_name"),
         }
         with log_context(**fields):
+            heartbeat = asyncio.create_task(self._heartbeat(row))
             try:
                 handled = await self.handlers.dispatch(delivery, context)
             except Exception as exc:
+                await self._stop(heartbeat)
                 await self._after_error(row, exc, started)
                 return
+            await self._stop(heartbeat)
             await self._finish(row, started, handled)
+
+    async def _heartbeat(self, row: DeliveryRow) -> None:
+        """Renew the claim every third of the lease while the delivery is processed."""
+        interval = self.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                mine = await self.runtime.run_db(
+                    deliveries.renew_lease, row.id, self.worker_id, self.clock() + self.lease
+                )
+            except StoreError as exc:
+                log.warning("could not renew the lease of %s: %s", _name(row), exc)
+                continue
+            if not mine:
+                log.warning("%s was taken over by another worker (lease lost)", _name(row))
+                return
+
+    @staticmethod
+    async def _stop(heartbeat: asyncio.Task[None]) -> None:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
 
     async def _finish(self, row: DeliveryRow, started: float, handled: int) -> None:
         try:

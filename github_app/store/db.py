@@ -6,13 +6,21 @@ of a transaction instead of failing half-way with "database is locked", so a rea
 write in one transaction is safe (the claim of a delivery, the check of a version). PostgreSQL
 (several processes) goes through psycopg 3, with connections checked before use.
 
+The SQLite file holds private prompt content: it is created 0600 before SQLite opens it (SQLite
+gives its -wal and -shm files the database file's mode), and an existing one is tightened.
+A caller that must answer in time (webhook intake: GitHub gives up after 10 s) opens its
+transaction with `session(wait=...)`: while another writer holds SQLite's lock longer than that,
+it gets `DatabaseUnavailableError` instead of queueing for the 30 s busy timeout.
+
 Data-access functions never commit: the `with database.session() as session:` block is the
 transaction, so several calls can form one atomic unit, and an exception rolls everything back.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -56,11 +64,28 @@ def make_engine(url: str | URL, **engine_options: Any) -> Engine:
     """An engine configured for guildprompts' concurrency needs on either database."""
     parsed = normalize_url(url) if isinstance(url, str) else url
     if parsed.get_backend_name() == "sqlite":
+        _private_file(parsed.database)
         connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
         engine = create_engine(parsed, connect_args=connect_args, **engine_options)
         _configure_sqlite(engine)
         return engine
     return create_engine(parsed, pool_pre_ping=True, **engine_options)
+
+
+def _private_file(database: str | None) -> None:
+    """Create the SQLite file (and tighten existing ones) readable by this user only."""
+    if database in {None, "", ":memory:"} or str(database).startswith("file:"):
+        return
+    path = str(database)
+    if os.path.dirname(path) and not os.path.isdir(os.path.dirname(path)):
+        return  # SQLite reports the missing directory itself
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        try:
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
+        except FileNotFoundError:
+            continue
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -111,17 +136,45 @@ class Database:
         return display_url(self.engine.url)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, *, wait: float | None = None) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back if it raises.
 
         Objects stay readable after the block (no expiry on commit), so a function can return
-        the rows it wrote. Connection failures become `DatabaseUnavailableError`.
+        the rows it wrote. Connection failures become `DatabaseUnavailableError`, and so does
+        SQLite's write lock staying taken longer than `wait` seconds (when given).
         """
+        if wait is not None and self.is_sqlite:
+            with self._sqlite_session(wait) as session:
+                yield session
+            return
         try:
             with self._turn, self._sessions.begin() as session:
                 yield session
         except (OperationalError, InterfaceError) as exc:
             raise unavailable(self.engine.url, exc) from exc
+
+    @contextmanager
+    def _sqlite_session(self, wait: float) -> Iterator[Session]:
+        started = time.monotonic()
+        if not self._turn.acquire(timeout=wait):  # type: ignore[attr-defined]
+            raise DatabaseUnavailableError(
+                f"the database at {self.display_url} stayed locked for {wait:g} s"
+            )
+        try:
+            left = max(wait - (time.monotonic() - started), 0.001)
+            with self.engine.connect() as connection:
+                raw = connection.connection.dbapi_connection
+                assert raw is not None
+                raw.execute(f"PRAGMA busy_timeout={int(left * 1000)}")
+                try:
+                    with Session(connection, expire_on_commit=False) as session, session.begin():
+                        yield session
+                finally:
+                    raw.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+        except (OperationalError, InterfaceError) as exc:
+            raise unavailable(self.engine.url, exc) from exc
+        finally:
+            self._turn.release()  # type: ignore[attr-defined]
 
     def dispose(self) -> None:
         """Close pooled connections (tests, shutdown, after fork)."""

@@ -3,8 +3,10 @@
 A delivery is a row from the moment it is acknowledged. Workers claim one at a time with a lease:
 PostgreSQL hands rows out with `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait on or
 receive the same delivery; SQLite serialises writers (`BEGIN IMMEDIATE`) and claims with a
-conditional UPDATE. A claim whose lease expired (the worker crashed) is handed out again, so
-processing is at-least-once and handlers must be idempotent.
+conditional UPDATE. The lease is short (WORKER_LEASE_SECONDS) and renewed by its worker while it
+works (`renew_lease`), so a long sync is never handed out twice, while a claim whose lease
+expired (the worker crashed) is handed out again within one lease: processing is at-least-once
+and handlers must be idempotent.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from github_app.store._sql import dialect_of, insert_ignoring_conflicts
 from github_app.store.errors import NotFoundError
 from github_app.store.models import DeliveryRow, DeliveryState, utcnow
 
-DEFAULT_LEASE = timedelta(minutes=5)
+DEFAULT_LEASE = timedelta(seconds=30)
 _GUID_MAX = 64
 
 
@@ -107,6 +109,21 @@ def claim_next(
     if claimed.rowcount != 1:
         return None
     return session.get(DeliveryRow, delivery_id, populate_existing=True)
+
+
+def renew_lease(session: Session, delivery_id: int, worker_id: str, until: datetime) -> bool:
+    """Extend this worker's claim; False when the delivery is no longer its own (finished, or
+    taken over after the lease ran out)."""
+    renewed = session.execute(
+        update(DeliveryRow)
+        .where(
+            DeliveryRow.id == delivery_id,
+            DeliveryRow.state == DeliveryState.PROCESSING,
+            DeliveryRow.claimed_by == worker_id,
+        )
+        .values(lease_expires_at=until)
+    )
+    return renewed.rowcount == 1
 
 
 def mark_done(session: Session, delivery_id: int, now: datetime | None = None) -> None:
