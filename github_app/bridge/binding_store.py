@@ -26,7 +26,6 @@ from github_app.store import (
 from github_app.store.models import DeliveryState, PendingBinding, Repository
 from github_app.store.serving import GuildState
 from github_app.sync import jobs
-from promptrepo import RepositoryError, load_repository
 
 EVENTS_LIMIT = 50
 PROBLEM_OUTCOMES = frozenset({"rejected", "no_access", "failed", "gone"})
@@ -216,7 +215,7 @@ def _why_pending(
         latest is not None
         and repository.private
         and not has_token
-        and guild_id not in _allowed_guilds(session, latest.id)
+        and guild_id not in snapshots.allowed_guilds(session, latest.id)
     ):
         line = f'allowed_guilds: ["{guild_id}"]'
         return Refusal(
@@ -264,13 +263,6 @@ def _pending_repository(session: Session, pending: PendingBinding) -> Repository
     if pending.repository_id is not None:
         return installations.get_repository(session, pending.repository_id)
     return installations.repository_by_name(session, pending.repository_full_name)
-
-
-def _allowed_guilds(session: Session, snapshot_id: int) -> tuple[str, ...]:
-    try:
-        return load_repository(snapshots.snapshot_files(session, snapshot_id)).allowed_guilds
-    except RepositoryError:
-        return ()
 
 
 def config_view(

@@ -6,7 +6,9 @@
 - `GET  /guilds/{id}/config`: the binding (live, or pending) and how its syncs are going.
 - `PUT  /guilds/{id}/config` `{"repository", "branch", "token", "actor"}`: ask to bind. The
   request is stored as *pending* beside any live binding (so a failed attempt never replaces a
-  working one) and its first sync is queued; the answer waits a few seconds for the outcome:
+  working one) and its first sync is queued. A `token` is first used to read the repository and
+  the branch: one that cannot is refused (403, 422 for the branch) and nothing is stored. The
+  answer waits a few seconds for the outcome:
   200 bound, 202 still syncing, 403 private and the guild not in `allowed_guilds`, 409 App not
   installed (with `install_url`; the request completes by itself once it is) or edited
   concurrently, 422 the commit failed validation (with its diagnostics).
@@ -49,9 +51,11 @@ from github_app.bridge.binding_store import (
 )
 from github_app.bridge.repository_url import RepositoryNameError, parse_repository
 from github_app.bridge.resolver_cache import GUILD_ID, QueryError, ResolverCache
+from github_app.github import GitHubError
 from github_app.logs import register_secret
 from github_app.runtime import Runtime
 from github_app.store.errors import ConcurrentUpdateError, DatabaseUnavailableError
+from github_app.sync.access import try_token
 from promptrepo import render
 
 __all__ = ["API_PREFIX", "bridge_routes"]
@@ -231,6 +235,7 @@ class _BridgeAPI:
         wanted = _bind_request(await _body(request), self.github_url)
         if wanted.token is not None:
             register_secret(wanted.token)
+            await self._try_token(wanted)
         readable = wanted.token is not None or self.runtime.app_configured
         try:
             plan = await self.runtime.run_db(
@@ -250,6 +255,23 @@ class _BridgeAPI:
             )
         self.runtime.wake_worker()
         return await self._outcome(guild_id, plan)
+
+    async def _try_token(self, wanted: BindRequest) -> None:
+        """A token is stored only once it has read the repository and the branch."""
+        try:
+            refused = await try_token(
+                self.runtime.github, wanted.full_name, wanted.branch, wanted.token or ""
+            )
+        except GitHubError as exc:
+            raise Refusal(
+                503,
+                "github_unavailable",
+                f"GitHub did not answer while checking the token ({exc.status}): try again "
+                "in a moment. Nothing was saved.",
+            ) from None
+        if refused is not None:
+            error = "forbidden" if refused.status == 403 else "token_refused"
+            raise Refusal(refused.status, error, f"{refused.message}. Nothing was saved.")
 
     async def delete_config(self, request: Request, guild_id: str) -> Response:
         body = await _body(request, required=False)

@@ -4,7 +4,12 @@
   where the App is installed also names that installation.
 - edited with a new default branch: bindings following the default branch now follow the new
   one, so a sync of it is queued.
-- privatized / publicized: the `private` flag changes (who may bind it depends on it).
+- privatized: the `private` flag changes and, in the same transaction, every guild the active
+  commit's `allowed_guilds` does not list stops being served, with a status saying why (a
+  guild's own token is checked again by a refresh sync before it is served again: a token that
+  read a public repository proves nothing about a private one).
+- publicized: the flag changes and the followed branches are synced again, which serves every
+  guild following them (no token needed any more).
 - deleted: the content is purged and the bound guilds fall back to the built-in defaults.
 """
 
@@ -16,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from github_app.github import GitHubError, RateLimited, TransientError
 from github_app.handlers.common import (
     HandlerContext,
     enqueue_followed,
@@ -24,17 +30,45 @@ from github_app.handlers.common import (
     remember_installation,
     remember_repository,
 )
-from github_app.store import installations
+from github_app.store import bindings, branches, installations
+from github_app.store.models import BindingState
+from github_app.store.snapshots import allowed_guilds
+from github_app.sync.messages import private_message
 from github_app.webhooks import Delivery, Router
 
 log = logging.getLogger("guildprompts.handlers.repositories")
 router = Router()
 
 
-@router.register("repository", "renamed")
-@router.register("repository", "transferred")
 @router.register("repository", "privatized")
 @router.register("repository", "publicized")
+async def on_visibility(delivery: Delivery, ctx: HandlerContext) -> None:
+    private = await _visible_now(delivery, ctx)
+    outcome = await ctx.db_then_announce(_visibility, delivery.payload, private)
+    ctx.runtime.wake_worker()
+    log.info("repository %s %s: %s", delivery.repository, delivery.action, outcome)
+
+
+async def _visible_now(delivery: Delivery, ctx: HandlerContext) -> bool:
+    """Is the repository private now? GitHub is asked (events may arrive out of order); the
+    event's action decides when GitHub cannot be asked."""
+    private = delivery.action == "privatized"
+    installation_id = integer(mapping(delivery.payload.get("installation")).get("id"))
+    if delivery.repository_id is None or installation_id is None:
+        return private
+    try:
+        data = await ctx.runtime.github.get_repository(
+            delivery.repository_id, installation_id=installation_id
+        )
+    except GitHubError as exc:
+        if isinstance(exc, TransientError | RateLimited):
+            raise
+        return private
+    return bool(data.get("private", private))
+
+
+@router.register("repository", "renamed")
+@router.register("repository", "transferred")
 async def on_changed(delivery: Delivery, ctx: HandlerContext) -> None:
     stored = await ctx.db_then_announce(_refresh, delivery.payload)
     log.info(
@@ -78,6 +112,46 @@ def _refresh(session: Session, payload: Mapping[str, Any]) -> bool:
         session, mapping(payload.get("installation")), account_login=owner.get("login")
     )
     return remember_repository(session, repository, installation_id) is not None
+
+
+def _visibility(session: Session, payload: Mapping[str, Any], private: bool) -> str:
+    """Store the new visibility; privatized: stop serving the guilds no longer allowed, now.
+    Then queue a sync of the followed branches (tokens re-checked, public ones served)."""
+    if not _refresh(session, payload):
+        return "no usable repository in the payload"
+    repository_id = integer(mapping(payload.get("repository")).get("id"))
+    assert repository_id is not None  # _refresh found it
+    repository = installations.get_repository(session, repository_id)
+    assert repository is not None
+    if repository.private != private:  # GitHub's answer, not the (maybe late) payload
+        installations.upsert_repository(
+            session,
+            repository_id,
+            repository.full_name,
+            private=private,
+            default_branch=repository.default_branch,
+        )
+    stopped = 0
+    if private:
+        for binding in bindings.bindings_for_repository(session, repository_id=repository_id):
+            branch = binding.branch or repository.default_branch
+            tracked = branches.get_branch(session, repository_id, branch)
+            active = tracked.active_snapshot_id if tracked is not None else None
+            allowed = allowed_guilds(session, active) if active is not None else ()
+            if binding.state != BindingState.ACTIVE or binding.guild_id in allowed:
+                continue
+            message = private_message(binding.guild_id)
+            if binding.token_ciphertext is not None:
+                message = (
+                    f"{repository.full_name} became private: checking that this server's "
+                    "token can read it"
+                )
+            bindings.set_binding_state(session, binding.guild_id, BindingState.NO_ACCESS, message)
+            stopped += 1
+        if stopped:
+            branches.bump_generation(session)
+    queued = enqueue_followed(session, [repository_id], "refresh")
+    return f"{stopped} guilds stopped being served, {len(queued)} syncs queued"
 
 
 def _new_default_branch(session: Session, payload: Mapping[str, Any]) -> list[str]:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from github_app.store._sql import insert_ignoring_conflicts
 from github_app.store.errors import InvalidSnapshotError
 from github_app.store.models import Blob, Snapshot, SnapshotFile, utcnow
+from promptrepo import RepositoryError, load_repository
 
 _CHUNK = 500  # keeps IN (...) lists well under SQLite's bound-parameter limit
 
@@ -136,3 +137,11 @@ def snapshot_files(session: Session, snapshot_id: int) -> dict[str, bytes]:
         .where(SnapshotFile.snapshot_id == snapshot_id)
     )
     return dict(session.execute(query).all())
+
+
+def allowed_guilds(session: Session, snapshot_id: int) -> tuple[str, ...]:
+    """The `allowed_guilds` of a snapshot's PATH (none when it cannot be read)."""
+    try:
+        return load_repository(snapshot_files(session, snapshot_id)).allowed_guilds
+    except RepositoryError:
+        return ()

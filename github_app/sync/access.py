@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from github_app.github import (
+    GitHubClient,
     GitHubError,
     InstallationUnavailable,
     NotFound,
@@ -63,3 +64,40 @@ def is_access_problem(exc: GitHubError) -> bool:
     if isinstance(exc, TransientError | RateLimited):
         return False
     return isinstance(exc, InstallationUnavailable | Unauthorized | NotFound) or exc.status == 403
+
+
+@dataclass(frozen=True)
+class TokenRefused:
+    """Why a personal access token is not accepted, as an HTTP status and a message."""
+
+    status: int
+    message: str
+
+
+async def try_token(
+    github: GitHubClient, full_name: str, branch: str | None, token: str
+) -> TokenRefused | None:
+    """Read the repository and the branch with `token`: None when both worked. A token is
+    accepted only after this; GitHub not answering raises (`TransientError`, `RateLimited`)."""
+    try:
+        repository = await github.get_repository(full_name, token=token)
+    except GitHubError as exc:
+        if not is_access_problem(exc):
+            raise
+        return TokenRefused(
+            403,
+            f"the personal access token cannot read {full_name} (GitHub answered "
+            f"{exc.status}): give a token with read access to its contents",
+        )
+    wanted = branch or str(repository.get("default_branch") or "main")
+    try:
+        await github.get_branch_head(full_name, wanted, token=token)
+    except GitHubError as exc:
+        if not is_access_problem(exc):
+            raise
+        return TokenRefused(
+            422,
+            f"the personal access token cannot read branch {wanted} of {full_name} "
+            f"(GitHub answered {exc.status}): check the branch name and the token's access",
+        )
+    return None
