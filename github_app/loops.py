@@ -40,7 +40,9 @@ from github_app.store.errors import StoreError
 from github_app.store.leadership import Leadership
 from github_app.store.models import BranchStatus, utcnow
 from github_app.store.serving import TrackedTarget
+from github_app.sync.access import is_access_problem
 from github_app.sync.jobs import enqueue_sync
+from github_app.sync.records import served_by_token
 from github_app.worker import Worker
 
 log = logging.getLogger("guildprompts.loops")
@@ -103,13 +105,41 @@ async def _reconcile_target(runtime: Runtime, target: TrackedTarget) -> bool:
     except GitHubError as exc:
         log.warning("reconcile: cannot read the head of %s: %s", where, exc)
         return False
-    if head is NOT_MODIFIED:
-        return False
-    sha, _etag = head
-    queued = await runtime.run_db(_record_head, target, sha)
-    if queued:
-        log.info("reconcile: %s moved to %s without a delivery here: sync queued", where, sha[:7])
-    return queued
+    if head is not NOT_MODIFIED:
+        sha, _etag = head
+        if await runtime.run_db(_record_head, target, sha):
+            log.info("reconcile: %s moved to %s without a delivery: sync queued", where, sha[:7])
+            return True
+    return await _check_tokens(runtime, target, where)
+
+
+async def _check_tokens(runtime: Runtime, target: TrackedTarget, where: str) -> bool:
+    """Guilds served only through their own token: try each token on the branch (no webhook
+    says one was revoked); one refused queues a sync, which stops serving its guilds."""
+    served = await runtime.run_db(
+        served_by_token, runtime.vault, target.repository_id, target.branch
+    )
+    for token in sorted(set(served.values())):
+        try:
+            await runtime.github.get_branch_head(target.repository_id, target.branch, token=token)
+        except GitHubError as exc:
+            if not is_access_problem(exc):
+                log.warning("reconcile: cannot try a guild's token on %s: %s", where, exc)
+                continue
+            await runtime.run_db(_queue_recheck, target)
+            log.info("reconcile: a guild's token cannot read %s any more: sync queued", where)
+            return True
+    return False
+
+
+def _queue_recheck(session: Any, target: TrackedTarget) -> None:
+    enqueue_sync(
+        session,
+        full_name=target.full_name,
+        repository_id=target.repository_id,
+        branch=target.branch,
+        trigger="reconcile",
+    )
 
 
 def _record_head(session: Any, target: TrackedTarget, sha: str) -> bool:

@@ -258,7 +258,7 @@ class _Run:
             reading = reading or await self._read_head()
             if reading.sha != sha:
                 break
-            readers = await self._token_readers(state, snapshot)
+            readers = await self._token_readers()
             recorded = await self._record(
                 snapshot, Concluding(reading.version, reading.etag, readers)
             )
@@ -343,22 +343,17 @@ class _Run:
         sha, etag = answer
         return _Reading(sha, known.version, etag)
 
-    async def _token_readers(self, state: RepoState, snapshot: CommitFiles) -> frozenset[str]:
-        """Guilds of this branch allowed only by their own token whose token reads the branch
-        now (a token never tried does not let a guild read a private repository)."""
+    async def _token_readers(self) -> frozenset[str]:
+        """Guilds of this branch (private repository) whose own token reads the branch now: a
+        token never tried does not let a guild read a private repository."""
         assert self.access is not None and self.branch is not None
-        if not state.private:
-            return frozenset()
         holders = await self.runtime.run_db(
             token_holders, self.runtime.vault, self.repo_id, self.branch
         )
-        repo = snapshot.validation.repository
-        allowed = set(repo.allowed_guilds) if repo is not None else set()
         works: dict[str, bool] = {}
-        for guild_id, token in sorted(holders.items()):
-            if guild_id in allowed or token in works:
-                continue
-            works[token] = token == self.access.token or await self._token_reads(token)
+        for _guild_id, token in sorted(holders.items()):
+            if token not in works:
+                works[token] = token == self.access.token or await self._token_reads(token)
         return frozenset(g for g, token in holders.items() if works.get(token))
 
     async def _token_reads(self, token: str) -> bool:

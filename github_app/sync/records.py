@@ -266,10 +266,10 @@ def record_commit(
 def token_holders(
     session: Session, vault: Vault, repository_id: int, branch: str
 ) -> dict[str, str]:
-    """guild id -> its own token, for the bindings and requests on this branch that gave one
-    (each is checked by reading the branch with it before the guild is served)."""
+    """guild id -> its own token, for the bindings and requests on this branch of a private
+    repository that gave one (each token is tried on the branch before its guild is served)."""
     repository = installations.get_repository(session, repository_id)
-    if repository is None:
+    if repository is None or not repository.private:
         return {}
     holders: list[GuildBinding | PendingBinding] = [
         *bindings.bindings_for_repository(session, repository_id=repository_id),
@@ -311,28 +311,41 @@ def _bindings_follow(
     message: str,
     token_readers: frozenset[str],
 ) -> bool:
-    """Live bindings on the branch: the sync's status; with a valid commit, access is checked
-    against its allowed_guilds again (the owner may have removed a guild). True if changed."""
+    """Live bindings on the branch: the sync's status, and access checked again against the
+    allowed_guilds of what the branch serves now (the new commit if valid, else the last good
+    one: the owner may have removed a guild) and the tokens that just worked. True if changed."""
     changed = False
-    repo = validation.repository
+    allowed = _serving_allowed_guilds(session, repository.id, branch, validation)
     for binding in bindings.bindings_for_repository(session, repository_id=repository.id):
         if not _follows(binding, repository, branch):
             continue
-        if repo is not None and validation.valid:
-            if _allowed(binding, repository, repo.allowed_guilds, token_readers):
-                wanted = (BindingState.ACTIVE.value, message)
-            else:
-                wanted = (BindingState.NO_ACCESS.value, private_message(binding.guild_id))
-        elif binding.state == BindingState.ACTIVE:
+        if allowed is None:  # nothing valid to serve yet: the defaults, with the status
+            if binding.state != BindingState.ACTIVE:
+                continue
+            wanted = (BindingState.ACTIVE.value, message)
+        elif _allowed(binding, repository, allowed, token_readers):
             wanted = (BindingState.ACTIVE.value, message)
         else:
-            continue
+            wanted = (BindingState.NO_ACCESS.value, private_message(binding.guild_id))
         if (binding.state, binding.status_message) != wanted:
             bindings.set_binding_state(
                 session, binding.guild_id, BindingState(wanted[0]), wanted[1]
             )
             changed = True
     return changed
+
+
+def _serving_allowed_guilds(
+    session: Session, repository_id: int, branch: str, validation: Validation
+) -> Sequence[str] | None:
+    """allowed_guilds of the commit the branch serves after this sync; None when it serves
+    none (no valid commit yet)."""
+    if validation.valid and validation.repository is not None:
+        return validation.repository.allowed_guilds
+    tracked = branches.get_branch(session, repository_id, branch)
+    if tracked is None or tracked.active_snapshot_id is None:
+        return None
+    return snapshots.allowed_guilds(session, tracked.active_snapshot_id)
 
 
 def _settle_pending(
@@ -374,6 +387,28 @@ def _settle_pending(
         if request.status_message != message:
             bindings.set_pending_status(session, request.guild_id, message)
     return promoted
+
+
+def served_by_token(
+    session: Session, vault: Vault, repository_id: int, branch: str
+) -> dict[str, str]:
+    """guild id -> token, for the live bindings served only because their token read the
+    branch (private repository, not in the active commit's allowed_guilds): the reconcile
+    loop tries those tokens, since no webhook says one was revoked."""
+    tracked = branches.get_branch(session, repository_id, branch)
+    if tracked is None or tracked.active_snapshot_id is None:
+        return {}
+    allowed = set(snapshots.allowed_guilds(session, tracked.active_snapshot_id))
+    live = {
+        binding.guild_id
+        for binding in bindings.bindings_for_repository(session, repository_id=repository_id)
+        if binding.state == BindingState.ACTIVE and binding.enabled
+    }
+    return {
+        guild_id: token
+        for guild_id, token in token_holders(session, vault, repository_id, branch).items()
+        if guild_id in live and guild_id not in allowed
+    }
 
 
 def _uses(binding: GuildBinding, access: Access, vault: Vault) -> bool:
