@@ -139,7 +139,8 @@ class Worker:
                 await self._stop(heartbeat)
                 await self._after_error(row, exc, started)
                 return
-            await self._stop(heartbeat)
+            finally:
+                await self._stop(heartbeat)
             await self._finish(row, started, handled)
 
     async def _heartbeat(self, row: DeliveryRow) -> None:
@@ -160,6 +161,8 @@ class Worker:
 
     @staticmethod
     async def _stop(heartbeat: asyncio.Task[None]) -> None:
+        if heartbeat.done():
+            return
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat

@@ -15,10 +15,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 if TYPE_CHECKING:
     from github_app.runtime import Runtime
     from tests.harness import Store
+
+# Hypothesis profiles: "ci" (loaded by default) keeps the stateful serving test under two minutes
+# per database; `pytest --hypothesis-profile=long` runs it for thousands of steps.
+_SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+settings.register_profile(
+    "ci", max_examples=12, stateful_step_count=25, deadline=None, suppress_health_check=_SLOW
+)
+settings.register_profile(
+    "long", max_examples=100, stateful_step_count=50, deadline=None, suppress_health_check=_SLOW
+)
+settings.load_profile("ci")
 
 PG_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from github_app.github import GitHubError, RateLimited, TransientError
+from github_app.github import GitHubError, InstallationUnavailable, RateLimited, TransientError
 from github_app.handlers.common import (
     HandlerContext,
     enqueue_followed,
@@ -43,28 +43,30 @@ router = Router()
 @router.register("repository", "privatized")
 @router.register("repository", "publicized")
 async def on_visibility(delivery: Delivery, ctx: HandlerContext) -> None:
-    private = await _visible_now(delivery, ctx)
-    outcome = await ctx.db_then_announce(_visibility, delivery.payload, private)
+    private, installed = await _visible_now(delivery, ctx)
+    outcome = await ctx.db_then_announce(_visibility, delivery.payload, private, installed)
     ctx.runtime.wake_worker()
     log.info("repository %s %s: %s", delivery.repository, delivery.action, outcome)
 
 
-async def _visible_now(delivery: Delivery, ctx: HandlerContext) -> bool:
-    """Is the repository private now? GitHub is asked (events may arrive out of order); the
-    event's action decides when GitHub cannot be asked."""
+async def _visible_now(delivery: Delivery, ctx: HandlerContext) -> tuple[bool, bool]:
+    """(private now, the event's installation still there): GitHub is asked, since events may
+    arrive out of order; the event's action decides when GitHub cannot be asked."""
     private = delivery.action == "privatized"
     installation_id = integer(mapping(delivery.payload.get("installation")).get("id"))
     if delivery.repository_id is None or installation_id is None:
-        return private
+        return private, installation_id is not None
     try:
         data = await ctx.runtime.github.get_repository(
             delivery.repository_id, installation_id=installation_id
         )
+    except InstallationUnavailable:
+        return private, False  # uninstalled since: a late event must not attach it again
     except GitHubError as exc:
         if isinstance(exc, TransientError | RateLimited):
             raise
-        return private
-    return bool(data.get("private", private))
+        return private, True
+    return bool(data.get("private", private)), True
 
 
 @router.register("repository", "renamed")
@@ -114,10 +116,17 @@ def _refresh(session: Session, payload: Mapping[str, Any]) -> bool:
     return remember_repository(session, repository, installation_id) is not None
 
 
-def _visibility(session: Session, payload: Mapping[str, Any], private: bool) -> str:
+def _visibility(
+    session: Session, payload: Mapping[str, Any], private: bool, installed: bool
+) -> str:
     """Store the new visibility; privatized: stop serving the guilds no longer allowed, now.
     Then queue a sync of the followed branches (tokens re-checked, public ones served)."""
-    if not _refresh(session, payload):
+    stored = (
+        _refresh(session, payload)
+        if installed
+        else remember_repository(session, mapping(payload.get("repository"))) is not None
+    )
+    if not stored:
         return "no usable repository in the payload"
     repository_id = integer(mapping(payload.get("repository")).get("id"))
     assert repository_id is not None  # _refresh found it
