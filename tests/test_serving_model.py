@@ -202,3 +202,15 @@ def test_a_token_binds_a_repository_made_public_after_the_app_left(upgraded: str
         machine.bind(guild=GUILDS[0], name=SECRET, token="valid")
 
     _replay(upgraded, steps)
+
+
+def test_a_push_delivered_after_the_uninstall_does_not_bring_the_installation_back(
+    upgraded: str,
+) -> None:
+    def steps(machine: ServingMachine) -> None:
+        machine.system.push(SECRET, valid=True, allowed=frozenset())
+        machine.uninstall()
+        machine.run(machine.system.deliver(0, again=False))  # sent before the uninstall
+        machine.bind(guild=GUILDS[0], name=SECRET, token="valid")
+
+    _replay(upgraded, steps)

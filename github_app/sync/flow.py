@@ -57,6 +57,7 @@ from github_app import checks, metrics
 from github_app.github import (
     NOT_MODIFIED,
     GitHubError,
+    InstallationUnavailable,
     NotFound,
     RateLimited,
     TransientError,
@@ -64,7 +65,7 @@ from github_app.github import (
 )
 from github_app.logs import log_context
 from github_app.runtime import Runtime
-from github_app.store import snapshots
+from github_app.store import installations, snapshots
 from github_app.store.branches import head_state
 from github_app.store.models import BranchStatus, utcnow
 from github_app.sync.access import Access, choose_access, is_access_problem, requested_access
@@ -477,6 +478,15 @@ class _Run:
         self, exc: GitHubError | None, access: Access, message: str | None = None
     ) -> SyncOutcome:
         message = message or access_message(exc, access, self.request.full_name)
+        if (
+            isinstance(exc, InstallationUnavailable)
+            and exc.status == 404
+            and access.installation_id
+        ):
+            # Uninstalled, whatever late event said otherwise: as the `deleted` event would.
+            await self.runtime.run_db(
+                installations.remove_installation, access.installation_id, reason=message
+            )
         generation = await self.runtime.run_db(
             record_access_problem,
             self.runtime.vault,
