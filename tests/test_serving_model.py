@@ -214,3 +214,15 @@ def test_a_push_delivered_after_the_uninstall_does_not_bring_the_installation_ba
         machine.bind(guild=GUILDS[0], name=SECRET, token="valid")
 
     _replay(upgraded, steps)
+
+
+def test_binding_again_without_the_token_stops_serving_a_guild_the_path_does_not_allow(
+    upgraded: str,
+) -> None:
+    def steps(machine: ServingMachine) -> None:
+        machine.bind(guild=GUILDS[2], name=SECRET, token="valid")
+        machine.settle_and_check()
+        machine.bind(guild=GUILDS[2], name=SECRET, token="none")
+        machine.settle_and_check()
+
+    _replay(upgraded, steps)

@@ -11,9 +11,10 @@ import pytest
 
 from github_app import metrics
 from github_app.github import TransientError
-from github_app.store import audit, bindings, branches, snapshots
+from github_app.store import audit, bindings, branches, installations, snapshots
 from github_app.store.models import BindingState, BranchStatus
 from github_app.sync import SyncRequest
+from github_app.worker import drain
 from tests.fakegithub import Submodule, Symlink, blob_sha
 from tests.harness import BROKEN_PATH, GUILD, ROUTES, T0, World, open_world
 from tests.harness import OTHER_GUILD as OTHER
@@ -394,18 +395,23 @@ async def test_a_lost_installation_is_reported_not_raised(world: World) -> None:
     good = await world.sync(world.push(VALID))
     world.fake.delete_installation(world.installation_id)  # its cached token dies with it
 
-    outcome = await world.sync(world.push({"prompts/default.md": b"New {messages}\n"}))
+    new = world.push({"prompts/default.md": b"New {messages}\n"})
+    outcome = await world.sync(new)
 
     assert outcome.snapshot_id is None and not outcome.activated
     assert "cannot read octo-org/prompts any more" in outcome.message
     state = world.state(GUILD)
     assert state.state == BindingState.NO_ACCESS and state.snapshot_id is None
     assert state.status_message == outcome.message
-    # A guild with its own token is not affected by the App's lost installation.
-    other = world.state(OTHER)
-    assert other.state == BindingState.ACTIVE and other.snapshot_id == good.snapshot_id
     log = world.db(audit.recent_syncs, world.repository_id)[0]
     assert log.outcome == "no_access"
+    # The installation is forgotten as its `deleted` event would; a guild with its own token
+    # is served again by the sync queued for it, which reads with the token.
+    assert world.db(installations.get_installation, world.installation_id) is None
+    await drain(world.runtime)
+    other = world.state(OTHER)
+    assert other.state == BindingState.ACTIVE and other.commit_sha == new
+    assert good.snapshot_id is not None
 
 
 async def test_a_refused_token_is_reported(sqlite_url: str) -> None:

@@ -205,6 +205,17 @@ class _Run:
             f"the head of {self.branch} kept moving during this sync: another sync is queued",
         )
 
+    def _uninstalled(self, session: Any, installation_id: int, message: str) -> None:
+        installations.remove_installation(session, installation_id, reason=message)
+        if self.branch is not None and self.request.activate:
+            enqueue_sync(
+                session,
+                full_name=self.request.full_name,
+                repository_id=self.repo_id,
+                branch=self.branch,
+                trigger="access-restored",
+            )
+
     def _requeue(self, session: Any) -> str:
         return enqueue_sync(
             session,
@@ -345,17 +356,17 @@ class _Run:
         return _Reading(sha, known.version, etag)
 
     async def _token_readers(self) -> frozenset[str]:
-        """Guilds of this branch (private repository) whose own token reads the branch now: a
-        token never tried does not let a guild read a private repository."""
+        """The guilds' own tokens (private repository) that read the branch now: a token never
+        tried does not let a guild read a private repository."""
         assert self.access is not None and self.branch is not None
         holders = await self.runtime.run_db(
             token_holders, self.runtime.vault, self.repo_id, self.branch
         )
-        works: dict[str, bool] = {}
-        for _guild_id, token in sorted(holders.items()):
-            if token not in works:
-                works[token] = token == self.access.token or await self._token_reads(token)
-        return frozenset(g for g, token in holders.items() if works.get(token))
+        works = set()
+        for token in sorted(set(holders.values())):
+            if token == self.access.token or await self._token_reads(token):
+                works.add(token)
+        return frozenset(works)
 
     async def _token_reads(self, token: str) -> bool:
         assert self.branch is not None
@@ -483,10 +494,10 @@ class _Run:
             and exc.status == 404
             and access.installation_id
         ):
-            # Uninstalled, whatever late event said otherwise: as the `deleted` event would.
-            await self.runtime.run_db(
-                installations.remove_installation, access.installation_id, reason=message
-            )
+            # Uninstalled, whatever late event said otherwise: as the `deleted` event would;
+            # then a sync reads the branch again with a guild's token, if one was given.
+            await self.runtime.run_db(self._uninstalled, access.installation_id, message)
+            self.runtime.wake_worker()
         generation = await self.runtime.run_db(
             record_access_problem,
             self.runtime.vault,

@@ -180,7 +180,7 @@ class Concluding:
 
     version: int
     etag: str | None
-    token_readers: frozenset[str] = frozenset()  # guilds whose own token just read the branch
+    token_readers: frozenset[str] = field(default=frozenset(), repr=False)  # tokens that read it
 
 
 def record_commit(
@@ -246,8 +246,13 @@ def record_commit(
         synced_at=now,
     )
     readers = head.token_readers
-    changed = _bindings_follow(session, repository, branch, validation, message, readers) or changed
-    changed = _settle_pending(session, repository, branch, snapshot, full_name, readers) or changed
+    changed = (
+        _bindings_follow(session, vault, repository, branch, validation, message, readers)
+        or changed
+    )
+    changed = (
+        _settle_pending(session, vault, repository, branch, snapshot, full_name, readers) or changed
+    )
     if status_before != (status.value, message):
         changed = True
     if changed and not activated:
@@ -265,9 +270,10 @@ def record_commit(
 
 def token_holders(
     session: Session, vault: Vault, repository_id: int, branch: str
-) -> dict[str, str]:
-    """guild id -> its own token, for the bindings and requests on this branch of a private
-    repository that gave one (each token is tried on the branch before its guild is served)."""
+) -> dict[tuple[str, bool], str]:
+    """(guild id, pending?) -> its own token, for the live bindings and pending requests on this
+    branch of a private repository that gave one (each token is tried on the branch before a
+    guild is served through it)."""
     repository = installations.get_repository(session, repository_id)
     if repository is None or not repository.private:
         return {}
@@ -278,7 +284,7 @@ def token_holders(
         ),
     ]
     return {
-        holder.guild_id: bindings.binding_token(holder, vault)
+        (holder.guild_id, isinstance(holder, PendingBinding)): bindings.binding_token(holder, vault)
         for holder in holders
         if holder.token_ciphertext is not None and _follows(holder, repository, branch)
     }
@@ -293,18 +299,23 @@ def _allowed(
     repository: Repository,
     allowed_guilds: Sequence[str],
     token_readers: frozenset[str],
+    vault: Vault,
 ) -> bool:
-    """May this guild read the repository? Public, listed in PATH, or its own token has just
-    read the branch (having a token is not enough: it must work)."""
+    """May this guild read the repository? Public, listed in PATH, or the binding's own token
+    has just read the branch (having a token is not enough: it must work)."""
     return (
         not repository.private
         or binding.guild_id in allowed_guilds
-        or binding.guild_id in token_readers
+        or (
+            binding.token_ciphertext is not None
+            and bindings.binding_token(binding, vault) in token_readers
+        )
     )
 
 
 def _bindings_follow(
     session: Session,
+    vault: Vault,
     repository: Repository,
     branch: str,
     validation: Validation,
@@ -323,7 +334,7 @@ def _bindings_follow(
             if binding.state != BindingState.ACTIVE:
                 continue
             wanted = (BindingState.ACTIVE.value, message)
-        elif _allowed(binding, repository, allowed, token_readers):
+        elif _allowed(binding, repository, allowed, token_readers, vault):
             wanted = (BindingState.ACTIVE.value, message)
         else:
             wanted = (BindingState.NO_ACCESS.value, private_message(binding.guild_id))
@@ -350,6 +361,7 @@ def _serving_allowed_guilds(
 
 def _settle_pending(
     session: Session,
+    vault: Vault,
     repository: Repository,
     branch: str,
     snapshot: CommitFiles,
@@ -372,7 +384,9 @@ def _settle_pending(
                 f"waiting for a valid commit on {branch}: {snapshot.sha[:7]} was rejected "
                 f"({plural(validation.errors, 'error')}; first: {first})"
             )
-        elif not _allowed(request, repository, validation.repository.allowed_guilds, token_readers):
+        elif not _allowed(
+            request, repository, validation.repository.allowed_guilds, token_readers, vault
+        ):
             message = private_message(request.guild_id)
         else:
             try:
@@ -406,8 +420,10 @@ def served_by_token(
     }
     return {
         guild_id: token
-        for guild_id, token in token_holders(session, vault, repository_id, branch).items()
-        if guild_id in live and guild_id not in allowed
+        for (guild_id, pending), token in token_holders(
+            session, vault, repository_id, branch
+        ).items()
+        if not pending and guild_id in live and guild_id not in allowed
     }
 
 
