@@ -1,4 +1,4 @@
-"""`guildprompts validate` and `guildprompts resolve`: the format, from a shell or a CI job.
+"""`guildprompts validate`, `resolve`, `test` and `diff`: the format, from a shell or a CI job.
 
 Exit codes: 0 no error (warnings allowed), 1 the repository has errors, 2 usage or I/O problem.
 """
@@ -71,6 +71,21 @@ def register(subparsers: Any) -> None:
         help="text for people, json for tools (default: text)",
     )
     resolve.set_defaults(run=run_resolve)
+
+    test = subparsers.add_parser(
+        "test",
+        help="run a prompt repository's routing tests",
+        description="Run the routing tests under DIR/tests/ (YAML). Exit status: 0 when every "
+        "test passes, 1 when one fails or cannot be read, 2 on usage or I/O problems.",
+    )
+    test.add_argument("directory", metavar="DIR", help="the repository's root directory")
+    test.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="text for people, json for tools, github for workflow annotations (default: text)",
+    )
+    test.set_defaults(run=run_test)
 
 
 def _positive_int(text: str) -> int:
@@ -171,6 +186,48 @@ def _escape(text: str, is_property: bool) -> str:
     if is_property:
         text = text.replace(":", "%3A").replace(",", "%2C")
     return text
+
+
+def run_test(args: argparse.Namespace) -> int:
+    from promptrepo.routing_tests import run_repository_tests
+
+    files = _read(args.directory, "test")
+    if files is None:
+        return 2
+    _tolerant_stdout()
+    run, load_error = run_repository_tests(files)
+    passed = sum(result.passed for result in run.results)
+    failed = len(run.results) - passed
+    ok = load_error is None and run.passed
+    if args.format == "json":
+        document = {
+            "passed": ok,
+            "error": load_error,
+            "results": [result.to_dict() for result in run.results],
+            "diagnostics": [d.to_dict() for d in run.diagnostics],
+        }
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+        return 0 if ok else 1
+    if args.format == "github":
+        for d in run.diagnostics:
+            print(_workflow_command(d, args.directory))
+    else:
+        for result in run.results:
+            verdict = "ok  " if result.passed else "FAIL"
+            where = f"{result.test.path}:{result.test.line}"
+            print(f"{verdict} {where}: {result.test.name}")
+            for failure in result.failures:
+                print(f"       {failure}")
+        for d in run.diagnostics:
+            if d.code != "test-failed":
+                print(f"{d.path}:{d.line or '-'}: {d.severity}: {d.message} [{d.code}]")
+    if load_error is not None:
+        print(f"{args.directory}: no test can run: {load_error}")
+    elif not run.results and not run.diagnostics:
+        print(f"{args.directory}: no routing tests (write them in tests/*.yaml)")
+    else:
+        print(f"{args.directory}: {passed} passed, {failed} failed")
+    return 0 if ok else 1
 
 
 def run_resolve(args: argparse.Namespace) -> int:

@@ -14,6 +14,8 @@ from pathlib import Path
 PATH_FILE = "PATH"
 SCHEMA_VERSION_FILE = "schema-version"
 PROMPT_SUFFIXES = (".md", ".yaml", ".yml")
+TESTS_FOLDER = "tests/"  # routing tests (promptrepo.routing_tests), never prompts
+TEST_SUFFIXES = (".yaml", ".yml")
 _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f\\\ud800-\udfff]")  # controls, \, surrogates
 # Repository documentation, never prompts. README is skipped at any depth (folders often carry
 # one); the others only at the top, where projects keep them.
@@ -36,10 +38,20 @@ _TOP_LEVEL_DOCS = frozenset(
 )
 
 
+def is_test_file(path: str) -> bool:
+    """A routing test file: .yaml or .yml under the top-level `tests/` folder."""
+    return path.startswith(TESTS_FOLDER) and path.lower().endswith(TEST_SUFFIXES)
+
+
 def is_repository_file(path: str) -> bool:
-    """PATH, schema-version, and files that can hold prompts (.md, .yaml, .yml)."""
+    """PATH, schema-version, files that can hold prompts (.md, .yaml, .yml) and routing tests.
+
+    The top-level `tests/` folder holds routing tests only: nothing else in it is a prompt.
+    """
     if path in (PATH_FILE, SCHEMA_VERSION_FILE):
         return True
+    if path.startswith(TESTS_FOLDER) and not is_test_file(path):
+        return False
     if not path or _UNSAFE_CHARS.search(path):
         return False
     segments = path.split("/")
