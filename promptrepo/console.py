@@ -87,6 +87,26 @@ def register(subparsers: Any) -> None:
     )
     test.set_defaults(run=run_test)
 
+    diff = subparsers.add_parser(
+        "diff",
+        help="show what a change does to the guilds following a branch",
+        description="Compare the prompts every context that matters gets at two commits of the "
+        "git checkout DIR (the working tree when --head is left out): contexts that change "
+        "file, prompt text diffs, placeholders newly left unfilled, parameters changed. Exit "
+        "status: 0 whatever changed, 2 on usage, git or I/O problems.",
+    )
+    diff.add_argument("directory", metavar="DIR", help="the repository's root in a git checkout")
+    diff.add_argument("--base", required=True, metavar="REF", help="the commit to compare with")
+    diff.add_argument("--head", metavar="REF", help="the changed commit (default: working tree)")
+    diff.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="text for people, json for tools, github for Markdown as the check run shows it "
+        "(for $GITHUB_STEP_SUMMARY or a comment) (default: text)",
+    )
+    diff.set_defaults(run=run_diff)
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -228,6 +248,33 @@ def run_test(args: argparse.Namespace) -> int:
     else:
         print(f"{args.directory}: {passed} passed, {failed} failed")
     return 0 if ok else 1
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    from promptrepo.files import GitError, files_from_git
+    from promptrepo.routing_diff import diff_files, render_markdown, render_text
+
+    try:
+        base = files_from_git(args.directory, args.base)
+        head = (
+            files_from_git(args.directory, args.head)
+            if args.head is not None
+            else _read(args.directory, "diff")
+        )
+    except GitError as exc:
+        print(f"guildprompts diff: {exc.strerror}", file=sys.stderr)
+        return 2
+    if head is None:
+        return 2
+    _tolerant_stdout()
+    result = diff_files(base or None, head or None)
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    elif args.format == "github":
+        print(render_markdown(result))
+    else:
+        print(render_text(result), end="")
+    return 0
 
 
 def run_resolve(args: argparse.Namespace) -> int:

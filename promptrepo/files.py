@@ -86,3 +86,56 @@ def files_from_directory(path: str | os.PathLike[str]) -> dict[str, bytes]:
                 continue
             files[relative] = full.read_bytes()
     return files
+
+
+class GitError(OSError):
+    """git could not read a commit (not a checkout, an unknown ref, git missing)."""
+
+
+def files_from_git(directory: str | os.PathLike[str], ref: str) -> dict[str, bytes]:
+    """The repository files of commit `ref`, as `files_from_directory` reads a checkout.
+
+    `directory` is the prompt repository's root inside a git checkout (paths are relative to
+    it). Symbolic links and submodules are skipped, as the GitHub App skips them.
+    """
+    listing = _git(directory, "ls-tree", "-r", "-z", "--end-of-options", f"{ref}^{{commit}}")
+    blobs: dict[str, str] = {}
+    for entry in listing.split(b"\0"):
+        if not entry:
+            continue
+        meta, _, raw_path = entry.partition(b"\t")
+        mode, kind, sha = meta.decode().split()
+        path = raw_path.decode("utf-8", "surrogateescape")
+        if kind == "blob" and mode in ("100644", "100755") and is_repository_file(path):
+            blobs[path] = sha
+    if not blobs:
+        return {}
+    batch = _git(directory, "cat-file", "--batch", stdin="\n".join(blobs.values()) + "\n")
+    contents: dict[str, bytes] = {}
+    offset = 0
+    while offset < len(batch):
+        header_end = batch.index(b"\n", offset)
+        sha, _, size = batch[offset:header_end].decode().split()
+        start = header_end + 1
+        contents[sha] = batch[start : start + int(size)]
+        offset = start + int(size) + 1
+    return {path: contents[sha] for path, sha in blobs.items()}
+
+
+def _git(directory: str | os.PathLike[str], *args: str, stdin: str | None = None) -> bytes:
+    import subprocess
+
+    try:
+        done = subprocess.run(  # noqa: S603 - fixed git arguments, no shell
+            ["git", "-C", os.fspath(directory), *args],  # noqa: S607 - git from PATH
+            input=stdin.encode() if stdin is not None else None,
+            capture_output=True,
+            check=False,
+            timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise GitError(errno.EIO, f"cannot run git: {exc}", os.fspath(directory)) from None
+    if done.returncode != 0:
+        reason = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise GitError(errno.EINVAL, (reason or ["git failed"])[-1], os.fspath(directory))
+    return done.stdout

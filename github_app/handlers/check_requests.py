@@ -40,7 +40,9 @@ async def on_pull_request(delivery: Delivery, ctx: HandlerContext) -> None:
     head = mapping(pull.get("head"))
     same_repository = integer(mapping(head.get("repo")).get("id")) == delivery.repository_id
     branch = head.get("ref") if same_repository and isinstance(head.get("ref"), str) else None
-    await _check(ctx, delivery, commit_sha(head.get("sha")), branch, "pull_request")
+    await _check(
+        ctx, delivery, commit_sha(head.get("sha")), branch, "pull_request", base=_base(pull)
+    )
 
 
 @router.register("check_suite", "requested")
@@ -55,6 +57,7 @@ async def on_check_suite(delivery: Delivery, ctx: HandlerContext) -> None:
         branch,
         "check_suite",
         skip_if_checked=delivery.action == "requested",
+        base=_suite_base(suite),
     )
 
 
@@ -63,7 +66,23 @@ async def on_check_run(delivery: Delivery, ctx: HandlerContext) -> None:
     run = mapping(delivery.payload.get("check_run"))
     suite = mapping(run.get("check_suite"))
     branch = suite.get("head_branch") if isinstance(suite.get("head_branch"), str) else None
-    await _check(ctx, delivery, commit_sha(run.get("head_sha")), branch, "check_run")
+    base = _suite_base(run) if run.get("pull_requests") else _suite_base(suite)
+    await _check(ctx, delivery, commit_sha(run.get("head_sha")), branch, "check_run", base=base)
+
+
+def _base(pull: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """A pull request's base commit and branch: what its routing diff compares with."""
+    base = mapping(pull.get("base"))
+    ref = base.get("ref") if isinstance(base.get("ref"), str) else None
+    return commit_sha(base.get("sha")), ref
+
+
+def _suite_base(holder: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The base of the first pull request a check suite or run lists (none: no diff)."""
+    pulls = holder.get("pull_requests")
+    if not isinstance(pulls, list) or not pulls:
+        return None, None
+    return _base(mapping(pulls[0]))
 
 
 async def _check(
@@ -74,6 +93,7 @@ async def _check(
     trigger: str,
     *,
     skip_if_checked: bool = False,
+    base: tuple[str | None, str | None] = (None, None),
 ) -> None:
     if delivery.repository_id is None or delivery.repository is None or sha is None:
         log.info(
@@ -104,6 +124,8 @@ async def _check(
             installation_id=installation_id,
             activate=False,
             check_run=True,
+            base_sha=base[0],
+            base_branch=base[1],
         ),
     )
 

@@ -92,6 +92,8 @@ async def on_push(delivery: Delivery, ctx: HandlerContext) -> None:
             activate=plan.tracked,
             check_run=plan.check_run,
             received_at=ctx.received_at if plan.tracked else None,
+            base_sha=commit_sha(delivery.payload.get("before")),
+            base_branch=delivery.branch,
         ),
     )
 
