@@ -338,6 +338,41 @@ class SyncLogEntry(Base):
     message: Mapped[str] = mapped_column(Text, default="")
 
 
+class GuildPin(Base):
+    """A guild served one commit of its bound repository instead of its branch's newest one.
+
+    The foreign key keeps the pinned snapshot from being pruned while the pin exists; a pin on
+    another repository than the binding's (the guild was re-bound) is ignored by serving.
+    """
+
+    __tablename__ = "guild_pins"
+
+    guild_id: Mapped[str] = mapped_column(GUILD_ID, primary_key=True)
+    repository_id: Mapped[int] = mapped_column(BigInteger)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    commit_sha: Mapped[str] = mapped_column(SHA)
+    reason: Mapped[str] = mapped_column(String(16))  # "pin" or "rollback"
+    pinned_by: Mapped[str] = mapped_column(String(64))
+    pinned_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class GuildActivation(Base):
+    """One change of the commit a guild serves: kept past delivery pruning, `HISTORY_KEEP` per
+    guild."""
+
+    __tablename__ = "guild_activations"
+
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    guild_id: Mapped[str] = mapped_column(GUILD_ID, index=True)
+    repository_id: Mapped[int] = mapped_column(BigInteger)
+    commit_sha: Mapped[str] = mapped_column(SHA)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    trigger: Mapped[str] = mapped_column(String(32))  # push, reconcile, bind, pin, rollback, ...
+    pushed_by: Mapped[str | None] = mapped_column(NAME)  # the GitHub user who pushed, if known
+    actor: Mapped[str | None] = mapped_column(String(64))  # who asked (pin, rollback, unpin)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class AppSecret(Base):
     """Encrypted App credentials stored by the manifest flow (private key, webhook secret...)."""
 

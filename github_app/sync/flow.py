@@ -195,6 +195,9 @@ class _Run:
             head_at=_aware(request.head_at) or utcnow(),
             etag=etag,
             full_name=request.full_name,
+            trigger=request.trigger,
+            pushed_by=request.pushed_by,
+            history_keep=self.runtime.settings.history_keep,
         )
         if recorded.generation is not None:
             await self.runtime.announce_activation(recorded.generation)

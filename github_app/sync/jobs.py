@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from github_app.store import deliveries
 
 SYNC_EVENT = "guildprompts.sync"
-SYNC_TRIGGERS = frozenset({"reconcile", "bind", "refresh", "access-restored"})
+SYNC_TRIGGERS = frozenset({"reconcile", "bind", "refresh", "access-restored", "pin"})
+SNAPSHOT_ONLY = frozenset({"pin"})  # store and validate the commit, never activate it
 _GUID_PREFIX = "sync:"
 
 

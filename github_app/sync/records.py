@@ -22,7 +22,9 @@ from github_app.store import (
     bindings,
     branches,
     checkruns,
+    history,
     installations,
+    pins,
     serving,
     snapshots,
 )
@@ -185,9 +187,13 @@ def record_commit(
     head_at: datetime,
     etag: str | None,
     full_name: str,
+    trigger: str = "push",
+    pushed_by: str | None = None,
+    history_keep: int = 50,
 ) -> Recorded:
     """Store the snapshot, then (tracked branch) activate it and update every status: one
-    transaction, so guilds never see a half-applied sync."""
+    transaction, so guilds never see a half-applied sync. An activation goes into the history
+    of every guild it changes (following the branch, not pinned)."""
     now = utcnow()
     validation = snapshot.validation
     snapshots.store_blobs(session, snapshot.downloaded, now)
@@ -221,6 +227,18 @@ def record_commit(
         latest = activated
         live_sha = snapshot.sha if activated else active_sha
         changed = activated
+        if activated:
+            following = serving.guilds_for_branch(session, repository_id, branch)
+            history.record_for_guilds(
+                session,
+                sorted(set(following) - pins.pinned_guilds(session, following)),
+                repository_id,
+                snapshot.sha,
+                trigger=trigger,
+                pushed_by=pushed_by,
+                keep=history_keep,
+                now=now,
+            )
     if latest:
         if validation.valid:
             status, message = BranchStatus.OK, serving_message(snapshot.sha, validation.diagnostics)
@@ -237,7 +255,10 @@ def record_commit(
             synced_at=now,
         )
         changed = _bindings_follow(session, repository, branch, validation, message) or changed
-        changed = _settle_pending(session, repository, branch, snapshot, full_name) or changed
+        changed = (
+            _settle_pending(session, repository, branch, snapshot, full_name, history_keep)
+            or changed
+        )
         if status_before != (status.value, message):
             changed = True
             branches.bump_generation(session)
@@ -295,7 +316,12 @@ def _bindings_follow(
 
 
 def _settle_pending(
-    session: Session, repository: Repository, branch: str, snapshot: CommitFiles, full_name: str
+    session: Session,
+    repository: Repository,
+    branch: str,
+    snapshot: CommitFiles,
+    full_name: str,
+    history_keep: int,
 ) -> bool:
     """Promote the pending requests on this branch that may read it; tell the others why not.
     True if a binding went live."""
@@ -318,6 +344,16 @@ def _settle_pending(
         else:
             try:
                 bindings.promote_pending(session, request.guild_id, actor=ACTOR)
+                pins.drop_pin(session, request.guild_id)  # a new binding starts unpinned
+                history.record_activation(
+                    session,
+                    request.guild_id,
+                    repository.id,
+                    snapshot.sha,
+                    trigger="bind",
+                    keep=history_keep,
+                    actor=request.set_by,
+                )
                 promoted = True
                 continue
             except ConcurrentUpdateError:

@@ -22,6 +22,7 @@ TRIGGERS = frozenset(
         "pull_request",
         "check_suite",
         "check_run",
+        "pin",
     }
 )
 _SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
@@ -45,6 +46,7 @@ class SyncRequest:
     # What the check run's routing diff compares with: a pull request's base, a push's `before`.
     base_sha: str | None = None
     base_branch: str | None = None  # whose followers the check run counts
+    pushed_by: str | None = None  # the pusher's GitHub login, for the guilds' history
 
     def __post_init__(self) -> None:
         if self.trigger not in TRIGGERS:
