@@ -49,6 +49,8 @@ from bot_bridge.results import (
 )
 from promptrepo import Context, builtin_default, render
 
+from .pins import GuildHistory, PinStatus, history_from_body, pin_status_from_body
+
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/bridge/v1"
@@ -541,6 +543,21 @@ class _ClientBase:
     def _events(self, guild_id: object) -> _Op[list[BridgeEvent]]:
         return self._core.admin("GET", guild_id, "events", events_from_body)
 
+    def _pin(self, guild_id: object, sha: str, actor: str) -> _Op[PinStatus]:
+        body = {"sha": sha, "actor": actor}
+        return self._core.admin("PUT", guild_id, "pin", pin_status_from_body, body)
+
+    def _unpin(self, guild_id: object, actor: str) -> _Op[PinStatus]:
+        body = {"actor": actor}
+        return self._core.admin("DELETE", guild_id, "pin", pin_status_from_body, body)
+
+    def _rollback(self, guild_id: object, actor: str) -> _Op[PinStatus]:
+        body = {"actor": actor}
+        return self._core.admin("POST", guild_id, "rollback", pin_status_from_body, body)
+
+    def _history(self, guild_id: object, limit: int) -> _Op[GuildHistory]:
+        return self._core.admin("GET", guild_id, f"history?limit={int(limit)}", history_from_body)
+
 
 class BridgeClient(_ClientBase):
     """Blocking client; safe to share between threads."""
@@ -590,6 +607,20 @@ class BridgeClient(_ClientBase):
 
     def events(self, guild_id: object) -> list[BridgeEvent]:
         return self._run(self._events(guild_id))
+
+    def pin(self, guild_id: object, sha: str, *, actor: str) -> PinStatus:
+        """Serve commit `sha` (7+ hex characters) until `unpin`."""
+        return self._run(self._pin(guild_id, sha, actor))
+
+    def unpin(self, guild_id: object, *, actor: str) -> PinStatus:
+        return self._run(self._unpin(guild_id, actor))
+
+    def rollback(self, guild_id: object, *, actor: str) -> PinStatus:
+        """Pin the commit the guild served before the current one."""
+        return self._run(self._rollback(guild_id, actor))
+
+    def history(self, guild_id: object, *, limit: int = 20) -> GuildHistory:
+        return self._run(self._history(guild_id, limit))
 
     def close(self) -> None:
         self._http.close()
@@ -653,6 +684,20 @@ class AsyncBridgeClient(_ClientBase):
 
     async def events(self, guild_id: object) -> list[BridgeEvent]:
         return await self._run(self._events(guild_id))
+
+    async def pin(self, guild_id: object, sha: str, *, actor: str) -> PinStatus:
+        """Serve commit `sha` (7+ hex characters) until `unpin`."""
+        return await self._run(self._pin(guild_id, sha, actor))
+
+    async def unpin(self, guild_id: object, *, actor: str) -> PinStatus:
+        return await self._run(self._unpin(guild_id, actor))
+
+    async def rollback(self, guild_id: object, *, actor: str) -> PinStatus:
+        """Pin the commit the guild served before the current one."""
+        return await self._run(self._rollback(guild_id, actor))
+
+    async def history(self, guild_id: object, *, limit: int = 20) -> GuildHistory:
+        return await self._run(self._history(guild_id, limit))
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -172,6 +172,43 @@ class PromptConfigCog(
             ),
         )
 
+    @app_commands.command(name="pin", description="Serve one commit until unpinned.")
+    @app_commands.describe(sha="The commit (at least 7 characters of its sha)")
+    async def pin(self, interaction: discord.Interaction, sha: str) -> None:
+        await self._respond(
+            interaction,
+            lambda caller: commands.pin_commit(
+                self.client, caller, sha, manager_roles=self.manager_roles
+            ),
+        )
+
+    @app_commands.command(name="unpin", description="Follow the branch's newest commit again.")
+    async def unpin(self, interaction: discord.Interaction) -> None:
+        await self._respond(
+            interaction,
+            lambda caller: commands.unpin_commit(
+                self.client, caller, manager_roles=self.manager_roles
+            ),
+        )
+
+    @app_commands.command(name="rollback", description="Serve the previous commit again.")
+    async def rollback(self, interaction: discord.Interaction) -> None:
+        await self._respond(
+            interaction,
+            lambda caller: commands.rollback_commit(
+                self.client, caller, manager_roles=self.manager_roles
+            ),
+        )
+
+    @app_commands.command(name="history", description="The last commits this server served.")
+    async def history(self, interaction: discord.Interaction) -> None:
+        await self._respond(
+            interaction,
+            lambda caller: commands.show_history(
+                self.client, caller, manager_roles=self.manager_roles
+            ),
+        )
+
     @app_commands.command(
         name="alerts", description="Where to post when this server's prompts stop updating."
     )

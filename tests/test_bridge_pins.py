@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
+from bot_bridge import commands
+from bot_bridge.client import AsyncBridgeClient
+from bot_bridge.commands import Caller
 from github_app.store import deliveries, pins
-from tests.harness import FULL_NAME, PATH_FILE, bridge_world, eventually, prompt_files
+from tests.harness import FULL_NAME, PATH_FILE, TOKEN, bridge_world, eventually, prompt_files
 from tests.harness import BridgeWorld as World
 
 pytestmark = pytest.mark.anyio
@@ -182,3 +185,47 @@ async def test_unbinding_forgets_the_pin(world: World) -> None:
     assert world.db(pins.get_pin, GUILD) is None
     assert (await world.bind(GUILD)).status_code == 200
     assert await _marker(world) == "second"
+
+
+# ---- the client and the /prompt-config command functions, against the running bridge ---------
+
+
+async def test_commands_pin_unpin_rollback_history_through_the_client(world: World) -> None:
+    first = world.push(prompt_files("first"))
+    assert (await world.bind(GUILD)).status_code == 200
+    second = await _push_and_wait(world, "second")
+    client = AsyncBridgeClient("http://bridge.test", TOKEN, transport=world.http._transport)
+    manager = Caller(user_id="42", guild_id=GUILD, manage_guild=True)
+    member = Caller(user_id="43", guild_id=GUILD)
+    async with client:
+        status = await client.pin(GUILD, first[:8], actor="42")
+        assert (status.pinned_sha, status.branch_sha) == (first, second)
+        assert (await client.unpin(GUILD, actor="42")).pinned_sha is None
+
+        for run in (
+            commands.pin_commit(client, member, first),
+            commands.unpin_commit(client, member),
+            commands.rollback_commit(client, member),
+            commands.show_history(client, member),
+        ):
+            assert (await run).text == commands.PERMISSION_DENIED
+
+        pinned = await commands.pin_commit(client, manager, first[:7])
+        assert pinned.text.startswith("Pinned.") and f"`{first[:7]}`" in pinned.text
+        assert f"The branch has `{second[:7]}` meanwhile." in pinned.text
+        assert await _marker(world) == "first"
+        unknown = await commands.pin_commit(client, manager, "abcdef0")
+        assert "no synced commit" in unknown.text and "starts with abcdef0" in unknown.text
+
+        unpinned = await commands.unpin_commit(client, manager)
+        assert f"serving commit `{second[:7]}`" in unpinned.text
+        assert "not pinned" in (await commands.unpin_commit(client, manager)).text
+
+        rolled = await commands.rollback_commit(client, manager)
+        assert rolled.text.startswith("Rolled back.") and f"`{first[:7]}`" in rolled.text
+        history = await commands.show_history(client, manager)
+        lines = history.text.splitlines()
+        assert lines[1] == f"Pinned to `{first[:7]}`; `/prompt-config unpin` follows the branch."
+        assert lines[2].startswith(f"• `{first[:7]}` ") and "rollback by <@42> (pinned)" in lines[2]
+        assert any("push pushed by octocat" in line for line in lines)
+        assert (await client.history(GUILD, limit=2)).activations[0].trigger == "rollback"
