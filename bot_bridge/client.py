@@ -49,7 +49,15 @@ from bot_bridge.results import (
 )
 from promptrepo import Context, builtin_default, render
 
-from .pins import GuildHistory, PinStatus, history_from_body, pin_status_from_body
+from .pins import (
+    ChannelPreview,
+    GuildHistory,
+    PinStatus,
+    channel_preview_from_body,
+    ended_from_body,
+    history_from_body,
+    pin_status_from_body,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -555,6 +563,20 @@ class _ClientBase:
         body = {"actor": actor}
         return self._core.admin("POST", guild_id, "rollback", pin_status_from_body, body)
 
+    def _preview(
+        self, guild_id: object, pull_request: int, channel_id: object, actor: str
+    ) -> _Op[ChannelPreview]:
+        body = {"pull_request": pull_request, "channel_id": str(channel_id), "actor": actor}
+        return self._core.admin("PUT", guild_id, "preview", channel_preview_from_body, body)
+
+    def _preview_off(self, guild_id: object, channel_id: object, actor: str) -> _Op[list[str]]:
+        body: dict[str, Any] = {"actor": actor}
+        if channel_id is not None:
+            body["channel_id"] = str(channel_id)
+        return self._core.admin(
+            "DELETE", guild_id, "preview", ended_from_body, body, on_404=lambda: []
+        )
+
     def _history(self, guild_id: object, limit: int) -> _Op[GuildHistory]:
         return self._core.admin("GET", guild_id, f"history?limit={int(limit)}", history_from_body)
 
@@ -621,6 +643,16 @@ class BridgeClient(_ClientBase):
 
     def history(self, guild_id: object, *, limit: int = 20) -> GuildHistory:
         return self._run(self._history(guild_id, limit))
+
+    def preview(
+        self, guild_id: object, pull_request: int, channel_id: object, *, actor: str
+    ) -> ChannelPreview:
+        """Resolve `channel_id` from the pull request's head until it closes or preview_off."""
+        return self._run(self._preview(guild_id, pull_request, channel_id, actor))
+
+    def preview_off(self, guild_id: object, channel_id: object = None, *, actor: str) -> list[str]:
+        """End the preview in a channel (None: every channel); the channels ended."""
+        return self._run(self._preview_off(guild_id, channel_id, actor))
 
     def close(self) -> None:
         self._http.close()
@@ -698,6 +730,18 @@ class AsyncBridgeClient(_ClientBase):
 
     async def history(self, guild_id: object, *, limit: int = 20) -> GuildHistory:
         return await self._run(self._history(guild_id, limit))
+
+    async def preview(
+        self, guild_id: object, pull_request: int, channel_id: object, *, actor: str
+    ) -> ChannelPreview:
+        """Resolve `channel_id` from the pull request's head until it closes or preview_off."""
+        return await self._run(self._preview(guild_id, pull_request, channel_id, actor))
+
+    async def preview_off(
+        self, guild_id: object, channel_id: object = None, *, actor: str
+    ) -> list[str]:
+        """End the preview in a channel (None: every channel); the channels ended."""
+        return await self._run(self._preview_off(guild_id, channel_id, actor))
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -263,6 +263,43 @@ async def show_history(
     return Reply(_describe_history(history))
 
 
+async def preview_pull_request(
+    client: AsyncBridgeClient,
+    caller: Caller,
+    pull_request: int | None,
+    channel_id: str | None = None,
+    *,
+    off: bool = False,
+    manager_roles: Collection[str | int] = (),
+) -> Reply:
+    """`/prompt-config preview <pull request> [channel]` and `preview off [channel]`: one
+    channel (the caller's by default) tries the pull request; the rest keeps the branch."""
+    refused = _refuse_unless_manager(caller, manager_roles)
+    if refused is not None:
+        return refused
+    channel = channel_id or caller.channel_id
+    try:
+        if off:
+            ended = await client.preview_off(caller.guild_id, channel_id, actor=caller.user_id)
+            if not ended:
+                return Reply("No pull request is previewed there.")
+            shown = ", ".join(f"<#{item}>" for item in ended)
+            return Reply(f"Preview off: {shown} use the server's prompts again.")
+        if pull_request is None:
+            return Reply("Give the pull request number, for example `/prompt-config preview 12`.")
+        if channel is None:
+            return Reply("Run this in a channel, or name the channel to preview in.")
+        result = await client.preview(caller.guild_id, pull_request, channel, actor=caller.user_id)
+    except BridgeError as exc:
+        return Reply(_pin_refusal(exc, caller))
+    head = f" (`{result.head_sha[:7]}`)" if result.head_sha else ""
+    waiting = " once its head is synced, in a moment" if result.in_progress else ""
+    return Reply(
+        f"<#{channel}> now uses pull request #{pull_request}{head}{waiting}, until it closes or "
+        "`/prompt-config preview off`. The rest of the server keeps its branch."
+    )
+
+
 # --- wording ------------------------------------------------------------------------------------
 
 
@@ -393,7 +430,16 @@ def _describe_preview(result: PreviewResult, context: dict[str, str]) -> str:
 
 
 _PIN_ERRORS = frozenset(
-    {"not_found", "no_access", "invalid", "no_previous", "ambiguous", "not_serving", "not_synced"}
+    {
+        "not_found",
+        "no_access",
+        "invalid",
+        "no_previous",
+        "ambiguous",
+        "not_serving",
+        "not_synced",
+        "closed",
+    }
 )
 
 

@@ -209,6 +209,32 @@ class PromptConfigCog(
             ),
         )
 
+    @app_commands.command(name="preview", description="Try a pull request in one channel.")
+    @app_commands.describe(
+        pull_request="The pull request's number",
+        channel="Channel to try it in (default: this one)",
+        off="End the preview (in the channel given, or everywhere)",
+    )
+    async def preview(
+        self,
+        interaction: discord.Interaction,
+        pull_request: int | None = None,
+        channel: discord.TextChannel | None = None,
+        off: bool = False,
+    ) -> None:
+        channel_id = str(channel.id) if channel is not None else None
+        await self._respond(
+            interaction,
+            lambda caller: commands.preview_pull_request(
+                self.client,
+                caller,
+                pull_request,
+                channel_id,
+                off=off,
+                manager_roles=self.manager_roles,
+            ),
+        )
+
     @app_commands.command(
         name="alerts", description="Where to post when this server's prompts stop updating."
     )

@@ -1,4 +1,5 @@
-"""What the bridge answers about pins and history, as plain values the bot can show.
+"""What the bridge answers about pins, history and channel previews, as plain values the bot
+can show.
 
 Parsed leniently (a missing field is None), like `results`: an older or newer service never
 breaks the bot.
@@ -87,3 +88,31 @@ def history_from_body(guild: str, body: Any, status_code: int) -> GuildHistory:
         pinned_sha=text_field(_pinned(body).get("sha")),
         activations=activations,
     )
+
+
+@dataclass(frozen=True)
+class ChannelPreview:
+    """A channel resolving from a pull request's head (`in_progress`: head not synced yet)."""
+
+    channel_id: str | None
+    pull_request: int | None
+    head_sha: str | None
+    message: str | None
+    in_progress: bool = False
+
+
+def channel_preview_from_body(guild: str, body: Any, status_code: int) -> ChannelPreview:
+    body = body if isinstance(body, dict) else {}
+    number = body.get("pull_request")
+    return ChannelPreview(
+        channel_id=text_field(body.get("channel_id")),
+        pull_request=number if isinstance(number, int) and not isinstance(number, bool) else None,
+        head_sha=text_field(body.get("head_sha")),
+        message=text_field(body.get("message")),
+        in_progress=status_code == 202,
+    )
+
+
+def ended_from_body(guild: str, body: Any, status_code: int) -> list[str]:
+    ended = body.get("ended") if isinstance(body, dict) else None
+    return [str(item) for item in ended] if isinstance(ended, list) else []

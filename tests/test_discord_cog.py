@@ -112,6 +112,7 @@ async def test_the_group_and_its_subcommands(cog: PromptConfigCog) -> None:
         "unpin",
         "rollback",
         "history",
+        "preview",
         "alerts",
     ]
     test = group.get_command("test")

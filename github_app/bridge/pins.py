@@ -133,7 +133,7 @@ class _PinAPI:
         await self.api.cache.check()  # this process serves the change from now on
         state = await self.runtime.run_db(serving.guild_state, guild_id)
         if state is None:
-            raise _no_binding(guild_id)
+            raise no_binding(guild_id)
         return self._json(status_view(state))
 
 
@@ -153,10 +153,10 @@ def status_view(state: GuildState) -> dict[str, Any]:
 # ---- database work (one transaction each) -------------------------------------------------------
 
 
-def _serving_state(session: Session, guild_id: str) -> GuildState:
+def serving_state(session: Session, guild_id: str) -> GuildState:
     state = serving.guild_state(session, guild_id)
     if state is None:
-        raise _no_binding(guild_id)
+        raise no_binding(guild_id)
     if state.repository_id is None:
         raise Refusal(409, "not_synced", "the bound repository has not been synced yet")
     if not state.enabled or state.state != BindingState.ACTIVE:
@@ -173,7 +173,7 @@ def _pin(
     session: Session, guild_id: str, sha: str, actor: str, reason: str, keep: int
 ) -> int | _Queued:
     """Pin a stored commit (the new generation), or queue the sync of an unknown full sha."""
-    state = _serving_state(session, guild_id)
+    state = serving_state(session, guild_id)
     assert state.repository_id is not None
     snapshot = _find(session, state.repository_id, sha)
     if snapshot is None:
@@ -200,7 +200,7 @@ def _pin(
 def _pin_when_synced(
     session: Session, guild_id: str, queued: _Queued, actor: str, keep: int
 ) -> int | None:
-    state = _serving_state(session, guild_id)
+    state = serving_state(session, guild_id)
     assert state.repository_id is not None
     snapshot = snapshots.find_snapshot(session, state.repository_id, queued.sha)
     if snapshot is not None:
@@ -219,36 +219,47 @@ def _pin_when_synced(
 def _apply(
     session: Session, state: GuildState, snapshot: Snapshot, actor: str, reason: str, keep: int
 ) -> int:
-    short = snapshot.commit_sha[:7]
+    check_valid(snapshot)
+    check_readable(session, state, snapshot)
+    pins.set_pin(session, state.guild_id, snapshot, actor=actor, reason=reason, keep=keep)
+    return branches.current_generation(session)
+
+
+def check_valid(snapshot: Snapshot) -> None:
+    """422 unless the commit passed validation: only valid commits are ever served."""
     if not snapshot.valid:
         raise Refusal(
             422,
             "invalid",
-            f"commit {short} failed validation ({snapshot.error_count} errors): only a valid "
-            "commit can be served",
+            f"commit {snapshot.commit_sha[:7]} failed validation ({snapshot.error_count} errors): "
+            "only a valid commit can be served",
             diagnostics=list(snapshot.diagnostics),
         )
-    if state.private and not state.has_token:
-        files = snapshots.snapshot_files(session, snapshot.id)
-        try:
-            allowed = load_repository(files).allowed_guilds
-        except RepositoryError:
-            allowed = ()
-        if state.guild_id not in allowed:
-            raise Refusal(
-                403,
-                "no_access",
-                f"commit {short}'s PATH does not list this server in allowed_guilds, and the "
-                "repository is private: that commit cannot be served here",
-            )
-    pins.set_pin(session, state.guild_id, snapshot, actor=actor, reason=reason, keep=keep)
-    return branches.current_generation(session)
+
+
+def check_readable(session: Session, state: GuildState, snapshot: Snapshot) -> None:
+    """The binding's access rule for another commit: a private repository read without the
+    guild's own token must list the guild in that commit's `allowed_guilds` (403 otherwise)."""
+    if not state.private or state.has_token:
+        return
+    files = snapshots.snapshot_files(session, snapshot.id)
+    try:
+        allowed = load_repository(files).allowed_guilds
+    except RepositoryError:
+        allowed = ()
+    if state.guild_id not in allowed:
+        raise Refusal(
+            403,
+            "no_access",
+            f"commit {snapshot.commit_sha[:7]}'s PATH does not list this server in "
+            "allowed_guilds, and the repository is private: it cannot be served here",
+        )
 
 
 def _unpin(session: Session, guild_id: str, actor: str, keep: int) -> int:
     state = serving.guild_state(session, guild_id)
     if state is None:
-        raise _no_binding(guild_id)
+        raise no_binding(guild_id)
     removed = pins.clear_pin(
         session, guild_id, actor=actor, serving_sha=state.branch_sha, keep=keep
     )
@@ -258,7 +269,7 @@ def _unpin(session: Session, guild_id: str, actor: str, keep: int) -> int:
 
 
 def _rollback(session: Session, guild_id: str, actor: str, keep: int) -> int:
-    state = _serving_state(session, guild_id)
+    state = serving_state(session, guild_id)
     assert state.repository_id is not None
     previous = pins.previous_good(session, guild_id, state.repository_id, state.commit_sha)
     if previous is None:
@@ -288,7 +299,7 @@ def _history_view(session: Session, guild_id: str, limit: int) -> dict[str, Any]
     state = serving.guild_state(session, guild_id)
     rows = history.guild_history(session, guild_id, limit)
     if state is None and not rows:
-        raise _no_binding(guild_id)
+        raise no_binding(guild_id)
     return {
         "guild_id": guild_id,
         "active_sha": state.commit_sha if state is not None else None,
@@ -308,7 +319,7 @@ def _history_view(session: Session, guild_id: str, limit: int) -> dict[str, Any]
     }
 
 
-def _no_binding(guild_id: str) -> Refusal:
+def no_binding(guild_id: str) -> Refusal:
     return Refusal(
         404,
         "not_found",

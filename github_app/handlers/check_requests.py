@@ -24,7 +24,7 @@ from github_app.handlers.common import (
     remember_repository,
     run_sync,
 )
-from github_app.store import checkruns, installations
+from github_app.store import checkruns, installations, previews
 from github_app.sync import SyncRequest
 from github_app.webhooks import Delivery, Router
 
@@ -40,8 +40,27 @@ async def on_pull_request(delivery: Delivery, ctx: HandlerContext) -> None:
     head = mapping(pull.get("head"))
     same_repository = integer(mapping(head.get("repo")).get("id")) == delivery.repository_id
     branch = head.get("ref") if same_repository and isinstance(head.get("ref"), str) else None
+    await _remember_pull(ctx, delivery, open_=True)
     await _check(
         ctx, delivery, commit_sha(head.get("sha")), branch, "pull_request", base=_base(pull)
+    )
+
+
+@router.register("pull_request", "closed")
+async def on_pull_request_closed(delivery: Delivery, ctx: HandlerContext) -> None:
+    """Closed or merged: channel previews of it end by themselves."""
+    await _remember_pull(ctx, delivery, open_=False)
+
+
+async def _remember_pull(ctx: HandlerContext, delivery: Delivery, *, open_: bool) -> None:
+    """The pull request's head and state, for channel previews (store.previews)."""
+    pull = mapping(delivery.payload.get("pull_request"))
+    number = integer(pull.get("number"))
+    sha = commit_sha(mapping(pull.get("head")).get("sha"))
+    if delivery.repository_id is None or number is None or sha is None:
+        return
+    await ctx.db_then_announce(
+        previews.record_pull_request, delivery.repository_id, number, sha, open_=open_
     )
 
 

@@ -373,6 +373,32 @@ class GuildActivation(Base):
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class PullRequest(Base):
+    """A pull request of a repository as its webhooks last described it: what a channel
+    preview resolves from (its head) and until when (open)."""
+
+    __tablename__ = "pull_requests"
+
+    repository_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    head_sha: Mapped[str] = mapped_column(SHA)
+    open: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ChannelPreview(Base):
+    """One channel of a guild resolving from a pull request's head until it closes."""
+
+    __tablename__ = "channel_previews"
+
+    guild_id: Mapped[str] = mapped_column(GUILD_ID, primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    repository_id: Mapped[int] = mapped_column(BigInteger)
+    pull_number: Mapped[int] = mapped_column(Integer)
+    set_by: Mapped[str] = mapped_column(String(64))
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AppSecret(Base):
     """Encrypted App credentials stored by the manifest flow (private key, webhook secret...)."""
 

@@ -25,6 +25,7 @@ from github_app.store import (
     history,
     installations,
     pins,
+    previews,
     serving,
     snapshots,
 )
@@ -206,11 +207,13 @@ def record_commit(
         diagnostics=[item.to_dict() for item in validation.diagnostics],
         now=now,
     )
-    if not activate or branch is None:
-        following = serving.guilds_for_branch(session, repository_id, branch) if branch else []
-        return Recorded(row.id, False, None, False, None, tuple(following), ())
     repository = installations.get_repository(session, repository_id)
     assert repository is not None
+    previewed = _previews_follow(session, repository, snapshot)
+    if not activate or branch is None:
+        following = serving.guilds_for_branch(session, repository_id, branch) if branch else []
+        generation = branches.current_generation(session) if previewed else None
+        return Recorded(row.id, False, None, False, generation, tuple(following), ())
     before = branches.get_branch(session, repository_id, branch)
     status_before = (before.status, before.status_message) if before is not None else None
     active_sha = _active_sha(session, before)
@@ -267,7 +270,7 @@ def record_commit(
         activated=activated,
         live_sha=live_sha,
         superseded=not latest,
-        generation=branches.current_generation(session) if changed else None,
+        generation=branches.current_generation(session) if changed or previewed else None,
         serving=tuple(serving.guilds_for_branch(session, repository_id, branch)),
         pending=tuple(serving.guilds_for_branch(session, repository_id, branch, pending=True)),
     )
@@ -313,6 +316,25 @@ def _bindings_follow(
             )
             changed = True
     return changed
+
+
+def _previews_follow(session: Session, repository: Repository, snapshot: CommitFiles) -> bool:
+    """A stored head of a previewed pull request: channels previewing it switch to it (a new
+    generation), unless its PATH no longer lets the guild read a private repository, which ends
+    the preview. True when previews changed."""
+    rows = previews.previews_of_head(session, repository.id, snapshot.sha)
+    if not rows:
+        return False
+    loaded = snapshot.validation.repository
+    if snapshot.validation.valid and loaded is not None:
+        refused = []
+        for row in rows:
+            binding = bindings.get_binding(session, row.guild_id)
+            if binding is None or not _allowed(binding, repository, loaded.allowed_guilds):
+                refused.append(row)
+        previews.drop_previews(session, refused, ACTOR)
+    branches.bump_generation(session)
+    return True
 
 
 def _settle_pending(
