@@ -237,3 +237,19 @@ async def test_an_unreadable_base_leaves_the_check_without_a_diff(world: Harness
     assert check["conclusion"] == "success"
     assert f"The base commit {'f' * 7} could not be read" in check["output"]["summary"]
     assert world.state(GUILD).commit_sha is not None, "no access problem recorded"
+
+
+@pytest.mark.anyio
+async def test_a_check_suite_of_a_pull_request_compares_with_its_base(world: Harness) -> None:
+    base = await _live_on_main(world)
+    head = world.fake.push(world.full_name, "feature", MEETING_CHANGED)
+    suite = world.fake.check_suite_payload(world.full_name, "feature")
+    suite["check_suite"]["pull_requests"] = [
+        {"number": 3, "head": {"ref": "feature", "sha": head}, "base": {"ref": "main", "sha": base}}
+    ]
+    await world.deliver("check_suite", suite)
+    await world.drain()
+    [check] = world.check_runs(head)
+    summary = check["output"]["summary"]
+    assert f"Compared with main at `{base[:7]}`" in summary
+    assert "2 guilds follow the base branch" in summary and "temperature: 0.2 → 0.5" in summary
