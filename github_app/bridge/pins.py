@@ -52,9 +52,7 @@ class _Queued:
 
 def pin_routes(api: Any) -> list[Route]:
     """The routes, sharing the bridge's authentication and error handling (`api.route`)."""
-    from github_app.bridge import routes  # the bridge's helpers; it imports this module
-
-    handlers = _PinAPI(api, routes._body, routes._actor, routes._json)
+    handlers = _PinAPI(api)
     return [
         api.route("pin", {"PUT": handlers.put_pin, "DELETE": handlers.delete_pin}),
         api.route("rollback", {"POST": handlers.rollback}),
@@ -62,18 +60,20 @@ def pin_routes(api: Any) -> list[Route]:
     ]
 
 
-class _PinAPI:
-    def __init__(
-        self,
-        api: Any,
-        body: Callable[..., Any],
-        actor: Callable[..., str],
-        json: Callable[..., JSONResponse],
-    ) -> None:
+class BridgeHandlers:
+    """Handlers mounted beside `bridge.routes`' own, with its body, actor and JSON helpers."""
+
+    def __init__(self, api: Any) -> None:
+        from github_app.bridge import routes  # it imports the modules that subclass this
+
         self.api = api
         self.runtime = api.runtime
-        self._body, self._actor, self._json = body, actor, json
+        self._body: Callable[..., Any] = routes._body
+        self._actor: Callable[..., str] = routes._actor
+        self._json: Callable[..., JSONResponse] = routes._json
 
+
+class _PinAPI(BridgeHandlers):
     async def put_pin(self, request: Request, guild_id: str) -> Response:
         body = await self._body(request)
         actor = self._actor(body)

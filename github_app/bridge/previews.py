@@ -16,16 +16,21 @@ Served by the resolver cache's one preview hook (`ResolverCache._serving_for`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from github_app.bridge.binding_store import Refusal
-from github_app.bridge.pins import check_readable, check_valid, no_binding, serving_state
+from github_app.bridge.pins import (
+    BridgeHandlers,
+    check_readable,
+    check_valid,
+    no_binding,
+    serving_state,
+)
 from github_app.store import branches, previews, serving, snapshots
 
 __all__ = ["preview_routes"]
@@ -34,9 +39,7 @@ _CHANNEL = re.compile(r"[0-9]{1,20}")
 
 
 def preview_routes(api: Any) -> list[Route]:
-    from github_app.bridge import routes  # the bridge's helpers; it imports this module
-
-    handlers = _PreviewAPI(api, routes._body, routes._actor, routes._json)
+    handlers = _PreviewAPI(api)
     return [
         api.route(
             "preview",
@@ -45,18 +48,7 @@ def preview_routes(api: Any) -> list[Route]:
     ]
 
 
-class _PreviewAPI:
-    def __init__(
-        self,
-        api: Any,
-        body: Callable[..., Any],
-        actor: Callable[..., str],
-        json: Callable[..., JSONResponse],
-    ) -> None:
-        self.api = api
-        self.runtime = api.runtime
-        self._body, self._actor, self._json = body, actor, json
-
+class _PreviewAPI(BridgeHandlers):
     async def put(self, request: Request, guild_id: str) -> Response:
         body = await self._body(request)
         actor = self._actor(body)
