@@ -65,6 +65,10 @@ async def test_one_channel_previews_until_the_pull_request_closes(world: World) 
     assert await _marker(world, TRY, guild=OTHER) == "main", "another guild is not affected"
     answer = await world.prompt(GUILD, category="meeting", type="brief", channel_id=TRY)
     assert answer["commit_sha"] == head and "pull request #1" in answer["status_message"]
+    tried = await world.http.post(
+        f"/bridge/v1/guilds/{GUILD}/test", json={"category": "meeting", "channel_id": TRY}
+    )
+    assert tried.json()["commit_sha"] == head, "/prompt-config test in the channel shows it too"
 
     # A new push to the pull request: the channel follows its head.
     newer = await _open_pull_request(world, "revised", action="synchronize")

@@ -374,6 +374,9 @@ class ResolverCache:
         context = context_for(guild_id, _as_query(query))
         state = await self.runtime.run_db(serving.guild_state, guild_id)
         current = serving_of(state)
+        channel = context.get("channel_id")
+        if state is not None and channel is not None:  # a channel previewing a pull request
+            current = self._previews.get((guild_id, channel), current)
         repository = None
         if current.snapshot_id is not None:
             repository = self._repositories.get(current.snapshot_id)
