@@ -15,15 +15,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what type checkers see; at runtime `__getattr__` imports on first use
-    from .client import (
-        AsyncBridgeClient,
-        BridgeClient,
-        BridgeError,
-        BridgeEvent,
-        GuildConfig,
-        PreviewResult,
-        ResolvedPrompt,
-    )
+    from .client import AsyncBridgeClient, BridgeClient
+    from .results import BridgeError, BridgeEvent, GuildConfig, PreviewResult, ResolvedPrompt
 
 __all__ = [
     "AsyncBridgeClient",

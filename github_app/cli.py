@@ -50,7 +50,7 @@ _APP_MODULES = (
 
 
 def missing_app_modules() -> list[str]:
-    """The service's modules this environment lacks (empty when `guildprompts[app]` is installed)."""
+    """The service's modules missing here (none once `guildprompts[app]` is installed)."""
     return [name for name in _APP_MODULES if importlib.util.find_spec(name) is None]
 
 

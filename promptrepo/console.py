@@ -11,7 +11,6 @@ import os
 import sys
 from typing import Any
 
-
 # The subcommands registered here: they run with the base install (no service dependency).
 COMMANDS = ("validate", "resolve")
 

@@ -13,7 +13,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from github_app.secrets import UndecryptableSecretError, Vault
-from github_app.store._sql import insert_ignoring_conflicts
+from github_app.store._sql import affected_rows, insert_ignoring_conflicts
 from github_app.store.models import AppSecret, GuildBinding, PendingBinding, utcnow
 
 APP_ID = "app_id"
@@ -50,7 +50,7 @@ def get_secret(session: Session, vault: Vault, name: str) -> str | None:
 
 
 def delete_secret(session: Session, name: str) -> bool:
-    return session.execute(delete(AppSecret).where(AppSecret.name == name)).rowcount == 1
+    return affected_rows(session, delete(AppSecret).where(AppSecret.name == name)) == 1
 
 
 def secret_names(session: Session) -> list[str]:
@@ -83,6 +83,8 @@ def rotate_secrets(session: Session, vault: Vault) -> RotationReport:
     for model, key, column, label in targets:
         rows = session.execute(select(key, column).where(column.is_not(None))).all()
         for identity, ciphertext in list(rows):
+            if ciphertext is None:  # filtered out by the query; says so to the type checker
+                continue
             name = label.format(identity)
             try:
                 rotated = vault.rotate(ciphertext, label=name)

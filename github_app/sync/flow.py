@@ -190,7 +190,7 @@ class _Run:
             self.branch,
             snapshot,
             activate=request.activate,
-            head_at=_aware(request.head_at) or utcnow(),
+            head_at=utcnow() if request.head_at is None else _aware(request.head_at),
             etag=etag,
             full_name=request.full_name,
         )
@@ -448,7 +448,5 @@ class _Run:
         metrics.record_sync(label, self.request.trigger)
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
+def _aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
