@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -135,7 +136,16 @@ def test_a_bare_install_gives_the_bot_its_client_and_nothing_of_the_service(
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
     pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, str(ROOT)], check=True, cwd=tmp_path, timeout=600)
+    # Built from a copy: pip's in-tree build would leave build/ and *.egg-info in the checkout.
+    source = tmp_path / "src"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "tests"
+        ),
+    )
+    subprocess.run([*pip, str(source)], check=True, cwd=tmp_path, timeout=600)
     listed = subprocess.run(
         [str(python), "-m", "pip", "list", "--format=freeze"],
         check=True,
