@@ -21,7 +21,6 @@ from github_app.handlers.common import (
     integer,
     mapping,
     remember_installation,
-    remember_repository,
     run_sync,
 )
 from github_app.store import checkruns, installations
@@ -121,7 +120,7 @@ def _prepare(
     installation_id = remember_installation(
         session, mapping(payload.get("installation")), account_login=owner.get("login")
     )
-    remember_repository(session, repository, installation_id)
+    installations.remember_repository(session, repository, installation_id)
     if installation_id is None or not installations.has_app_access(session, repository_id):
         return None
     if skip_if_checked and checkruns.check_runs_for(session, repository_id, sha):

@@ -29,7 +29,6 @@ from github_app.handlers.common import (
     integer,
     mapping,
     remember_installation,
-    remember_repository,
 )
 from github_app.store import installations
 from github_app.webhooks import Delivery, Router
@@ -147,7 +146,8 @@ def _store_installation(
     if installation_id is None:
         return []
     stored = [
-        remember_repository(session, repository, installation_id) for repository in repositories
+        installations.remember_repository(session, repository, installation_id)
+        for repository in repositories
     ]
     ids = {repository.id for repository in stored if repository is not None}
     if replace:

@@ -33,7 +33,6 @@ from github_app.handlers.common import (
     mapping,
     mark_branch_deleted,
     remember_installation,
-    remember_repository,
     run_sync,
 )
 from github_app.secrets import Vault
@@ -132,7 +131,7 @@ def _plan(session: Session, delivery: Delivery, row_id: int, sha: str, vault: Va
         mapping(delivery.payload.get("installation")),
         account_login=owner.get("login") or owner.get("name"),
     )
-    remember_repository(session, repository, installation_id)
+    installations.remember_repository(session, repository, installation_id)
     tracked = serving.is_tracked(session, repository_id, delivery.branch)
     app_access = installations.has_app_access(session, repository_id)
     if not tracked:

@@ -102,6 +102,45 @@ def remove_installation(session: Session, installation_id: int, *, reason: str =
     return repository_ids
 
 
+def remember_repository(
+    session: Session,
+    repository: Mapping[str, Any],
+    installation_id: int | None = None,
+) -> Repository | None:
+    """Store or refresh a repository from GitHub's repository object (a payload's, or the API's).
+
+    Fields the object lacks keep their stored value; a repository not stored yet whose object
+    gives no default branch is not stored (None): an invented default branch would make guilds
+    follow a branch that may not exist. `installation_id` None, or one not stored, leaves the
+    stored installation as it is (losing access is `detach_repository`'s business, never a side
+    effect of a missing field).
+    """
+    repository_id = repository.get("id")
+    full_name = repository.get("full_name")
+    if not isinstance(repository_id, int) or isinstance(repository_id, bool):
+        return None
+    if not isinstance(full_name, str) or not full_name:
+        return None
+    stored = get_repository(session, repository_id)
+    default_branch = repository.get("default_branch")
+    if not isinstance(default_branch, str) or not default_branch:
+        if stored is None:
+            return None
+        default_branch = stored.default_branch
+    private = repository.get("private")
+    if not isinstance(private, bool):
+        private = stored.private if stored is not None else True
+    known = installation_id is not None and get_installation(session, installation_id) is not None
+    return upsert_repository(
+        session,
+        repository_id,
+        full_name,
+        private=private,
+        default_branch=default_branch,
+        installation_id=installation_id if known else UNCHANGED,
+    )
+
+
 def upsert_repository(
     session: Session,
     repository_id: int,

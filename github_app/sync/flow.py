@@ -50,7 +50,7 @@ from github_app.github import (
 )
 from github_app.logs import log_context
 from github_app.runtime import Runtime
-from github_app.store import snapshots
+from github_app.store import installations, snapshots
 from github_app.store.models import BranchStatus, utcnow
 from github_app.sync.access import Access, choose_access, is_access_problem, requested_access
 from github_app.sync.content import (
@@ -71,7 +71,6 @@ from github_app.sync.records import (
     record_branch_status,
     record_commit,
     record_sync_log,
-    remember_repository,
 )
 from github_app.sync.request import SyncOutcome, SyncRequest
 from promptrepo import Diagnostic
@@ -225,13 +224,15 @@ class _Run:
         request = self.request
         access = Access(*requested_access(request))
         data = await self._call(self.runtime.github.get_repository(self.repo_id, **access.kwargs))
-        await self.runtime.run_db(
-            remember_repository, self.repo_id, data, request.full_name, access.installation_id
-        )
+        await self.runtime.run_db(installations.remember_repository, data, access.installation_id)
         state = await self.runtime.run_db(
             read_repository, self.runtime.vault, self.repo_id, request.branch
         )
-        assert state is not None
+        if state is None:  # never invent a name or a default branch GitHub did not give
+            raise GitHubError(
+                502,
+                f"GitHub's answer for repository {self.repo_id} lacks its name or default branch",
+            )
         return state
 
     async def _head(self, state: RepoState) -> tuple[str, str | None]:
