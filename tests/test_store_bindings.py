@@ -302,3 +302,18 @@ def test_logs_and_check_runs(db: Database) -> None:
             checkruns.complete_check_run(session, 556, "failure")
         [entry] = audit.recent_syncs(session, REPO)
         assert (entry.api_calls, entry.outcome) == (5, "activated")
+
+
+def test_a_repository_object_without_default_branch_invents_none(db: Database) -> None:
+    """GitHub's repository object is remembered as given: never a made-up `main`."""
+    new = {"id": 77, "full_name": "owner/trunk-only", "private": False}
+    with db.session() as session:
+        assert installations.remember_repository(session, new, installation_id=None) is None
+        assert installations.get_repository(session, 77) is None
+        given = {**new, "default_branch": "trunk"}
+        assert installations.remember_repository(session, given, installation_id=999) is not None
+    with db.session() as session:  # later objects without the field keep the stored branch
+        assert installations.remember_repository(session, new) is not None
+        stored = installations.get_repository(session, 77)
+        assert stored is not None and stored.default_branch == "trunk"
+        assert stored.installation_id is None  # installation 999 is not stored: not linked
