@@ -21,10 +21,9 @@ from github_app.handlers.common import (
     integer,
     mapping,
     remember_installation,
-    run_sync,
 )
 from github_app.store import checkruns, installations
-from github_app.sync import SyncRequest
+from github_app.sync import SyncRequest, sync
 from github_app.webhooks import Delivery, Router
 
 log = logging.getLogger("guildprompts.handlers.checks")
@@ -92,8 +91,8 @@ async def _check(
             sha[:7],
         )
         return
-    await run_sync(
-        ctx,
+    await sync(
+        ctx.runtime,
         SyncRequest(
             repository_id=delivery.repository_id,
             full_name=delivery.repository,

@@ -20,7 +20,6 @@ from github_app.runtime import Runtime
 from github_app.store import bindings, branches, installations
 from github_app.store.models import BranchStatus, Repository
 from github_app.store.snapshots import get_snapshot
-from github_app.sync import SyncOutcome, SyncRequest, sync
 from github_app.sync.jobs import enqueue_sync
 
 log = logging.getLogger("guildprompts.handlers")
@@ -209,18 +208,3 @@ def _timestamp(value: Any) -> datetime | None:
             return None
         return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
     return None
-
-
-async def run_sync(ctx: HandlerContext, request: SyncRequest) -> SyncOutcome:
-    """The one way handlers sync: call the sync service and log what it did."""
-    outcome = await sync(ctx.runtime, request)
-    log.info(
-        "sync of %s@%s (%s): %s [%d GitHub requests, %d files fetched]",
-        request.full_name,
-        (outcome.sha or request.sha or "?")[:7],
-        request.trigger,
-        outcome.message,
-        outcome.api_calls,
-        outcome.files_fetched,
-    )
-    return outcome

@@ -33,12 +33,11 @@ from github_app.handlers.common import (
     mapping,
     mark_branch_deleted,
     remember_installation,
-    run_sync,
 )
 from github_app.secrets import Vault
 from github_app.store import bindings, deliveries, installations, serving, snapshots
 from github_app.store.models import SnapshotFile
-from github_app.sync import SyncRequest
+from github_app.sync import SyncRequest, sync
 from github_app.webhooks import Delivery, Router
 
 log = logging.getLogger("guildprompts.handlers.push")
@@ -77,8 +76,8 @@ async def on_push(delivery: Delivery, ctx: HandlerContext) -> None:
     if plan.skip is not None:
         log.info("push of %s to %s: %s", sha[:7], delivery.branch, plan.skip)
         return
-    await run_sync(
-        ctx,
+    await sync(
+        ctx.runtime,
         SyncRequest(
             repository_id=delivery.repository_id,
             full_name=delivery.repository,

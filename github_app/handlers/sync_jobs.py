@@ -27,13 +27,12 @@ from github_app.handlers.common import (
     commit_sha,
     integer,
     remember_installation,
-    run_sync,
 )
 from github_app.logs import log_context
 from github_app.secrets import Vault
 from github_app.store import bindings, checkruns, installations
 from github_app.store.models import GuildBinding, PendingBinding, Repository
-from github_app.sync import SyncRequest
+from github_app.sync import SyncRequest, sync
 from github_app.sync.jobs import SYNC_EVENT
 from github_app.sync.request import JOB_TRIGGERS
 from github_app.webhooks import Delivery, Router
@@ -109,8 +108,8 @@ async def on_sync_job(delivery: Delivery, ctx: HandlerContext) -> None:
                 waiting,
             )
             return
-        await run_sync(
-            ctx,
+        await sync(
+            ctx.runtime,
             SyncRequest(
                 repository_id=target.repository_id,
                 full_name=target.full_name,

@@ -420,7 +420,17 @@ class _Run:
         valid: bool | None = None,
     ) -> SyncOutcome:
         await self._log(label, message, sha)
-        log.info("sync %s of %s@%s: %s", label, self.request.full_name, self.branch, message)
+        log.info(
+            "sync %s of %s@%s (%s, %s): %s [%d GitHub requests, %d files fetched]",
+            label,
+            self.request.full_name,
+            self.branch,
+            (sha or "?")[:7],
+            self.request.trigger,
+            message,
+            self.api_calls,
+            self.files_fetched,
+        )
         return SyncOutcome(
             sha,
             snapshot_id,
