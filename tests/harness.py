@@ -41,7 +41,7 @@ from github_app.store import bindings, branches, deliveries, installations, serv
 from github_app.store.models import BindingState, BranchStatus, DeliveryRow
 from github_app.store.serving import GuildState
 from github_app.sync import SyncOutcome, SyncRequest, sync
-from github_app.worker import Worker, drain
+from github_app.worker import Worker
 from tests.fakegithub import FakeGitHub, Webhook, serve_on_loopback
 
 T = TypeVar("T")
@@ -444,6 +444,15 @@ class World:
     def requests_since(self, mark: int) -> list[str]:
         """Endpoints requested since `len(fake.requests)` was `mark` (token mints excluded)."""
         return [r.endpoint for r in self.fake.requests[mark:] if "access_tokens" not in r.path]
+
+
+async def drain(runtime: Runtime, *, max_items: int = 1000, worker: Worker | None = None) -> int:
+    """Process every delivery due now (and what processing them queues); returns how many."""
+    worker = worker or Worker(runtime, worker_id="drain")
+    count = 0
+    while count < max_items and await worker.run_once():
+        count += 1
+    return count
 
 
 def make_world(

@@ -14,6 +14,7 @@ from github_app.store import audit, bindings, branches, installations, serving, 
 from github_app.store.db import Database
 from github_app.store.errors import ConcurrentUpdateError, NotFoundError
 from github_app.store.models import UNCHANGED, BindingState, BranchStatus
+from tests.store_helpers import update_binding
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 REPO = 700
@@ -73,10 +74,10 @@ def _activate(db: Database, sha: str, *, branch: str = "main", at: datetime = T0
 def test_a_concurrent_edit_is_detected(db: Database) -> None:
     version = _bind(db)
     with db.session() as session:
-        first = bindings.update_binding(session, GUILD, version, actor="admin-1", branch="dev")
+        first = update_binding(session, GUILD, version, actor="admin-1", branch="dev")
     assert first.version == version + 1
     with db.session() as session, pytest.raises(ConcurrentUpdateError) as stale:
-        bindings.update_binding(session, GUILD, version, actor="admin-2", enabled=False)
+        update_binding(session, GUILD, version, actor="admin-2", enabled=False)
     assert stale.value.actual == version + 1 and "reload" in str(stale.value)
     with db.session() as session:
         binding = bindings.get_binding(session, GUILD)
@@ -102,7 +103,7 @@ def test_two_admins_racing_on_one_version_one_wins(db: Database) -> None:
         barrier.wait()
         try:
             with db.session() as session:
-                bindings.update_binding(session, GUILD, version, actor=actor, branch=branch)
+                update_binding(session, GUILD, version, actor=actor, branch=branch)
             outcomes.append("saved")
         except ConcurrentUpdateError:
             outcomes.append("conflict")
@@ -128,7 +129,7 @@ def test_token_is_encrypted_and_never_audited(db: Database, vault: Vault) -> Non
         assert [entry.action for entry in entries] == ["binding.set"]
         assert entries[0].after["has_token"] is True and token not in str(entries[0].after)
         with pytest.raises(ValueError, match="vault"):
-            bindings.update_binding(session, GUILD, binding.version, actor="a", token="t")
+            update_binding(session, GUILD, binding.version, actor="a", token="t")
 
 
 def test_a_pending_request_never_replaces_a_working_binding(db: Database) -> None:
@@ -186,7 +187,7 @@ def test_a_request_made_against_an_old_version_cannot_be_promoted(db: Database) 
             expected_version=version,
         )
     with db.session() as session:
-        bindings.update_binding(session, GUILD, version, actor="b", enabled=False)
+        update_binding(session, GUILD, version, actor="b", enabled=False)
     with db.session() as session, pytest.raises(ConcurrentUpdateError):
         bindings.promote_pending(session, GUILD, actor="system")
     with db.session() as session, pytest.raises(ConcurrentUpdateError):
@@ -253,10 +254,10 @@ def test_disabled_and_no_access_bindings_serve_defaults(db: Database) -> None:
     version = _bind(db)
     _activate(db, "d" * 40)
     with db.session() as session:
-        bindings.update_binding(session, GUILD, version, actor="a", enabled=False, branch=UNCHANGED)
+        update_binding(session, GUILD, version, actor="a", enabled=False, branch=UNCHANGED)
         state = serving.guild_state(session, GUILD)
         assert state is not None and state.snapshot_id is None and not state.enabled
-        bindings.update_binding(session, GUILD, version + 1, actor="a", enabled=True)
+        update_binding(session, GUILD, version + 1, actor="a", enabled=True)
         bindings.set_binding_state(session, GUILD, BindingState.NO_ACCESS, "access revoked")
         state = serving.guild_state(session, GUILD)
         assert state is not None and state.snapshot_id is None

@@ -26,7 +26,6 @@ log = logging.getLogger("guildprompts.handlers")
 
 T = TypeVar("T")
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-ZERO_SHA = "0" * 40
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,9 @@ from github_app.store.audit import record_audit
 from github_app.store.branches import bump_generation
 from github_app.store.errors import ConcurrentUpdateError, NotFoundError
 from github_app.store.models import (
-    UNCHANGED,
     BindingState,
     GuildBinding,
     PendingBinding,
-    Unchanged,
     utcnow,
 )
 
@@ -96,35 +94,6 @@ def set_binding(
     session.execute(delete(PendingBinding).where(PendingBinding.guild_id == guild_id))
     binding = _reload(session, guild_id)
     record_audit(session, actor, guild_id, "binding.set", before_view, audit_view(binding), now)
-    bump_generation(session)
-    return binding
-
-
-def update_binding(
-    session: Session,
-    guild_id: str,
-    expected_version: int,
-    *,
-    actor: str,
-    branch: str | Unchanged | None = UNCHANGED,
-    enabled: bool | Unchanged = UNCHANGED,
-    token: str | Unchanged | None = UNCHANGED,
-    vault: Vault | None = None,
-    now: datetime | None = None,
-) -> GuildBinding:
-    """Change some fields of a live binding (UNCHANGED leaves a field; token None removes it)."""
-    now = now or utcnow()
-    fields: dict[str, Any] = {"set_by": actor, "set_at": now}
-    if not isinstance(branch, Unchanged):
-        fields["branch"] = branch
-    if not isinstance(enabled, Unchanged):
-        fields["enabled"] = enabled
-    if not isinstance(token, Unchanged):
-        fields["token_ciphertext"] = _encrypt(token, vault)
-    before_view = audit_view(get_binding(session, guild_id))
-    _versioned_update(session, guild_id, expected_version, fields)
-    binding = _reload(session, guild_id)
-    record_audit(session, actor, guild_id, "binding.update", before_view, audit_view(binding), now)
     bump_generation(session)
     return binding
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from github_app.secrets import UndecryptableSecretError, Vault
-from github_app.store._sql import affected_rows, insert_ignoring_conflicts
+from github_app.store._sql import insert_ignoring_conflicts
 from github_app.store.models import AppSecret, GuildBinding, PendingBinding, utcnow
 
 APP_ID = "app_id"
@@ -47,14 +47,6 @@ def get_secret(session: Session, vault: Vault, name: str) -> str | None:
     if ciphertext is None:
         return None
     return vault.decrypt(ciphertext, label=f"App secret {name!r}")
-
-
-def delete_secret(session: Session, name: str) -> bool:
-    return affected_rows(session, delete(AppSecret).where(AppSecret.name == name)) == 1
-
-
-def secret_names(session: Session) -> list[str]:
-    return list(session.scalars(select(AppSecret.name).order_by(AppSecret.name)))
 
 
 @dataclass

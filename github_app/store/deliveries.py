@@ -171,22 +171,6 @@ def has_newer_push(session: Session, repository_id: int, ref: str, than_delivery
     return bool(session.scalar(select(exists(newer))))
 
 
-def recent_guids(session: Session, since: datetime) -> set[str]:
-    """GUIDs received since `since`: the redelivery sweep asks GitHub only for the others."""
-    return set(session.scalars(select(DeliveryRow.guid).where(DeliveryRow.received_at >= since)))
-
-
-def failed_deliveries(session: Session, limit: int = 50) -> list[DeliveryRow]:
-    """The most recent deliveries that ended as failed, newest first (for operators)."""
-    query = (
-        select(DeliveryRow)
-        .where(DeliveryRow.state == DeliveryState.FAILED)
-        .order_by(DeliveryRow.id.desc())
-        .limit(limit)
-    )
-    return list(session.scalars(query))
-
-
 @dataclass(frozen=True)
 class QueueStats:
     pending: int  # waiting, including those backing off

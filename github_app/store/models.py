@@ -10,7 +10,6 @@ updates them, and the ORM refuses to flush a change to one.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Final
@@ -291,10 +290,6 @@ class DeliveryRow(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
-
-    def payload_json(self) -> Any:
-        """The payload parsed (it was verified and parsed once at intake)."""
-        return json.loads(self.payload)
 
 
 class CheckRun(Base):
