@@ -43,6 +43,7 @@ from github_app.store.serving import GuildState
 from github_app.sync import SyncOutcome, SyncRequest, sync
 from github_app.worker import Worker
 from tests.fakegithub import FakeGitHub, Webhook, serve_on_loopback
+from tests.store_helpers import save_binding
 
 T = TypeVar("T")
 WEBHOOK_FIXTURES = Path(__file__).parent / "fixtures" / "github-webhooks"
@@ -272,7 +273,7 @@ class Store:
     ) -> None:
         current = self.db(bindings.get_binding, guild_id)
         self.db(
-            bindings.set_binding,
+            save_binding,
             guild_id,
             repository_full_name=full_name,
             repository_id=repository_id,
@@ -360,7 +361,7 @@ class World:
         self, guild_id: str = GUILD, *, branch: str | None = None, token: str | None = None
     ) -> None:
         self.db(
-            bindings.set_binding,
+            save_binding,
             guild_id,
             repository_full_name=self.full_name,
             repository_id=self.repository_id,
@@ -413,7 +414,7 @@ class World:
             installation_id=None,
         )
         self.db(
-            bindings.set_binding,
+            save_binding,
             guild_id,
             repository_full_name=full_name,
             repository_id=repository_id,

@@ -14,7 +14,7 @@ from github_app.store import audit, bindings, branches, installations, serving, 
 from github_app.store.db import Database
 from github_app.store.errors import ConcurrentUpdateError, NotFoundError
 from github_app.store.models import UNCHANGED, BindingState, BranchStatus
-from tests.store_helpers import update_binding
+from tests.store_helpers import save_binding, update_binding
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 REPO = 700
@@ -35,7 +35,7 @@ def _bind(
     **extra,
 ) -> int:
     with db.session() as session:
-        binding = bindings.set_binding(
+        binding = save_binding(
             session,
             guild,
             repository_full_name="Owner/Prompts",
@@ -83,7 +83,7 @@ def test_a_concurrent_edit_is_detected(db: Database) -> None:
         binding = bindings.get_binding(session, GUILD)
         assert binding is not None and binding.branch == "dev" and binding.enabled
     with db.session() as session, pytest.raises(ConcurrentUpdateError):
-        bindings.set_binding(
+        save_binding(
             session,
             GUILD,
             repository_full_name="x/y",

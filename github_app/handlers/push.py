@@ -39,11 +39,10 @@ from github_app.store import bindings, deliveries, installations, serving, snaps
 from github_app.store.models import SnapshotFile
 from github_app.sync import SyncRequest, sync
 from github_app.webhooks import Delivery, Router
+from promptrepo.files import PATH_FILE
 
 log = logging.getLogger("guildprompts.handlers.push")
 router = Router()
-
-PATH_FILE = "PATH"
 
 
 @dataclass(frozen=True)

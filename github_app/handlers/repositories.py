@@ -57,7 +57,7 @@ async def on_edited(delivery: Delivery, ctx: HandlerContext) -> None:
 
 
 @router.register("repository", "deleted")
-async def on_deleted(delivery: Delivery, ctx: HandlerContext) -> None:
+async def on_repository_deleted(delivery: Delivery, ctx: HandlerContext) -> None:
     if delivery.repository_id is None:
         return
     detached = await ctx.db_then_announce(_delete, delivery.repository_id)

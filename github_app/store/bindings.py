@@ -50,54 +50,6 @@ def binding_token(binding: GuildBinding | PendingBinding, vault: Vault) -> str |
     return vault.decrypt(binding.token_ciphertext, label=f"token of guild {binding.guild_id}")
 
 
-def set_binding(
-    session: Session,
-    guild_id: str,
-    *,
-    repository_full_name: str,
-    repository_id: int | None,
-    branch: str | None,
-    actor: str,
-    expected_version: int | None,
-    token: str | None = None,
-    vault: Vault | None = None,
-    enabled: bool = True,
-    state: BindingState = BindingState.ACTIVE,
-    status_message: str = "",
-    now: datetime | None = None,
-) -> GuildBinding:
-    """Create (expected_version None) or replace (the version read) a guild's live binding.
-
-    Any pending request of the guild is superseded and removed.
-    """
-    now = now or utcnow()
-    fields: dict[str, Any] = {
-        "repository_full_name": repository_full_name,
-        "repository_id": repository_id,
-        "branch": branch,
-        "enabled": enabled,
-        "set_by": actor,
-        "set_at": now,
-        "state": BindingState(state).value,
-        "status_message": status_message,
-        "last_error": None,
-        "token_ciphertext": _encrypt(token, vault),
-    }
-    before = get_binding(session, guild_id)
-    before_view = audit_view(before)
-    if expected_version is None:
-        row = {"guild_id": guild_id, "version": 1, **fields}
-        if not insert_ignoring_conflicts(session, GuildBinding.__table__, row, ["guild_id"]):
-            raise ConcurrentUpdateError(guild_id, None, _version_of(session, guild_id))
-    else:
-        _versioned_update(session, guild_id, expected_version, fields)
-    session.execute(delete(PendingBinding).where(PendingBinding.guild_id == guild_id))
-    binding = _reload(session, guild_id)
-    record_audit(session, actor, guild_id, "binding.set", before_view, audit_view(binding), now)
-    bump_generation(session)
-    return binding
-
-
 def delete_binding(
     session: Session,
     guild_id: str,

@@ -54,7 +54,6 @@ from github_app.store import installations, snapshots
 from github_app.store.models import BranchStatus, utcnow
 from github_app.sync.access import Access, choose_access, is_access_problem, requested_access
 from github_app.sync.content import (
-    PATH_FILE,
     CommitFiles,
     analyse_commit,
     select_files,
@@ -74,6 +73,7 @@ from github_app.sync.records import (
 )
 from github_app.sync.request import SyncOutcome, SyncRequest
 from promptrepo import Diagnostic
+from promptrepo.files import PATH_FILE
 
 log = logging.getLogger(__name__)
 
@@ -456,7 +456,7 @@ class _Run:
             duration_ms=duration_ms,
             message=message[:2000],
         )
-        metrics.record_sync(label, self.request.trigger)
+        metrics.count_sync(label, self.request.trigger)
 
 
 def _aware(moment: datetime) -> datetime:

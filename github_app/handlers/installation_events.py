@@ -33,7 +33,7 @@ from github_app.handlers.common import (
 from github_app.store import installations
 from github_app.webhooks import Delivery, Router
 
-log = logging.getLogger("guildprompts.handlers.installations")
+log = logging.getLogger("guildprompts.handlers.installation_events")
 router = Router()
 
 
@@ -75,7 +75,7 @@ async def on_repositories_added(delivery: Delivery, ctx: HandlerContext) -> None
 
 
 @router.register("installation", "deleted")
-async def on_deleted(delivery: Delivery, ctx: HandlerContext) -> None:
+async def on_installation_deleted(delivery: Delivery, ctx: HandlerContext) -> None:
     if delivery.installation_id is None:
         return
     account = _account(delivery.payload)
