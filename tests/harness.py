@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -769,15 +769,19 @@ class Service:
 
 
 @contextlib.contextmanager
-def serve_process(cwd: Path, env: dict[str, str], *args: str) -> Iterator[Service]:
+def serve_process(
+    cwd: Path, env: dict[str, str], *args: str, command: Sequence[str] | None = None
+) -> Iterator[Service]:
     """`guildprompts serve` answering /healthz until the block ends, then SIGTERM and a wait.
+
+    `command` is the console script to run (default: this environment's).
 
     Raises RuntimeError (with the service's log) when it exits early, never answers, or does
     not stop within 20 s of SIGTERM.
     """
     cwd.mkdir(parents=True, exist_ok=True)
     port = int(env.get("PORT") or 0) or free_port()
-    argv = [*guildprompts_command(), "serve", *args]
+    argv = [*(command or guildprompts_command()), "serve", *args]
     if "PORT" not in env:
         argv += ["--port", str(port)]
     log_path = cwd.parent / f"{cwd.name}.log"

@@ -15,7 +15,10 @@ import sys
 import venv
 from pathlib import Path
 
+import httpx
 import pytest
+
+from tests.harness import clean_env, serve_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -181,3 +184,9 @@ def test_a_bare_install_gives_the_bot_its_client_and_nothing_of_the_service(
     serve = subprocess.run([str(cli), "serve"], capture_output=True, text=True, cwd=tmp_path)
     assert serve.returncode == 2
     assert serve.stderr == "guildprompts serve needs the service: pip install 'guildprompts[app]'\n"
+
+    # The `app` extra is everything `serve` needs: it starts and answers (embedded SQLite).
+    subprocess.run([*pip, f"{source}[app]"], check=True, cwd=tmp_path, timeout=600)
+    env = clean_env(PATH=f"{env_dir / 'bin'}:{os.environ.get('PATH', '')}")
+    with serve_process(tmp_path / "service", env, command=[str(cli)]) as service:
+        assert httpx.get(f"{service.url}/healthz", timeout=5).status_code == 200
