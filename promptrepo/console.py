@@ -23,12 +23,7 @@ def register(subparsers: Any) -> None:
         "is no error (warnings allowed), 1 when there are errors, 2 on usage or I/O problems.",
     )
     validate.add_argument("directory", metavar="DIR", help="the repository's root directory")
-    validate.add_argument(
-        "--format",
-        choices=("text", "json", "github"),
-        default="text",
-        help="text for people, json for tools, github for workflow annotations (default: text)",
-    )
+    _format_option(validate, "workflow annotations")
     validate.add_argument(
         "--strict",
         action="store_true",
@@ -67,12 +62,7 @@ def register(subparsers: Any) -> None:
     resolve.add_argument(
         "--render", action="store_true", help="fill in the placeholders the context supplies"
     )
-    resolve.add_argument(
-        "--format",
-        choices=("text", "json"),
-        default="text",
-        help="text for people, json for tools (default: text)",
-    )
+    _format_option(resolve)
     resolve.set_defaults(run=run_resolve)
 
     test = subparsers.add_parser(
@@ -82,12 +72,7 @@ def register(subparsers: Any) -> None:
         "test passes, 1 when one fails or cannot be read, 2 on usage or I/O problems.",
     )
     test.add_argument("directory", metavar="DIR", help="the repository's root directory")
-    test.add_argument(
-        "--format",
-        choices=("text", "json", "github"),
-        default="text",
-        help="text for people, json for tools, github for workflow annotations (default: text)",
-    )
+    _format_option(test, "workflow annotations")
     test.set_defaults(run=run_test)
 
     diff = subparsers.add_parser(
@@ -101,14 +86,20 @@ def register(subparsers: Any) -> None:
     diff.add_argument("directory", metavar="DIR", help="the repository's root in a git checkout")
     diff.add_argument("--base", required=True, metavar="REF", help="the commit to compare with")
     diff.add_argument("--head", metavar="REF", help="the changed commit (default: working tree)")
-    diff.add_argument(
-        "--format",
-        choices=("text", "json", "github"),
-        default="text",
-        help="text for people, json for tools, github for Markdown as the check run shows it "
-        "(for $GITHUB_STEP_SUMMARY or a comment) (default: text)",
-    )
+    _format_option(diff, "Markdown as the check run shows it ($GITHUB_STEP_SUMMARY, a comment)")
     diff.set_defaults(run=run_diff)
+
+
+def _format_option(parser: Any, github: str | None = None) -> None:
+    """`--format text|json[|github]`, with what `github` prints when the command has it."""
+    choices = ("text", "json", "github") if github else ("text", "json")
+    extra = f", github for {github}" if github else ""
+    parser.add_argument(
+        "--format",
+        choices=choices,
+        default="text",
+        help=f"text for people, json for tools{extra} (default: text)",
+    )
 
 
 def _positive_int(text: str) -> int:
