@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from github_app.store import audit, branches, history
+from github_app.store._sql import upsert
 from github_app.store.models import GuildActivation, GuildPin, Snapshot, utcnow
 
 
@@ -36,20 +37,18 @@ def set_pin(
     if not snapshot.valid:
         raise ValueError(f"commit {snapshot.commit_sha[:7]} failed validation: it cannot be pinned")
     now = now or utcnow()
-    before = get_pin(session, guild_id)
-    before_view = _view(before)
-    if before is None:
-        pin = GuildPin(guild_id=guild_id)
-        session.add(pin)
-    else:
-        pin = before
-    pin.repository_id = snapshot.repository_id
-    pin.snapshot_id = snapshot.id
-    pin.commit_sha = snapshot.commit_sha
-    pin.reason = reason
-    pin.pinned_by = actor
-    pin.pinned_at = now
-    session.flush()
+    before_view = _view(get_pin(session, guild_id))
+    values = {
+        "repository_id": snapshot.repository_id,
+        "snapshot_id": snapshot.id,
+        "commit_sha": snapshot.commit_sha,
+        "reason": reason,
+        "pinned_by": actor,
+        "pinned_at": now,
+    }
+    upsert(session, GuildPin, {"guild_id": guild_id}, values)
+    pin = get_pin(session, guild_id)
+    assert pin is not None
     history.record_activation(
         session,
         guild_id,

@@ -16,6 +16,7 @@ from sqlalchemy import and_, delete, select
 from sqlalchemy.orm import Session
 
 from github_app.store import audit, branches
+from github_app.store._sql import upsert
 from github_app.store.models import ChannelPreview, PullRequest, Snapshot, utcnow
 
 
@@ -36,12 +37,9 @@ def record_pull_request(
 ) -> bool:
     """Remember a pull request's head and state; True when a preview of it is affected."""
     row = session.get(PullRequest, (repository_id, number))
-    if row is None:
-        row = PullRequest(repository_id=repository_id, number=number)
-        session.add(row)
-    changed = (row.head_sha, row.open) != (head_sha, open_)
-    row.head_sha, row.open, row.updated_at = head_sha, open_, utcnow()
-    session.flush()
+    changed = row is None or (row.head_sha, row.open) != (head_sha, open_)
+    key = {"repository_id": repository_id, "number": number}
+    upsert(session, PullRequest, key, {"head_sha": head_sha, "open": open_, "updated_at": utcnow()})
     previewed = bool(_previews_of(session, repository_id, number))
     if not open_:
         session.execute(
@@ -71,17 +69,9 @@ def set_preview(
     now: datetime | None = None,
 ) -> None:
     now = now or utcnow()
-    row = session.get(ChannelPreview, (guild_id, channel_id))
-    if row is None:
-        row = ChannelPreview(guild_id=guild_id, channel_id=channel_id)
-        session.add(row)
-    row.repository_id, row.pull_number, row.set_by, row.set_at = (
-        repository_id,
-        number,
-        actor,
-        now,
-    )
-    session.flush()
+    key = {"guild_id": guild_id, "channel_id": channel_id}
+    values = {"repository_id": repository_id, "pull_number": number, "set_by": actor, "set_at": now}
+    upsert(session, ChannelPreview, key, values)
     after = {"channel_id": channel_id, "pull_request": number}
     audit.record_audit(session, actor, guild_id, "preview.set", None, after, now)
     branches.bump_generation(session)
