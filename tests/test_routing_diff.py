@@ -9,9 +9,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from github_app.store import snapshots
-from promptrepo.routing_diff import diff_files, render_markdown
+from promptrepo import load_repository, resolve
+from promptrepo.routing_diff import contexts_for, diff_files, render_markdown
 from tests.harness import GUILD, OTHER_GUILD, Harness, harness
 from tests.test_cli_format import run, write
 
@@ -253,3 +256,44 @@ async def test_a_check_suite_of_a_pull_request_compares_with_its_base(world: Har
     summary = check["output"]["summary"]
     assert f"Compared with main at `{base[:7]}`" in summary
     assert "2 guilds follow the base branch" in summary and "temperature: 0.2 → 0.5" in summary
+
+
+# ---- properties: the diff is exactly "some context gets something else" ----------------------
+
+_NAMES = st.sampled_from(["meeting", "discussion", "support"])
+_FILES = st.dictionaries(
+    st.tuples(_NAMES, st.sampled_from(["default", "brief", "channels/ops"])),
+    st.tuples(st.sampled_from(["A", "B", "C {owner}"]), st.sampled_from([None, 0.2, 0.7])),
+    max_size=6,
+)
+
+
+def _repository(layout: dict) -> dict[str, bytes]:
+    files = dict(BASE)
+    for (category, name), (text, temperature) in layout.items():
+        front = f"---\nparameters: {{temperature: {temperature}}}\n---\n" if temperature else ""
+        files[f"prompts/{category}/{name}.md"] = f"{front}{text} {{messages}}\n".encode()
+    return files
+
+
+@settings(max_examples=40, deadline=None)
+@given(before=_FILES, after=_FILES)
+def test_a_context_is_reported_exactly_when_its_answer_differs(before, after) -> None:
+    base, head = _repository(before), _repository(after)
+    result = diff_files(base, head)
+    reported = {c.key for change in result.changes for c in change.contexts}
+    base_repo, head_repo = load_repository(base), load_repository(head)
+    contexts, _ = contexts_for(base_repo, head_repo)
+    differing = set()
+    for context in contexts:
+        one, two = resolve(base_repo, context), resolve(head_repo, context)
+        seen = (one.file_path, one.content, dict(one.parameters))
+        if seen != (two.file_path, two.content, dict(two.parameters)):
+            differing.add(context.key)
+    assert reported == differing  # BASE declares no PATH `variables`: no context is merged
+    assert not diff_files(base, base).changed
+    backwards = diff_files(head, base)
+    assert {(c.head, c.base) for c in backwards.changes} == {
+        (c.base, c.head) for c in result.changes
+    }
+    assert result.changed == bool(differing)
