@@ -21,8 +21,9 @@ GUILD, OTHER = "111", "222"
 
 
 @pytest.fixture
-async def world(sqlite_url: str) -> AsyncIterator[World]:
-    async with bridge_world(sqlite_url) as world:
+async def world(database_url: str) -> AsyncIterator[World]:
+    """On SQLite and on PostgreSQL."""
+    async with bridge_world(database_url) as world:
         yield world
 
 

@@ -3,16 +3,35 @@ writes that two requests may race on."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from github_app.store import bindings, history, pins, previews, retention, serving, snapshots
+from github_app.store import (
+    bindings,
+    history,
+    installations,
+    pins,
+    previews,
+    retention,
+    serving,
+    snapshots,
+)
 from github_app.store.models import BindingState, ChannelPreview, GuildActivation, GuildPin
-from tests.harness import Store, prompt_files
+from tests.harness import Store, bridge_runtime, prompt_files
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    """On SQLite and on PostgreSQL: the upserts and the history trim are spelled per engine."""
+    runtime = bridge_runtime(database_url)
+    yield Store(runtime)
+    await runtime.aclose()
+
 
 GUILD = "111"
 
@@ -102,3 +121,13 @@ async def test_closing_a_pull_request_ends_its_previews(store: Store) -> None:
     assert store.db(previews.active_previews) == []
     rows = store.db(lambda s: s.scalar(select(func.count()).select_from(ChannelPreview)))
     assert rows == 0
+
+
+async def test_purging_a_repository_with_a_pin_deletes_the_pin_too(store: Store) -> None:
+    old = store.bound(GUILD, "old")
+    store.commit(1, prompt_files("new"))
+    _pin(store, old)
+    report = store.db(installations.purge_repository_content, 1, reason="access lost")
+    assert report.snapshots == 2 and store.db(pins.get_pin, GUILD) is None
+    state = store.db(serving.guild_state, GUILD)
+    assert state.snapshot_id is None and state.pinned_sha is None

@@ -339,15 +339,18 @@ class SyncLogEntry(Base):
 class GuildPin(Base):
     """A guild served one commit of its bound repository instead of its branch's newest one.
 
-    The foreign key keeps the pinned snapshot from being pruned while the pin exists; a pin on
-    another repository than the binding's (the guild was re-bound) is ignored by serving.
+    Retention never prunes a pinned snapshot; purging a repository's content (access lost)
+    deletes its pins with its snapshots (the foreign key cascades). A pin on another repository
+    than the binding's (the guild was re-bound) is ignored by serving.
     """
 
     __tablename__ = "guild_pins"
 
     guild_id: Mapped[str] = mapped_column(GUILD_ID, primary_key=True)
     repository_id: Mapped[int] = mapped_column(BigInteger)
-    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey("snapshots.id", ondelete="CASCADE"), index=True
+    )
     commit_sha: Mapped[str] = mapped_column(SHA)
     reason: Mapped[str] = mapped_column(String(16))  # "pin" or "rollback"
     pinned_by: Mapped[str] = mapped_column(String(64))

@@ -33,7 +33,10 @@ def upgrade() -> None:
         sa.Column("pinned_by", sa.String(length=64), nullable=False),
         sa.Column("pinned_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["snapshot_id"], ["snapshots.id"], name=op.f("fk_guild_pins_snapshot_id_snapshots")
+            ["snapshot_id"],
+            ["snapshots.id"],
+            name=op.f("fk_guild_pins_snapshot_id_snapshots"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("guild_id", name=op.f("pk_guild_pins")),
     )
