@@ -20,7 +20,7 @@ from github_app.store import (
     snapshots,
 )
 from github_app.store.models import BindingState, ChannelPreview, GuildActivation, GuildPin
-from tests.harness import Store, bridge_runtime, prompt_files
+from tests.harness import FULL_NAME, Store, bridge_runtime, open_world, prompt_files
 
 pytestmark = pytest.mark.anyio
 
@@ -131,3 +131,15 @@ async def test_purging_a_repository_with_a_pin_deletes_the_pin_too(store: Store)
     assert report.snapshots == 2 and store.db(pins.get_pin, GUILD) is None
     state = store.db(serving.guild_state, GUILD)
     assert state.snapshot_id is None and state.pinned_sha is None
+
+
+async def test_a_request_made_by_name_before_the_repository_was_known_goes_live_with_its_id(
+    sqlite_url: str,
+) -> None:
+    async with open_world(sqlite_url, private=False) as world:
+        world.request_binding(GUILD, full_name=FULL_NAME)  # no repository id yet
+        assert world.pending(GUILD).repository_id is None
+        sha = world.push(prompt_files("named"))
+        assert (await world.sync(sha)).activated
+        state = world.state(GUILD)
+        assert (state.repository_id, state.commit_sha) == (world.repository_id, sha)

@@ -343,6 +343,8 @@ def _settle_pending(
             message = private_message(request.guild_id)
         else:
             try:
+                if request.repository_id is None:  # asked by name before the repository was known
+                    request.repository_id = repository.id
                 bindings.promote_pending(session, request.guild_id, actor=ACTOR)
                 pins.drop_pin(session, request.guild_id)  # a new binding starts unpinned
                 history.record_activation(
