@@ -99,20 +99,25 @@ class PromptConfigCog(
             raise RuntimeError("PromptConfigCog was created without a bot: it cannot post")
         channel_id = int(alert.channel_id)
         channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+        if not isinstance(channel, discord.abc.Messageable):  # a category or a forum
+            raise RuntimeError(f"channel {channel_id} cannot receive messages")
         await channel.send(alert.text, allowed_mentions=discord.AllowedMentions.none())
 
     async def _respond(self, interaction: discord.Interaction, run: Run) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         reply = await _reply_for(run, interaction)
-        options: dict[str, object] = {}
+        mentions = discord.AllowedMentions.none()
         if reply.needs_confirmation:
-            options["view"] = ConfirmRemoval(self, interaction.user.id)
-        await interaction.followup.send(
-            reply.text,
-            ephemeral=reply.ephemeral,
-            allowed_mentions=discord.AllowedMentions.none(),
-            **options,
-        )
+            await interaction.followup.send(
+                reply.text,
+                ephemeral=reply.ephemeral,
+                allowed_mentions=mentions,
+                view=ConfirmRemoval(self, interaction.user.id),
+            )
+        else:
+            await interaction.followup.send(
+                reply.text, ephemeral=reply.ephemeral, allowed_mentions=mentions
+            )
 
     @app_commands.command(name="set", description="Use a GitHub repository for this server.")
     @app_commands.describe(
@@ -172,6 +177,69 @@ class PromptConfigCog(
             ),
         )
 
+    @app_commands.command(name="pin", description="Serve one commit until unpinned.")
+    @app_commands.describe(sha="The commit (at least 7 characters of its sha)")
+    async def pin(self, interaction: discord.Interaction, sha: str) -> None:
+        await self._respond(
+            interaction,
+            lambda caller: commands.pin_commit(
+                self.client, caller, sha, manager_roles=self.manager_roles
+            ),
+        )
+
+    @app_commands.command(name="unpin", description="Follow the branch's newest commit again.")
+    async def unpin(self, interaction: discord.Interaction) -> None:
+        await self._respond(
+            interaction,
+            lambda caller: commands.unpin_commit(
+                self.client, caller, manager_roles=self.manager_roles
+            ),
+        )
+
+    @app_commands.command(name="rollback", description="Serve the previous commit again.")
+    async def rollback(self, interaction: discord.Interaction) -> None:
+        await self._respond(
+            interaction,
+            lambda caller: commands.rollback_commit(
+                self.client, caller, manager_roles=self.manager_roles
+            ),
+        )
+
+    @app_commands.command(name="history", description="The last commits this server served.")
+    async def history(self, interaction: discord.Interaction) -> None:
+        await self._respond(
+            interaction,
+            lambda caller: commands.show_history(
+                self.client, caller, manager_roles=self.manager_roles
+            ),
+        )
+
+    @app_commands.command(name="preview", description="Try a pull request in one channel.")
+    @app_commands.describe(
+        pull_request="The pull request's number",
+        channel="Channel to try it in (default: this one)",
+        off="End the preview (in the channel given, or everywhere)",
+    )
+    async def preview(
+        self,
+        interaction: discord.Interaction,
+        pull_request: int | None = None,
+        channel: discord.TextChannel | None = None,
+        off: bool = False,
+    ) -> None:
+        channel_id = str(channel.id) if channel is not None else None
+        await self._respond(
+            interaction,
+            lambda caller: commands.preview_pull_request(
+                self.client,
+                caller,
+                pull_request,
+                channel_id,
+                off=off,
+                manager_roles=self.manager_roles,
+            ),
+        )
+
     @app_commands.command(
         name="alerts", description="Where to post when this server's prompts stop updating."
     )
@@ -206,7 +274,9 @@ class ConfirmRemoval(discord.ui.View):
         return interaction.user.id == self.user_id
 
     @discord.ui.button(label="Remove", style=discord.ButtonStyle.danger)
-    async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+    async def confirm(
+        self, interaction: discord.Interaction, button: discord.ui.Button[ConfirmRemoval]
+    ) -> None:
         self.stop()
         await interaction.response.edit_message(content="Removing…", view=None)
         reply = await _reply_for(
@@ -220,6 +290,8 @@ class ConfirmRemoval(discord.ui.View):
         )
 
     @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
-    async def cancel(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+    async def cancel(
+        self, interaction: discord.Interaction, button: discord.ui.Button[ConfirmRemoval]
+    ) -> None:
         self.stop()
         await interaction.response.edit_message(content="Nothing was removed.", view=None)

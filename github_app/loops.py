@@ -29,10 +29,10 @@ from typing import Any
 import anyio.to_thread
 
 from github_app.github import (
-    NOT_MODIFIED,
     GitHubError,
     InstallationUnavailable,
     NotFound,
+    NotModified,
 )
 from github_app.runtime import Runtime
 from github_app.store import bindings, branches, deliveries, retention, serving
@@ -105,7 +105,7 @@ async def _reconcile_target(runtime: Runtime, target: TrackedTarget) -> bool:
     except GitHubError as exc:
         log.warning("reconcile: cannot read the head of %s: %s", where, exc)
         return False
-    if head is not NOT_MODIFIED:
+    if not isinstance(head, NotModified):
         sha, _etag = head
         if await runtime.run_db(_record_head, target, sha):
             log.info("reconcile: %s moved to %s without a delivery: sync queued", where, sha[:7])

@@ -98,6 +98,12 @@ class Settings:
         _positive_int,
         doc="Finished deliveries, sync logs and inactive snapshots older than this are pruned.",
     )
+    history_keep: int = _var(
+        "HISTORY_KEEP",
+        50,
+        _positive_int,
+        doc="Activations kept per guild for `/prompt-config history` (never pruned by age).",
+    )
 
     # GitHub App
     github_app_id: str = _var("GITHUB_APP_ID", "", doc="The App's numeric id.")
@@ -249,17 +255,6 @@ class Settings:
         """True when the App can authenticate and verify webhooks."""
         has_key = bool(self.github_private_key or self.github_private_key_path)
         return bool(self.github_app_id and has_key and self.github_webhook_secrets)
-
-    def missing_app_settings(self) -> list[str]:
-        """Names of the variables a working App still needs, for start-up logs and /setup."""
-        missing = []
-        if not self.github_app_id:
-            missing.append("GITHUB_APP_ID")
-        if not (self.github_private_key or self.github_private_key_path):
-            missing.append("GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH")
-        if not self.github_webhook_secrets:
-            missing.append("GITHUB_WEBHOOK_SECRET")
-        return missing
 
     def private_key_pem(self) -> str:
         """The App's private key text, read from the file when only a path is configured."""

@@ -38,6 +38,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
+from github_app.bridge import pins, previews
 from github_app.bridge.binding_store import (
     BindRequest,
     Plan,
@@ -94,6 +95,8 @@ def bridge_routes(
             api.route("refresh", {"POST": api.refresh}),
             api.route("test", {"POST": api.test}),
             api.route("events", {"GET": api.events}),
+            *pins.pin_routes(api),
+            *previews.preview_routes(api),
         ],
         default=api.not_found,
     )
@@ -306,11 +309,11 @@ class _BridgeAPI:
                 break
             remaining = deadline - loop.time()
             if remaining <= 0:
-                view = await self._view(guild_id) or {}
-                view["message"] = (
+                pending = await self._view(guild_id) or {}
+                pending["message"] = (
                     "saved; the sync is still running: ask for the config again in a moment"
                 )
-                return _json(view, 202)
+                return _json(pending, 202)
             await asyncio.sleep(min(self.poll_interval, remaining))
         if isinstance(decided, Refusal):
             raise decided

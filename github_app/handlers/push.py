@@ -32,19 +32,16 @@ from github_app.handlers.common import (
     mapping,
     mark_branch_deleted,
     remember_installation,
-    remember_repository,
-    run_sync,
 )
 from github_app.secrets import Vault
 from github_app.store import bindings, deliveries, installations, serving, snapshots
 from github_app.store.models import SnapshotFile
-from github_app.sync import SyncRequest
+from github_app.sync import SyncRequest, sync
 from github_app.webhooks import Delivery, Router
+from promptrepo.files import PATH_FILE
 
 log = logging.getLogger("guildprompts.handlers.push")
 router = Router()
-
-PATH_FILE = "PATH"
 
 
 @dataclass(frozen=True)
@@ -77,8 +74,8 @@ async def on_push(delivery: Delivery, ctx: HandlerContext) -> None:
     if plan.skip is not None:
         log.info("push of %s to %s: %s", sha[:7], delivery.branch, plan.skip)
         return
-    await run_sync(
-        ctx,
+    await sync(
+        ctx.runtime,
         SyncRequest(
             repository_id=delivery.repository_id,
             full_name=delivery.repository,
@@ -90,6 +87,9 @@ async def on_push(delivery: Delivery, ctx: HandlerContext) -> None:
             activate=plan.tracked,
             check_run=plan.check_run,
             received_at=ctx.received_at if plan.tracked else None,
+            base_sha=commit_sha(delivery.payload.get("before")),
+            base_branch=delivery.branch,
+            pushed_by=_pusher(delivery.payload),
         ),
     )
 
@@ -130,7 +130,7 @@ def _plan(session: Session, delivery: Delivery, row_id: int, sha: str, vault: Va
         mapping(delivery.payload.get("installation")),
         account_login=owner.get("login") or owner.get("name"),
     )
-    remember_repository(session, repository, installation_id)
+    installations.remember_repository(session, repository, installation_id)
     tracked = serving.is_tracked(session, repository_id, delivery.branch)
     app_access = installations.has_app_access(session, repository_id)
     if not tracked:
@@ -179,6 +179,17 @@ def _path_in_commits(commits: Any) -> bool | None:
         if PATH_FILE in _paths(commit.get("added")) or PATH_FILE in _paths(commit.get("modified")):
             present = True
     return present
+
+
+def _pusher(payload: Mapping[str, Any]) -> str | None:
+    """Who pushed: `pusher.name` (the GitHub login), else the sender's login."""
+    for value in (
+        mapping(payload.get("pusher")).get("name"),
+        mapping(payload.get("sender")).get("login"),
+    ):
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:255]
+    return None
 
 
 def _paths(value: Any) -> list[str]:

@@ -28,7 +28,6 @@ from github_app.handlers.common import (
     integer,
     mapping,
     remember_installation,
-    remember_repository,
 )
 from github_app.store import bindings, branches, installations
 from github_app.store.models import BindingState
@@ -94,7 +93,7 @@ async def on_edited(delivery: Delivery, ctx: HandlerContext) -> None:
 
 
 @router.register("repository", "deleted")
-async def on_deleted(delivery: Delivery, ctx: HandlerContext) -> None:
+async def on_repository_deleted(delivery: Delivery, ctx: HandlerContext) -> None:
     if delivery.repository_id is None:
         return
     detached = await ctx.db_then_announce(_delete, delivery.repository_id)
@@ -113,7 +112,7 @@ def _refresh(session: Session, payload: Mapping[str, Any]) -> bool:
     installation_id = remember_installation(
         session, mapping(payload.get("installation")), account_login=owner.get("login")
     )
-    return remember_repository(session, repository, installation_id) is not None
+    return installations.remember_repository(session, repository, installation_id) is not None
 
 
 def _visibility(
@@ -124,7 +123,8 @@ def _visibility(
     stored = (
         _refresh(session, payload)
         if installed
-        else remember_repository(session, mapping(payload.get("repository"))) is not None
+        else installations.remember_repository(session, mapping(payload.get("repository")))
+        is not None
     )
     if not stored:
         return "no usable repository in the payload"

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from github_app.store._sql import dialect_of, insert_ignoring_conflicts
+from github_app.store._sql import affected_rows, dialect_of, insert_ignoring_conflicts
 from github_app.store.errors import InvalidSnapshotError
 from github_app.store.models import (
     ActivationGeneration,
@@ -101,7 +101,8 @@ def conclude_head(
     """Record `sha` as the branch head this sync concluded (with the ETag of the reading); False,
     changing nothing, when another sync concluded the branch after `version` was read."""
     now = now or utcnow()
-    result = session.execute(
+    matched = affected_rows(
+        session,
         update(TrackedBranch)
         .where(_key(repository_id, branch), TrackedBranch.head_version == version)
         .values(
@@ -110,9 +111,9 @@ def conclude_head(
             latest_seen_at=now,
             etag=etag,
             updated_at=now,
-        )
+        ),
     )
-    return result.rowcount == 1
+    return matched == 1
 
 
 def set_branch_status(
@@ -166,7 +167,8 @@ def activate(
         )
     now = now or utcnow()
     _ensure(session, repository_id, branch)
-    moved = session.execute(
+    moved = affected_rows(
+        session,
         update(TrackedBranch)
         .where(
             _key(repository_id, branch),
@@ -180,9 +182,9 @@ def activate(
             active_head_at=now,
             activated_at=now,
             updated_at=now,
-        )
+        ),
     )
-    if moved.rowcount == 1:
+    if moved == 1:
         bump_generation(session)
         return True
     return False

@@ -21,13 +21,15 @@ from github_app.store import (
     bindings,
     branches,
     checkruns,
+    history,
     installations,
+    pins,
+    previews,
     serving,
     snapshots,
 )
 from github_app.store.errors import ConcurrentUpdateError
 from github_app.store.models import (
-    UNCHANGED,
     BindingState,
     BranchStatus,
     GuildBinding,
@@ -115,27 +117,6 @@ def read_repository(
     )
 
 
-def remember_repository(
-    session: Session,
-    repository_id: int,
-    data: Mapping[str, Any],
-    full_name: str,
-    installation_id: int | None,
-) -> None:
-    known = (
-        installation_id is not None
-        and installations.get_installation(session, installation_id) is not None
-    )
-    installations.upsert_repository(
-        session,
-        repository_id,
-        str(data.get("full_name") or full_name),
-        private=bool(data.get("private", True)),
-        default_branch=str(data.get("default_branch") or "main"),
-        installation_id=installation_id if known else UNCHANGED,
-    )
-
-
 def read_commit(
     session: Session, repository_id: int, sha: str, trigger: str, *, can_check: bool
 ) -> StoredCommit:
@@ -193,6 +174,9 @@ def record_commit(
     activate: bool,
     head: Concluding | None,
     full_name: str,
+    trigger: str = "push",
+    pushed_by: str | None = None,
+    history_keep: int = 50,
 ) -> Recorded:
     """Store the snapshot; when it is the head of a tracked branch (`head`), conclude the
     branch: activate it if valid and update every status. One transaction, so guilds never see
@@ -209,27 +193,41 @@ def record_commit(
         diagnostics=[item.to_dict() for item in validation.diagnostics],
         now=now,
     )
-    if not activate or branch is None:
-        following = serving.guilds_for_branch(session, repository_id, branch) if branch else []
-        return Recorded(row.id, False, None, False, None, tuple(following), ())
     repository = installations.get_repository(session, repository_id)
     assert repository is not None
+    previewed = _previews_follow(session, vault, repository, snapshot)
+    if not activate or branch is None:
+        following = serving.guilds_for_branch(session, repository_id, branch) if branch else []
+        generation = branches.current_generation(session) if previewed else None
+        return Recorded(row.id, False, None, False, generation, tuple(following), ())
     before = branches.get_branch(session, repository_id, branch)
     status_before = (before.status, before.status_message) if before is not None else None
     active_sha = _active_sha(session, before)
     serving_now = tuple(serving.guilds_for_branch(session, repository_id, branch))
     pending_now = tuple(serving.guilds_for_branch(session, repository_id, branch, pending=True))
+    generation = branches.current_generation(session) if previewed else None
     if head is None:  # not the branch head any more: stored and checked, never activated
-        return Recorded(row.id, False, active_sha, True, None, serving_now, pending_now)
+        return Recorded(row.id, False, active_sha, True, generation, serving_now, pending_now)
     if not branches.conclude_head(
         session, repository_id, branch, snapshot.sha, head.etag, head.version, now
     ):
         return Recorded(
-            row.id, False, active_sha, True, None, serving_now, pending_now, conflict=True
+            row.id, False, active_sha, True, generation, serving_now, pending_now, conflict=True
         )
     activated = False
     if validation.valid:
         activated = branches.activate(session, repository_id, branch, row.id, now)
+        if activated:
+            history.record_for_guilds(
+                session,
+                sorted(set(serving_now) - pins.pinned_guilds(session, list(serving_now))),
+                repository_id,
+                snapshot.sha,
+                trigger=trigger,
+                pushed_by=pushed_by,
+                keep=history_keep,
+                now=now,
+            )
         status, message = BranchStatus.OK, serving_message(snapshot.sha, validation.diagnostics)
     else:
         status = BranchStatus.REJECTED
@@ -251,7 +249,10 @@ def record_commit(
         or changed
     )
     changed = (
-        _settle_pending(session, vault, repository, branch, snapshot, full_name, readers) or changed
+        _settle_pending(
+            session, vault, repository, branch, snapshot, full_name, readers, history_keep
+        )
+        or changed
     )
     if status_before != (status.value, message):
         changed = True
@@ -262,7 +263,7 @@ def record_commit(
         activated=activated,
         live_sha=live_sha,
         superseded=False,
-        generation=branches.current_generation(session) if changed else None,
+        generation=branches.current_generation(session) if changed or previewed else None,
         serving=tuple(serving.guilds_for_branch(session, repository_id, branch)),
         pending=tuple(serving.guilds_for_branch(session, repository_id, branch, pending=True)),
     )
@@ -283,11 +284,12 @@ def token_holders(
             session, repository_id=repository_id, full_name=repository.full_name
         ),
     ]
-    return {
-        (holder.guild_id, isinstance(holder, PendingBinding)): bindings.binding_token(holder, vault)
-        for holder in holders
-        if holder.token_ciphertext is not None and _follows(holder, repository, branch)
-    }
+    found: dict[tuple[str, bool], str] = {}
+    for holder in holders:
+        token = bindings.binding_token(holder, vault)
+        if token is not None and _follows(holder, repository, branch):
+            found[(holder.guild_id, isinstance(holder, PendingBinding))] = token
+    return found
 
 
 def _follows(binding: GuildBinding | PendingBinding, repository: Repository, branch: str) -> bool:
@@ -346,6 +348,29 @@ def _bindings_follow(
     return changed
 
 
+def _previews_follow(
+    session: Session, vault: Vault, repository: Repository, snapshot: CommitFiles
+) -> bool:
+    """A stored head of a previewed pull request: channels previewing it switch to it (a new
+    generation), unless its PATH no longer lets the guild read a private repository (a guild's
+    token is not tried here), which ends the preview. True when previews changed."""
+    rows = previews.previews_of_head(session, repository.id, snapshot.sha)
+    if not rows:
+        return False
+    loaded = snapshot.validation.repository
+    if snapshot.validation.valid and loaded is not None:
+        refused = []
+        for row in rows:
+            binding = bindings.get_binding(session, row.guild_id)
+            if binding is None or not _allowed(
+                binding, repository, loaded.allowed_guilds, frozenset(), vault
+            ):
+                refused.append(row)
+        previews.drop_previews(session, refused, ACTOR)
+    branches.bump_generation(session)
+    return True
+
+
 def _serving_allowed_guilds(
     session: Session, repository_id: int, branch: str, validation: Validation
 ) -> Sequence[str] | None:
@@ -367,6 +392,7 @@ def _settle_pending(
     snapshot: CommitFiles,
     full_name: str,
     token_readers: frozenset[str],
+    history_keep: int,
 ) -> bool:
     """Promote the pending requests on this branch that may read it; tell the others why not.
     True if a binding went live."""
@@ -390,7 +416,19 @@ def _settle_pending(
             message = private_message(request.guild_id)
         else:
             try:
+                if request.repository_id is None:  # asked by name before the repository was known
+                    request.repository_id = repository.id
                 bindings.promote_pending(session, request.guild_id, actor=ACTOR)
+                pins.drop_pin(session, request.guild_id)  # a new binding starts unpinned
+                history.record_activation(
+                    session,
+                    request.guild_id,
+                    repository.id,
+                    snapshot.sha,
+                    trigger="bind",
+                    keep=history_keep,
+                    actor=request.set_by,
+                )
                 promoted = True
                 continue
             except ConcurrentUpdateError:
