@@ -1,7 +1,9 @@
 """Push-to-live latency and GitHub requests per push, against the fake GitHub at 50 ms a request.
 
 Targets (issue 4, sections 4 and 8): push-to-live p95 under 1 s with 50 ms added to every
-GitHub request; a push changing k prompt files costs at most k + 4 GitHub requests.
+GitHub request; a push changing k prompt files costs at most k + 5 GitHub requests (the tree,
+k blobs, the check run's create and complete, and the branch head read again before activation,
+issue 9's ordering model).
 
 Each run starts `guildprompts serve` (worker in the same process, as a fresh deployment runs it)
 in its own process over SQLite in a temporary directory, with the project's fake GitHub
@@ -220,10 +222,10 @@ def _report(k: int, per_run: list[Samples], baseline: float) -> bool:
         f"max {_ms(max(live))}  (p50 = {_percentile(live, 50) / baseline:.1f} x the bare "
         f"round trip)"
     )
-    target = k + 4
+    target = k + 5
     print(
         f"  GitHub requests per push: median {statistics.median(totals):g}, max {max(totals)} "
-        f"(target <= k + 4 = {target})"
+        f"(target <= k + 5 = {target})"
     )
     endpoints = sorted({endpoint for counter in counts for endpoint in counter})
     for endpoint in endpoints:

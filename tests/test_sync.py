@@ -14,9 +14,8 @@ from github_app.github import TransientError
 from github_app.store import audit, bindings, branches, installations, snapshots
 from github_app.store.models import BindingState, BranchStatus
 from github_app.sync import SyncRequest
-from github_app.worker import drain
 from tests.fakegithub import Submodule, Symlink, blob_sha
-from tests.harness import BROKEN_PATH, GUILD, ROUTES, T0, World, open_world
+from tests.harness import BROKEN_PATH, GUILD, ROUTES, T0, World, drain, open_world
 from tests.harness import OTHER_GUILD as OTHER
 from tests.harness import VALID_FOR_GUILD as VALID
 
@@ -146,7 +145,7 @@ async def test_a_redelivered_push_is_a_no_op(world: World) -> None:
     assert world.state(GUILD).commit_sha == sha
 
 
-async def test_a_push_costs_at_most_k_plus_4_requests(world: World) -> None:
+async def test_a_push_costs_at_most_k_plus_5_requests(world: World) -> None:
     files = dict(VALID)
     files.update({f"prompts/library/entry-{i:03}.md": f"Entry {i}\n".encode() for i in range(297)})
     assert len(files) == 300
