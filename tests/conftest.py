@@ -25,10 +25,10 @@ if TYPE_CHECKING:
 # per database; `pytest --hypothesis-profile=long` runs it for thousands of steps.
 _SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 settings.register_profile(
-    "ci", max_examples=12, stateful_step_count=25, deadline=None, suppress_health_check=_SLOW
+    "ci", max_examples=20, stateful_step_count=30, deadline=None, suppress_health_check=_SLOW
 )
 settings.register_profile(
-    "long", max_examples=100, stateful_step_count=50, deadline=None, suppress_health_check=_SLOW
+    "long", max_examples=100, stateful_step_count=60, deadline=None, suppress_health_check=_SLOW
 )
 settings.load_profile("ci")
 

@@ -14,12 +14,14 @@ as explicit regression tests.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    invariant,
     precondition,
     rule,
     run_state_machine_as_test,
@@ -42,12 +44,20 @@ FAULT_PATHS = ("/git/ref/", "/git/trees/", "/git/blobs/", "/check-runs", "/acces
 
 class ServingMachine(RuleBasedStateMachine):
     database_url: str = ""
+    examples = 0
+    steps = 0
 
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.system = System(self.database_url)
         self.run(self.system.start())
+        ServingMachine.examples += 1
+
+    @invariant()
+    def count(self) -> None:
+        """Counts steps for the run's summary (checked after every rule)."""
+        ServingMachine.steps += 1
 
     def run(self, coroutine: Any) -> Any:
         return self.loop.run_until_complete(coroutine)
@@ -176,7 +186,13 @@ def upgraded(database_url: str) -> str:
 
 def test_the_serving_invariant_holds(upgraded: str) -> None:
     ServingMachine.database_url = upgraded
+    ServingMachine.examples = ServingMachine.steps = 0
+    started = time.monotonic()
     run_state_machine_as_test(ServingMachine)
+    print(
+        f"serving model: {ServingMachine.examples} examples, {ServingMachine.steps} steps "
+        f"in {time.monotonic() - started:.0f} s"
+    )
 
 
 __all__ = ["OPEN", "SECRET"]
