@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +43,13 @@ from github_app.intake import WEBHOOK_PATH  # noqa: E402
 from github_app.secrets import generate_key  # noqa: E402
 from github_app.store.models import DeliveryRow  # noqa: E402
 from tests.fakegithub import FakeGitHub, Webhook, serve_on_loopback  # noqa: E402
-from tests.harness import clean_env, guildprompts, serve_process  # noqa: E402
+from tests.harness import (  # noqa: E402
+    clean_env,
+    guildprompts,
+    guildprompts_command,
+    serve_process,
+    stop_process,
+)
 
 TOKEN = "bench-storm-token-5f0c2d7e"
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -118,10 +125,6 @@ def _deployment(kind: str, env: dict[str, str], directory: Path) -> Iterator[lis
             ).url
             for n in range(2)
         ]
-        import subprocess
-
-        from tests.harness import guildprompts_command
-
         workers = []
         for n in range(2):
             log = open(directory / f"worker{n}.log", "wb")  # noqa: SIM115 - closed below
@@ -135,12 +138,7 @@ def _deployment(kind: str, env: dict[str, str], directory: Path) -> Iterator[lis
             yield urls
         finally:
             for process in workers:
-                process.terminate()
-            for process in workers:
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+                stop_process(process)
 
 
 async def _bind(http: httpx.AsyncClient, repositories: list[str]) -> None:

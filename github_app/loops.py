@@ -132,12 +132,14 @@ async def _check_tokens(runtime: Runtime, target: TrackedTarget, where: str) -> 
     return False
 
 
-def _queue_recheck(session: Any, target: TrackedTarget) -> None:
+def _queue_recheck(session: Any, target: TrackedTarget, sha: str | None = None) -> None:
+    """A reconcile sync of the branch (`sha` None: whatever its head is then)."""
     enqueue_sync(
         session,
         full_name=target.full_name,
         repository_id=target.repository_id,
         branch=target.branch,
+        sha=sha,
         trigger="reconcile",
     )
 
@@ -147,14 +149,7 @@ def _record_head(session: Any, target: TrackedTarget, sha: str) -> bool:
     is stored with the head a sync concludes, so a 304 always means "nothing new"."""
     if sha == target.latest_sha:
         return False
-    enqueue_sync(
-        session,
-        full_name=target.full_name,
-        repository_id=target.repository_id,
-        branch=target.branch,
-        sha=sha,
-        trigger="reconcile",
-    )
+    _queue_recheck(session, target, sha)
     return True
 
 
@@ -164,13 +159,7 @@ def _branch_missing(session: Any, target: TrackedTarget) -> bool:
     tracked = branches.get_branch(session, target.repository_id, target.branch)
     if tracked is not None and tracked.status in (BranchStatus.DELETED, BranchStatus.ERROR):
         return False
-    enqueue_sync(
-        session,
-        full_name=target.full_name,
-        repository_id=target.repository_id,
-        branch=target.branch,
-        trigger="reconcile",
-    )
+    _queue_recheck(session, target)
     return True
 
 

@@ -801,13 +801,18 @@ def serve_process(
             time.sleep(0.1)
         yield service
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            raise RuntimeError(
-                f"serve did not stop within 20 s of SIGTERM:\n{service.log}"
-            ) from None
+        if not stop_process(process):
+            raise RuntimeError(f"serve did not stop within 20 s of SIGTERM:\n{service.log}")
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 20) -> bool:
+    """SIGTERM and wait; killed (and False) when it does not stop within `timeout` s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return False
+    return True

@@ -14,22 +14,23 @@ from typing import Any
 
 import pytest
 
-from github_app.store import deliveries, installations
+from github_app.store import deliveries
 from github_app.store.leadership import Leadership
 from github_app.store.migrate import open_database
 from github_app.webhooks import Delivery, Router
 from github_app.worker import Worker
-from tests.fakegithub import FakeGitHub, serve_on_loopback
+from tests.fakegithub import serve_on_loopback
 from tests.harness import (
     FULL_NAME,
     GUILD,
     VALID,
     clean_env,
     guildprompts_command,
+    make_world,
     runtime_for,
+    stop_process,
     wait_for,
 )
-from tests.store_helpers import save_binding
 
 LEASE = 3.0
 
@@ -41,45 +42,15 @@ def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def test_a_worker_killed_mid_sync_is_taken_over_within_one_lease(
     database_url: str, tmp_path: Path
 ) -> None:
-    fake = FakeGitHub()
-    installation = fake.add_installation("octo-org")
-    repository = fake.add_repo(FULL_NAME, private=True, installation=installation)
+    world = make_world(database_url)  # the installation and the repository, stored
+    world.bind(GUILD)
+    fake, runtime = world.fake, world.runtime
+    installation, repository = world.installation_id, world.repository_id
     fake.hang_seconds = 60.0
     with serve_on_loopback(fake) as api_url:
-        runtime = runtime_for(database_url, fake)
-        runtime.in_session(installations.upsert_installation, installation, "octo-org")
-        runtime.in_session(
-            installations.upsert_repository,
-            repository,
-            FULL_NAME,
-            private=True,
-            default_branch="main",
-            installation_id=installation,
-        )
-        runtime.in_session(
-            save_binding,
-            GUILD,
-            repository_full_name=FULL_NAME,
-            repository_id=repository,
-            branch=None,
-            actor="admin",
-            expected_version=None,
-            token=None,
-            vault=runtime.vault,
-        )
         sha = fake.push(FULL_NAME, "main", dict(VALID))
         hook = fake.webhook("push", fake.push_payload(FULL_NAME, "main"))
         runtime.in_session(
@@ -133,7 +104,7 @@ def test_a_worker_killed_mid_sync_is_taken_over_within_one_lease(
             if first.poll() is None:
                 first.kill()
             if second is not None:
-                _stop(second)
+                stop_process(second)
             asyncio.run(runtime.aclose())
         runs = fake.check_runs_for(FULL_NAME, sha)
         assert len(runs) == 1, "the run left in progress was completed, not posted again"
