@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
+MAX_REDIRECTS = 3
+MAX_ARCHIVE_BYTES = 512 * 1024 * 1024  # a repository archive larger than this is refused
+ARCHIVE_TIMEOUT = 300.0  # seconds a whole archive download may take
 
 RequestHook = Callable[[str, int, float, int | str, int | None], None]
 """on_request(endpoint, status, duration_seconds, installation, rate_remaining), once per attempt
@@ -71,6 +74,10 @@ class RateLimited(GitHubError):
 
 class TransientError(GitHubError):
     """5xx, timeout or connection failure that persisted through the retries."""
+
+
+class EmptyRepository(GitHubError):
+    """409 "Git Repository is empty.": the repository has no commit yet (refs, trees, blobs)."""
 
 
 class InstallationUnavailable(GitHubError):
@@ -162,6 +169,7 @@ class GitHubClient:
         self._retry = retry
         self._sleep = sleep
         self._clock = clock
+        self._rate: dict[str, tuple[int, float]] = {}  # credential -> (remaining, reset epoch)
         self._http = httpx.AsyncClient(
             base_url=self.api_url,
             transport=transport,
@@ -253,6 +261,63 @@ class GitHubClient:
             raise GitHubError(response.status_code, "blob content does not match its sha")
         return content
 
+    async def get_tarball(
+        self,
+        repo: RepoRef,
+        sha: str,
+        *,
+        installation_id: int | None = None,
+        token: str | None = None,
+        max_bytes: int = MAX_ARCHIVE_BYTES,
+    ) -> bytes:
+        """The commit as one gzipped tarball: one rate-limited request whatever the size.
+
+        GitHub answers `302 Found` to a signed, short-lived URL (codeload); that download goes
+        without our credentials (the signature is the credential; httpx would also drop the
+        Authorization header on another host) and is not counted against the rate limit.
+        """
+        prefix, params = _repo_route(repo)
+        params["ref"] = quote(sha, safe="")
+        template = prefix + "/tarball/{ref}"
+        response = await self._send(
+            "GET", template, params, auth=self._repo_auth(installation_id, token), follow=False
+        )
+        location = response.headers.get("location")
+        if response.status_code != 302 or not location:
+            raise GitHubError(response.status_code, f"GET {template}: no archive redirect")
+        return await self._download(location, max_bytes)
+
+    async def _download(self, url: str, max_bytes: int) -> bytes:
+        endpoint = "GET {archive_url}"
+        started = time.monotonic()
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(ARCHIVE_TIMEOUT):
+                request = self._http.build_request("GET", url)
+                request.headers.pop("Authorization", None)
+                response = await self._http.send(request, stream=True)
+                try:
+                    if response.status_code != 200:
+                        raise TransientError(
+                            response.status_code, f"{endpoint}: {response.status_code}"
+                        )
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise GitHubError(200, f"{endpoint}: archive over {max_bytes} bytes")
+                        chunks.append(chunk)
+                finally:
+                    await response.aclose()
+        except (TimeoutError, httpx.TimeoutException):
+            self._report(endpoint, 0, started, _NONE, None)
+            raise TransientError(0, f"{endpoint}: timed out") from None
+        except httpx.TransportError as exc:
+            self._report(endpoint, 0, started, _NONE, None)
+            raise TransientError(0, f"{endpoint}: {type(exc).__name__}") from None
+        self._report(endpoint, response.status_code, started, _NONE, None)
+        return b"".join(chunks)
+
     async def get_repository(
         self, repo: RepoRef, *, installation_id: int | None = None, token: str | None = None
     ) -> dict[str, Any]:
@@ -291,12 +356,12 @@ class GitHubClient:
         return repositories
 
     async def list_hook_deliveries(
-        self, *, since: datetime | None = None, per_page: int = 100, max_pages: int = 10
+        self, *, since: datetime | None = None, per_page: int = 100, max_pages: int | None = None
     ) -> list[dict[str, Any]]:
         """The App's recent webhook deliveries, newest first (App JWT, cursor pagination).
 
-        Paging stops at `max_pages`, or at the first delivery older than `since` (a naive
-        datetime is taken as UTC); the older ones are left out.
+        Paging stops at the first delivery older than `since` (a naive datetime is taken as
+        UTC), or after `max_pages` when given; the older ones are left out.
         """
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
@@ -366,6 +431,18 @@ class GitHubClient:
         )
         return _json(response)
 
+    def rate_budget(self, credentials: dict[str, Any]) -> tuple[int, float] | None:
+        """(requests left, seconds to the reset) of the credential a sync reads with
+        (`installation_id=` or `token=`, as the read methods take), from GitHub's latest
+        X-RateLimit headers for it; None before any answer or after the window reset."""
+        auth = self._repo_auth(credentials.get("installation_id"), credentials.get("token"))
+        known = self._rate.get(_rate_key(auth))
+        if known is None:
+            return None
+        remaining, reset = known
+        reset_in = reset - self._clock()
+        return None if reset_in <= 0 else (remaining, reset_in)
+
     # ---- internals --------------------------------------------------------------------------
 
     def _repo_auth(self, installation_id: int | None, token: str | None) -> _Auth:
@@ -412,11 +489,14 @@ class GitHubClient:
         *,
         auth: _Auth,
         kind: type = dict,
-        max_pages: int = 100,
+        max_pages: int | None = None,
     ) -> AsyncIterator[Any]:
-        """Yield each page's JSON, following the Link header (only within the API's own URL)."""
+        """Yield each page's JSON, following the Link header (only within the API's own URL) to
+        the last page: no cap unless `max_pages` is given (a cut list is not the whole list)."""
         url: str | None = None
-        for _ in range(max_pages):
+        pages = 0
+        while max_pages is None or pages < max_pages:
+            pages += 1
             response = await self._send(
                 "GET", template, params, auth=auth, query=None if url else query, url=url
             )
@@ -438,8 +518,10 @@ class GitHubClient:
         json: Any = None,
         headers: dict[str, str] | None = None,
         url: str | None = None,
+        follow: bool = True,
     ) -> httpx.Response:
-        """One logical request: retried per the policy; one fresh token after a 401.
+        """One logical request: retried per the policy; one fresh token after a 401; a
+        repository's redirect (301/307/308 within the API) followed unless `follow` is False.
 
         Credentials are resolved before the retry loop, so a failing token mint (retried on its
         own) is not retried again by every attempt of the request that needed it.
@@ -453,11 +535,23 @@ class GitHubClient:
             reraise=True,
         )
         path = url or template.format(**params)
-        args = (method, template, path, auth, query, json, headers)
-        try:
-            return await retrying(self._attempt, await self._authorization(auth), *args)
-        except _TokenRejected:
-            return await retrying(self._attempt, await self._authorization(auth), *args)
+        for _ in range(MAX_REDIRECTS + 1):
+            args = (method, template, path, auth, query, json, headers)
+            try:
+                response = await retrying(self._attempt, await self._authorization(auth), *args)
+            except _TokenRejected:
+                response = await retrying(self._attempt, await self._authorization(auth), *args)
+            location = response.headers.get("location")
+            if response.status_code not in (301, 307, 308) or not location or not follow:
+                return response
+            # A renamed or transferred repository: GitHub points at /repositories/{id}; the
+            # same method (307/308, or GET for a 301 to a GET) goes there, never off the API.
+            if not location.startswith(self.api_url + "/"):
+                message = f"{method} {template}: redirected off the API"
+                raise GitHubError(response.status_code, message)
+            path, query = location[len(self.api_url) :], None
+            template = _moved_template(template)
+        raise GitHubError(response.status_code, f"{method} {template}: too many redirects")
 
     async def _attempt(
         self,
@@ -487,6 +581,9 @@ class GitHubClient:
             self._report(endpoint, 0, started, auth, None)
             raise TransientError(0, f"{endpoint}: {type(exc).__name__}") from None
         remaining = _int_header(response, "x-ratelimit-remaining")
+        reset = _int_header(response, "x-ratelimit-reset")
+        if remaining is not None and reset is not None:
+            self._rate[_rate_key(auth)] = (remaining, float(reset))
         self._report(endpoint, response.status_code, started, auth, remaining)
         if response.status_code < 400:
             return response
@@ -505,6 +602,8 @@ class GitHubClient:
             return Unauthorized(status, message)
         if status == 404:
             return NotFound(status, message)
+        if status == 409 and "empty" in message.lower():
+            return EmptyRepository(status, message)
         if status >= 500:
             return TransientError(status, message, retry_after=_int_header(response, "retry-after"))
         return GitHubError(status, message)
@@ -570,6 +669,22 @@ def _repo_route(repo: RepoRef) -> tuple[str, dict[str, str]]:
     if not owner or not name or "/" in name:
         raise ValueError(f"repository must be 'owner/name' or a numeric id, got {repo!r}")
     return "/repos/{owner}/{repo}", {"owner": quote(owner, safe=""), "repo": quote(name, safe="")}
+
+
+def _rate_key(auth: _Auth) -> str:
+    """GitHub's rate-limit bucket of a credential (a token by its digest, never itself)."""
+    if auth.kind == "installation":
+        return f"installation {auth.installation_id}"
+    if auth.kind == "token":
+        return "token " + hashlib.sha256((auth.token or "").encode()).hexdigest()[:16]
+    return auth.kind
+
+
+def _moved_template(template: str) -> str:
+    """The endpoint a repository redirect leads to (for metrics): same route, by id."""
+    if template.startswith("/repos/{owner}/{repo}"):
+        return "/repositories/{repository_id}" + template[len("/repos/{owner}/{repo}") :]
+    return template
 
 
 def _tree_entry(base: str, item: Any) -> TreeEntry:
