@@ -41,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from github_app.auth import AppAuth
+from tests.contract.openapi import with_documented_fields
 from github_app.github import GitHubClient, RetryPolicy
 from tests.fakegithub.git import Repo, Submodule, Symlink, _git_hash
 from tests.fakegithub.keys import (
@@ -75,6 +76,9 @@ class LoggedRequest:
     query: str
     status: int
     endpoint: str  # the route template, e.g. "GET /repos/{owner}/{repo}/git/trees/{sha}"
+    body: bytes = b""  # what the client sent
+    answer: bytes = b""  # what the fake answered (for the contract tests)
+    content_type: str = ""
 
 
 @dataclass
@@ -529,6 +533,7 @@ class FakeGitHub:
             "fork": False,
             "archived": False,
             "disabled": False,
+            "language": None,  # required, and absent from GitHub's own example
         }
 
     def _event_base(self, repo: Repo | None = None) -> dict[str, Any]:
@@ -788,6 +793,9 @@ class FakeGitHub:
                     request.url.query,
                     response.status_code,
                     endpoint,
+                    body,
+                    bytes(response.body),
+                    response.headers.get("content-type", ""),
                 )
             )
         await response(scope, receive, send)
@@ -837,6 +845,9 @@ class FakeGitHub:
             if handler in _GIT_ROUTES and call.repo is not None and not call.repo.commits:
                 raise _Fail(409, "Git Repository is empty.")
             status, data, *extra = getattr(self, f"_h_{handler}")(call)
+            if 200 <= status < 300:  # every field GitHub documents for this answer
+                path = request.url.path[len(self.api_prefix) :]
+                data = with_documented_fields(request.method, path, status, data)
             headers = {**rate_headers, **(extra[0] if extra else {})}
         except _Moved as moved:
             status, data, headers = self._moved_answer(request, moved.repo, rate_headers)
