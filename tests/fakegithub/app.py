@@ -41,8 +41,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from github_app.auth import AppAuth
-from tests.contract.openapi import with_documented_fields
 from github_app.github import GitHubClient, RetryPolicy
+from tests.contract.openapi import with_documented_fields
 from tests.fakegithub.git import Repo, Submodule, Symlink, _git_hash
 from tests.fakegithub.keys import (
     Clock,
