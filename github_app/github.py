@@ -1,22 +1,23 @@
 """The App's GitHub client: PyGithub for the REST API, one HTTP policy underneath.
 
 What the App asks GitHub goes through PyGithub (installation tokens, installations and their
-repositories, repository lookup, check runs, webhook deliveries and redeliveries, the manifest
-conversion): it builds the requests, walks every page (`PaginatedList`, no cap) and parses the
-answers. It runs on a bounded thread pool (`pool_size`), off the event loop, configured for a
-service: no built-in throttling (`seconds_between_requests=None`), no urllib3 retries. Its HTTP is
-handed back to this event loop (`_GitHubConnection`) and sent by `_send`, the one place that picks
-the credentials (App JWT, installation token, a personal access token, or none), retries with
-tenacity what is worth retrying (5xx, timeouts, connection errors, primary and secondary rate
-limits with a bounded wait), follows a renamed repository's redirect (301/307 to
-`/repositories/{id}`), reports every attempt to `on_request` (per-endpoint metrics and the
-remaining rate limit) and turns failures into typed errors. So PyGithub adds no second retry or
-pool policy, and the tests' in-process fake GitHub (an httpx transport) serves both paths.
+repositories, repository lookup, trees and blobs, check runs, webhook deliveries and
+redeliveries, the manifest conversion): it builds the requests, walks every page
+(`PaginatedList`, no cap) and parses the answers. It runs on a bounded thread pool
+(`pool_size`), off the event loop, configured for a service: no built-in throttling
+(`seconds_between_requests=None`), no urllib3 retries. Its HTTP is handed back to this event loop
+(`_GitHubConnection`) and sent by `_send`, the one place that picks the credentials (App JWT,
+installation token, a personal access token, or none), retries with tenacity what is worth
+retrying (5xx, timeouts, connection errors, primary and secondary rate limits with a bounded
+wait), follows a renamed repository's redirect (301/307 to `/repositories/{id}`), reports every
+attempt to `on_request` (per-endpoint metrics and the remaining rate limit) and turns failures
+into typed errors. So PyGithub adds no second retry or pool policy, and the tests' in-process
+fake GitHub (an httpx transport) and vcrpy cassettes serve both paths.
 
-A few content reads stay plain httpx calls of `_send` (docs/github-client.md has the numbers):
+Two content reads stay plain httpx calls of `_send` (docs/github-client.md has the numbers):
 the branch head (a conditional request with the ETag stored in the database: a 304 is free, and
-PyGithub has no per-call If-None-Match), the tree, blobs (many at once on the event loop, where a
-thread per download would cost a thread each), and the tarball (a 302 to a signed URL, streamed).
+PyGithub sends no If-None-Match per call) and the tarball (a 302 to a signed URL, streamed to
+memory with a size cap; PyGithub only returns the link).
 Error messages name the endpoint template and GitHub's message, never a URL's data, a header or a
 token.
 """
@@ -283,18 +284,15 @@ class GitHubClient:
         token: str | None = None,
     ) -> bytes:
         """A blob's bytes, checked against its git SHA-1 (a snapshot must be exactly `sha`)."""
-        prefix, params = _repo_route(repo)
-        params["sha"] = quote(sha, safe="")
-        response = await self._send(
-            "GET", prefix + "/git/blobs/{sha}", params, auth=self._repo_auth(installation_id, token)
-        )
-        data = _json(response)
+        url = _repo_url(repo) + f"/git/blobs/{quote(sha, safe='')}"
+        auth = self._repo_auth(installation_id, token)
+        data = await self._pygithub(auth, lambda gh: _request(gh, "GET", url))
         try:
-            content = base64.b64decode(data.get("content") or "")
-        except (binascii.Error, TypeError):
-            raise GitHubError(response.status_code, "blob content is not base64") from None
+            content = base64.b64decode((data or {}).get("content") or "")
+        except (binascii.Error, TypeError, AttributeError):
+            raise GitHubError(200, "blob content is not base64") from None
         if hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest() != sha:  # noqa: S324
-            raise GitHubError(response.status_code, "blob content does not match its sha")
+            raise GitHubError(200, "blob content does not match its sha")
         return content
 
     async def get_tarball(
@@ -517,16 +515,16 @@ class GitHubClient:
         return entries
 
     async def _tree(self, repo: RepoRef, sha: str, auth: _Auth, *, recursive: bool) -> dict:
-        prefix, params = _repo_route(repo)
-        params["sha"] = quote(sha, safe="")
-        response = await self._send(
-            "GET",
-            prefix + "/git/trees/{sha}",
-            params,
-            auth=auth,
-            query={"recursive": "1"} if recursive else None,
-        )
-        return _json(response)
+        url = _repo_url(repo) + f"/git/trees/{quote(sha, safe='')}"
+        query = {"recursive": "1"} if recursive else None
+
+        def tree(gh: Github) -> Any:
+            return gh.requester.requestJsonAndCheck("GET", url, parameters=query)[1]
+
+        data = await self._pygithub(auth, tree)
+        if not isinstance(data, dict):
+            raise GitHubError(200, "GitHub's tree answer is not a JSON object")
+        return data
 
     async def _send(
         self,
