@@ -3,9 +3,9 @@
 Against the project's fake GitHub on loopback with `--latency` seconds added to every answer,
 through the App's own `GitHubClient`:
 
-- blobs: `--blobs` blob downloads with at most `--concurrency` in flight, on the event loop
-  (httpx, `get_blob`) and through PyGithub (`Repository.get_git_blob`) on a thread pool of the
-  same size: wall time, and the threads each needs (PyGithub blocks one thread per request);
+- a first sync's content: `--blobs` files as blob downloads through PyGithub (`get_blob`, at
+  most `--concurrency` in flight on its thread pool) and as one tarball (httpx, `get_tarball`:
+  a 302 to a signed URL, streamed): wall time and rate-limited requests;
 - reconcile: `--checks` branch-head checks, conditional with the stored ETag (httpx,
   `get_branch_head`: GitHub answers 304, which costs no rate limit) and through PyGithub
   (its requester, which sends no If-None-Match per call): rate-limit requests spent.
@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from github_app.auth import AppAuth  # noqa: E402
 from github_app.github import GitHubClient, _Auth, _request  # noqa: E402
+from github_app.sync.archive import blobs_from_tarball  # noqa: E402
 from tests.fakegithub import FakeGitHub, serve_on_loopback  # noqa: E402
 
 REPO = "octo-org/prompts"
@@ -55,14 +55,10 @@ async def _blobs(client: GitHubClient, shas: list[str], installation: int, limit
     return time.perf_counter() - started
 
 
-async def _blobs_pygithub(client: GitHubClient, shas: list[str], installation: int) -> float:
-    auth = _Auth("installation", installation_id=installation)
-
-    def one(sha: str):  # type: ignore[no-untyped-def]
-        return lambda gh: gh.get_repo(REPO, lazy=True).get_git_blob(sha).content
-
+async def _archive(client: GitHubClient, paths: dict[str, str], installation: int) -> float:
     started = time.perf_counter()
-    await asyncio.gather(*(client._pygithub(auth, one(sha)) for sha in shas))
+    archive = await client.get_tarball(REPO, "main", installation_id=installation)
+    assert len(blobs_from_tarball(archive, paths)) == len(set(paths.values()))
     return time.perf_counter() - started
 
 
@@ -73,12 +69,13 @@ async def _run(args: argparse.Namespace) -> dict[str, float]:
         auth = AppAuth(fake.app_id, fake.private_key_pem)
         async with GitHubClient(url, auth=auth, pool_size=args.concurrency) as client:
             tree = await client.get_tree(REPO, "main", installation_id=installation)
-            shas = [entry.sha for entry in tree if entry.type == "blob"]
-            threads_before = threading.active_count()
-            httpx_time = await _blobs(client, shas, installation, args.concurrency)
-            httpx_threads = threading.active_count() - threads_before
-            pygithub_time = await _blobs_pygithub(client, shas, installation)
-            pygithub_threads = threading.active_count() - threads_before
+            paths = {entry.path: entry.sha for entry in tree if entry.type == "blob"}
+            spent_before = _spent(fake)
+            blob_time = await _blobs(client, list(paths.values()), installation, args.concurrency)
+            blob_requests = _spent(fake) - spent_before
+            spent_before = _spent(fake)
+            archive_time = await _archive(client, paths, installation)
+            archive_requests = _spent(fake) - spent_before
 
             head = await client.get_branch_head(REPO, "main", installation_id=installation)
             assert not isinstance(head, type(None))
@@ -98,18 +95,23 @@ async def _run(args: argparse.Namespace) -> dict[str, float]:
             unconditional = _spent(fake) - spent_before
             assert fake.count("/git/ref/") - before == 2 * args.checks
     return {
-        "httpx_blobs_s": httpx_time,
-        "pygithub_blobs_s": pygithub_time,
-        "httpx_threads": httpx_threads,
-        "pygithub_threads": pygithub_threads,
+        "blobs_s": blob_time,
+        "blob_requests": blob_requests,
+        "archive_s": archive_time,
+        "archive_requests": archive_requests,
         "conditional_spent": conditional,
         "pygithub_spent": unconditional,
     }
 
 
 def _spent(fake: FakeGitHub) -> int:
-    """Rate-limited requests so far (a 304 is free on GitHub, and on the fake)."""
-    return sum(1 for r in fake.requests if r.status != 304 and "access_tokens" not in r.path)
+    """Rate-limited requests so far (a 304 is free on GitHub, and on the fake; the signed archive
+    download is not an API request)."""
+    return sum(
+        1
+        for r in fake.requests
+        if r.status != 304 and "access_tokens" not in r.path and r.endpoint != "GET codeload"
+    )
 
 
 def main() -> None:
@@ -127,13 +129,13 @@ def main() -> None:
         f"{args.concurrency} in flight; {args.checks} head checks; {args.runs} runs (medians)"
     )
     print(
-        f"blobs: httpx on the event loop {median['httpx_blobs_s'] * 1000:7.0f} ms, "
-        f"{median['httpx_threads']:.0f} extra threads"
+        f"first sync, blobs through PyGithub: {median['blobs_s'] * 1000:7.0f} ms, "
+        f"{median['blob_requests']:.0f} requests"
     )
     print(
-        f"blobs: PyGithub on a pool      {median['pygithub_blobs_s'] * 1000:7.0f} ms, "
-        f"{median['pygithub_threads']:.0f} extra threads "
-        f"(ratio {median['pygithub_blobs_s'] / median['httpx_blobs_s']:.2f})"
+        f"first sync, one tarball (httpx):    {median['archive_s'] * 1000:7.0f} ms, "
+        f"{median['archive_requests']:.0f} request + the signed download "
+        f"(time ratio {median['archive_s'] / median['blobs_s']:.2f})"
     )
     print(
         f"head checks: conditional (ETag) spent {median['conditional_spent']:.0f} of the rate "
