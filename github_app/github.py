@@ -554,23 +554,25 @@ class GitHubClient:
             reraise=True,
         )
         path = url or template.format(**params)
+        status = 0
         for _ in range(MAX_REDIRECTS + 1):
             args = (method, template, path, auth, query, content, headers)
+            response: httpx.Response
             try:
                 response = await retrying(self._attempt, await self._authorization(auth), *args)
             except _TokenRejected:
                 response = await retrying(self._attempt, await self._authorization(auth), *args)
+            status = response.status_code
             location = response.headers.get("location")
-            if response.status_code not in (301, 307, 308) or not location or not follow:
+            if status not in (301, 307, 308) or not location or not follow:
                 return response
             # A renamed or transferred repository: GitHub points at /repositories/{id}; the
             # same method (307/308, or GET for a 301 to a GET) goes there, never off the API.
             if not location.startswith(self.api_url + "/"):
-                message = f"{method} {template}: redirected off the API"
-                raise GitHubError(response.status_code, message)
+                raise GitHubError(status, f"{method} {template}: redirected off the API")
             path, query = location[len(self.api_url) :], None
             template = _moved_template(template)
-        raise GitHubError(response.status_code, f"{method} {template}: too many redirects")
+        raise GitHubError(status, f"{method} {template}: too many redirects")
 
     async def _attempt(
         self,
