@@ -330,18 +330,17 @@ class _Run:
         if requests <= remaining * self.runtime.settings.rate_limit_share:
             return
         message = rate_limit_message(requests, remaining, reset_in)
+        await self._followed_branch_status(BranchStatus.ERROR, message)
+        raise RateLimited(403, message, retry_after=reset_in)
+
+    async def _followed_branch_status(self, status: BranchStatus, message: str) -> None:
+        """The status of the branch guilds follow, tracked from now on if it was not yet."""
         if self.request.activate and self.branch is not None:
             generation = await self.runtime.run_db(
-                record_branch_status,
-                self.repo_id,
-                self.branch,
-                BranchStatus.ERROR,
-                message,
-                track=True,
+                record_branch_status, self.repo_id, self.branch, status, message, track=True
             )
             if generation is not None:
                 await self.runtime.announce_activation(generation)
-        raise RateLimited(403, message, retry_after=reset_in)
 
     async def _blobs(self, shas: Sequence[str]) -> dict[str, bytes]:
         assert self.access is not None
@@ -434,17 +433,7 @@ class _Run:
     async def _empty(self) -> SyncOutcome:
         """GitHub's 409 for a repository without commits: nothing to serve yet, nothing failed;
         the first push brings it live."""
-        if self.request.activate and self.branch is not None:
-            generation = await self.runtime.run_db(
-                record_branch_status,
-                self.repo_id,
-                self.branch,
-                BranchStatus.PENDING,
-                EMPTY_REPOSITORY,
-                track=True,
-            )
-            if generation is not None:
-                await self.runtime.announce_activation(generation)
+        await self._followed_branch_status(BranchStatus.PENDING, EMPTY_REPOSITORY)
         return await self._finish("empty", None, None, False, (), EMPTY_REPOSITORY)
 
     async def _missing(self, state: RepoState) -> SyncOutcome:

@@ -765,27 +765,19 @@ class FakeGitHub:
         body = await request.body()
         if self.latency:
             await anyio.sleep(self.latency)
-        if request.url.path.startswith(CODELOAD_PREFIX + "/"):
+        codeload = request.url.path.startswith(CODELOAD_PREFIX + "/")  # not the API
+        fault = None
+        if not codeload:
             with self._lock:
-                response = self._codeload(request)
-                self.requests.append(
-                    LoggedRequest(
-                        request.method,
-                        request.url.path,
-                        request.url.query,
-                        response.status_code,
-                        "GET codeload",
-                    )
-                )
-            await response(scope, receive, send)
-            return
-        with self._lock:
-            fault = self._take_fault(request.method, request.url.path)
+                fault = self._take_fault(request.method, request.url.path)
         if fault is not None and fault.hang:
             await anyio.sleep(self.hang_seconds)
             fault = None
         with self._lock:
-            response, endpoint = self._respond(request, body, fault)
+            if codeload:
+                response, endpoint = self._codeload(request), "GET codeload"
+            else:
+                response, endpoint = self._respond(request, body, fault)
             self.requests.append(
                 LoggedRequest(
                     request.method,
