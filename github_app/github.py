@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import concurrent.futures
 import contextvars
 import functools
 import hashlib
@@ -58,6 +59,7 @@ API_VERSION = "2022-11-28"
 MAX_REDIRECTS = 3
 MAX_ARCHIVE_BYTES = 512 * 1024 * 1024  # a repository archive larger than this is refused
 ARCHIVE_TIMEOUT = 300.0  # seconds a whole archive download may take
+PYGITHUB_CALL_TIMEOUT = 600.0  # seconds one PyGithub request may take, its retries included
 
 RequestHook = Callable[[str, int, float, int | str, int | None], None]
 """on_request(endpoint, status, duration_seconds, installation, rate_remaining), once per attempt
@@ -730,7 +732,12 @@ class _GitHubConnection:
             raise RuntimeError("PyGithub used outside GitHubClient._pygithub")
         verb, url, body = self._request
         sending = route.client._send_for_pygithub(verb, url, body, route.auth)
-        response = asyncio.run_coroutine_threadsafe(sending, route.loop).result()
+        future = asyncio.run_coroutine_threadsafe(sending, route.loop)
+        try:  # bounded, so a loop that stopped mid-call can never strand a pool thread
+            response = future.result(timeout=PYGITHUB_CALL_TIMEOUT)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TransientError(0, f"{verb} {endpoint_template(url)}: timed out") from None
         return _Answer(response)
 
     def close(self) -> None:
