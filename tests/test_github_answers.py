@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from sqlalchemy import insert
 
 from github_app.store import bindings, branches, deliveries, installations, snapshots
+from github_app.store.models import Repository
 from github_app.sync.messages import EMPTY_REPOSITORY
 from tests.harness import (
     FULL_NAME,
@@ -104,10 +106,12 @@ async def _live(world: BridgeWorld, sha: str) -> bool | None:
 
 async def test_an_installation_of_10050_repositories_keeps_the_last_one(sqlite_url: str) -> None:
     async with harness(sqlite_url, private=False) as world:
-        for number in range(10_050):
-            world.fake.add_repo(f"octo-org/r{number:05}", installation=world.installation_id)
-        world.fake.update_repo(FULL_NAME, new_full_name="octo-org/zz-prompts")  # listed last
-        world.full_name = "octo-org/zz-prompts"
+        names = [f"octo-org/r{number:05}" for number in range(10_050)]
+        ids = [world.fake.add_repo(name, installation=world.installation_id) for name in names]
+        # known from earlier events (written in bulk here: one by one it takes half a minute)
+        world.db(_store_repositories, world.installation_id, dict(zip(ids, names, strict=True)))
+        # the bound repository is listed last, past any page cap (the fake lists in order)
+        world.fake.repos[world.repository_id] = world.fake.repos.pop(world.repository_id)
         world.bind(GUILD)
         await world.push(prompt_files("kept"))
         await world.drain()
@@ -119,9 +123,25 @@ async def test_an_installation_of_10050_repositories_keeps_the_last_one(sqlite_u
 
         pages = [r for r in world.fake.requests[mark:] if r.path == "/installation/repositories"]
         assert len(pages) == 101, "every page of 100 is read"
+        last = json.loads(pages[-1].answer)["repositories"]
+        assert last[-1]["id"] == world.repository_id
         stored = world.db(installations.get_repository, world.repository_id)
         assert stored is not None and stored.installation_id == world.installation_id
         assert world.state().commit_sha is not None
+
+
+def _store_repositories(session: Any, installation_id: int, names: dict[int, str]) -> None:
+    rows = [
+        {
+            "id": rid,
+            "full_name": name,
+            "private": True,
+            "default_branch": "main",
+            "installation_id": installation_id,
+        }
+        for rid, name in names.items()
+    ]
+    session.execute(insert(Repository), rows)
 
 
 # ---- cost independent of repository size ----------------------------------------------------
