@@ -150,18 +150,18 @@ def _store_installation(
     # usual case when an event re-lists 10,000 of them) cost no write.
     known = {r.id: r for r in installations.installation_repositories(session, installation_id)}
     ids: set[int] = set()
-    for repository in repositories:
-        current = known.get(integer(repository.get("id")) or -1)
-        if current is None or not _unchanged(current, repository):
-            current = installations.remember_repository(session, repository, installation_id)
+    for listed in repositories:
+        current = known.get(integer(listed.get("id")) or -1)
+        if current is None or not _unchanged(current, listed):
+            current = installations.remember_repository(session, listed, installation_id)
         if current is not None:
             ids.add(current.id)
     if replace:
-        for repository in known.values():
-            if repository.id not in ids:
+        for gone in known.values():
+            if gone.id not in ids:
                 installations.detach_repository(
                     session,
-                    repository.id,
+                    gone.id,
                     reason="the repository is no longer in the guildprompts App's installation",
                 )
     return enqueue_followed(session, ids, "access-restored")
