@@ -139,12 +139,6 @@ class ServingMachine(RuleBasedStateMachine):
         else:
             self.system.model.tokens[guild] = secret
 
-    @precondition(lambda self: bool(self.system.model.tokens))
-    @rule(data=st.data())
-    def revoke_token(self, data: st.DataObject) -> None:
-        guild = data.draw(st.sampled_from(sorted(self.system.model.tokens)), label="guild")
-        self.system.fake.revoke_pat(self.system.model.tokens[guild])
-
     @rule(guild=guilds)
     def unbind(self, guild: str) -> None:
         response = self.run(self.system.unbind(guild))
