@@ -294,6 +294,11 @@ class _Core:
     def _degraded(self, key: tuple[str, str], ctx: Context, reason: str) -> ResolvedPrompt:
         with self._lock:
             entry = self._entries.get(key)
+        streamed = self._streamed(key[0], ctx, reason)
+        if streamed is not None and (
+            entry is None or streamed.resolved_at >= entry.prompt.resolved_at
+        ):
+            return streamed  # the newer of the two last good answers
         if entry is not None:
             when = entry.prompt.resolved_at.isoformat(timespec="seconds")
             return replace(
@@ -301,9 +306,6 @@ class _Core:
                 is_stale=True,
                 status_message=f"guildprompts unavailable ({reason}); last good answer from {when}",
             )
-        streamed = self._streamed(key[0], ctx, reason)
-        if streamed is not None:
-            return streamed
         message = f"guildprompts unavailable ({reason}); built-in defaults"
         return _fallback(key[0], ctx, message)
 

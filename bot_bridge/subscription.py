@@ -196,7 +196,11 @@ class LocalState:
         self.generation = generation
         self.synced_at = _now()
         self.live = True
-        self._save("gen", {"generation": generation, "github_url": self.github_url})
+        self._save("gen", self._generation_record())
+
+    def _generation_record(self) -> dict[str, Any]:
+        synced = self.synced_at.isoformat() if self.synced_at is not None else None
+        return {"generation": self.generation, "github_url": self.github_url, "synced_at": synced}
 
     def _prune(self) -> None:
         """Forget snapshots and answers no guild is served from any more."""
@@ -228,7 +232,7 @@ class LocalState:
                 "head_at": head,
             }
         if self.generation is not None:
-            records["gen"] = {"generation": self.generation, "github_url": self.github_url}
+            records["gen"] = self._generation_record()
         return records
 
     def restore(self, records: Mapping[str, Any]) -> None:
@@ -244,6 +248,10 @@ class LocalState:
         if isinstance(gen, dict) and isinstance(gen.get("generation"), int):
             self.generation = gen["generation"]
             self.github_url = str(gen.get("github_url") or "")
+            try:
+                self.synced_at = datetime.fromisoformat(str(gen.get("synced_at")))
+            except ValueError:
+                self.synced_at = None
         self._prune_quietly()
 
     def _prune_quietly(self) -> None:
