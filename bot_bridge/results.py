@@ -76,6 +76,8 @@ class GuildConfig:
     repo_url: str | None
     install_url: str | None
     in_progress: bool = False  # the server answered 202: the sync is still running
+    # "commit abc1234 live since 14:02:07 UTC, 0.3 s after the push" (None: nothing live)
+    freshness: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -231,6 +233,9 @@ def config_from_body(guild: str, body: Any, status_code: int) -> GuildConfig:
         repo_url=text_field(body.get("repo_url")),
         install_url=text_field(body.get("install_url")),
         in_progress=status_code == 202,
+        freshness=text_field((body.get("freshness") or {}).get("text"))
+        if isinstance(body.get("freshness"), dict)
+        else None,
         raw=body,
     )
 

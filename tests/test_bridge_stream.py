@@ -276,3 +276,17 @@ async def test_the_async_client_streams_too(runtime: Runtime) -> None:
             stats = client.stream_stats()
     assert answer.content.startswith("v1") and answer.source == "custom"
     assert stats["live"] is True and stats["guilds"] == 1 and stats["snapshots"] == 1
+
+
+# ---- freshness ----------------------------------------------------------------------------------
+
+
+def test_get_config_says_how_fresh_the_served_commit_is(runtime: Runtime) -> None:
+    sha = Store(runtime).bound(GUILD)
+    with service(runtime) as url, BridgeClient(url, TOKEN) as client:
+        config = client.get_config(GUILD)
+    assert config is not None and config.freshness is not None
+    assert config.freshness.startswith(f"commit {sha[:7]} live since ")
+    assert config.freshness.endswith(" s after the push")
+    fresh = config.raw["freshness"]
+    assert fresh["after_push_seconds"] >= 0 and fresh["live_since"].endswith("+00:00")

@@ -29,6 +29,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.authentication import (
@@ -59,7 +60,7 @@ from github_app.bridge.binding_store import (
     request_refresh,
 )
 from github_app.bridge.repository_url import RepositoryNameError, parse_repository
-from github_app.bridge.resolver_cache import GUILD_ID, QueryError, ResolverCache
+from github_app.bridge.resolver_cache import GUILD_ID, Freshness, QueryError, ResolverCache
 from github_app.bridge.stream import StreamHub
 from github_app.logs import register_secret
 from github_app.runtime import Runtime
@@ -263,6 +264,9 @@ class _BridgeAPI:
         view = await self._view(guild_id)
         if view is None:
             raise _no_binding(guild_id)
+        await self.cache.refresh_to(-1)  # loaded once; a no-op afterwards
+        served = self.cache.served(guild_id)
+        view["freshness"] = _freshness(served.commit_sha, self.cache.freshness(served))
         return _json(view)
 
     async def _view(self, guild_id: str) -> dict[str, Any] | None:
@@ -465,6 +469,24 @@ def _optional_version(body: Mapping[str, Any]) -> int | None:
 
 def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+def _freshness(sha: str | None, fresh: Freshness | None) -> dict[str, Any] | None:
+    """How fresh what this process serves is: "commit abc1234 live since 14:02:07 UTC, 0.3 s
+    after the push" (the push time is GitHub's `pushed_at`, which has whole seconds)."""
+    if sha is None or fresh is None or fresh.activated_at is None:
+        return None
+    live = _utc(fresh.activated_at)
+    text = f"commit {sha[:7]} live since {live:%H:%M:%S} UTC"
+    after = None
+    if fresh.head_at is not None:
+        after = max(0.0, (live - _utc(fresh.head_at)).total_seconds())
+        text += f", {after:.1f} s after the push"
+    return {"live_since": live.isoformat(), "after_push_seconds": after, "text": text}
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _no_binding(guild_id: str) -> Refusal:
