@@ -17,7 +17,7 @@ import pytest
 from github_app.bridge.repository_url import RepositoryNameError, parse_repository
 from github_app.bridge.resolver_cache import ResolverCache
 from github_app.runtime import Runtime
-from github_app.store import audit, bindings
+from github_app.store import audit, bindings, deliveries
 from github_app.store.errors import DatabaseUnavailableError
 from github_app.store.models import BindingState
 from tests.harness import (
@@ -492,6 +492,26 @@ async def test_binding_a_public_repository(world: World) -> None:
     assert (await world.prompt(GUILD, category="meeting"))["content"].startswith("first")
     entries = world.db(audit.audit_entries, GUILD)
     assert {(e.action, e.actor) for e in entries} >= {("binding.request", "42")}
+
+
+async def test_binding_to_a_commit_already_live_answers_at_once(sqlite_url: str) -> None:
+    async with bridge_world(sqlite_url, private=True) as world:
+        allowed = PATH_FILE + f'allowed_guilds: ["{GUILD}", "{THIRD}"]\n'.encode()
+        sha = world.push(prompt_files("live", allowed))
+        assert (await world.bind(GUILD)).status_code == 200
+        mark = len(world.fake.requests)
+        queued = world.db(deliveries.queue_stats).pending
+
+        fast = await world.bind(THIRD)
+
+        assert fast.status_code == 200, fast.text
+        assert (fast.json()["state"], fast.json()["active_sha"]) == ("active", sha)
+        assert world.fake.requests[mark:] == []  # no sync: not one request to GitHub
+        assert world.db(deliveries.queue_stats).pending == queued
+        assert (await world.prompt(THIRD, category="meeting"))["content"].startswith("live")
+        # A guild the PATH does not allow still gets the full check, and its refusal.
+        refused = await world.bind(OTHER)
+        assert refused.status_code == 403, refused.text
 
 
 async def test_a_push_switches_and_a_broken_push_changes_nothing(world: World) -> None:

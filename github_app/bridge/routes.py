@@ -283,6 +283,9 @@ class _BridgeAPI:
             )
         except ConcurrentUpdateError as exc:
             raise _conflict(exc) from None
+        if plan.generation is not None:  # live at once: the commit was already served
+            await self.runtime.announce_activation(plan.generation)
+            return await self._outcome(guild_id, plan)
         if plan.guid is None:
             raise Refusal(
                 409,
