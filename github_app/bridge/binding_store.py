@@ -62,6 +62,7 @@ class Plan:
     branch: str | None
     pending_set_at: datetime | None  # None: a refresh of the live binding
     generation: int | None = None  # set when the binding went live at once (no sync needed)
+    state: GuildState | None = None  # the guild's state then
 
 
 def request_binding(
@@ -93,7 +94,8 @@ def request_binding(
     ):  # the commit is live and the guild may read it: nothing to sync
         bindings.promote_pending(session, guild_id, actor=wanted.actor)
         generation = branches.current_generation(session)
-        return Plan(None, full_name, wanted.branch, pending.set_at, generation)
+        state = serving.guild_state(session, guild_id)
+        return Plan(None, full_name, wanted.branch, pending.set_at, generation, state)
     guid = None
     if readable:  # the handler asks GitHub how to read it, catching installations we missed
         guid = jobs.enqueue_sync(

@@ -469,6 +469,35 @@ class ResolverCache:
         except TimeoutError:
             log.warning("the resolver cache's loop did not reload within %s s", _CROSS_LOOP_WAIT)
 
+    async def apply_guild(self, generation: int, state: GuildState) -> None:
+        """One guild changed, in the transaction that made `generation`: when the map is at
+        the generation just before, update that guild alone (no full reload); otherwise
+        reload up to `generation`."""
+        self._loop = asyncio.get_running_loop()
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if not self._loaded or self._generation != generation - 1:
+                loaded, states = await self.runtime.run_db(_load_states)
+                self._apply(loaded, states)
+                return
+            self._apply_one(generation, state)
+
+    def _apply_one(self, generation: int, state: GuildState) -> None:
+        """`_apply` for one guild: what a state that no guild uses any more keeps in memory
+        goes at the next full reload."""
+        fresh = serving_of(state)
+        shared = self._interned.get(fresh) or fresh
+        self._interned[shared] = shared
+        changed = self._guilds.get(state.guild_id, UNBOUND) != shared
+        self._guilds[state.guild_id] = shared
+        self._live = self._live | {shared}
+        if state.snapshot_id is not None:
+            self._live_snapshots = self._live_snapshots | {state.snapshot_id}
+            self._freshness[state.snapshot_id] = Freshness(state.activated_at, state.head_at)
+        self._generation = generation
+        self._record(generation, frozenset({state.guild_id}) if changed else frozenset())
+
     def _apply(self, generation: int, states: Mapping[str, GuildState]) -> None:
         interned: dict[Served, Served] = {}
         guilds: dict[str, Served] = {}
@@ -498,13 +527,17 @@ class ResolverCache:
         for snapshot_id in [s for s in self._snapshots if s not in snapshots_live]:
             self._forget(snapshot_id)
         self._guild_dependent &= snapshots_live
-        if was_loaded:
+        if not was_loaded:
+            self._changes.clear()
+            self._changes_floor = generation
+        self._record(generation, changed, log=was_loaded)
+
+    def _record(self, generation: int, changed: frozenset[str], *, log: bool = True) -> None:
+        """Remember which guilds changed at `generation` (for resumes) and tell listeners."""
+        if log:
             self._changes.append((generation, changed))
             if len(self._changes) > CHANGE_LOG:
                 self._changes_floor = self._changes.popleft()[0]
-        else:
-            self._changes.clear()
-            self._changes_floor = generation
         for listener in list(self._listeners):
             try:
                 listener(generation, changed)

@@ -283,9 +283,13 @@ class _BridgeAPI:
             )
         except ConcurrentUpdateError as exc:
             raise _conflict(exc) from None
-        if plan.generation is not None:  # live at once: the commit was already served
-            await self.runtime.announce_activation(plan.generation)
-            return await self._outcome(guild_id, plan)
+        if plan.generation is not None and plan.state is not None:  # live at once
+            await self.cache.apply_guild(plan.generation, plan.state)  # this guild alone
+            await self.runtime.announce_activation(plan.generation)  # other processes
+            view = await self._view(guild_id)
+            if view is None:
+                raise _no_binding(guild_id)
+            return _json(view)
         if plan.guid is None:
             raise Refusal(
                 409,
