@@ -49,6 +49,16 @@ from bot_bridge.subscription import LocalState, Subscription
 from promptrepo import Context, ContextError, builtin_default, render
 from promptrepo.answer import GUILD_ID, routing_context
 
+__all__ = [
+    "AsyncBridgeClient",
+    "BridgeClient",
+    "BridgeError",
+    "BridgeEvent",
+    "GuildConfig",
+    "PreviewResult",
+    "ResolvedPrompt",
+]
+
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/bridge/v1"

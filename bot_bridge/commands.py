@@ -180,12 +180,12 @@ async def preview_prompt(
         "channel": caller.channel_name,
         "channel_id": caller.channel_id,
     }
-    context = {key: value for key, value in context.items() if value}
+    given = {key: value for key, value in context.items() if value}
     try:
-        result = await client.test(caller.guild_id, context)
+        result = await client.test(caller.guild_id, given)
     except BridgeError as exc:
         return Reply(_refusal(exc, caller))
-    return Reply(_describe_preview(result, context))
+    return Reply(_describe_preview(result, given))
 
 
 # --- wording ------------------------------------------------------------------------------------

@@ -368,7 +368,7 @@ class Subscription:
 
 def _events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
     """Server-Sent Events: (event name, data) per blank-line-terminated block."""
-    event, data = "message", []
+    event, data = "message", list[str]()
     for line in lines:
         if not line:
             if data:

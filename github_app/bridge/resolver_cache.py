@@ -530,11 +530,11 @@ class ResolverCache:
         if not was_loaded:
             self._changes.clear()
             self._changes_floor = generation
-        self._record(generation, changed, log=was_loaded)
+        self._record(generation, changed, remember=was_loaded)
 
-    def _record(self, generation: int, changed: frozenset[str], *, log: bool = True) -> None:
+    def _record(self, generation: int, changed: frozenset[str], *, remember: bool = True) -> None:
         """Remember which guilds changed at `generation` (for resumes) and tell listeners."""
-        if log:
+        if remember:
             self._changes.append((generation, changed))
             if len(self._changes) > CHANGE_LOG:
                 self._changes_floor = self._changes.popleft()[0]

@@ -336,11 +336,11 @@ class _BridgeAPI:
                 break
             remaining = deadline - loop.time()
             if remaining <= 0:
-                view = await self._view(guild_id) or {}
-                view["message"] = (
+                waiting = await self._view(guild_id) or {}
+                waiting["message"] = (
                     "saved; the sync is still running: ask for the config again in a moment"
                 )
-                return _json(view, 202)
+                return _json(waiting, 202)
             await asyncio.sleep(min(self.poll_interval, remaining))
         if isinstance(decided, Refusal):
             raise decided
