@@ -99,12 +99,10 @@ class ServedPrompt:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class LoadedSnapshot:
-    """One snapshot in memory: parsed for resolving, and encoded once for the stream."""
+    """One parsed snapshot, ready to resolve from."""
 
     snapshot_id: int
     repository: PromptRepository
-    digest: str  # content address: equal files, equal digest
-    files_json: bytes  # {"path": "text", ...} as the stream sends it
     guild_dependent: bool  # a file names the `guild` variable: answers differ per guild
     size: int  # bytes it is accounted for in the LRU
 
@@ -168,23 +166,29 @@ def _load_states(session: Session) -> tuple[int, dict[str, GuildState]]:
 
 
 def _loaded(snapshot_id: int, files: Mapping[str, bytes]) -> LoadedSnapshot:
-    """Parse and encode a snapshot (runs in a thread)."""
-    repository = load_repository(files)
+    """Parse a snapshot (runs in a thread)."""
+    raw = sum(len(content) for content in files.values())
+    return LoadedSnapshot(
+        snapshot_id=snapshot_id,
+        repository=load_repository(files),
+        guild_dependent=uses_guild(files),
+        size=raw * _PARSED_OVERHEAD + 4096,
+    )
+
+
+def _encoded(files: Mapping[str, bytes]) -> tuple[str, bytes]:
+    """A snapshot as the stream sends it: its content digest and `{"path": "text"}` as JSON
+    (runs in a thread). Equal files, equal digest, whatever the snapshot's id."""
     digest = hashlib.blake2b(digest_size=16)
     texts: dict[str, str] = {}
     for path in sorted(files):
         digest.update(path.encode() + b"\0" + files[path] + b"\0")
         texts[path] = files[path].decode("utf-8", "replace")
-    files_json = json.dumps(texts, ensure_ascii=False, separators=(",", ":")).encode()
-    raw = sum(len(content) for content in files.values())
-    return LoadedSnapshot(
-        snapshot_id=snapshot_id,
-        repository=repository,
-        digest=digest.hexdigest(),
-        files_json=files_json,
-        guild_dependent=uses_guild(files),
-        size=raw * _PARSED_OVERHEAD + len(files_json) + 4096,
-    )
+    return digest.hexdigest(), json.dumps(texts, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _with_guild(context: Context, guild_id: str) -> Context:
+    return Context(tuple(sorted((*context.items, ("guild", guild_id)))))
 
 
 Listener = Callable[[int, frozenset[str]], None]
@@ -206,11 +210,14 @@ class ResolverCache:
         self._live: frozenset[Served] = frozenset({UNBOUND})
         self._live_snapshots: frozenset[int] = frozenset()
         self._entries: OrderedDict[tuple[Served, str], ServedPrompt] = OrderedDict()
-        # (guild, raw query) -> (context key, context key without the guild, context)
-        self._contexts: dict[tuple[str, Query], tuple[str, str, Context]] = {}
+        # raw query -> (its context key without the guild, that context): the same for all guilds
+        self._contexts: dict[Query, tuple[str, Context]] = {}
         self._snapshots: OrderedDict[int, LoadedSnapshot] = OrderedDict()
         self._snapshot_bytes = 0
-        self._guild_dependent: set[int] = set()
+        self._dependence_known: set[int] = set()  # live snapshots parsed at least once
+        self._guild_dependent: set[int] = set()  # ... and whose answers depend on the guild
+        self._encoded: OrderedDict[int, tuple[str, bytes]] = OrderedDict()  # for the stream
+        self._encoded_bytes = 0
         self._loading: dict[int, asyncio.Future[LoadedSnapshot | None]] = {}
         self._freshness: dict[int, Freshness] = {}
         self._changes: deque[tuple[int, frozenset[str]]] = deque()
@@ -227,14 +234,18 @@ class ResolverCache:
     def lookup(self, guild_id: str, query: Query) -> ServedPrompt | None:
         """The cached answer, or None (then call `resolve`). No I/O, no await.
 
-        `query` is the request's (name, value) pairs as received, as a tuple.
+        `query` is the request's (name, value) pairs as received, as a tuple; `guild_id` must
+        have been checked (`GUILD_ID`).
         """
         started = time.perf_counter()
-        known = self._contexts.get((guild_id, query))
+        known = self._contexts.get(query)
         if known is None:
             return None
         served_state = self._guilds.get(guild_id, UNBOUND)
-        key = (served_state, self._key_text(served_state, known))
+        snapshot_id = served_state.snapshot
+        if snapshot_id is not None and snapshot_id not in self._dependence_known:
+            return None
+        key = (served_state, self._key_text(served_state, known, guild_id))
         answer = self._entries.get(key)
         if answer is None:
             return None
@@ -242,10 +253,11 @@ class ResolverCache:
         metrics.record_resolve(True, time.perf_counter() - started)
         return answer
 
-    def _key_text(self, served_state: Served, known: tuple[str, str, Context]) -> str:
+    def _key_text(self, served_state: Served, known: tuple[str, Context], guild_id: str) -> str:
+        """Guilds on a snapshot whose files never name `guild` share their answers."""
         if served_state.snapshot is not None and served_state.snapshot in self._guild_dependent:
-            return known[0]
-        return known[1]
+            return _with_guild(known[1], guild_id).key
+        return known[0]
 
     async def resolve(
         self, guild_id: str, query: Mapping[str, Any] | Iterable[tuple[str, Any]] = ()
@@ -257,29 +269,33 @@ class ResolverCache:
         """
         started = time.perf_counter()
         raw = _as_query(query)
+        known = self._context(guild_id, raw)
         if not self._loaded:
             await self.refresh_to(-1)  # first use: one load, however many requests wait on it
-        known = self._context(guild_id, raw)
         retried = False
         while True:
             served_state = self._guilds.get(guild_id, UNBOUND)
+            snapshot_id = served_state.snapshot
             loaded = None
-            if served_state.snapshot is not None:
-                loaded = await self.snapshot(int(served_state.snapshot))
-                if loaded is None and not retried:
-                    retried = True
-                    await self.reload()  # purged or replaced meanwhile: look again
-                    continue
-            key = (served_state, self._key_text(served_state, known))
+            if snapshot_id is not None and snapshot_id not in self._dependence_known:
+                loaded = await self.snapshot(int(snapshot_id))
+            key = (served_state, self._key_text(served_state, known, guild_id))
             answer = self._entries.get(key)
             if answer is not None:
                 self._entries.move_to_end(key)
                 metrics.record_resolve(True, time.perf_counter() - started)
                 return answer
+            if snapshot_id is not None and loaded is None:
+                loaded = await self.snapshot(int(snapshot_id))
+            if snapshot_id is not None and loaded is None and not retried:
+                retried = True
+                await self.reload()  # purged or replaced meanwhile: look again
+                continue
             break
         repository = loaded.repository if loaded is not None else None
+        context = _with_guild(known[1], guild_id)
         answer = ServedPrompt.from_body(
-            build_answer(served_state, known[2], repository, self._github_url).to_json()
+            build_answer(served_state, context, repository, self._github_url).to_json()
         )
         if served_state in self._live:  # not switched away while we were resolving
             self._store(key, answer)
@@ -304,19 +320,23 @@ class ResolverCache:
         answer = build_answer(current, context, repository, self._github_url).to_json()
         return Preview(answer, state, context)
 
-    def _context(self, guild_id: str, raw: Query) -> tuple[str, str, Context]:
+    def _context(self, guild_id: str, raw: Query) -> tuple[str, Context]:
+        """The query's context without the guild (memoised per raw query), after checking
+        the guild id and the query (QueryError)."""
+        if not isinstance(guild_id, str) or not GUILD_ID.fullmatch(guild_id):
+            context_for(guild_id, raw)  # raises the QueryError that says why
         try:
-            known = self._contexts.get((guild_id, raw))
+            known = self._contexts.get(raw)
         except TypeError:  # a list or mapping as a value: not a context value
             context_for(guild_id, raw)  # raises the QueryError that says which
             raise
         if known is not None:
             return known
-        context = context_for(guild_id, raw)
+        context = without_guild(context_for(guild_id, raw))
         if len(self._contexts) >= self.size:
             self._contexts.clear()  # a memo: rebuilt on demand, bounded like the entries
-        known = (context.key, without_guild(context).key, context)
-        self._contexts[(guild_id, raw)] = known
+        known = (context.key, context)
+        self._contexts[raw] = known
         return known
 
     def _store(self, key: tuple[Served, str], answer: ServedPrompt) -> None:
@@ -352,6 +372,7 @@ class ResolverCache:
             self._snapshot_bytes -= previous.size
         self._snapshots[loaded.snapshot_id] = loaded
         self._snapshot_bytes += loaded.size
+        self._dependence_known.add(loaded.snapshot_id)
         if loaded.guild_dependent:
             self._guild_dependent.add(loaded.snapshot_id)
         while self._snapshot_bytes > self._snapshot_budget and len(self._snapshots) > 1:
@@ -372,6 +393,25 @@ class ResolverCache:
         except RepositoryError as exc:
             log.error("active snapshot %s cannot be loaded: %s", snapshot_id, exc)
             return None
+
+    async def snapshot_event(self, snapshot_id: int) -> tuple[str, bytes] | None:
+        """The snapshot as the stream sends it (digest, files as JSON); None once purged.
+        Kept in a small LRU (an eighth of the snapshot budget): a new commit is read once
+        for every connected bot."""
+        encoded = self._encoded.get(snapshot_id)
+        if encoded is not None:
+            self._encoded.move_to_end(snapshot_id)
+            return encoded
+        files = await self.runtime.run_db(snapshots.snapshot_files, snapshot_id)
+        if not files:
+            return None
+        encoded = await anyio.to_thread.run_sync(_encoded, files)
+        if snapshot_id in self._live_snapshots and snapshot_id not in self._encoded:
+            self._encoded[snapshot_id] = encoded
+            self._encoded_bytes += len(encoded[1])
+            while self._encoded_bytes > self._snapshot_budget // 8 and len(self._encoded) > 1:
+                self._encoded_bytes -= len(self._encoded.popitem(last=False)[1][1])
+        return encoded
 
     # ---- the guild map, for the stream --------------------------------------------------------
 
@@ -526,7 +566,10 @@ class ResolverCache:
             del self._entries[key]
         for snapshot_id in [s for s in self._snapshots if s not in snapshots_live]:
             self._forget(snapshot_id)
+        for snapshot_id in [s for s in self._encoded if s not in snapshots_live]:
+            self._encoded_bytes -= len(self._encoded.pop(snapshot_id)[1])
         self._guild_dependent &= snapshots_live
+        self._dependence_known &= snapshots_live
         if not was_loaded:
             self._changes.clear()
             self._changes_floor = generation
@@ -555,4 +598,5 @@ class ResolverCache:
             "repositories": len(self._snapshots),
             "repositories_loaded": self.repositories_loaded,
             "snapshot_bytes": self._snapshot_bytes,
+            "stream_bytes": self._encoded_bytes,
         }

@@ -32,7 +32,7 @@ from starlette.responses import Response, StreamingResponse
 
 from github_app import metrics
 from github_app.bridge.binding_store import Refusal
-from github_app.bridge.resolver_cache import GUILD_ID, LoadedSnapshot, ResolverCache
+from github_app.bridge.resolver_cache import GUILD_ID, ResolverCache
 from promptrepo.answer import Served
 
 __all__ = ["MAX_GUILDS", "StreamHub"]
@@ -114,18 +114,12 @@ class StreamHub:
         cache = self.cache
         for guild_id in guilds:
             served = cache.served(guild_id)
-            loaded = await self._loaded(served)
-            digest = None if served.snapshot is None else (loaded.digest if loaded else MISSING)
-            if loaded is not None and digest not in sent:
-                sent.add(loaded.digest)
-                yield _event(
-                    "snapshot",
-                    b'{"digest":"'
-                    + loaded.digest.encode()
-                    + b'","files":'
-                    + loaded.files_json
-                    + b"}",
-                )
+            encoded = await self._encoded(served)
+            digest = None if served.snapshot is None else (encoded[0] if encoded else MISSING)
+            if encoded is not None and digest not in sent:
+                sent.add(encoded[0])
+                head = b'{"digest":"' + encoded[0].encode() + b'","files":'
+                yield _event("snapshot", head + encoded[1] + b"}")
                 freshness = cache.freshness(served)
                 if observe and freshness is not None and freshness.head_at is not None:
                     late = datetime.now(UTC) - _aware(freshness.head_at)
@@ -140,11 +134,11 @@ class StreamHub:
             yield _event("guild", json.dumps(state, ensure_ascii=False).encode())
         yield _event("sync", str(cache.generation).encode(), event_id=cache.generation)
 
-    async def _loaded(self, served: Served) -> LoadedSnapshot | None:
+    async def _encoded(self, served: Served) -> tuple[str, bytes] | None:
         if served.snapshot is None:
             return None
         try:
-            return await self.cache.snapshot(int(served.snapshot))
+            return await self.cache.snapshot_event(int(served.snapshot))
         except Exception as exc:  # the database did not answer: the client falls back
             log.warning("snapshot %s could not be read for the stream: %s", served.snapshot, exc)
             return None
@@ -153,9 +147,9 @@ class StreamHub:
         """The content digests of these states (what a resuming client already holds)."""
         digests = set()
         for served in set(states):
-            loaded = await self._loaded(served)
-            if loaded is not None:
-                digests.add(loaded.digest)
+            encoded = await self._encoded(served)
+            if encoded is not None:
+                digests.add(encoded[0])
         return digests
 
 
