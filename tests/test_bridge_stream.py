@@ -61,6 +61,16 @@ def service(runtime: Runtime) -> Iterator[str]:
         yield url
 
 
+@contextmanager
+def opened_stream(url: str) -> Iterator[httpx.Response]:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with (
+        httpx.Client(base_url=url, timeout=10) as http,
+        http.stream("GET", "/bridge/v1/stream", headers=headers) as response,
+    ):
+        yield response
+
+
 def read_events(lines: Iterator[str], until: str = "sync") -> list[tuple[str, Any, str]]:
     """(event, data, id) up to and including the first `until` event (comments included)."""
     events: list[tuple[str, Any, str]] = []
@@ -96,13 +106,7 @@ def test_state_at_connect_sends_each_snapshot_once(runtime: Runtime) -> None:
     store = Store(runtime)
     sha = store.bound(GUILD)
     store.bind(OTHER)
-    with (
-        service(runtime) as url,
-        httpx.Client(base_url=url, timeout=10) as http,
-        http.stream(
-            "GET", "/bridge/v1/stream", headers={"Authorization": f"Bearer {TOKEN}"}
-        ) as response,
-    ):
+    with service(runtime) as url, opened_stream(url) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         events = read_events(response.iter_lines())
@@ -173,13 +177,7 @@ def test_changes_arrive_and_a_resume_sends_only_what_the_client_lacks(runtime: R
 
 
 def test_heartbeats_keep_an_idle_stream_talking(runtime: Runtime) -> None:
-    with (
-        service(runtime) as url,
-        httpx.Client(base_url=url, timeout=10) as http,
-        http.stream(
-            "GET", "/bridge/v1/stream", headers={"Authorization": f"Bearer {TOKEN}"}
-        ) as response,
-    ):
+    with service(runtime) as url, opened_stream(url) as response:
         lines = response.iter_lines()
         read_events(lines)
         assert next(lines) == ": heartbeat"  # STREAM_HEARTBEAT is 0.2 s here

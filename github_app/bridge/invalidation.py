@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.engine import URL
@@ -136,23 +136,42 @@ async def _poll(runtime: Runtime, cache: ResolverCache, stop: asyncio.Event) -> 
 
 async def _postgres(url: URL, cache: ResolverCache, stop: asyncio.Event) -> None:
     """LISTEN on the activation channel; every NOTIFY carries the new generation."""
+
+    async def notified(payload: str | None) -> None:
+        if payload is None:
+            await cache.check()  # catch up on anything committed while not listening
+        else:
+            await cache.refresh_to(_generation(payload))
+
+    await _listen_postgres(url, ACTIVATION_CHANNEL, notified, "PostgreSQL LISTEN", stop)
+
+
+async def _listen_postgres(
+    url: URL,
+    channel: str,
+    notified: Callable[[str | None], Awaitable[None]],
+    what: str,
+    stop: asyncio.Event,
+) -> None:
+    """LISTEN on `channel` until `stop`, reconnecting after any loss: `notified(payload)` per
+    NOTIFY, and `notified(None)` after each (re)connection."""
     import psycopg  # the `postgres` extra, present wherever DATABASE_URL is PostgreSQL
 
     conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    outage = _Outage("PostgreSQL LISTEN")
+    outage = _Outage(what)
     backoff = _Backoff()
     while not stop.is_set():
         try:
             async with await psycopg.AsyncConnection.connect(
                 conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT
             ) as connection:
-                await connection.execute(f"LISTEN {ACTIVATION_CHANNEL}")
+                await connection.execute(f"LISTEN {channel}")
                 outage.ended()
                 backoff.reset()
-                await cache.check()  # catch up on anything committed while not listening
+                await notified(None)
                 while not stop.is_set():
                     async for notice in connection.notifies(timeout=NOTIFY_WAIT):
-                        await cache.refresh_to(_generation(notice.payload))
+                        await notified(notice.payload)
         except Exception as exc:  # connection lost or refused: reconnect, never give up
             outage.began(exc)
         if await _stopped(stop, backoff.next()):
@@ -202,28 +221,12 @@ async def listen_for_work(runtime: Runtime, stop: asyncio.Event) -> None:
     """LISTEN on the work channel and wake this process's worker (PostgreSQL only)."""
     if runtime.database.dialect != "postgresql":
         return
-    import psycopg
+
+    async def notified(_payload: str | None) -> None:
+        runtime.wake_worker()  # also after (re)connecting: work stored while not listening
 
     url = runtime.database.engine.url
-    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    outage = _Outage("PostgreSQL LISTEN for work")
-    backoff = _Backoff()
-    while not stop.is_set():
-        try:
-            async with await psycopg.AsyncConnection.connect(
-                conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT
-            ) as connection:
-                await connection.execute(f"LISTEN {WORK_CHANNEL}")
-                outage.ended()
-                backoff.reset()
-                runtime.wake_worker()  # work stored while not listening
-                while not stop.is_set():
-                    async for _notice in connection.notifies(timeout=NOTIFY_WAIT):
-                        runtime.wake_worker()
-        except Exception as exc:  # connection lost or refused: reconnect, never give up
-            outage.began(exc)
-        if await _stopped(stop, backoff.next()):
-            return
+    await _listen_postgres(url, WORK_CHANNEL, notified, "PostgreSQL LISTEN for work", stop)
 
 
 # ---- small pieces ---------------------------------------------------------------------------
