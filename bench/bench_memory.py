@@ -36,10 +36,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from github_app.secrets import generate_key  # noqa: E402
-from github_app.store import bindings, branches, installations, snapshots  # noqa: E402
+from github_app.store import branches, installations, snapshots  # noqa: E402
 from github_app.store.migrate import open_database  # noqa: E402
 from github_app.store.models import BranchStatus  # noqa: E402
 from tests.harness import clean_env, serve_process  # noqa: E402
+from tests.store_helpers import save_binding  # noqa: E402
 
 TOKEN = "bench-memory-token-8c1d"
 CONTEXTS = [
@@ -125,7 +126,7 @@ def populate(database_url: str, repositories: int, per_repository: int) -> None:
                 )
                 for index in range(per_repository):
                     guild = str(100000 + (number - 1) * per_repository + index)
-                    bindings.set_binding(
+                    save_binding(
                         session,
                         guild,
                         repository_full_name=full_name,
