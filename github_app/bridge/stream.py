@@ -25,7 +25,6 @@ import json
 import logging
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -54,23 +53,19 @@ class StreamHub:
         wanted = _guild_list(request.query_params.get("guilds"))
         last = _last_event_id(request.headers.get("last-event-id"))
         await self.cache.refresh_to(-1)  # loaded once; a no-op afterwards
-        changes: asyncio.Queue[frozenset[str]] = asyncio.Queue()
-        unsubscribe = self.cache.subscribe(lambda _generation, changed: changes.put_nowait(changed))
-        events = self._events(wanted, last, changes, unsubscribe)
         return StreamingResponse(
-            events,
+            self._events(wanted, last),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
     async def _events(
-        self,
-        wanted: frozenset[str] | None,
-        last: int | None,
-        changes: asyncio.Queue[frozenset[str]],
-        unsubscribe: Any,
+        self, wanted: frozenset[str] | None, last: int | None
     ) -> AsyncIterator[bytes]:
         cache = self.cache
+        changes: asyncio.Queue[frozenset[str]] = asyncio.Queue()
+        # Subscribed before the state is read: a change meanwhile is sent again, never missed.
+        unsubscribe = cache.subscribe(lambda _generation, changed: changes.put_nowait(changed))
         metrics.STREAM_CONNECTIONS.inc()
         try:
             changed = cache.changes_since(last) if last is not None else None
