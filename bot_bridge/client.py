@@ -735,7 +735,12 @@ class AsyncBridgeClient(_ClientBase):
         return await self._run(self._events(guild_id))
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self._shutdown)  # joins threads: never on the loop
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio (trio): the stop blocks briefly
+            self._shutdown()
+        else:
+            await asyncio.to_thread(self._shutdown)  # joins threads: never on the loop
         await self._http.aclose()
 
     async def __aenter__(self) -> Self:

@@ -711,3 +711,50 @@ def test_the_client_needs_none_of_the_servers_dependencies() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.anyio
+async def test_the_async_client_never_writes_its_file_on_the_event_loop(
+    bridge: FakeBridge, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import threading
+
+    writers: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        writers.append(threading.current_thread().name)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    cache = tmp_path / "prompts.json"
+    transport = httpx.MockTransport(bridge.handler)
+    async with AsyncBridgeClient(BASE, TOKEN, transport=transport, cache_path=cache) as client:
+        for channel in range(20):
+            await client.resolve_prompt(GUILD, category="meeting", channel=f"c{channel}")
+        loop_thread = threading.current_thread().name
+    assert writers and loop_thread not in writers
+    assert set(writers) == {"guildprompts-cache-file"}
+    assert len(cache_records(cache)[1]) == 20
+
+
+def test_the_journal_is_rewritten_when_mostly_superseded(
+    bridge: FakeBridge, tmp_path: Path
+) -> None:
+    cache = tmp_path / "prompts.json"
+    with make_client(bridge, cache_path=cache, max_entries=10) as client:
+        file = client._core.file
+        assert file is not None
+        for channel in range(400):  # 390 evictions: the journal would hold 800 lines
+            client.resolve_prompt(GUILD, category="meeting", channel=f"c{channel}")
+            if channel % 50 == 0:
+                file.flush()
+    lines = cache.read_text().splitlines()
+    _, records = cache_records(cache)
+    assert len(records) == 10
+    assert len(lines) - 1 <= 2 * 10 + 256 + 50  # compacted, not 800 lines
+    with make_client(bridge, cache_path=cache) as restarted:
+        bridge.failure = "refuse"
+        answer = restarted.resolve_prompt(GUILD, category="meeting", channel="c399")
+    assert answer.is_stale and answer.source == "custom"
