@@ -128,6 +128,16 @@ class Served:
     is_stale: bool
     status_message: str
     bound: bool  # the guild has a live binding (False: built-in defaults, source "default")
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Hashed once: caches key their answers by (Served, context) on every lookup.
+        fields = (self.snapshot, self.repository, self.branch, self.commit_sha)
+        more = (self.is_stale, self.status_message, self.bound)
+        object.__setattr__(self, "_hash", hash(fields + more))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def to_json(self) -> dict[str, Any]:
         return {
