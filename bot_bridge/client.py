@@ -49,15 +49,7 @@ from bot_bridge.subscription import LocalState, Subscription
 from promptrepo import Context, ContextError, builtin_default, render
 from promptrepo.answer import GUILD_ID, routing_context
 
-__all__ = [
-    "AsyncBridgeClient",
-    "BridgeClient",
-    "BridgeError",
-    "BridgeEvent",
-    "GuildConfig",
-    "PreviewResult",
-    "ResolvedPrompt",
-]
+__all__ = ["AsyncBridgeClient", "BridgeClient"]  # the result types: bot_bridge.results
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from bot_bridge import commands
-from bot_bridge.client import AsyncBridgeClient, BridgeClient, BridgeError
+from bot_bridge.client import AsyncBridgeClient, BridgeClient
+from bot_bridge.results import BridgeError
 from github_app.runtime import Runtime
 from github_app.web import create_app
 from tests.fakegithub import FakeGitHub, serve_on_loopback

@@ -161,6 +161,7 @@ class _Run:
         assert access is not None
         etag = None
         sha = request.sha
+        looked_at = utcnow()  # the head is at least this old: a push received meanwhile is newer
         if sha is None:
             sha, etag = await self._head(state)
         self.sha = sha
@@ -204,7 +205,7 @@ class _Run:
             self.branch,
             snapshot,
             activate=request.activate,
-            head_at=utcnow() if request.head_at is None else _aware(request.head_at),
+            head_at=looked_at if request.head_at is None else _aware(request.head_at),
             etag=etag,
             full_name=request.full_name,
         )
