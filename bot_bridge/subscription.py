@@ -60,9 +60,10 @@ class LocalState:
         self._files: dict[str, dict[str, str]] = {}
         self._dependent: set[str] = set()
         self._guilds: dict[str, Served] = {}
+        self._previews: dict[str, dict[str, Served]] = {}  # guild -> channel id -> preview
         self._freshness: dict[str, tuple[str | None, str | None]] = {}
         self._interned: dict[Served, Served] = {UNBOUND: UNBOUND}
-        self._memo: dict[Any, tuple[str, Served, ResolvedPrompt]] = {}
+        self._memo: dict[Any, tuple[str, str | None, Served, ResolvedPrompt]] = {}
         self._shared: dict[tuple[Served, str], ResolvedPrompt] = {}
         self._seen: set[str] | None = None  # guilds sent since a full (not resumed) state began
         self.push_to_bot: deque[float] = deque(maxlen=1000)  # seconds, push -> applied here
@@ -85,17 +86,25 @@ class LocalState:
             hit = self._memo.get(key)
         except TypeError:  # an unhashable value: compute (and refuse) below
             key, hit = None, None
-        if hit is not None and self._guilds.get(hit[0], UNBOUND) is hit[1]:
-            return hit[2]
+        if hit is not None and self._served(hit[0], hit[1]) is hit[2]:
+            return hit[3]
         guild = str(guild_id)
         ctx = routing_context(guild, {**(context or {}), **variables}.items())
-        served = self._guilds.get(guild, UNBOUND)
+        channel = ctx.get("channel_id")
+        served = self._served(guild, channel)
         prompt = self._shared_answer(served, ctx)
         if key is not None:
             if len(self._memo) >= MAX_MEMO:
                 self._memo.clear()
-            self._memo[key] = (guild, served, prompt)
+            self._memo[key] = (guild, channel, served, prompt)
         return prompt
+
+    def _served(self, guild: str, channel: str | None) -> Served:
+        """The guild's state, or its channel's while that channel previews a pull request."""
+        served = self._guilds.get(guild, UNBOUND)
+        if channel is not None and guild in self._previews:
+            return self._previews[guild].get(channel, served)
+        return served
 
     def _shared_answer(self, served: Served, ctx: Context) -> ResolvedPrompt:
         digest = served.snapshot if isinstance(served.snapshot, str) else None
@@ -168,6 +177,16 @@ class LocalState:
         served = self._interned.setdefault(served, served)
         previous = self._guilds.get(guild)
         self._guilds[guild] = served
+        channels = body.get("previews")
+        previews = {
+            str(channel): self._interned.setdefault(state, state)
+            for channel, raw in (channels.items() if isinstance(channels, dict) else ())
+            if (state := Served.from_json(raw)) is not None
+        }
+        if previews:
+            self._previews[guild] = previews
+        else:
+            self._previews.pop(guild, None)
         activated, head = body.get("activated_at"), body.get("head_at")
         self._freshness[guild] = (
             activated if isinstance(activated, str) else None,
@@ -189,6 +208,7 @@ class LocalState:
         if self._seen is not None:  # a full state: guilds it did not name are unbound now
             for guild in [g for g in self._guilds if g not in self._seen]:
                 del self._guilds[guild]
+                self._previews.pop(guild, None)
                 self._freshness.pop(guild, None)
                 self._save(f"g:{guild}", None)
             self._seen = None
@@ -205,6 +225,8 @@ class LocalState:
     def _prune(self) -> None:
         """Forget snapshots and answers no guild is served from any more."""
         live = set(self._guilds.values()) | {UNBOUND}
+        for channels in self._previews.values():
+            live.update(channels.values())
         digests = {s.snapshot for s in live if isinstance(s.snapshot, str)}
         for digest in [d for d in self._snapshots if d not in digests]:
             del self._snapshots[digest]
@@ -230,6 +252,7 @@ class LocalState:
                 "served": served.to_json(),
                 "activated_at": activated,
                 "head_at": head,
+                "previews": {c: s.to_json() for c, s in self._previews.get(guild, {}).items()},
             }
         if self.generation is not None:
             records["gen"] = self._generation_record()

@@ -42,7 +42,9 @@ from sqlalchemy.orm import Session
 
 from github_app import metrics
 from github_app.runtime import Runtime
-from github_app.store import branches, serving, snapshots
+from github_app.store import branches, previews, serving, snapshots
+from github_app.store.models import BindingState
+from github_app.store.previews import ActivePreview
 from github_app.store.serving import GuildState
 from promptrepo import Context, ContextError, PromptRepository, RepositoryError, load_repository
 from promptrepo.answer import (
@@ -159,10 +161,34 @@ def _as_query(query: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> Query:
     return tuple((key, value) for key, value in pairs)
 
 
-def _load_states(session: Session) -> tuple[int, dict[str, GuildState]]:
+def _load_states(
+    session: Session,
+) -> tuple[int, dict[str, GuildState], list[ActivePreview]]:
     # Generation first: the states read after it are at least that new, never older.
     generation = branches.current_generation(session)
-    return generation, serving.all_guild_states(session)
+    return generation, serving.all_guild_states(session), previews.active_previews(session)
+
+
+def preview_serving(preview: ActivePreview, state: GuildState | None) -> Served | None:
+    """What a channel previewing a pull request is served: its head, while the guild's binding
+    serves the same repository (None: the channel gets the guild's own answers)."""
+    if (
+        state is None
+        or state.repository_id != preview.repository_id
+        or not state.enabled
+        or state.state != BindingState.ACTIVE
+    ):
+        return None
+    return Served(
+        snapshot=preview.snapshot_id,
+        repository=state.repository_full_name,
+        branch=f"pull/{preview.pull_number}/head",
+        commit_sha=preview.commit_sha,
+        is_stale=False,
+        status_message=f"previewing pull request #{preview.pull_number} "
+        f"({preview.commit_sha[:7]}) in this channel; the rest of the server keeps its branch",
+        bound=True,
+    )
 
 
 def _loaded(snapshot_id: int, files: Mapping[str, bytes]) -> LoadedSnapshot:
@@ -206,6 +232,8 @@ class ResolverCache:
         budget = snapshot_bytes or getattr(runtime.settings, "snapshot_cache_bytes", 0)
         self._snapshot_budget = max(1, budget or SNAPSHOT_BYTES)
         self._guilds: dict[str, Served] = {}
+        self._previews: dict[tuple[str, str], Served] = {}  # (guild, channel id) -> preview
+        self._preview_guilds: frozenset[str] = frozenset()
         self._interned: dict[Served, Served] = {}
         self._live: frozenset[Served] = frozenset({UNBOUND})
         self._live_snapshots: frozenset[int] = frozenset()
@@ -241,7 +269,7 @@ class ResolverCache:
         known = self._contexts.get(query)
         if known is None:
             return None
-        served_state = self._guilds.get(guild_id, UNBOUND)
+        served_state = self._serving_for(guild_id, known[1])
         snapshot_id = served_state.snapshot
         if snapshot_id is not None and snapshot_id not in self._dependence_known:
             return None
@@ -274,7 +302,7 @@ class ResolverCache:
             await self.refresh_to(-1)  # first use: one load, however many requests wait on it
         retried = False
         while True:
-            served_state = self._guilds.get(guild_id, UNBOUND)
+            served_state = self._serving_for(guild_id, known[1])
             snapshot_id = served_state.snapshot
             loaded = None
             if snapshot_id is not None and snapshot_id not in self._dependence_known:
@@ -310,6 +338,9 @@ class ResolverCache:
         context = context_for(guild_id, _as_query(query))
         state = await self.runtime.run_db(serving.guild_state, guild_id)
         current = serving_of(state)
+        channel = context.get("channel_id")
+        if state is not None and channel is not None:  # a channel previewing a pull request
+            current = self._previews.get((guild_id, channel), current)
         repository = None
         if current.snapshot is not None:
             snapshot_id = int(current.snapshot)
@@ -319,6 +350,21 @@ class ResolverCache:
             repository = loaded.repository if loaded is not None else None
         answer = build_answer(current, context, repository, self._github_url).to_json()
         return Preview(answer, state, context)
+
+    def _serving_for(self, guild_id: str, context: Context) -> Served:
+        """The guild's state, or a channel preview's (the one hook previews need)."""
+        found = self._guilds.get(guild_id, UNBOUND)
+        if guild_id in self._preview_guilds:
+            channel = context.get("channel_id")
+            if channel is not None:
+                return self._previews.get((guild_id, channel), found)
+        return found
+
+    def previews_of(self, guild_id: str) -> dict[str, Served]:
+        """The guild's channels previewing a pull request: channel id -> what they are served."""
+        if guild_id not in self._preview_guilds:
+            return {}
+        return {channel: s for (guild, channel), s in self._previews.items() if guild == guild_id}
 
     def _context(self, guild_id: str, raw: Query) -> tuple[str, Context]:
         """The query's context without the guild (memoised per raw query), after checking
@@ -471,8 +517,8 @@ class ResolverCache:
         async with self._lock:
             if generation is not None and self._loaded and self._generation >= generation:
                 return
-            loaded, states = await self.runtime.run_db(_load_states)
-            self._apply(loaded, states)
+            loaded, states, active = await self.runtime.run_db(_load_states)
+            self._apply(loaded, states, active)
 
     async def check(self) -> bool:
         """The cheap poll: reload when the stored generation differs; True if it did."""
@@ -518,8 +564,8 @@ class ResolverCache:
             self._lock = asyncio.Lock()
         async with self._lock:
             if not self._loaded or self._generation != generation - 1:
-                loaded, states = await self.runtime.run_db(_load_states)
-                self._apply(loaded, states)
+                loaded, states, active = await self.runtime.run_db(_load_states)
+                self._apply(loaded, states, active)
                 return
             self._apply_one(generation, state)
 
@@ -538,23 +584,42 @@ class ResolverCache:
         self._generation = generation
         self._record(generation, frozenset({state.guild_id}) if changed else frozenset())
 
-    def _apply(self, generation: int, states: Mapping[str, GuildState]) -> None:
+    def _apply(
+        self,
+        generation: int,
+        states: Mapping[str, GuildState],
+        active: Iterable[ActivePreview] = (),
+    ) -> None:
         interned: dict[Served, Served] = {}
+
+        def intern(fresh: Served) -> Served:
+            shared = interned.get(fresh) or self._interned.get(fresh) or fresh
+            interned[shared] = shared
+            return shared
+
         guilds: dict[str, Served] = {}
         freshness: dict[int, Freshness] = {}
         for guild_id, state in states.items():
-            fresh = serving_of(state)
-            shared = interned.get(fresh) or self._interned.get(fresh) or fresh
-            interned[shared] = shared
-            guilds[guild_id] = shared
+            guilds[guild_id] = intern(serving_of(state))
             if state.snapshot_id is not None:
                 freshness[state.snapshot_id] = Freshness(state.activated_at, state.head_at)
-        previous = self._guilds
+        channels: dict[tuple[str, str], Served] = {}
+        for preview in active:
+            found = preview_serving(preview, states.get(preview.guild_id))
+            if found is not None:
+                channels[(preview.guild_id, preview.channel_id)] = intern(found)
+        previous, previous_channels = self._guilds, self._previews
         changed = frozenset(
             guild
             for guild in previous.keys() | guilds.keys()
             if previous.get(guild, UNBOUND) != guilds.get(guild, UNBOUND)
+        ) | frozenset(
+            key[0]
+            for key in previous_channels.keys() | channels.keys()
+            if previous_channels.get(key) != channels.get(key)
         )
+        self._previews = channels
+        self._preview_guilds = frozenset(guild for guild, _ in channels)
         live = set(interned)
         live.add(UNBOUND)
         snapshots_live = frozenset(int(s.snapshot) for s in live if s.snapshot is not None)

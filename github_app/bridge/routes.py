@@ -48,6 +48,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from github_app.bridge import pins, previews
 from github_app.bridge.binding_store import (
     BindRequest,
     Plan,
@@ -97,21 +98,18 @@ def bridge_routes(
     api = _BridgeAPI(runtime, cache, wait, poll_interval)
     hub = StreamHub(cache, heartbeat=runtime.settings.stream_heartbeat)
     guild_routes = {
-        "prompt": {"get": api.prompt},
-        "config": {"get": api.get_config, "put": api.put_config, "delete": api.delete_config},
-        "refresh": {"post": api.refresh},
-        "test": {"post": api.test},
-        "events": {"get": api.events},
+        "prompt": {"GET": api.prompt},
+        "config": {"GET": api.get_config, "PUT": api.put_config, "DELETE": api.delete_config},
+        "refresh": {"POST": api.refresh},
+        "test": {"POST": api.test},
+        "events": {"GET": api.events},
     }
     routes: list[BaseRoute] = [
-        Route(
-            f"/guilds/{{guild_id}}/{suffix}",
-            _guild_endpoint(suffix, handlers),
-            name=f"bridge-{suffix}",
-        )
-        for suffix, handlers in guild_routes.items()
+        *(api.route(suffix, handlers) for suffix, handlers in guild_routes.items()),
+        *pins.pin_routes(api),
+        *previews.preview_routes(api),
+        Route("/stream", hub.endpoint, methods=["GET"], name="bridge-stream"),
     ]
-    routes.append(Route("/stream", hub.endpoint, methods=["GET"], name="bridge-stream"))
     tokens = runtime.settings.bridge_tokens
     middleware = [
         Middleware(
@@ -239,6 +237,16 @@ class _BridgeAPI:
         self.wait = max(0.0, wait)
         self.poll_interval = poll_interval
         self.github_url = runtime.settings.github_url
+
+    def route(self, suffix: str, handlers: Mapping[str, GuildHandler]) -> Route:
+        """`/guilds/{guild_id}/<suffix>` answered by `handlers` (by HTTP method); the bridge's
+        authentication and errors apply (the pin and preview routes use it too)."""
+        by_verb = {method.lower(): handler for method, handler in handlers.items()}
+        return Route(
+            f"/guilds/{{guild_id}}/{suffix}",
+            _guild_endpoint(suffix, by_verb),
+            name=f"bridge-{suffix}",
+        )
 
     def install_url(self) -> str | None:
         slug = self.runtime.credentials.slug or self.runtime.settings.github_app_slug

@@ -6,8 +6,9 @@ as this process does, and the stream costs no query of its own). Events, in orde
 - `snapshot` `{"digest", "files": {path: text}}`: a snapshot's content, content-addressed and
   sent once per connection however many guilds use it, always before the first `guild` event
   that names it;
-- `guild` `{"guild_id", "served": {...}, "activated_at", "head_at"}`: a guild's state
-  (`promptrepo.answer.Served`, its `snapshot` being the digest; null: built-in defaults);
+- `guild` `{"guild_id", "served": {...}, "activated_at", "head_at", "previews"?}`: a guild's
+  state (`promptrepo.answer.Served`, its `snapshot` being the digest; null: built-in defaults),
+  and `previews`, channel id -> state, for its channels previewing a pull request;
 - `sync` with `id: <generation>`: everything up to that activation generation has been sent.
   A reconnecting client sends it back as `Last-Event-ID` and gets only the guilds that changed
   since, and no snapshot it already holds (those of its unchanged guilds); when this process no
@@ -109,24 +110,32 @@ class StreamHub:
         cache = self.cache
         for guild_id in guilds:
             served = cache.served(guild_id)
-            encoded = await self._encoded(served)
-            digest = None if served.snapshot is None else (encoded[0] if encoded else MISSING)
-            if encoded is not None and digest not in sent:
-                sent.add(encoded[0])
-                head = b'{"digest":"' + encoded[0].encode() + b'","files":'
-                yield _event("snapshot", head + encoded[1] + b"}")
-                freshness = cache.freshness(served)
-                if observe and freshness is not None and freshness.head_at is not None:
-                    late = datetime.now(UTC) - _aware(freshness.head_at)
-                    metrics.PUSH_TO_STREAM_SECONDS.observe(max(0.0, late.total_seconds()))
+            channels = cache.previews_of(guild_id)
+            digests: dict[Served, str | None] = {}
+            for state in (served, *channels.values()):
+                encoded = await self._encoded(state)
+                digests[state] = None if state.snapshot is None else (encoded or (MISSING,))[0]
+                if encoded is not None and encoded[0] not in sent:
+                    sent.add(encoded[0])
+                    head = b'{"digest":"' + encoded[0].encode() + b'","files":'
+                    yield _event("snapshot", head + encoded[1] + b"}")
+                    freshness = cache.freshness(state)
+                    if observe and freshness is not None and freshness.head_at is not None:
+                        late = datetime.now(UTC) - _aware(freshness.head_at)
+                        metrics.PUSH_TO_STREAM_SECONDS.observe(max(0.0, late.total_seconds()))
             freshness = cache.freshness(served)
-            state = {
+            body = {
                 "guild_id": guild_id,
-                "served": {**served.to_json(), "snapshot": digest},
+                "served": {**served.to_json(), "snapshot": digests[served]},
                 "activated_at": _iso(freshness.activated_at if freshness else None),
                 "head_at": _iso(freshness.head_at if freshness else None),
             }
-            yield _event("guild", json.dumps(state, ensure_ascii=False).encode())
+            if channels:  # channels previewing a pull request
+                body["previews"] = {
+                    channel: {**state.to_json(), "snapshot": digests[state]}
+                    for channel, state in channels.items()
+                }
+            yield _event("guild", json.dumps(body, ensure_ascii=False).encode())
         yield _event("sync", str(cache.generation).encode(), event_id=cache.generation)
 
     async def _encoded(self, served: Served) -> tuple[str, bytes] | None:
