@@ -23,6 +23,7 @@ import pytest
 from bot_bridge import AsyncBridgeClient, BridgeClient
 from github_app.bridge.binding_store import delete_binding
 from github_app.runtime import Runtime
+from github_app.store import branches, previews
 from github_app.store.models import BranchStatus
 from github_app.web import create_app
 from tests.fakegithub import serve_on_loopback
@@ -288,3 +289,29 @@ def test_get_config_says_how_fresh_the_served_commit_is(runtime: Runtime) -> Non
     assert config.freshness.endswith(" s after the push")
     fresh = config.raw["freshness"]
     assert fresh["after_push_seconds"] >= 0 and fresh["live_since"].endswith("+00:00")
+
+
+def test_a_channel_previewing_a_pull_request_streams_too(runtime: Runtime) -> None:
+    store = Store(runtime)
+    store.bound(GUILD, "main")
+    head = store.commit(1, prompt_files("proposal"), branch="feature")
+
+    def preview(session: Any) -> None:
+        previews.record_pull_request(session, 1, 7, head, open_=True)
+        previews.set_preview(session, GUILD, "555", 1, 7, actor="42")
+        branches.bump_generation(session)
+
+    store.db(preview)
+    counting = Counting()
+    trying = {"category": "meeting", "type": "brief", "channel_id": "555"}
+    elsewhere = {**trying, "channel_id": "556"}
+    with service(runtime) as url:
+        with BridgeClient(url, TOKEN) as plain:
+            expected = [plain.resolve_prompt(GUILD, query) for query in (trying, elsewhere)]
+        with BridgeClient(url, TOKEN, stream=True, transport=counting) as client:
+            assert client.wait_for_stream(10)
+            local = [client.resolve_prompt(GUILD, query) for query in (trying, elsewhere)]
+    assert expected[0].commit_sha == head and expected[0].content.startswith("proposal")
+    assert expected[1].content.startswith("main")
+    assert [comparable(a) for a in local] == [comparable(a) for a in expected]
+    assert counting.paths == []
