@@ -235,7 +235,7 @@ class _Core:
             reason = self._breaker.reason
         if not allowed:
             return _Op(None, lambda _r, _e: self._degraded(key, ctx, f"{reason}; circuit open"))
-        params = {name: value for name, value in ctx.items if name != "guild"}
+        params = {name: value for name, value in ctx.rendering().items() if name != "guild"}
         headers = {"If-None-Match": entry.etag} if entry is not None and entry.etag else None
         request = _Request(
             "GET", f"{API_PREFIX}/guilds/{quote(guild)}/prompt", self.timeout, params, None, headers

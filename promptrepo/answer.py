@@ -245,7 +245,8 @@ def routing_context(guild_id: str | None, query: Iterable[tuple[str, Any]]) -> C
     ]
     if guild_id is not None:
         items.append(("guild", guild_id))
-    return Context(tuple(sorted(items)))
+    raw = tuple(item for item in parsed.raw if item[0] != "guild")  # the URL's guild renders
+    return Context(tuple(sorted(items)), raw)
 
 
 def uses_guild(files: Mapping[str, bytes]) -> bool:
@@ -257,7 +258,7 @@ def uses_guild(files: Mapping[str, bytes]) -> bool:
 
 def without_guild(context: Context) -> Context:
     """The context minus its guild: the key under which guild-independent answers are shared."""
-    return Context(tuple(item for item in context.items if item[0] != "guild"))
+    return Context(tuple(item for item in context.items if item[0] != "guild"), context.raw)
 
 
 def _parameters(resolution: Resolution) -> Mapping[str, Any]:

@@ -214,7 +214,7 @@ def _encoded(files: Mapping[str, bytes]) -> tuple[str, bytes]:
 
 
 def _with_guild(context: Context, guild_id: str) -> Context:
-    return Context(tuple(sorted((*context.items, ("guild", guild_id)))))
+    return Context(tuple(sorted((*context.items, ("guild", guild_id)))), context.raw)
 
 
 Listener = Callable[[int, frozenset[str]], None]
