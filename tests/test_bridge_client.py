@@ -118,9 +118,10 @@ def test_resolve_returns_every_field_of_the_answer(bridge: FakeBridge) -> None:
     assert abs(time.time() - prompt.resolved_at.timestamp()) < 60
     request = bridge.requests[0]
     assert request.url.path == f"/bridge/v1/guilds/{GUILD}/prompt"
-    # Normalised context: lowercase values, aliases under their canonical name.
+    # Aliases under their canonical name, values as given: the service normalises them for
+    # routing and renders them as given, as a streaming client does locally.
     assert dict(request.url.params) == {
-        "category": "meeting",
+        "category": "Meeting",
         "type": "brief",
         "perspective": "neutral",
     }

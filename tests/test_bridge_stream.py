@@ -36,6 +36,7 @@ CONTEXTS: list[dict[str, str]] = [
     {"category": "meeting", "type": "brief", "channel": "standup"},
     {"category": "discussion", "perspective": "developer"},
     {"category": "moderation", "messages": "left for the bot"},
+    {"category": "Meeting", "type": "brief", "channel": "Stand-Up"},  # rendered as given
 ]
 
 
