@@ -2,7 +2,8 @@
 
 Every value is normalised before it can reach a path (lowercase, `[a-z0-9_-]` only, at most 100
 characters), so no context value can ever name a file outside the repository, and two spellings of
-one channel share one cache entry.
+one channel share one cache entry. `locale` is a lower-case BCP 47 tag (`pt_BR` -> `pt-br`), taken
+from the context's `locale`, else its `guild_locale` (what Discord sends with an interaction).
 """
 
 from __future__ import annotations
@@ -11,11 +12,21 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .variables import ALIASES, CATEGORIES, MAX_NAME_LENGTH, SUMMARY_TYPES, canonical
+from .variables import (
+    ALIASES,
+    CATEGORIES,
+    GUILD_LOCALE,
+    LOCALE,
+    MAX_NAME_LENGTH,
+    SUMMARY_TYPES,
+    canonical,
+)
 
 MAX_VALUE_LENGTH = 100
 _OUTSIDE = re.compile(r"[^a-z0-9_-]")
 _KEY_RE = re.compile(r"[a-z_][a-z0-9_]*")
+# A BCP 47 language tag, lower-cased: a 2-8 letter language, then subtags of 1-8 letters/digits.
+_LOCALE_RE = re.compile(r"[a-z]{2,8}(?:-[a-z0-9]{1,8})*")
 
 
 class ContextError(ValueError):
@@ -33,6 +44,30 @@ def normalise_value(value: object) -> str:
     # Lowercasing never shortens text, so the first 100 characters decide the result.
     text = text.strip()[:MAX_VALUE_LENGTH].lower()
     return _OUTSIDE.sub("_", text)[:MAX_VALUE_LENGTH]
+
+
+def normalise_locale(value: object) -> str:
+    """A language tag in lower case with `-` (`pt_BR` -> `pt-br`); "" when it is not one.
+
+    A value that is not a tag counts as no locale at all: it could never name a translation.
+    """
+    if not isinstance(value, str):
+        return ""
+    text = value.strip()[:MAX_VALUE_LENGTH].lower().replace("_", "-")
+    return text if _LOCALE_RE.fullmatch(text) else ""
+
+
+def locale_fallbacks(tag: str | None) -> tuple[str, ...]:
+    """The tags to try for a locale, best first: `pt-br` -> (`pt-br`, `pt`); none -> ()."""
+    if not tag:
+        return ()
+    language = tag.split("-", 1)[0]
+    return (tag,) if language == tag else (tag, language)
+
+
+def normalise_variable(key: str, value: object) -> str:
+    """A value for a canonical context key: a language tag for the locales, else as any value."""
+    return normalise_locale(value) if key in (LOCALE, GUILD_LOCALE) else normalise_value(value)
 
 
 def normalise_key(key: object) -> str:
@@ -60,7 +95,7 @@ class Context:
         """Normalise keys and values; empty and None values are treated as absent.
 
         When both an alias and its canonical key are given (`summary_type` and `type`), the
-        canonical key wins.
+        canonical key wins. `guild_locale` only fills in `locale` when the context has none.
         """
         merged: dict[str, str] = {}
         explicit: set[str] = set()
@@ -70,13 +105,16 @@ class Context:
             key = normalise_key(raw_key)
             if raw_value is None:
                 continue
-            value = normalise_value(raw_value)
+            value = normalise_variable(key, raw_value)
             is_alias = raw_key.strip().lower() in ALIASES
             if not value or (is_alias and key in explicit):
                 continue
             merged[key] = value
             if not is_alias:
                 explicit.add(key)
+        guild_locale = merged.pop(GUILD_LOCALE, None)
+        if guild_locale and LOCALE not in merged:
+            merged[LOCALE] = guild_locale
         return cls(tuple(sorted(merged.items())))
 
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -101,6 +139,13 @@ class Context:
     def key(self) -> str:
         """A stable text key for caches: `category=meeting&type=brief`."""
         return "&".join(f"{key}={value}" for key, value in self.items)
+
+    def with_value(self, name: str, value: str | None) -> Context:
+        """This context with one (already normalised) value replaced, or removed when None."""
+        items = [item for item in self.items if item[0] != name]
+        if value:
+            items.append((name, value))
+        return Context(tuple(sorted(items)))
 
     @property
     def category(self) -> str | None:

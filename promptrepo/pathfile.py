@@ -7,16 +7,18 @@ diagnostics are mapped back to the author's line and column.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
 from dataclasses import dataclass, field
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from . import safeyaml
-from .context import ContextError, normalise_key, normalise_value
+from .context import ContextError, normalise_key, normalise_variable
 from .diagnostics import Diagnostic, diagnostic
 from .files import PATH_FILE
-from .variables import canonical, is_valid_name
+from .variables import GUILD_LOCALE, LOCALE, canonical, is_valid_name
 from .versions import describe_supported, parse_version
 
 KNOWN_KEYS = ("version", "routes", "fallback_chain", "variables", "allowed_guilds")
@@ -24,6 +26,7 @@ ROUTE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 _YAML_START = re.compile(r"""(?:---|%|-(?:\s|$)|["']?[A-Za-z0-9_-]+["']?\s*:(?:\s|$))""")
 _GUILD_ID = re.compile(r"[0-9]{1,20}")
 _DRIVE = re.compile(r"[A-Za-z]:")
+_NOT_A_TAG = "`{name}: {text}` is not a language tag: write one such as `fr`, `pt-BR` or `es-419`"
 
 
 class PatternError(ValueError):
@@ -92,6 +95,27 @@ def parse_pattern(raw: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     parts = tuple(re.split(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", pattern))
     names = tuple(dict.fromkeys(parts[1::2]))
     return pattern, parts, names
+
+
+@functools.lru_cache(maxsize=4096)
+def without_variable(route: Route, name: str) -> Route | None:
+    """The route with `{name}` left out, for a value that may be absent (the locale).
+
+    A variable that is a whole directory goes with its `/` (`p/{locale}/x.md` -> `p/x.md`), a
+    whole file name with the `/` before it (`p/x/{locale}.md` -> `p/x.md`), else with one
+    neighbouring `.`, `-` or `_` (`x.{locale}.md` -> `x.md`). None when nothing usable is left.
+    """
+    token = re.escape("{" + name + "}")
+    pattern = re.sub(rf"(?:^|(?<=/)){token}/", "", route.pattern)
+    pattern = re.sub(rf"/{token}(?=\.[^/]*$)", "", pattern)
+    if re.match(rf"{token}\.[^/]*$", pattern):
+        return None  # `{locale}.md` at the top: no file name is left
+    pattern = re.sub(rf"[._-]{token}|{token}[._-]|{token}", "", pattern)
+    try:
+        pattern, parts, names = parse_pattern(pattern)
+    except PatternError:
+        return None
+    return dataclasses.replace(route, pattern=pattern, parts=parts, names=names)
 
 
 def _check_braces(raw: str) -> None:
@@ -345,9 +369,12 @@ class _YamlPath:
                 )
                 ok = False
                 continue
-            conditions[canonical(key.value)] = frozenset(
-                normalise_value(text) for text in allowed if text is not None
-            )
+            variable = canonical(key.value)
+            values = {t: normalise_variable(variable, t) for t in allowed if t is not None}
+            for text, normalised in values.items():
+                if not normalised and variable in (LOCALE, GUILD_LOCALE):
+                    self.report("path-type", _NOT_A_TAG.format(name=key.value, text=text), value)
+            conditions[variable] = frozenset(values.values())
         return tuple(conditions.items()) if ok else None
 
     def read_chain(
@@ -413,8 +440,11 @@ class _YamlPath:
             if text is None:
                 self.report("path-type", f"variable `{key.value}` needs a text default", value)
                 continue
-            if normalise_value(text):
-                defaults[name] = normalise_value(text)
+            normalised = normalise_variable(name, text)
+            if normalised:
+                defaults[name] = normalised
+            elif name in (LOCALE, GUILD_LOCALE):
+                self.report("path-type", _NOT_A_TAG.format(name=key.value, text=text), value)
         return defaults
 
     def read_guilds(self, entry: tuple[Node, Node] | None) -> tuple[str, ...]:

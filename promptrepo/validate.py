@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from .diagnostics import Diagnostic, diagnostic
 from .files import PATH_FILE
 from .frontmatter import PromptSource, is_yaml_prompt
-from .pathfile import Route
+from .pathfile import Route, without_variable
 from .render import PLACEHOLDER
 from .repository import Analysis, analyse
-from .variables import ALIASES, CONTEXT_VARIABLES, KNOWN_VARIABLES, canonical
+from .variables import ALIASES, CONTEXT_VARIABLES, KNOWN_VARIABLES, LOCALE, canonical
 
 DEFAULT_MAX_FILE_SIZE = 100 * 1024
 
@@ -45,6 +45,7 @@ _DANGER_NAMES = {
     "handler": "HTML event handler",
 }
 _VALUE = "[a-z0-9_-]{1,100}"  # what a normalised context value can be
+_LOCALE = "[a-z]{2,8}(?:-[a-z0-9]{1,8})*"  # what a normalised locale can be
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,15 @@ def _check_route_variables(result: Analysis) -> list[Diagnostic]:
 
 
 def _route_regex(route: Route, version: str) -> re.Pattern[str]:
+    """Every path the route can ever propose (with and without the locale, when it has one)."""
+    shapes = [_pattern_regex(route, version)]
+    bare = without_variable(route, LOCALE) if LOCALE in route.names else None
+    if bare is not None and (version == "v1" or LOCALE not in dict(route.when)):
+        shapes.append(_pattern_regex(bare, version))
+    return re.compile("|".join(f"(?:{shape})" for shape in shapes))
+
+
+def _pattern_regex(route: Route, version: str) -> str:
     allowed = dict(route.when) if version != "v1" else {}
     pieces = []
     for index, part in enumerate(route.parts):
@@ -182,8 +192,8 @@ def _route_regex(route: Route, version: str) -> re.Pattern[str]:
             values = sorted(value for value in allowed[canonical(part)] if value)
             pieces.append("(?:" + "|".join(map(re.escape, values)) + ")" if values else "(?!)")
         else:
-            pieces.append(_VALUE)
-    return re.compile("".join(pieces))
+            pieces.append(_LOCALE if part == LOCALE else _VALUE)
+    return "".join(pieces)
 
 
 def _check_reachability(result: Analysis) -> list[Diagnostic]:
@@ -259,6 +269,7 @@ _EXAMPLE_VALUES = {
     "perspective": "general",
     "guild": "123456789012345678",
     "channel_id": "123456789012345678",
+    "locale": "fr",
 }
 
 
