@@ -7,9 +7,10 @@ The full format reference is docs/prompt-repository.md.
 from .context import Context, ContextError, common_contexts
 from .diagnostics import Diagnostic
 from .files import files_from_directory, is_repository_file
+from .layers import Layer
 from .pathfile import Route
 from .render import Rendered, render
-from .repository import PromptRepository, RepositoryError, load_repository
+from .repository import PromptRepository, RepositoryError, load_layers, load_repository
 from .resolve import Resolution, builtin_default, resolve
 from .validate import DEFAULT_MAX_FILE_SIZE, Report, validate, validate_report
 from .variables import BOT_SUPPLIED_VARIABLES
@@ -22,6 +23,7 @@ __all__ = [
     "Context",
     "ContextError",
     "Diagnostic",
+    "Layer",
     "PromptRepository",
     "Rendered",
     "Report",
@@ -32,6 +34,7 @@ __all__ = [
     "common_contexts",
     "files_from_directory",
     "is_repository_file",
+    "load_layers",
     "load_repository",
     "render",
     "resolve",

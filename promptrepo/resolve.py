@@ -51,6 +51,7 @@ class Resolution:
     content: str
     # The context with PATH defaults applied: what `render` should fill placeholders from.
     variables: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    layer: str | None = None  # the base (`owner/name`) the file came from; None: its own
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +65,7 @@ class Resolution:
             "description": self.description,
             "content": self.content,
             "variables": dict(self.variables),
+            "layer": self.layer,
         }
 
 
@@ -122,6 +124,7 @@ def resolve(repo: PromptRepository | None, context: Context | Mapping[str, objec
                     description=source.description,
                     content=content,
                     variables=MappingProxyType(values.to_dict()),
+                    layer=repo.layer_of(path),
                 )
     fallback = builtin_default(values, tried_paths=tuple(tried), schema_version=repo.schema_version)
     return fallback

@@ -59,21 +59,44 @@ class Report:
 
 
 def validate(
-    files: Mapping[str, bytes], *, strict: bool = False, max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    files: Mapping[str, bytes],
+    *,
+    strict: bool = False,
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+    bases: Mapping[str, Mapping[str, bytes]] | None = None,
 ) -> list[Diagnostic]:
     """All diagnostics for a repository given as path -> bytes, sorted by file and line."""
-    return validate_report(files, strict=strict, max_file_size=max_file_size).diagnostics
+    return validate_report(
+        files, strict=strict, max_file_size=max_file_size, bases=bases
+    ).diagnostics
 
 
 def validate_report(
-    files: Mapping[str, bytes], *, strict: bool = False, max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    files: Mapping[str, bytes],
+    *,
+    strict: bool = False,
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+    bases: Mapping[str, Mapping[str, bytes]] | None = None,
+    name: str = "",
 ) -> Report:
-    """`validate`, plus the schema version the repository was checked against."""
-    result = analyse(files, max_file_size=max_file_size)
+    """`validate`, plus the schema version the repository was checked against.
+
+    `bases`: the repositories its PATH may extend (`owner/name` or `owner/name@ref` -> files);
+    only the repository's own files and routes are checked in detail, a base's errors are
+    summarised on PATH (`base-invalid`). `name`: its own `owner/name`, to catch cycles.
+    """
+    return report_for(
+        analyse(files, max_file_size=max_file_size, bases=bases, name=name), strict=strict
+    )
+
+
+def report_for(result: Analysis, *, strict: bool = False) -> Report:
+    """The report of an analysis (see `validate_report`)."""
     found = list(result.diagnostics)
     known = _known_names(result)
-    for source in result.sources.values():
-        found += _check_text(source, known, strict)
+    for path, source in result.sources.items():
+        if result.is_own(path):
+            found += _check_text(source, known, strict)
     if result.routes:
         found += _check_route_variables(result)
         found += _check_reachability(result)
@@ -81,9 +104,7 @@ def validate_report(
 
 
 def _known_names(result: Analysis) -> frozenset[str]:
-    names = set(KNOWN_VARIABLES)
-    if result.path_file is not None:
-        names |= set(result.path_file.variables)
+    names = set(KNOWN_VARIABLES) | set(result.variables)
     for route in result.routes:
         names |= set(route.names) | {name for name, _ in route.when}
     names |= {alias for alias, name in ALIASES.items() if name in names}
@@ -153,10 +174,14 @@ def _danger(
     )
 
 
+def _own_routes(result: Analysis) -> list[Route]:
+    return [route for route in result.routes if result.route_owners.get(route.name, "") == ""]
+
+
 def _check_route_variables(result: Analysis) -> list[Diagnostic]:
-    declared = set(result.path_file.variables) if result.path_file else set()
+    declared = set(result.variables)
     out = []
-    for route in result.routes:
+    for route in _own_routes(result):
         written = list(route.names) + [name for name, _ in route.when]
         for name in dict.fromkeys(written):
             if canonical(name) not in CONTEXT_VARIABLES and canonical(name) not in declared:
@@ -202,10 +227,11 @@ def _check_reachability(result: Analysis) -> list[Diagnostic]:
     regexes = [(route, _route_regex(route, result.version)) for route in result.routes]
     out = []
     routed: set[str] = set()
+    own_routes = _own_routes(result)
     for route, regex in regexes:
         matched = {path for path in prompts if regex.fullmatch(path)}
         routed |= matched
-        if not matched:
+        if not matched and route in own_routes:
             out.append(
                 diagnostic(
                     "route-unreachable",
@@ -218,6 +244,8 @@ def _check_reachability(result: Analysis) -> list[Diagnostic]:
             )
     reachable = _closure(routed, result.sources)
     for path in prompts:
+        if not result.is_own(path):
+            continue
         if path in reachable:
             if result.version == "v1" and is_yaml_prompt(path) and path in routed:
                 out.append(
