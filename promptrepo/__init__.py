@@ -6,7 +6,7 @@ The full format reference is docs/prompt-repository.md.
 
 from .context import Context, ContextError, common_contexts
 from .diagnostics import Diagnostic
-from .files import files_from_directory, is_repository_file
+from .files import files_from_directory, in_nested_repository, is_repository_file, nested_roots
 from .layers import Layer
 from .pathfile import Route
 from .render import Rendered, render
@@ -33,9 +33,11 @@ __all__ = [
     "builtin_default",
     "common_contexts",
     "files_from_directory",
+    "in_nested_repository",
     "is_repository_file",
     "load_layers",
     "load_repository",
+    "nested_roots",
     "render",
     "resolve",
     "validate",

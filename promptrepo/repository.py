@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from .diagnostics import Diagnostic, diagnostic
-from .files import PATH_FILE, SCHEMA_VERSION_FILE, is_repository_file
+from .files import (
+    PATH_FILE,
+    SCHEMA_VERSION_FILE,
+    in_nested_repository,
+    is_repository_file,
+    nested_roots,
+)
 from .frontmatter import Assembly, PromptSource, assemble, check_includes, parse_prompt
 from .layers import OWN, Layer, stack
 from .pathfile import PathFile, Route, parse_path_file
@@ -100,7 +106,14 @@ def _extends(files: Mapping[str, bytes]) -> bool:
 
 def _read(files: Mapping[str, bytes], max_file_size: int | None) -> Analysis:
     """One repository's files decoded and parsed, before includes are followed."""
-    result = Analysis({path: data for path, data in files.items() if is_repository_file(path)})
+    nested = nested_roots(files)
+    result = Analysis(
+        {
+            path: data
+            for path, data in files.items()
+            if is_repository_file(path) and not in_nested_repository(path, nested)
+        }
+    )
     _read_path(result, max_file_size)
     _read_version(result, max_file_size)
     for path in result.prompt_paths:
