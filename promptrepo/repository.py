@@ -80,11 +80,13 @@ def analyse(
         result.diagnostics += result.assembly.diagnostics
         return result
     layers, problems = stack(files, bases or {}, name)
-    result = analyse_layers(layers, max_file_size=max_file_size)
-    result.diagnostics += problems
     if any(d.code == "base-missing" for d in problems):
-        result.routes = ()  # never serve a repository with a layer missing (nor say more)
-        result.diagnostics = [d for d in result.diagnostics if d.code != "path-no-routes"]
+        # Never serve a repository with a layer missing, and say nothing that layer would settle.
+        result = _read(files, max_file_size)
+        result.routes = ()
+    else:
+        result = analyse_layers(layers, max_file_size=max_file_size)
+    result.diagnostics += problems
     return result
 
 
