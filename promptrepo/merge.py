@@ -176,9 +176,9 @@ def _merge_routes(result: Analysis, layers: list[tuple[str, Analysis]]) -> None:
                         )
             chain = written
         if not mine:
-            for entry, _line, _column in path_file.locked:
-                if entry in own_routes:
-                    locked.setdefault(entry, name)
+            for target, _line, _column in path_file.locked:
+                if target in own_routes:
+                    locked.setdefault(target, name)
     for route_name, route in defined.items():
         if result.route_owners.get(route_name) == OWN and route_name not in chain:
             result.diagnostics.append(
