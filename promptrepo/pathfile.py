@@ -359,14 +359,8 @@ class _YamlPath:
     ) -> tuple[tuple[str, int | None, int | None], ...]:
         """Route names and file paths (a directory ends with `/`) a repository extending this
         one may not override."""
-        if entry is None or _is_null(entry[1]):
-            return ()
-        node = entry[1]
-        if not isinstance(node, SequenceNode):
-            self.report("path-type", "`locked:` must be a list of route names and file paths", node)
-            return ()
         locked = []
-        for item in node.value:
+        for item in self.items(entry, "`locked:` must be a list of route names and file paths"):
             text = _scalar_text(item)
             problem = None if text is None else check_relative_path(text.strip())
             if text is None or problem is not None:
@@ -581,15 +575,18 @@ class _YamlPath:
                 self.report("path-type", _NOT_A_TAG.format(name=key.value, text=text), value)
         return defaults
 
-    def read_guilds(self, entry: tuple[Node, Node] | None) -> tuple[str, ...]:
+    def items(self, entry: tuple[Node, Node] | None, wrong_type: str) -> list[Node]:
+        """The entries of a list-valued key; none (and `wrong_type` reported) when not a list."""
         if entry is None or _is_null(entry[1]):
-            return ()
-        node = entry[1]
-        if not isinstance(node, SequenceNode):
-            self.report("path-type", "`allowed_guilds:` must be a list of Discord server ids", node)
-            return ()
+            return []
+        if not isinstance(entry[1], SequenceNode):
+            self.report("path-type", wrong_type, entry[1])
+            return []
+        return list(entry[1].value)
+
+    def read_guilds(self, entry: tuple[Node, Node] | None) -> tuple[str, ...]:
         guilds: list[str] = []
-        for item in node.value:
+        for item in self.items(entry, "`allowed_guilds:` must be a list of Discord server ids"):
             text = _scalar_text(item)
             if text is None or not _GUILD_ID.fullmatch(text.strip()):
                 self.report(
