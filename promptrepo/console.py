@@ -38,7 +38,7 @@ def register(subparsers: Any) -> None:
         metavar="BYTES",
         help="largest accepted file (default: 102400)",
     )
-    _add_base_option(validate)
+    add_base_option(validate)
     validate.set_defaults(run=run_validate)
 
     resolve = subparsers.add_parser(
@@ -72,11 +72,12 @@ def register(subparsers: Any) -> None:
         default="text",
         help="text for people, json for tools (default: text)",
     )
-    _add_base_option(resolve)
+    add_base_option(resolve)
     resolve.set_defaults(run=run_resolve)
 
 
-def _add_base_option(parser: Any) -> None:
+def add_base_option(parser: Any) -> None:
+    """`--base OWNER/NAME=DIR` (repeatable): local checkouts of the bases PATH `extends`."""
     parser.add_argument(
         "--base",
         action="append",
