@@ -112,5 +112,14 @@ def test_discord_locales_change_nothing_for_repositories_without_locale_routes()
             assert _answer(name, {**context, **locales}) == expected, (name, context, locales)
 
 
+def _dump(recorded: dict[str, list[dict[str, Any]]]) -> str:
+    """One answer a line, so a change to the recording reads as a short diff."""
+    blocks = []
+    for name, answers in recorded.items():
+        lines = ",\n".join("  " + json.dumps(answer, ensure_ascii=False) for answer in answers)
+        blocks.append(f"{json.dumps(name)}: [\n{lines}\n]")
+    return "{\n" + ",\n".join(blocks) + "\n}"
+
+
 if __name__ == "__main__":
-    print(json.dumps(resolutions(), indent=1, ensure_ascii=False))
+    print(_dump(resolutions()))
