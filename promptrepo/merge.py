@@ -120,6 +120,7 @@ def _merge_files(result: Analysis, layers: list[tuple[str, Analysis]]) -> None:
 def _merge_routes(result: Analysis, layers: list[tuple[str, Analysis]]) -> None:
     """Routes by name, nearest definition winning unless locked; the nearest explicit chain, or
     a layer's new routes ahead of the chain below it."""
+    extends_at = (result.path_file.extends_line if result.path_file else None, None)
     defined: dict[str, Route] = {}
     locked: dict[str, str] = {}  # route name -> the base locking it
     chain: list[str] = []
@@ -131,16 +132,17 @@ def _merge_routes(result: Analysis, layers: list[tuple[str, Analysis]]) -> None:
         own_routes = {route.name: route for route in path_file.defined}
         for route_name, route in own_routes.items():
             if route_name in locked:
+                problem = diagnostic(
+                    "route-locked",
+                    PATH_FILE,
+                    f"route `{route_name}` is locked by {locked[route_name]}: remove it",
+                    route.line,
+                    route.column,
+                )
                 if mine:
-                    result.diagnostics.append(
-                        diagnostic(
-                            "route-locked",
-                            PATH_FILE,
-                            f"route `{route_name}` is locked by {locked[route_name]}: remove it",
-                            route.line,
-                            route.column,
-                        )
-                    )
+                    result.diagnostics.append(problem)
+                else:
+                    result.diagnostics += _as_base_problem(name, [problem], extends_at)
                 continue
             defined[route_name] = route
             result.route_owners[route_name] = name

@@ -144,6 +144,24 @@ def test_a_base_of_a_base_is_a_layer_too_and_the_same_api_takes_ordered_layers()
     assert resolve(layered, {"category": "discussion"}).content == "Middle discussion"
 
 
+def test_a_middle_base_overriding_what_a_deeper_base_locks_is_reported_on_path() -> None:
+    middle = {
+        "PATH": b"version: v2\nextends: octo-org/base@main\nroutes: {global: 'x/default.md'}\n",
+        "prompts/moderation.md": b"Middle moderation",
+        "x/default.md": b"x",
+    }
+    files = {"PATH": b"version: v2\nextends: octo-org/middle@main\n"}
+    found = validate(files, bases={"octo-org/middle": middle, "octo-org/base": BASE})
+    messages = sorted(d.message for d in found if d.code == "base-invalid")
+    assert messages == [
+        "base octo-org/middle: PATH:3: route `global` is locked by octo-org/base: remove it",
+        "base octo-org/middle: prompts/moderation.md: this file is locked by octo-org/base: "
+        "remove it",
+    ]
+    repo = load_repository(files, bases={"octo-org/middle": middle, "octo-org/base": BASE})
+    assert resolve(repo, {"category": "moderation"}).content == "Base moderation: {messages}"
+
+
 def test_cycles_and_more_than_three_layers_are_errors() -> None:
     def extending(target: str) -> dict[str, bytes]:
         return {"PATH": f"version: v2\nextends: {target}@main\n".encode(), "x.md": b"x"}
