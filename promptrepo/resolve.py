@@ -153,10 +153,10 @@ def _expand(route: Route, context: Context, version: str, fixed: str | None = No
     for name, allowed in route.when:
         if context.get(name) not in allowed:
             return []
-    values = [context.get(name) for name in route.names]
-    if not all(values):
+    values = {name: context.get(name) or "" for name in route.names}
+    if not all(values.values()):
         return []  # v2: a route whose variables are not all known is skipped
-    return [_fill(route, dict(zip(route.names, values, strict=True)))]
+    return [_fill(route, values)]
 
 
 def _v1_candidates(route: Route, context: Context, fixed: str | None = None) -> list[str]:
