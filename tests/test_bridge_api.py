@@ -180,6 +180,12 @@ async def test_discord_locales_route_and_render(store: Store, http: httpx.AsyncC
     assert french["tried_paths"][:2] == ["prompts/fr/meeting.md", "prompts/meeting.md"]
     assert french["file_path"] == missing["file_path"] == "prompts/meeting/default.md"
     assert missing["tried_paths"][0] == "prompts/meeting.md"
+    # `/prompt-config test` sends both of Discord's locales in its body.
+    test = await http.post(
+        f"/bridge/v1/guilds/{GUILD}/test",
+        json={"category": "meeting", "locale": None, "guild_locale": "pt-BR"},
+    )
+    assert test.status_code == 200 and test.json()["file_path"] == "prompts/pt/meeting.md"
 
 
 async def test_bad_guild_ids_and_contexts_get_400(http: httpx.AsyncClient) -> None:
