@@ -26,7 +26,7 @@ def merge(own: Analysis, bases: Sequence[tuple[Layer, Analysis]]) -> Analysis:
     result.path_file, result.version, result.version_ok = own.path_file, own.version, own.version_ok
     result.layers = tuple(layer.name for layer, _ in bases)
     result.diagnostics = list(own.diagnostics)
-    extends_at = (own.path_file.extends_line if own.path_file else None, None)
+    extends_at = _extends_at(own)
     if own.version != "v2":
         result.diagnostics.append(
             diagnostic(
@@ -47,9 +47,14 @@ def merge(own: Analysis, bases: Sequence[tuple[Layer, Analysis]]) -> Analysis:
     for found in result.assembly.diagnostics:
         if result.is_own(found.path):
             result.diagnostics.append(found)
-        else:
+        elif found.severity == "error":
             result.diagnostics += _as_base_problem(result.owners[found.path], [found], extends_at)
     return result
+
+
+def _extends_at(analysis: Analysis) -> tuple[int | None, None]:
+    """Where problems of the bases are reported: the line of PATH's `extends:`."""
+    return (analysis.path_file.extends_line if analysis.path_file else None, None)
 
 
 def _base_problems(
@@ -91,7 +96,7 @@ def _locker(path: str, locks: dict[str, str]) -> str | None:
 def _merge_files(result: Analysis, layers: list[tuple[str, Analysis]]) -> None:
     """Deepest layer first: each path served by the nearest layer having it, locks aside."""
     locks: dict[str, str] = {}
-    extends_at = (result.path_file.extends_line if result.path_file else None, None)
+    extends_at = _extends_at(result)
     for name, analysis in layers:
         for path in analysis.prompt_paths:
             locker = _locker(path, locks)
@@ -120,7 +125,7 @@ def _merge_files(result: Analysis, layers: list[tuple[str, Analysis]]) -> None:
 def _merge_routes(result: Analysis, layers: list[tuple[str, Analysis]]) -> None:
     """Routes by name, nearest definition winning unless locked; the nearest explicit chain, or
     a layer's new routes ahead of the chain below it."""
-    extends_at = (result.path_file.extends_line if result.path_file else None, None)
+    extends_at = _extends_at(result)
     defined: dict[str, Route] = {}
     locked: dict[str, str] = {}  # route name -> the base locking it
     chain: list[str] = []
