@@ -47,10 +47,6 @@ class AppCredentials:
     private_key: str = ""
     webhook_secrets: tuple[str, ...] = ()
 
-    @property
-    def complete(self) -> bool:
-        return bool(self.app_id and self.private_key and self.webhook_secrets)
-
 
 @dataclass
 class Runtime:
