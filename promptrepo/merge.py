@@ -25,6 +25,7 @@ def merge(own: Analysis, bases: Sequence[tuple[Layer, Analysis]]) -> Analysis:
     result = Analysis({path: own.files[path] for path in SPECIAL_FILES if path in own.files})
     result.path_file, result.version, result.version_ok = own.path_file, own.version, own.version_ok
     result.layers = tuple(layer.name for layer, _ in bases)
+    result.tests = dict(own.tests)  # the repository's own routing tests, run on all layers
     result.diagnostics = list(own.diagnostics)
     extends_at = _extends_at(own)
     if own.version != "v2":

@@ -19,6 +19,7 @@ from .files import (
     SCHEMA_VERSION_FILE,
     in_nested_repository,
     is_repository_file,
+    is_test_file,
     nested_roots,
 )
 from .frontmatter import Assembly, PromptSource, assemble, check_includes, parse_prompt
@@ -43,6 +44,7 @@ class Analysis:
     sources: dict[str, PromptSource] = field(default_factory=dict)
     unreadable: dict[str, str] = field(default_factory=dict)  # path -> why
     assembly: Assembly = field(default_factory=Assembly)
+    tests: dict[str, str] = field(default_factory=dict)  # routing test files, decoded
     diagnostics: list[Diagnostic] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)  # PATH defaults, all layers
     # Layers (empty for a repository without bases): which layer serves a path or defines a
@@ -62,7 +64,7 @@ class Analysis:
 
     @property
     def prompt_paths(self) -> list[str]:
-        return [path for path in self.files if path not in SPECIAL_FILES]
+        return [path for path in self.files if path not in SPECIAL_FILES and not is_test_file(path)]
 
 
 def analyse(
@@ -118,6 +120,10 @@ def _read(files: Mapping[str, bytes], max_file_size: int | None) -> Analysis:
     )
     _read_path(result, max_file_size)
     _read_version(result, max_file_size)
+    for path in sorted(filter(is_test_file, result.files)):
+        text = _decode(result, path, result.files[path], max_file_size)
+        if text is not None:
+            result.tests[path] = text
     for path in result.prompt_paths:
         text = _decode(result, path, result.files[path], max_file_size)
         if text is None:
@@ -287,15 +293,16 @@ def load_repository(
     A prompt file with errors does not stop loading: resolving to it raises RepositoryError.
     The service only activates commits that `validate` accepts, so that never happens there.
     """
-    return _loaded(analyse(files, bases=bases, name=name))
+    return repository_from(analyse(files, bases=bases, name=name))
 
 
 def load_layers(layers: Sequence[Layer]) -> PromptRepository:
     """A repository from its layers, already in order (its own first, bases nearest first)."""
-    return _loaded(analyse_layers(layers))
+    return repository_from(analyse_layers(layers))
 
 
-def _loaded(result: Analysis) -> PromptRepository:
+def repository_from(result: Analysis) -> PromptRepository:
+    """The repository an analysis describes (see `load_repository`)."""
     if result.path_file is None or not result.version_ok or not result.routes:
         problems = [
             d.message
