@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -265,6 +266,29 @@ def test_validate_and_resolve_take_local_checkouts_of_bases() -> None:
     assert answer["tried_paths"][0] == "prompts/pt-br/moderation.md"
     unusable = run("resolve", guild, "--category", "meeting")
     assert unusable.returncode == 1 and "could not be read" in unusable.stderr
+    tested = run("test", guild, "--base", base, "--format", "json")
+    assert tested.returncode == 0 and len(json.loads(tested.stdout)["results"]) == 4
+    assert run("test", guild).returncode == 1
+
+
+def test_routing_tests_of_a_layered_repository_check_its_bases_files(tmp_path) -> None:
+    guild = tmp_path / "guild"
+    shutil.copytree(EXAMPLES / "guild", guild)
+    (guild / "tests" / "routing.yaml").write_text(
+        "- name: moderation is ours\n"
+        "  context: {category: moderation}\n"
+        "  expect: {file: prompts/moderation.md, contains: [Our own rules]}\n"
+    )
+    done = run(
+        "validate",
+        guild,
+        "--base",
+        f"guildprompts/base-pack={EXAMPLES / 'base'}",
+        "--format",
+        "json",
+    )
+    assert done.returncode == 1
+    assert [d["code"] for d in json.loads(done.stdout)["diagnostics"]] == ["test-failed"]
 
 
 @pytest.mark.parametrize("value", ["base-pack=examples/base", "a/b", "a/b/c=x", "a/b="])
