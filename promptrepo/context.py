@@ -1,14 +1,21 @@
 """The routing context: what the bot knows about the conversation it summarises.
 
-Every value is normalised before it can reach a path (lowercase, `[a-z0-9_-]` only, at most 100
-characters), so no context value can ever name a file outside the repository, and two spellings of
-one channel share one cache entry. `locale` is a lower-case BCP 47 tag (`pt_BR` -> `pt-br`), taken
-from the context's `locale`, else its `guild_locale` (what Discord sends with an interaction).
+Every value is normalised before it can reach a path, as the earlier bot did: whitespace stripped,
+NFC, lowercase, Unicode letters and digits kept, `-` and `_` kept, anything else (`.`, `/`,
+spaces, punctuation) becomes `_`, at most 100 characters; so no context value can ever name a file
+outside the repository (no `..`, no `/`), and `général` routes to `général.md`. The values as the
+bot gave them (stripped) are kept beside for rendering: a prompt says `#General Chat`, not
+`general_chat`.
+
+`locale` is a lower-case BCP 47 tag for routing (`pt_BR` -> `pt-br`) and the tag in its usual
+casing for rendering (`pt-BR`), taken from the context's `locale`, else its `guild_locale` (what
+Discord sends with an interaction).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -23,7 +30,7 @@ from .variables import (
 )
 
 MAX_VALUE_LENGTH = 100
-_OUTSIDE = re.compile(r"[^a-z0-9_-]")
+_OUTSIDE = re.compile(r"[^\w-]")  # \w: Unicode letters and digits, and _
 _KEY_RE = re.compile(r"[a-z_][a-z0-9_]*")
 # A BCP 47 language tag, lower-cased: a 2-8 letter language, then subtags of 1-8 letters/digits.
 _LOCALE_RE = re.compile(r"[a-z]{2,8}(?:-[a-z0-9]{1,8})*")
@@ -33,16 +40,19 @@ class ContextError(ValueError):
     """A context key or value that cannot be used for routing."""
 
 
-def normalise_value(value: object) -> str:
-    """Lowercase, every character outside `[a-z0-9_-]` becomes `_`, cut to 100 characters."""
+def display_value(value: object) -> str:
+    """The value as given, for rendering: text, stripped of surrounding whitespace."""
     if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, str | int | float):
-        text = str(value)
-    else:
-        raise ContextError(f"a context value must be text or a number, not {type(value).__name__}")
-    # Lowercasing never shortens text, so the first 100 characters decide the result.
-    text = text.strip()[:MAX_VALUE_LENGTH].lower()
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value).strip()
+    raise ContextError(f"a context value must be text or a number, not {type(value).__name__}")
+
+
+def normalise_value(value: object) -> str:
+    """Stripped, NFC, lowercase; Unicode letters, digits, `-` and `_` kept, anything else `_`;
+    cut to 100 characters."""
+    text = unicodedata.normalize("NFC", display_value(value)).lower()
     return _OUTSIDE.sub("_", text)[:MAX_VALUE_LENGTH]
 
 
@@ -55,6 +65,21 @@ def normalise_locale(value: object) -> str:
         return ""
     text = value.strip()[:MAX_VALUE_LENGTH].lower().replace("_", "-")
     return text if _LOCALE_RE.fullmatch(text) else ""
+
+
+def display_locale(tag: str) -> str:
+    """A normalised tag in its usual casing, for prompts: `pt-br` -> `pt-BR`, `zh-hant` ->
+    `zh-Hant`, `es-419` stays."""
+    language, *subtags = tag.split("-")
+    shown = [language]
+    for subtag in subtags:
+        if len(subtag) == 2 and subtag.isalpha():
+            shown.append(subtag.upper())
+        elif len(subtag) == 4 and subtag.isalpha():
+            shown.append(subtag.title())
+        else:
+            shown.append(subtag)
+    return "-".join(shown)
 
 
 def locale_fallbacks(tag: str | None) -> tuple[str, ...]:
@@ -84,9 +109,20 @@ def normalise_key(key: object) -> str:
 
 @dataclass(frozen=True)
 class Context:
-    """A normalised, immutable, hashable routing context. Build it with `from_mapping`."""
+    """A normalised, immutable, hashable routing context. Build it with `from_mapping`.
+
+    `raw` holds the values as given where they differ from the normalised ones (only for keys
+    in `items`): routing uses `items`, rendering `rendering()`.
+    """
 
     items: tuple[tuple[str, str], ...] = ()
+    raw: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.raw:
+            own = dict(self.items)
+            kept = tuple(sorted((k, v) for k, v in self.raw if k in own and own[k] != v))
+            object.__setattr__(self, "raw", kept)
 
     @classmethod
     def from_mapping(
@@ -98,6 +134,7 @@ class Context:
         canonical key wins. `guild_locale` only fills in `locale` when the context has none.
         """
         merged: dict[str, str] = {}
+        shown: dict[str, str] = {}
         explicit: set[str] = set()
         source = dict(mapping or {})
         source.update(values)
@@ -110,12 +147,16 @@ class Context:
             if not value or (is_alias and key in explicit):
                 continue
             merged[key] = value
+            shown[key] = display_value(raw_value)
             if not is_alias:
                 explicit.add(key)
         guild_locale = merged.pop(GUILD_LOCALE, None)
+        shown.pop(GUILD_LOCALE, None)
         if guild_locale and LOCALE not in merged:
             merged[LOCALE] = guild_locale
-        return cls(tuple(sorted(merged.items())))
+        if LOCALE in merged:
+            shown[LOCALE] = display_locale(merged[LOCALE])
+        return cls(tuple(sorted(merged.items())), tuple(sorted(shown.items())))
 
     def get(self, name: str, default: str | None = None) -> str | None:
         wanted = canonical(name)
@@ -127,25 +168,33 @@ class Context:
     def to_dict(self) -> dict[str, str]:
         return dict(self.items)
 
+    def rendering(self) -> dict[str, str]:
+        """The values prompt text is rendered with: as the bot gave them, not path-safe."""
+        return {**dict(self.items), **dict(self.raw)}
+
     def with_defaults(self, defaults: Mapping[str, str]) -> Context:
         """This context over a set of already-normalised defaults (PATH `variables`)."""
         if not defaults:
             return self
         merged = dict(defaults)
         merged.update(self.items)
-        return Context(tuple(sorted(merged.items())))
+        return Context(tuple(sorted(merged.items())), self.raw)
 
     @property
     def key(self) -> str:
-        """A stable text key for caches: `category=meeting&type=brief`."""
-        return "&".join(f"{key}={value}" for key, value in self.items)
+        """A stable text key for caches: `category=meeting&type=brief` (and the raw values
+        after `|` when they differ: they render differently, so they cannot share an entry)."""
+        key = "&".join(f"{key}={value}" for key, value in self.items)
+        if self.raw:
+            key += "|" + "&".join(f"{k}={v}" for k, v in self.raw)
+        return key
 
     def with_value(self, name: str, value: str | None) -> Context:
         """This context with one (already normalised) value replaced, or removed when None."""
         items = [item for item in self.items if item[0] != name]
         if value:
             items.append((name, value))
-        return Context(tuple(sorted(items)))
+        return Context(tuple(sorted(items)), self.raw)
 
     @property
     def category(self) -> str | None:

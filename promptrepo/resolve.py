@@ -89,7 +89,7 @@ def builtin_default(
         metadata=MappingProxyType({"builtin": name}),
         description=f"Built-in {name} prompt",
         content=BUILTIN_PROMPTS[name],
-        variables=MappingProxyType(context.to_dict()),
+        variables=MappingProxyType(context.rendering()),
     )
 
 
@@ -123,7 +123,7 @@ def resolve(repo: PromptRepository | None, context: Context | Mapping[str, objec
                     metadata=source.metadata,
                     description=source.description,
                     content=content,
-                    variables=MappingProxyType(values.to_dict()),
+                    variables=MappingProxyType(values.rendering()),
                     layer=repo.layer_of(path),
                 )
     fallback = builtin_default(values, tried_paths=tuple(tried), schema_version=repo.schema_version)

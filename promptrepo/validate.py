@@ -45,7 +45,9 @@ _DANGER_NAMES = {
     "dollar": "template expression",
     "handler": "HTML event handler",
 }
-_VALUE = "[a-z0-9_-]{1,100}"  # what a normalised context value can be
+# What a normalised context value can be: Unicode letters and digits, `_`, `-`; lowercase, which
+# a regex cannot say for every script, so `_matches` checks the captured values.
+_VALUE = r"([\w-]{1,100})"
 _LOCALE = "[a-z]{2,8}(?:-[a-z0-9]{1,8})*"  # what a normalised locale can be
 
 
@@ -234,6 +236,14 @@ def _pattern_regex(route: Route, version: str) -> str:
     return "".join(pieces)
 
 
+def _matches(regex: re.Pattern[str], path: str) -> bool:
+    match = regex.fullmatch(path)
+    # A group of the route's other shape (with or without the locale) did not take part: None.
+    return match is not None and all(
+        value is None or value == value.lower() for value in match.groups()
+    )
+
+
 def _check_reachability(result: Analysis) -> list[Diagnostic]:
     """Routes no file can satisfy, and prompt files no route (or include) can reach."""
     prompts = result.prompt_paths
@@ -242,7 +252,7 @@ def _check_reachability(result: Analysis) -> list[Diagnostic]:
     routed: set[str] = set()
     own_routes = _own_routes(result)
     for route, regex in regexes:
-        matched = {path for path in prompts if regex.fullmatch(path)}
+        matched = {path for path in prompts if _matches(regex, path)}
         routed |= matched
         if not matched and route in own_routes:
             out.append(
@@ -271,7 +281,7 @@ def _check_reachability(result: Analysis) -> list[Diagnostic]:
                 )
             continue
         lowered = path.lower()
-        if lowered != path and any(regex.fullmatch(lowered) for _, regex in regexes):
+        if lowered != path and any(_matches(regex, lowered) for _, regex in regexes):
             out.append(
                 diagnostic(
                     "file-unreachable",

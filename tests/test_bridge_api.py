@@ -175,7 +175,7 @@ async def test_discord_locales_route_and_render(store: Store, http: httpx.AsyncC
     french = await answer(locale="fr", guild_locale="pt-BR")
     missing = await answer()
 
-    assert user["content"] == server["content"] == "Reuniao (pt-br): {messages}\n"
+    assert user["content"] == server["content"] == "Reuniao (pt-BR): {messages}\n"
     assert user["tried_paths"][:2] == ["prompts/pt-br/meeting.md", "prompts/pt/meeting.md"]
     assert french["tried_paths"][:2] == ["prompts/fr/meeting.md", "prompts/meeting.md"]
     assert french["file_path"] == missing["file_path"] == "prompts/meeting/default.md"

@@ -171,11 +171,15 @@ def test_when_conditions_on_the_locale_apply_to_each_tag_tried() -> None:
     assert validate(files) == []
 
 
-def test_rendering_gets_the_normalised_locale() -> None:
+def test_rendering_gets_the_tag_in_its_usual_casing() -> None:
     resolution = resolve(load_repository(V2_FILES), {"category": "meeting", "locale": "pt_BR"})
     rendered = render(resolution.content, resolution.variables)
-    assert rendered.text.startswith("Reuniao (Brasil) em pt-br: ")
+    assert rendered.text.startswith("Reuniao (Brasil) em pt-BR: ")
     assert "locale" in rendered.substituted
+    for raw, shown in (("zh_hant_tw", "zh-Hant-TW"), ("ES-419", "es-419"), ("FR", "fr")):
+        assert Context.from_mapping({"guild_locale": raw}).rendering() == {"locale": shown}
+    # Two spellings of one locale share one cache key.
+    assert Context.from_mapping(locale="pt_BR").key == Context.from_mapping(locale="pt-BR").key
 
 
 def test_validation_knows_locale_routes_files_and_placeholders() -> None:
