@@ -138,9 +138,9 @@ def test_discord_locales_go_to_the_service_as_one_locale(bridge: FakeBridge) -> 
         client.resolve_prompt(GUILD, category="meeting", locale=None, guild_locale="pt_BR")
         client.resolve_prompt(GUILD, category="meeting", guild_locale=None)
     sent = [dict(request.url.params) for request in bridge.requests]
-    assert sent == [
-        {"category": "meeting", "locale": "pt-br"},
-        {"category": "meeting", "locale": "pt-br"},
+    assert sent == [  # in its usual casing: the service routes it lower-case, renders it so
+        {"category": "meeting", "locale": "pt-BR"},
+        {"category": "meeting", "locale": "pt-BR"},
         {"category": "meeting"},
     ]
 
