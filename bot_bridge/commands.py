@@ -40,6 +40,8 @@ class Caller:
     role_ids: frozenset[str] = frozenset()
     channel_id: str | None = None
     channel_name: str | None = None
+    locale: str | None = None  # Discord's interaction.locale (`pt-BR`), then guild_locale
+    guild_locale: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,8 @@ async def preview_prompt(
         "perspective": perspective,
         "channel": caller.channel_name,
         "channel_id": caller.channel_id,
+        "locale": caller.locale,
+        "guild_locale": caller.guild_locale,
     }
     context = {key: value for key, value in given.items() if value}
     try:
@@ -384,6 +388,8 @@ def _serving_line(config: GuildConfig) -> str:
     if outcome == "deleted":
         keeps = f"still serving {active}" if active else "the bot uses its built-in prompts"
         return f"The branch was deleted; {keeps}. Push the branch again or set another branch."
+    if active and config.freshness:
+        return f"Serving {config.freshness}."
     if active:
         return f"Serving commit {active}."
     return "Not synced yet: the bot uses its built-in prompts until the first sync succeeds."

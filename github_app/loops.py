@@ -28,6 +28,7 @@ from typing import Any
 
 import anyio.to_thread
 
+from github_app.bridge.invalidation import listen_for_work, worker_poll_interval
 from github_app.github import (
     GitHubError,
     InstallationUnavailable,
@@ -294,7 +295,9 @@ async def run_background(runtime: Runtime, stop: asyncio.Event, *, worker: bool 
         ),
     ]
     if worker:
-        tasks.append(asyncio.create_task(Worker(runtime).run(stop)))
+        poll = worker_poll_interval(runtime)
+        tasks.append(asyncio.create_task(Worker(runtime, poll_interval=poll).run(stop)))
+        tasks.append(asyncio.create_task(listen_for_work(runtime, stop)))
     try:
         await asyncio.gather(*tasks)
     finally:

@@ -9,7 +9,9 @@ Files are re-read when they change: every request compares the size and modifica
 the repository's files (the paths `promptrepo.is_repository_file` accepts) with the last read,
 which costs a directory walk and no file reads. As on the service, a version with errors is not
 served: the last valid one keeps answering (marked stale) until the errors are fixed, and the
-page says so. Pure `promptrepo` and Starlette: no database, no GitHub, no token on loopback.
+page says so. With `--base owner/name=DIR` (local checkouts of the bases PATH `extends`), the
+page also shows which layer each file comes from. Pure `promptrepo` and Starlette: no database,
+no GitHub, no token on loopback.
 """
 
 from __future__ import annotations
@@ -22,18 +24,18 @@ import os
 import sys
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptrepo import (
-    BOT_SUPPLIED_VARIABLES,
     Context,
     ContextError,
     Diagnostic,
     PromptRepository,
     RepositoryError,
+    Resolution,
     common_contexts,
     files_from_directory,
     is_repository_file,
@@ -42,6 +44,8 @@ from promptrepo import (
     resolve,
     validate,
 )
+from promptrepo.answer import Served, build_answer, routing_context
+from promptrepo.console import add_base_option
 
 if TYPE_CHECKING:  # Starlette is imported when the app is built: `guildprompts --help` stays fast
     from starlette.applications import Starlette
@@ -86,9 +90,17 @@ class Version:
 class Checkout:
     """A directory holding a prompt repository, re-read whenever one of its files changes."""
 
-    def __init__(self, root: str | os.PathLike[str], *, strict: bool = False) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        strict: bool = False,
+        bases: Mapping[str, str | os.PathLike[str]] | None = None,
+    ) -> None:
         self.root = Path(root).resolve()
         self.strict = strict
+        # Local checkouts of the bases PATH `extends` (`owner/name` -> directory), re-read too.
+        self.bases = {name: Path(path).resolve() for name, path in (bases or {}).items()}
         self._lock = threading.Lock()
         self._version: Version | None = None
 
@@ -104,32 +116,36 @@ class Checkout:
             return self._version
 
     def _fingerprint(self) -> str:
-        """Size and modification time of every repository file, hashed (no file is read)."""
-        if not self.root.is_dir():
-            raise NotADirectoryError(20, "not a directory")
+        """Size and modification time of every repository file (the bases' too), hashed (no
+        file is read)."""
         digest = hashlib.sha256()
-        for directory, subdirectories, names in os.walk(self.root, followlinks=False):
-            subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
-            base = Path(directory)
-            for name in sorted(names):
-                full = base / name
-                relative = full.relative_to(self.root).as_posix()
-                if full.is_symlink() or not is_repository_file(relative):
-                    continue
-                stat = full.stat()
-                digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        for label, root in (("", self.root), *sorted(self.bases.items())):
+            if not root.is_dir():
+                raise NotADirectoryError(20, "not a directory", str(root))
+            digest.update(f"layer {label}\n".encode())
+            for directory, subdirectories, names in os.walk(root, followlinks=False):
+                subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
+                base = Path(directory)
+                for name in sorted(names):
+                    full = base / name
+                    relative = full.relative_to(root).as_posix()
+                    if full.is_symlink() or not is_repository_file(relative):
+                        continue
+                    stat = full.stat()
+                    digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         return digest.hexdigest()
 
     def _load(self, fingerprint: str) -> Version:
         try:
             files = files_from_directory(self.root)
+            bases = {name: files_from_directory(path) for name, path in self.bases.items()}
         except OSError as exc:
-            return self._failed(f"cannot read {self.root}: {exc.strerror or exc}")
-        diagnostics = tuple(validate(files, strict=self.strict))
+            return self._failed(f"cannot read {exc.filename or self.root}: {exc.strerror or exc}")
+        diagnostics = tuple(validate(files, strict=self.strict, bases=bases))
         repository: PromptRepository | None = None
         if not any(d.severity == "error" for d in diagnostics):
             try:
-                repository = load_repository(files)
+                repository = load_repository(files, bases=bases)
             except RepositoryError:  # validate reports the same problem as an error
                 repository = None
         now = datetime.now().astimezone()
@@ -168,8 +184,6 @@ class Checkout:
 
 def prompt_body(version: Version, context: Context, root: Path) -> dict[str, Any]:
     """The bridge's `GET .../prompt` answer for this context, from the local files."""
-    resolution = resolve(version.repository, context)
-    rendered = render(resolution.content, resolution.variables)
     if version.read_error:
         status = version.read_error
     elif version.serving_last_good:
@@ -179,21 +193,9 @@ def prompt_body(version: Version, context: Context, root: Path) -> dict[str, Any
         )
     else:
         status = f"local preview of {root}"
-    return {
-        "content": rendered.text,
-        "source": resolution.source,
-        "file_path": resolution.file_path,
-        "tried_paths": list(resolution.tried_paths),
-        "route": resolution.route,
-        "repository": None,
-        "branch": None,
-        "commit_sha": None,
-        "schema_version": resolution.schema_version,
-        "parameters": resolution.to_dict()["parameters"],
-        "github_file_url": None,
-        "is_stale": version.serving_last_good,
-        "status_message": status,
-    }
+    served = Served(None, None, None, None, version.serving_last_good, status, False)
+    answer = build_answer(served, context, version.repository, "")
+    return replace(answer, is_stale=version.serving_last_good).to_json()
 
 
 # ---- the app ------------------------------------------------------------------------------------
@@ -204,6 +206,7 @@ def build_app(
     *,
     strict: bool = False,
     allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS,
+    bases: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> Starlette:
     """The preview over `directory`. `allowed_hosts` (default: loopback names) refuses requests
     for other host names, so a web page cannot reach the preview through DNS rebinding."""
@@ -214,7 +217,7 @@ def build_app(
     from starlette.responses import HTMLResponse, JSONResponse, Response
     from starlette.routing import Route
 
-    checkout = Checkout(directory, strict=strict)
+    checkout = Checkout(directory, strict=strict, bases=bases)
 
     async def current() -> Version:
         return await run_in_threadpool(checkout.current)
@@ -272,17 +275,8 @@ def _etags(header: str) -> set[str]:
 
 
 def _context(values: Mapping[str, str], guild: str | None = None) -> Context:
-    """The routing context as the bridge builds it: the guild from the URL, and none of the
-    variables the bot fills at send time (they are left in the content for the bot)."""
-    given = Context.from_mapping({key: value for key, value in values.items() if value.strip()})
-    items = [
-        item
-        for item in given.items
-        if item[0] not in BOT_SUPPLIED_VARIABLES and not (guild and item[0] == "guild")
-    ]
-    if guild:
-        items.append(("guild", Context.from_mapping({"guild": guild}).get("guild") or ""))
-    return Context(tuple(sorted(items)), given.raw)
+    """The routing context as the bridge builds it (`promptrepo.answer.routing_context`)."""
+    return routing_context(guild, values.items())
 
 
 # ---- trying one context -------------------------------------------------------------------------
@@ -377,6 +371,7 @@ def _diagnostics(version: Version) -> str:
 
 
 def _table(version: Version) -> str:
+    layered = bool(version.repository and version.repository.layers)
     rows = []
     for context in common_contexts():
         try:
@@ -399,13 +394,24 @@ def _table(version: Version) -> str:
             f'<td><a href="{link}" title="tried: {_e(tried)}">{chosen}</a></td>'
             f"<td>{_e(resolution.route or '-')}</td>"
             f'<td><span class="src {_e(resolution.source)}">{_e(resolution.source)}</span></td>'
-            "</tr>"
+            + (f"<td>{_e(_layer(resolution))}</td>" if layered else "")
+            + "</tr>"
         )
     return (
         '<h2>Which file each context gets</h2><table id="resolution"><thead><tr>'
-        "<th>Category</th><th>Type</th><th>File</th><th>Route</th><th>Source</th></tr>"
-        "</thead><tbody>" + "".join(rows) + "</tbody></table>"
+        "<th>Category</th><th>Type</th><th>File</th><th>Route</th><th>Source</th>"
+        + ("<th>Layer</th>" if layered else "")
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
     )
+
+
+def _layer(resolution: Resolution) -> str:
+    """Where the chosen file comes from, in a repository that extends bases."""
+    if resolution.file_path is None:
+        return "-"
+    return f"base {resolution.layer}" if resolution.layer else "this repository"
 
 
 def _try_form(version: Version, query: Mapping[str, str], values: Mapping[str, str] | None) -> str:
@@ -440,6 +446,11 @@ def _trial_result(version: Version, values: Mapping[str, str]) -> str:
         ("File", chosen),
         ("Route", resolution.route or "-"),
         ("Source", resolution.source),
+        *(
+            (("Layer", _layer(resolution)),)
+            if version.repository and version.repository.layers
+            else ()
+        ),
         ("Tried", ", ".join(resolution.tried_paths) or "-"),
         ("Left for the bot", left),
     ]
@@ -534,6 +545,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="report dangerous patterns as errors, as strict deployments do",
     )
+    add_base_option(preview)
     preview.set_defaults(run=run_preview)
 
 
@@ -554,7 +566,12 @@ def run_preview(args: argparse.Namespace) -> int:
             f"the prompts in {root.resolve()}",
             file=sys.stderr,
         )
-    app = build_app(root, strict=args.strict, allowed_hosts=LOOPBACK_HOSTS if loopback else None)
+    app = build_app(
+        root,
+        strict=args.strict,
+        allowed_hosts=LOOPBACK_HOSTS if loopback else None,
+        bases=dict(args.base),
+    )
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(
         f"Previewing {root.resolve()} at http://{shown}:{args.port}/ (Ctrl-C stops)",

@@ -150,6 +150,7 @@ class _Run:
     branch: str | None = None
     sha: str | None = None
     access: Access | None = None
+    checks_started: list[asyncio.Future[int | None]] = field(default_factory=list)
 
     @property
     def repo_id(self) -> int:
@@ -191,6 +192,16 @@ class _Run:
     async def _sync_commit(self, state: RepoState) -> SyncOutcome:
         """Bring the requested commit in; on a tracked branch, follow GitHub's head until the
         branch is concluded at it (see the module docstring)."""
+        try:
+            return await self._follow_head(state)
+        finally:  # a sync that failed before completing its check run leaves no task behind
+            for started in self.checks_started:
+                if not started.done():
+                    started.cancel()
+                elif not started.cancelled():
+                    started.exception()  # retrieved: the sync's own error is what propagates
+
+    async def _follow_head(self, state: RepoState) -> SyncOutcome:
         sha, reading = self.request.sha, None
         if sha is None:
             reading = await self._read_head()
@@ -249,14 +260,15 @@ class _Run:
             request.trigger,
             can_check=check and access.installation_id is not None,
         )
-        check_run_id = None
+        check_run: asyncio.Future[int | None] | None = None
         if stored.snapshot_id is not None:
             validation = await anyio.to_thread.run_sync(
                 analyse_commit, stored.files, stored.diagnostics
             )
             snapshot = CommitFiles(sha, {}, {}, validation)
             if stored.post_check:
-                check_run_id = await self._start_check(stored)
+                check_run = asyncio.ensure_future(self._start_check(stored))
+                self.checks_started.append(check_run)
         else:
             entries = await self._call(
                 self.runtime.github.get_tree(self.repo_id, sha, **access.kwargs)
@@ -270,8 +282,9 @@ class _Run:
                     (),
                     f"{sha[:7]} has no PATH file: not a prompt repository, nothing to check",
                 )
-            if stored.post_check:
-                check_run_id = await self._start_check(stored)
+            if stored.post_check:  # off the push-to-live path: created while blobs download
+                check_run = asyncio.ensure_future(self._start_check(stored))
+                self.checks_started.append(check_run)
             snapshot = await self._fetch(sha, entries)
         tracked = request.activate and self.branch is not None
         recorded = None
@@ -294,6 +307,7 @@ class _Run:
         if recorded.activated and request.received_at is not None:
             waited = (utcnow() - _aware(request.received_at)).total_seconds()
             metrics.observe_push_to_live(max(waited, 0.0))
+        check_run_id = await check_run if check_run is not None else None
         if check_run_id is not None:
             await self._complete_check(check_run_id, snapshot, recorded)
         validation = snapshot.validation
