@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="guildprompts",
         description="Prompt templates for a Discord summarization bot, kept in GitHub.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     format_console.register(commands)
     for module_name in _SERVICE_COMMANDS:
@@ -31,16 +32,35 @@ _SERVICE_COMMANDS: list[str] = [
     "github_app.store.maintenance",
     "github_app.service",
     "github_app.preview",
+    "github_app.bridge.tokens",
 ]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("guildprompts")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        status = int(args.run(args) or 0)
+        sys.stdout.flush()
+        return status
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader stopped early (`guildprompts resolve ... | head`): that is its choice, not
+        # an error. Point stdout at /dev/null so the interpreter's final flush stays quiet.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # last resort: a person reads this, never a traceback
         from github_app.settings import SettingsError
 

@@ -42,7 +42,7 @@ def webhook_route(runtime: Runtime) -> Route:
 
 
 async def receive_webhook(runtime: Runtime, request: Request) -> JSONResponse:
-    if not runtime.app_configured:
+    if not await runtime.refresh_credentials():
         return _error(503, "App not configured: open /setup")
     event_header = request.headers.get("x-github-event", "")
     try:

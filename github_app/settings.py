@@ -35,16 +35,29 @@ def _bool(value: str) -> bool:
 
 
 def _positive_int(value: str) -> int:
-    number = int(value)
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
     if number <= 0:
-        raise ValueError("expected a whole number above 0")
+        raise ValueError(f"expected a whole number above 0, got {value.strip()!r}")
+    return number
+
+
+def _port(value: str) -> int:
+    number = _positive_int(value) if value.strip().isdigit() else 0
+    if not 0 < number < 65536:
+        raise ValueError(f"expected a port number from 1 to 65535, got {value.strip()!r}")
     return number
 
 
 def _positive_float(value: str) -> float:
-    number = float(value)
-    if number <= 0:
-        raise ValueError("expected a number above 0")
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not number > 0:
+        raise ValueError(f"expected a number above 0, got {value.strip()!r}")
     return number
 
 
@@ -185,7 +198,15 @@ class Settings:
         "BRIDGE_TOKENS",
         (),
         _csv,
-        doc="Comma-separated bearer tokens the bot presents to /bridge/v1. Secret.",
+        doc="Comma-separated bearer tokens the bot presents to /bridge/v1. Secret. Empty on "
+        "an embedded install: a token is generated into BRIDGE_TOKEN_FILE "
+        "(`guildprompts bridge-token` prints it); empty with a shared database: the bridge is "
+        "disabled.",
+    )
+    bridge_token_file: str = _var(
+        "BRIDGE_TOKEN_FILE",
+        ".guildprompts.bridge-token",
+        doc="Where an embedded install keeps its generated bridge token (mode 0600).",
     )
     resolver_cache_size: int = _var(
         "RESOLVER_CACHE_SIZE",
@@ -205,7 +226,7 @@ class Settings:
 
     # Service
     host: str = _var("HOST", "127.0.0.1", doc="Address `serve` binds.")
-    port: int = _var("PORT", 8000, _positive_int, doc="Port `serve` listens on.")
+    port: int = _var("PORT", 8000, _port, doc="Port `serve` listens on.")
     log_format: str = _var(
         "LOG_FORMAT", "text", _choice("text", "json"), doc="text (readable) or json."
     )
@@ -236,6 +257,11 @@ class Settings:
         if not settings.github_url:
             settings = replace(settings, github_url=_web_url(settings.github_api_url))
         return settings
+
+    @property
+    def embedded(self) -> bool:
+        """An SQLite file in one place: this machine may generate its own keys and tokens."""
+        return self.database_url.strip().startswith("sqlite")
 
     @property
     def app_configured(self) -> bool:

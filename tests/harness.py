@@ -676,6 +676,16 @@ class ManifestForm(HTMLParser):
             self.manifest = json.loads(values["value"] or "{}")
 
 
+def setup_form(client: httpx.Client, **fields: str) -> ManifestForm:
+    """/setup's one form submitted with `fields`: the form it posts on to GitHub."""
+    page = client.get("/setup")
+    assert page.status_code == 200, page.text
+    form = ManifestForm()
+    form.feed(client.post("/setup", data=fields).text)
+    assert form.action and form.manifest, "no manifest form"
+    return form
+
+
 def wait_for(probe: Callable[[], T | None], timeout: float = 10.0, what: str = "") -> T:
     """Call `probe` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
