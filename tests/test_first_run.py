@@ -64,7 +64,10 @@ def test_a_shared_database_without_bridge_tokens_says_the_bridge_is_disabled(
         DATABASE_URL=postgres_url, ENCRYPTION_KEYS=generate_key(), PORT=str(free_port())
     )
     assert run(tmp_path, "db", "upgrade", **env).returncode == 0
-    with serve_process(tmp_path / "web", env) as service, httpx.Client(base_url=service.url) as http:
+    with (
+        serve_process(tmp_path / "web", env) as service,
+        httpx.Client(base_url=service.url) as http,
+    ):
         ready = http.get("/readyz").json()["checks"]["bridge"]
         landing = http.get("/").text
         refused = http.get("/bridge/v1/guilds/1/prompt", headers={"Authorization": "Bearer x"})

@@ -17,7 +17,7 @@ from github_app.store import deliveries
 from github_app.store.db import Database
 from github_app.store.models import utcnow
 from tests.fakegithub import FakeGitHub, generate_rsa_key
-from tests.harness import app_env, bearer, make_runtime, make_settings, served, wait_for
+from tests.harness import app_env, bearer, free_port, make_runtime, make_settings, served, wait_for
 
 
 @pytest.fixture
@@ -230,3 +230,31 @@ def test_shutdown_stops_the_background_tasks_promptly(sqlite_url: str) -> None:
         assert client.get("/healthz").status_code == 200
         started = time.monotonic()
     assert time.monotonic() - started < web.SHUTDOWN_GRACE
+
+
+def test_readyz_answers_within_100_ms_while_github_refuses_connections(
+    sqlite_url: str, fake: FakeGitHub
+) -> None:
+    closed = free_port()  # nothing listens there: every connection is refused
+    settings = make_settings(
+        sqlite_url, **app_env(fake), GITHUB_API_URL=f"http://127.0.0.1:{closed}"
+    )
+    with served(make_runtime(settings), run_worker=False) as client:
+        client.get("/healthz")
+        timings, answers = [], []
+        for _ in range(5):
+            started = time.perf_counter()
+            answers.append(readiness(client))
+            timings.append(time.perf_counter() - started)
+        status, body = settled_readiness(client)
+    assert max(timings) < 0.1, timings
+    assert answers[0][0] == 200
+    assert answers[0][1]["checks"]["app"] == {
+        "ok": True,
+        "status": "checking",
+        "app_id": str(fake.app_id),
+        "error": "GitHub has not confirmed the credentials yet",
+    }
+    assert status == 200
+    assert body["checks"]["app"]["status"] == "unverified"
+    assert "GitHub did not confirm the credentials" in body["checks"]["app"]["error"]
