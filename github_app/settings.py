@@ -78,8 +78,17 @@ def _http_url(value: str) -> str:
     return value.strip().rstrip("/")
 
 
-def _var(env: str, default: Any, parse: Callable[[str], Any] = str, doc: str = "") -> Any:
-    return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
+def _var(
+    env: str,
+    default: Any,
+    parse: Callable[[str], Any] = str,
+    doc: str = "",
+    aliases: tuple[str, ...] = (),
+) -> Any:
+    """A setting read from `env`, else from one of `aliases` (Probot's names for the same)."""
+    return field(
+        default=default, metadata={"env": env, "parse": parse, "doc": doc, "aliases": aliases}
+    )
 
 
 @dataclass(frozen=True)
@@ -113,19 +122,32 @@ class Settings:
     )
 
     # GitHub App
-    github_app_id: str = _var("GITHUB_APP_ID", "", doc="The App's numeric id.")
+    github_app_id: str = _var(
+        "GITHUB_APP_ID",
+        "",
+        doc="The App's numeric id (Probot's APP_ID works too).",
+        aliases=("APP_ID",),
+    )
     github_app_slug: str = _var("GITHUB_APP_SLUG", "", doc="The App's URL name, for install links.")
     github_private_key: str = _var(
-        "GITHUB_PRIVATE_KEY", "", doc="The App's private key (PEM text). Secret."
+        "GITHUB_PRIVATE_KEY",
+        "",
+        doc="The App's private key (PEM text; Probot's PRIVATE_KEY works too). Secret.",
+        aliases=("PRIVATE_KEY",),
     )
     github_private_key_path: str = _var(
-        "GITHUB_PRIVATE_KEY_PATH", "", doc="Path of a PEM file, instead of GITHUB_PRIVATE_KEY."
+        "GITHUB_PRIVATE_KEY_PATH",
+        "",
+        doc="Path of a PEM file, instead of GITHUB_PRIVATE_KEY (or PRIVATE_KEY_PATH).",
+        aliases=("PRIVATE_KEY_PATH",),
     )
     github_webhook_secrets: tuple[str, ...] = _var(
         "GITHUB_WEBHOOK_SECRET",
         (),
         _csv,
-        doc="Webhook secret; several comma-separated secrets allow rotation. Secret.",
+        doc="Webhook secret; several comma-separated secrets allow rotation (Probot's "
+        "WEBHOOK_SECRET works too). Secret.",
+        aliases=("WEBHOOK_SECRET",),
     )
     github_client_id: str = _var("GITHUB_CLIENT_ID", "", doc="The App's OAuth client id.")
     github_client_secret: str = _var(
@@ -156,6 +178,15 @@ class Settings:
         "",
         _http_url,
         doc="Where GitHub reaches this service (webhook and setup URLs). Default: the request's.",
+    )
+
+    webhook_proxy_url: str = _var(
+        "WEBHOOK_PROXY_URL",
+        "",
+        _http_url,
+        doc="A smee.io channel (as Probot uses): `serve` forwards the webhooks GitHub sends "
+        "there to its own webhook endpoint, for trying the App on a machine GitHub cannot "
+        "reach. Set the App's webhook URL to the channel.",
     )
 
     # Processing
@@ -247,6 +278,9 @@ class Settings:
         for spec in fields(cls):
             env, parse = spec.metadata["env"], spec.metadata["parse"]
             raw = config(env, default=None)
+            for alias in spec.metadata["aliases"]:
+                if raw is None:
+                    env, raw = alias, config(alias, default=None)
             if raw is None or (raw.strip() == "" and parse is not str):
                 continue
             try:

@@ -39,6 +39,7 @@ from github_app.pages import escape, page
 from github_app.runtime import Runtime, save_app_credentials
 from github_app.setup import SetupConfig, setup_routes
 from github_app.store import branches, deliveries, serving, setup_states
+from github_app.webhook_proxy import forward
 
 log = logging.getLogger("guildprompts.web")
 
@@ -64,6 +65,8 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> Starlette:
         work: dict[str, Coroutine[Any, Any, Any]] = {"invalidation": listen(runtime, cache, stop)}
         if run_worker:
             work["worker"] = run_background(runtime, stop, worker=True)
+        if runtime.settings.webhook_proxy_url:
+            work["webhook proxy"] = forward(runtime.settings.webhook_proxy_url, app, stop)
         metrics.set_queue_probe(partial(_queue_probe, runtime))
         metrics.set_snapshot_probe(partial(_snapshot_probe, runtime))
         tasks = [_start(name, coroutine, health) for name, coroutine in work.items()]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -743,6 +744,7 @@ def clean_env(**values: str) -> dict[str, str]:
     from github_app.settings import documented_variables
 
     ours = {name for name, _, _ in documented_variables()}
+    ours |= {alias for spec in dataclasses.fields(Settings) for alias in spec.metadata["aliases"]}
     env = {
         key: value
         for key, value in os.environ.items()

@@ -133,3 +133,20 @@ def test_a_closed_pipe_is_not_an_error(tmp_path: Path) -> None:
     assert time.monotonic() - started < 60
     assert stderr == ""
     assert status == 0
+
+
+def test_probot_variable_names_are_accepted() -> None:
+    from github_app.settings import Settings
+
+    probot = Settings.from_env(
+        {"APP_ID": "12", "PRIVATE_KEY": "pem-text", "WEBHOOK_SECRET": "s3cret-value"},
+        env_file=None,
+    )
+    assert probot.github_app_id == "12"
+    assert probot.github_private_key == "pem-text"
+    assert probot.github_webhook_secrets == ("s3cret-value",)
+    assert probot.app_configured
+    ours = Settings.from_env({"APP_ID": "12", "GITHUB_APP_ID": "34"}, env_file=None)
+    assert ours.github_app_id == "34"  # the documented name wins
+    path = Settings.from_env({"PRIVATE_KEY_PATH": "/etc/app.pem"}, env_file=None)
+    assert path.github_private_key_path == "/etc/app.pem"

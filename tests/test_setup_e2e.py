@@ -72,10 +72,12 @@ def test_manifest_flow_stores_credentials_encrypted_and_configures_the_app_after
         )
         first = fake.webhook("ping", fake.ping_payload())
         wait_for(
-            lambda: client.post(
-                "/api/github/webhooks", content=first.body, headers=first.headers
-            ).status_code
-            == 202,
+            lambda: (
+                client.post(
+                    "/api/github/webhooks", content=first.body, headers=first.headers
+                ).status_code
+                == 202
+            ),
             what="the first process to use the new credentials",
         )
         assert client.get("/setup").status_code == 410
