@@ -648,14 +648,14 @@ async def bridge_world(
 
 
 @contextlib.contextmanager
-def served(runtime: Runtime, *, run_worker: bool = True) -> Iterator[httpx.Client]:
+def served(runtime: Runtime, *, run_worker: bool = True, port: int = 0) -> Iterator[httpx.Client]:
     """`create_app(runtime)` under uvicorn on loopback (lifespan on, so the background tasks
     start and stop as in `serve`), and a client for it."""
     from github_app.web import create_app
 
     app = create_app(runtime, run_worker=run_worker)
     with (
-        serve_on_loopback(app, lifespan="on") as url,
+        serve_on_loopback(app, lifespan="on", port=port) as url,
         httpx.Client(base_url=url, timeout=15) as client,
     ):
         yield client
