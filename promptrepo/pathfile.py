@@ -14,7 +14,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from . import safeyaml
 from .context import ContextError, normalise_key, normalise_value
-from .diagnostics import Diagnostic, diagnostic
+from .diagnostics import Diagnostic, diagnostic, did_you_mean
 from .files import PATH_FILE
 from .variables import canonical, is_valid_name
 from .versions import describe_supported, parse_version
@@ -182,6 +182,7 @@ class _YamlPath:
         self.text = "\n".join(
             line[min(self.indent, len(line) - len(line.lstrip(" "))) :] for line in lines
         )
+        self.original = "\n".join(lines)
         self.diagnostics: list[Diagnostic] = []
 
     def report(
@@ -204,11 +205,14 @@ class _YamlPath:
                 safeyaml.flatten(root)
         except safeyaml.YamlProblem as exc:
             column = None if exc.column is None else exc.column + self.indent
+            if exc.limits:
+                message, hint = f"PATH is not valid YAML: {exc.message}", None
+            else:
+                located = safeyaml.YamlProblem(exc.message, exc.line, column)
+                message, hint = safeyaml.explain(located, self.original, "PATH")
             code = "yaml-limits" if exc.limits else "path-syntax"
             self.diagnostics.append(
-                diagnostic(
-                    code, PATH_FILE, f"PATH is not valid YAML: {exc.message}", exc.line, column
-                )
+                diagnostic(code, PATH_FILE, message, exc.line, column, hint=hint)
             )
             return None, self.diagnostics
         if not isinstance(root, MappingNode):
@@ -225,7 +229,21 @@ class _YamlPath:
             if key.value in entries:
                 self.report("duplicate-key", f"`{key.value}` appears twice in PATH", key)
             elif key.value not in KNOWN_KEYS:
-                self.report("path-unknown-key", f"unknown PATH key `{key.value}`", key)
+                meant = did_you_mean(key.value, KNOWN_KEYS)
+                line, column = self.where(key)
+                self.diagnostics.append(
+                    diagnostic(
+                        "path-unknown-key",
+                        PATH_FILE,
+                        f"unknown PATH key `{key.value}`"
+                        + (f": did you mean `{meant}`?" if meant else ""),
+                        line,
+                        column,
+                        hint=f"Rename `{key.value}` to `{meant}` on line {line} of PATH."
+                        if meant
+                        else None,
+                    )
+                )
             entries[key.value] = (key, value)
         version, version_line, unsupported = self.read_version(entries.get("version"))
         if "routes" not in entries:
@@ -371,10 +389,20 @@ class _YamlPath:
                 continue
             listed.add(item.value)
             if item.value not in defined:
-                self.report(
-                    "chain-undefined-route",
-                    f"fallback_chain names `{item.value}`, which `routes:` does not define",
-                    item,
+                meant = did_you_mean(item.value, defined)
+                line, column = self.where(item)
+                self.diagnostics.append(
+                    diagnostic(
+                        "chain-undefined-route",
+                        PATH_FILE,
+                        f"fallback_chain names `{item.value}`, which `routes:` does not define"
+                        + (f": did you mean `{meant}`?" if meant else ""),
+                        line,
+                        column,
+                        hint=f"Change `{item.value}` to `{meant}` on line {line} of PATH."
+                        if meant
+                        else None,
+                    )
                 )
                 continue
             route = defined[item.value]
