@@ -198,7 +198,7 @@ def test_a_tab_in_path_is_named_with_its_line_and_a_caret() -> None:
             "PATH is not valid YAML on line 3: a tab character: indent with spaces\n"
             "     global_default: prompts/default.md\n"
             "    ^",
-            "On line 3, column 1: replace the tab with spaces.",
+            "On line 3, column 1: replace the tab with spaces (YAML refuses tabs).",
         )
     ]
 
