@@ -131,7 +131,10 @@ def explain(problem: YamlProblem, text: str, where: str, line_offset: int = 0) -
     shown = lines[problem.line - 1] if 0 < problem.line <= len(lines) else ""
     column = max(1, problem.column or 1)
     if shown[column - 1 : column] == "\t":
-        plain, fix = "a tab character: indent with spaces", "replace the tab with spaces (YAML refuses tabs)"
+        plain, fix = (
+            "a tab character: indent with spaces",
+            "replace the tab with spaces (YAML refuses tabs)",
+        )
     excerpt = ""
     if shown.strip():
         visible = shown.replace("\t", " ")  # a tab would move the caret
