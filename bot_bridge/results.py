@@ -48,6 +48,8 @@ class ResolvedPrompt:
     branch: str | None = None
     repository: str | None = None  # owner/name
     status_message: str | None = None
+    description: str | None = None  # the prompt file's `description:` (front matter)
+    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ def prompt_from_body(body: Mapping[str, Any], resolved_at: datetime) -> Resolved
     if not isinstance(content, str):
         return None
     parameters = body.get("parameters")
+    metadata = body.get("metadata")
     version = body.get("schema_version")
     return ResolvedPrompt(
         content=content,
@@ -175,6 +178,8 @@ def prompt_from_body(body: Mapping[str, Any], resolved_at: datetime) -> Resolved
         branch=text_field(body.get("branch")),
         repository=text_field(body.get("repository")),
         status_message=text_field(body.get("status_message")),
+        description=text_field(body.get("description")),
+        metadata=MappingProxyType(dict(metadata) if isinstance(metadata, dict) else {}),
     )
 
 

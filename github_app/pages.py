@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from starlette.responses import HTMLResponse
+if TYPE_CHECKING:  # imported when a response is built: the command line stays fast to start
+    from starlette.responses import HTMLResponse
 
 __all__ = ["STYLE", "document", "escape", "page"]
 
@@ -65,6 +67,8 @@ def page(
     **layout: str,
 ) -> HTMLResponse:
     """`document(title, body)` as a response that no cache keeps and no frame shows."""
+    from starlette.responses import HTMLResponse
+
     return HTMLResponse(
         document(title, body, **layout), status_code=status, headers={**HEADERS, **(headers or {})}
     )

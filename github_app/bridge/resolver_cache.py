@@ -199,6 +199,8 @@ def build_response(
         "commit_sha": commit,
         "schema_version": resolution.schema_version,
         "parameters": _parameters(resolution),
+        "description": resolution.description,
+        "metadata": resolution.to_dict()["metadata"],
         "github_file_url": _file_url(
             github_url, serving_state.repository, commit, resolution.file_path
         )
