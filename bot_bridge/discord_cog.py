@@ -119,7 +119,7 @@ class PromptConfigCog(
         repository="owner/name or the repository's GitHub URL",
         branch="Branch to follow (default: the repository's default branch)",
         token="Private repository without the App: a token that can read it (kept encrypted, "
-        "never shown)",
+        "never shown)",  # noqa: S106 (a description, not a password)
     )
     async def set_repository(
         self,
