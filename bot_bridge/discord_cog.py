@@ -58,6 +58,12 @@ async def _reply_for(run: Run, interaction: discord.Interaction) -> Reply:
 
 
 @app_commands.guild_only()
+# The `token` option's description (Discord allows 100 characters).
+_TOKEN_OPTION = (
+    "Private repository without the App: a token that can read it (kept encrypted, never shown)"
+)
+
+
 class PromptConfigCog(
     ext.GroupCog,
     group_name="prompt-config",
@@ -118,8 +124,7 @@ class PromptConfigCog(
     @app_commands.describe(
         repository="owner/name or the repository's GitHub URL",
         branch="Branch to follow (default: the repository's default branch)",
-        token="Private repository without the App: a token that can read it (kept encrypted, "
-        "never shown)",  # noqa: S106 (a description, not a password)
+        token=_TOKEN_OPTION,
     )
     async def set_repository(
         self,
