@@ -57,13 +57,13 @@ async def _reply_for(run: Run, interaction: discord.Interaction) -> Reply:
         return UNEXPECTED
 
 
-@app_commands.guild_only()
 # The `token` option's description (Discord allows 100 characters).
-_TOKEN_OPTION = (
+_PAT_HELP = (
     "Private repository without the App: a token that can read it (kept encrypted, never shown)"
 )
 
 
+@app_commands.guild_only()
 class PromptConfigCog(
     ext.GroupCog,
     group_name="prompt-config",
@@ -124,7 +124,7 @@ class PromptConfigCog(
     @app_commands.describe(
         repository="owner/name or the repository's GitHub URL",
         branch="Branch to follow (default: the repository's default branch)",
-        token=_TOKEN_OPTION,
+        token=_PAT_HELP,
     )
     async def set_repository(
         self,
