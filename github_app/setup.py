@@ -251,7 +251,6 @@ class SetupConfig:
     save_credentials: Callable[[dict[str, str]], Any] | None = None
     env_file: str | Path | None = None
     is_configured: Callable[[], bool | Awaitable[bool]] = _never_configured
-    restart_required: bool = False
     app_name: str = ""
     state_ttl: float = 600.0
     clock: Callable[[], float] = time.monotonic
@@ -443,9 +442,8 @@ variables.</p>""",
             stored_where,
         )
         install = f"{self.github_url}/apps/{quote(credentials.slug)}/installations/new"
-        restart = self.config.restart_required or (
-            self.config.env_file is not None and self.config.save_credentials is None
-        )
+        # Credentials only in a .env file reach the processes when they start again.
+        restart = self.config.env_file is not None and self.config.save_credentials is None
         next_step = (
             "<p><b>Restart guildprompts</b> so it loads them, then install the App.</p>"
             if restart

@@ -8,6 +8,7 @@ diagnostics are mapped back to the author's line and column.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -198,6 +199,27 @@ class _YamlPath:
         line, column = safeyaml.position(node)
         return line, column + self.indent
 
+    def report_near_miss(
+        self,
+        code: str,
+        node: ScalarNode,
+        message: str,
+        choices: Iterable[str],
+        verb: str = "Rename",
+    ) -> None:
+        """`message` at `node`, with "did you mean" and the exact edit when one choice is close."""
+        meant = did_you_mean(node.value, choices)
+        if meant is None:
+            self.report(code, message, node)
+            return
+        line, column = self.where(node)
+        hint = f"{verb} `{node.value}` to `{meant}` on line {line} of PATH."
+        self.diagnostics.append(
+            diagnostic(
+                code, PATH_FILE, f"{message}: did you mean `{meant}`?", line, column, hint=hint
+            )
+        )
+
     def parse(self) -> tuple[PathFile | None, list[Diagnostic]]:
         try:
             root = safeyaml.compose(self.text)
@@ -229,20 +251,8 @@ class _YamlPath:
             if key.value in entries:
                 self.report("duplicate-key", f"`{key.value}` appears twice in PATH", key)
             elif key.value not in KNOWN_KEYS:
-                meant = did_you_mean(key.value, KNOWN_KEYS)
-                line, column = self.where(key)
-                self.diagnostics.append(
-                    diagnostic(
-                        "path-unknown-key",
-                        PATH_FILE,
-                        f"unknown PATH key `{key.value}`"
-                        + (f": did you mean `{meant}`?" if meant else ""),
-                        line,
-                        column,
-                        hint=f"Rename `{key.value}` to `{meant}` on line {line} of PATH."
-                        if meant
-                        else None,
-                    )
+                self.report_near_miss(
+                    "path-unknown-key", key, f"unknown PATH key `{key.value}`", KNOWN_KEYS
                 )
             entries[key.value] = (key, value)
         version, version_line, unsupported = self.read_version(entries.get("version"))
@@ -389,20 +399,12 @@ class _YamlPath:
                 continue
             listed.add(item.value)
             if item.value not in defined:
-                meant = did_you_mean(item.value, defined)
-                line, column = self.where(item)
-                self.diagnostics.append(
-                    diagnostic(
-                        "chain-undefined-route",
-                        PATH_FILE,
-                        f"fallback_chain names `{item.value}`, which `routes:` does not define"
-                        + (f": did you mean `{meant}`?" if meant else ""),
-                        line,
-                        column,
-                        hint=f"Change `{item.value}` to `{meant}` on line {line} of PATH."
-                        if meant
-                        else None,
-                    )
+                self.report_near_miss(
+                    "chain-undefined-route",
+                    item,
+                    f"fallback_chain names `{item.value}`, which `routes:` does not define",
+                    defined,
+                    verb="Change",
                 )
                 continue
             route = defined[item.value]
