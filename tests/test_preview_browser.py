@@ -39,7 +39,8 @@ def test_the_preview_page_in_chromium(page: Any, checkout: Path) -> None:
     expect(page.locator("#status")).to_contain_text("Valid (schema v2)")
     expect(page.locator("#diagnostics")).to_have_text("No problems found.")
     table = page.locator("#resolution tbody tr")
-    expect(table).to_have_count(9)
+    expect(table).to_have_count(27)  # 9 contexts, each also with the 2 perspectives it has
+    expect(page.locator("#resolution thead")).to_contain_text("Perspective")
     expect(table.first).to_contain_text("prompts/discussion/brief.md")
     expect(table.first).to_contain_text("category_type")
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete
+from sqlalchemy import CursorResult, delete
 from sqlalchemy.orm import Session
 
 from github_app.store.models import SetupState, utcnow
@@ -37,4 +38,4 @@ def consume_state(session: Session, state: str, now: datetime | None = None) -> 
     taken = session.execute(
         delete(SetupState).where(SetupState.digest == _digest(state), SetupState.expires_at > now)
     )
-    return bool(taken.rowcount)
+    return cast(CursorResult[Any], taken).rowcount == 1
