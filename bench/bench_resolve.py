@@ -50,9 +50,10 @@ from github_app.bridge.routes import bridge_routes  # noqa: E402
 from github_app.runtime import Runtime, build_runtime  # noqa: E402
 from github_app.secrets import generate_key  # noqa: E402
 from github_app.settings import Settings  # noqa: E402
-from github_app.store import bindings, installations  # noqa: E402
+from github_app.store import installations  # noqa: E402
 from github_app.sync import SyncRequest, sync  # noqa: E402
 from tests.fakegithub import FakeGitHub  # noqa: E402
+from tests.store_helpers import save_binding  # noqa: E402
 
 TOKEN = "bench-bridge-token-0123456789"
 FULL_NAME = "octo-org/prompts"
@@ -169,7 +170,7 @@ async def synced_world(database_url: str) -> World:
     assert outcome.activated, outcome.message
     for guild in GUILDS:
         runtime.in_session(
-            bindings.set_binding,
+            save_binding,
             guild,
             repository_full_name=FULL_NAME,
             repository_id=repository_id,

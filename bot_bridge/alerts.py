@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .client import AsyncBridgeClient, BridgeError, BridgeEvent, GuildConfig
+from .client import AsyncBridgeClient
 from .commands import GUILD_ONLY, PERMISSION_DENIED, Caller, Reply, can_manage
+from .results import BridgeError, BridgeEvent, GuildConfig
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def is_problem(event: BridgeEvent) -> bool:
     """Failed or rejected syncs and lost access; configuration changes are not problems."""
     kind = event.raw.get("kind")
     if kind is not None:
-        return kind == "problem"
+        return bool(kind == "problem")
     return event.action.startswith("sync.") or event.action == "access.lost"
 
 

@@ -13,7 +13,8 @@ from datetime import datetime
 
 from promptrepo import Diagnostic
 
-from .client import AsyncBridgeClient, BridgeError, GuildConfig, PreviewResult
+from .client import AsyncBridgeClient
+from .results import BridgeError, GuildConfig, PreviewResult
 
 MAX_REPLY_LENGTH = 2000  # Discord's message limit
 MAX_LISTED_PROBLEMS = 8
@@ -188,14 +189,14 @@ async def preview_prompt(
     """`/prompt-config test [category] [type] [perspective]`, in the caller's channel."""
     if caller.guild_id is None:
         return Reply(GUILD_ONLY)
-    context = {
+    given = {
         "category": category,
         "type": summary_type,
         "perspective": perspective,
         "channel": caller.channel_name,
         "channel_id": caller.channel_id,
     }
-    context = {key: value for key, value in context.items() if value}
+    context = {key: value for key, value in given.items() if value}
     try:
         result = await client.test(caller.guild_id, context)
     except BridgeError as exc:

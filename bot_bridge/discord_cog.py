@@ -105,20 +105,25 @@ class PromptConfigCog(
             raise RuntimeError("PromptConfigCog was created without a bot: it cannot post")
         channel_id = int(alert.channel_id)
         channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+        if not isinstance(channel, discord.abc.Messageable):  # a category or a forum
+            raise RuntimeError(f"channel {channel_id} cannot receive messages")
         await channel.send(alert.text, allowed_mentions=discord.AllowedMentions.none())
 
     async def _respond(self, interaction: discord.Interaction, run: Run) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         reply = await _reply_for(run, interaction)
-        options: dict[str, object] = {}
+        mentions = discord.AllowedMentions.none()
         if reply.needs_confirmation:
-            options["view"] = ConfirmRemoval(self, interaction.user.id)
-        await interaction.followup.send(
-            reply.text,
-            ephemeral=reply.ephemeral,
-            allowed_mentions=discord.AllowedMentions.none(),
-            **options,
-        )
+            await interaction.followup.send(
+                reply.text,
+                ephemeral=reply.ephemeral,
+                allowed_mentions=mentions,
+                view=ConfirmRemoval(self, interaction.user.id),
+            )
+        else:
+            await interaction.followup.send(
+                reply.text, ephemeral=reply.ephemeral, allowed_mentions=mentions
+            )
 
     @app_commands.command(name="set", description="Use a GitHub repository for this server.")
     @app_commands.describe(
@@ -222,7 +227,9 @@ class ConfirmRemoval(discord.ui.View):
         return interaction.user.id == self.user_id
 
     @discord.ui.button(label="Remove", style=discord.ButtonStyle.danger)
-    async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+    async def confirm(
+        self, interaction: discord.Interaction, button: discord.ui.Button[ConfirmRemoval]
+    ) -> None:
         self.stop()
         await interaction.response.edit_message(content="Removing…", view=None)
         reply = await _reply_for(
@@ -236,6 +243,8 @@ class ConfirmRemoval(discord.ui.View):
         )
 
     @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
-    async def cancel(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+    async def cancel(
+        self, interaction: discord.Interaction, button: discord.ui.Button[ConfirmRemoval]
+    ) -> None:
         self.stop()
         await interaction.response.edit_message(content="Nothing was removed.", view=None)

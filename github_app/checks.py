@@ -84,13 +84,6 @@ class CheckOutput:
         return {"title": self.title, "summary": self.summary, "annotations": list(annotations)}
 
 
-@dataclass(frozen=True)
-class PostedCheckRun:
-    check_run_id: int
-    conclusion: str
-    requests: int  # GitHub requests this call sent
-
-
 # ---- rendering ----------------------------------------------------------------------------
 
 
@@ -402,27 +395,6 @@ async def finish_check_run(
     )
     await runtime.run_db(checkruns.complete_check_run, check_run_id, output.conclusion)
     return len(batches)
-
-
-async def post_check_run(
-    runtime: Runtime,
-    repository_id: int,
-    sha: str,
-    installation_id: int,
-    report: CheckReport,
-    *,
-    check_run_id: int | None = None,
-) -> PostedCheckRun:
-    """Create (unless `check_run_id` names one already started) and complete the check run."""
-    requests = 0
-    if check_run_id is None:
-        check_run_id = await start_check_run(runtime, repository_id, sha, installation_id)
-        requests += 1
-    output = render_output(report)
-    requests += await finish_check_run(
-        runtime, repository_id, check_run_id, installation_id, output
-    )
-    return PostedCheckRun(check_run_id, output.conclusion, requests)
 
 
 def _now() -> str:

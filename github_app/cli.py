@@ -7,6 +7,7 @@ Registrars only add arguments; heavy imports happen inside the command that need
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Sequence
 
@@ -45,9 +46,34 @@ def _version() -> str:
         return "(not installed)"
 
 
+# Top-level modules of the `app` extra (pyproject.toml) that every service command imports.
+# Checked with find_spec, so the base install (a bot's) never imports them to say they are missing.
+_APP_MODULES = (
+    "starlette",
+    "uvicorn",
+    "sqlalchemy",
+    "alembic",
+    "cryptography",
+    "jwt",
+    "tenacity",
+    "prometheus_client",
+)
+
+
+def missing_app_modules() -> list[str]:
+    """The service's modules missing here (none once `guildprompts[app]` is installed)."""
+    return [name for name in _APP_MODULES if importlib.util.find_spec(name) is None]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command not in format_console.COMMANDS and missing_app_modules():
+        print(
+            f"guildprompts {args.command} needs the service: pip install 'guildprompts[app]'",
+            file=sys.stderr,
+        )
+        return 2
     try:
         status = int(args.run(args) or 0)
         sys.stdout.flush()
@@ -62,9 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as exc:  # last resort: a person reads this, never a traceback
-        from github_app.settings import SettingsError
-
-        if isinstance(exc, SettingsError):
+        # A SettingsError can only come from a loaded settings module; importing it here would
+        # pull the service's dependencies into a format command.
+        settings = sys.modules.get("github_app.settings")
+        if settings is not None and isinstance(exc, settings.SettingsError):
             print(f"guildprompts: configuration error: {exc}", file=sys.stderr)
         else:
             print(f"guildprompts: {type(exc).__name__}: {exc}", file=sys.stderr)

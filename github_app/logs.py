@@ -203,7 +203,6 @@ class RedactingFilter(logging.Filter):
 
 # --- Context ---------------------------------------------------------------------------------
 
-CONTEXT_FIELDS = ("delivery_id", "installation", "repository", "guild")
 _RESERVED = frozenset({"time", "level", "logger", "message", "exception", "stack"})
 _context: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
     "guildprompts_log_context", default=None

@@ -25,10 +25,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from github_app.github import (
-    NOT_MODIFIED,
     GitHubError,
     InstallationUnavailable,
     NotFound,
+    NotModified,
 )
 from github_app.runtime import Runtime
 from github_app.store import bindings, branches, deliveries, retention, serving
@@ -97,7 +97,7 @@ async def _reconcile_target(runtime: Runtime, target: TrackedTarget) -> bool:
     except GitHubError as exc:
         log.warning("reconcile: cannot read the head of %s: %s", where, exc)
         return False
-    if head is NOT_MODIFIED:
+    if isinstance(head, NotModified):
         return False
     sha, etag = head
     queued = await runtime.run_db(_record_head, target, sha, etag)

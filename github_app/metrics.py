@@ -35,15 +35,15 @@ from prometheus_client.registry import Collector
 __all__ = [
     "KNOWN_EVENTS",
     "REGISTRY",
-    "QueueStats",
+    "QueueDepth",
     "SnapshotAge",
     "count_delivery",
+    "count_sync",
     "endpoint_template",
     "observe_processing",
     "observe_push_to_live",
     "record_github_request",
     "record_resolve",
-    "record_sync",
     "render_latest",
     "set_queue_probe",
     "set_snapshot_probe",
@@ -189,7 +189,7 @@ def record_github_request(
         GITHUB_RATE_REMAINING.labels(installation).set(rate_remaining)
 
 
-def record_sync(outcome: str, trigger: str = "push") -> None:
+def count_sync(outcome: str, trigger: str = "push") -> None:
     """A sync ended; `outcome` and `trigger` are the sync module's fixed vocabularies."""
     SYNCS.labels(outcome, trigger).inc()
 
@@ -270,7 +270,7 @@ def endpoint_template(endpoint: str) -> str:
 # --- Values read from the store at scrape time ------------------------------------------------
 
 
-class QueueStats(NamedTuple):
+class QueueDepth(NamedTuple):
     """What the queue probe reports: pending deliveries and the oldest one's age in seconds."""
 
     depth: int
@@ -285,7 +285,7 @@ class SnapshotAge(NamedTuple):
     activated_at: float
 
 
-QueueProbe = Callable[[], QueueStats]
+QueueProbe = Callable[[], QueueDepth]
 SnapshotProbe = Callable[[], Iterable[SnapshotAge]]
 
 

@@ -53,6 +53,7 @@ class AppCredentials:
 
     @property
     def complete(self) -> bool:
+        """Enough to authenticate and verify webhooks (what `refresh_credentials` waits for)."""
         return bool(self.app_id and self.private_key and self.webhook_secrets)
 
 

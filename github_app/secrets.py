@@ -61,7 +61,6 @@ class Vault:
                     f"base64): create one with `{KEY_GENERATE_COMMAND}`"
                 ) from None
         self._fernet = MultiFernet(fernets)
-        self.key_count = len(fernets)
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode("utf-8")).decode("ascii")

@@ -303,17 +303,6 @@ class Settings:
         has_key = bool(self.github_private_key or self.github_private_key_path)
         return bool(self.github_app_id and has_key and self.github_webhook_secrets)
 
-    def missing_app_settings(self) -> list[str]:
-        """Names of the variables a working App still needs, for start-up logs and /setup."""
-        missing = []
-        if not self.github_app_id:
-            missing.append("GITHUB_APP_ID")
-        if not (self.github_private_key or self.github_private_key_path):
-            missing.append("GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH")
-        if not self.github_webhook_secrets:
-            missing.append("GITHUB_WEBHOOK_SECRET")
-        return missing
-
     def private_key_pem(self) -> str:
         """The App's private key text, read from the file when only a path is configured."""
         if self.github_private_key:

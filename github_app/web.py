@@ -168,9 +168,9 @@ async def _metrics(request: Request) -> Response:
     return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
 
 
-def _queue_probe(runtime: Runtime) -> metrics.QueueStats:
+def _queue_probe(runtime: Runtime) -> metrics.QueueDepth:
     stats = runtime.in_session(deliveries.queue_stats)
-    return metrics.QueueStats(stats.pending, stats.oldest_pending_age or 0.0)
+    return metrics.QueueDepth(stats.pending, stats.oldest_pending_age or 0.0)
 
 
 def _snapshot_probe(runtime: Runtime) -> list[metrics.SnapshotAge]:

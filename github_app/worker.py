@@ -189,15 +189,6 @@ class Worker:
         metrics.observe_processing(row.event, time.monotonic() - started, "failed")
 
 
-async def drain(runtime: Runtime, *, max_items: int = 1000, worker: Worker | None = None) -> int:
-    """Process every delivery due now (and what processing them queues); returns how many."""
-    worker = worker or Worker(runtime, worker_id="drain")
-    count = 0
-    while count < max_items and await worker.run_once():
-        count += 1
-    return count
-
-
 def backoff(attempt: int, retry_after: float | None = None) -> float:
     """Seconds before retrying after failed attempt number `attempt` (1 = the first).
 

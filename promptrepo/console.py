@@ -11,6 +11,9 @@ import os
 import sys
 from typing import Any
 
+# The subcommands registered here: they run with the base install (no service dependency).
+COMMANDS = ("validate", "resolve")
+
 
 def register(subparsers: Any) -> None:
     validate = subparsers.add_parser(

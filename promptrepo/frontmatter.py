@@ -221,7 +221,7 @@ class _Reader:
         known = (*FRONT_MATTER_KEYS, "prompt") if allow_prompt else FRONT_MATTER_KEYS
         for key, value in root.value:
             name = key.value if safeyaml.is_str(key) else None
-            if name not in known:
+            if name is None or name not in known:
                 self.unknown_key(name, key, known, what)
                 continue
             self.read(name, value, fields)

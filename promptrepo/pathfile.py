@@ -471,7 +471,7 @@ class _YamlPath:
 def _scalar_text(node: Node) -> str | None:
     """The text of a non-null scalar (numbers and booleans as written), else None."""
     if isinstance(node, ScalarNode) and not _is_null(node):
-        return node.value
+        return str(node.value)
     return None
 
 

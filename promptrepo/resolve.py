@@ -145,8 +145,8 @@ def candidates(route: Route, context: Context, version: str) -> list[str]:
     for name, allowed in route.when:
         if context.get(name) not in allowed:
             return []
-    values = [context.get(name) for name in route.names]
-    if not all(values):
+    values = [value for name in route.names if (value := context.get(name))]
+    if len(values) != len(route.names):
         return []  # v2: a route whose variables are not all known is skipped
     return [_fill(route, dict(zip(route.names, values, strict=True)))]
 

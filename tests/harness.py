@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -42,8 +42,9 @@ from github_app.store import bindings, branches, deliveries, installations, serv
 from github_app.store.models import BindingState, BranchStatus, DeliveryRow
 from github_app.store.serving import GuildState
 from github_app.sync import SyncOutcome, SyncRequest, sync
-from github_app.worker import Worker, drain
+from github_app.worker import Worker
 from tests.fakegithub import FakeGitHub, Webhook, serve_on_loopback
+from tests.store_helpers import save_binding
 
 T = TypeVar("T")
 WEBHOOK_FIXTURES = Path(__file__).parent / "fixtures" / "github-webhooks"
@@ -273,7 +274,7 @@ class Store:
     ) -> None:
         current = self.db(bindings.get_binding, guild_id)
         self.db(
-            bindings.set_binding,
+            save_binding,
             guild_id,
             repository_full_name=full_name,
             repository_id=repository_id,
@@ -361,7 +362,7 @@ class World:
         self, guild_id: str = GUILD, *, branch: str | None = None, token: str | None = None
     ) -> None:
         self.db(
-            bindings.set_binding,
+            save_binding,
             guild_id,
             repository_full_name=self.full_name,
             repository_id=self.repository_id,
@@ -414,7 +415,7 @@ class World:
             installation_id=None,
         )
         self.db(
-            bindings.set_binding,
+            save_binding,
             guild_id,
             repository_full_name=full_name,
             repository_id=repository_id,
@@ -445,6 +446,15 @@ class World:
     def requests_since(self, mark: int) -> list[str]:
         """Endpoints requested since `len(fake.requests)` was `mark` (token mints excluded)."""
         return [r.endpoint for r in self.fake.requests[mark:] if "access_tokens" not in r.path]
+
+
+async def drain(runtime: Runtime, *, max_items: int = 1000, worker: Worker | None = None) -> int:
+    """Process every delivery due now (and what processing them queues); returns how many."""
+    worker = worker or Worker(runtime, worker_id="drain")
+    count = 0
+    while count < max_items and await worker.run_once():
+        count += 1
+    return count
 
 
 def make_world(
@@ -771,15 +781,19 @@ class Service:
 
 
 @contextlib.contextmanager
-def serve_process(cwd: Path, env: dict[str, str], *args: str) -> Iterator[Service]:
+def serve_process(
+    cwd: Path, env: dict[str, str], *args: str, command: Sequence[str] | None = None
+) -> Iterator[Service]:
     """`guildprompts serve` answering /healthz until the block ends, then SIGTERM and a wait.
+
+    `command` is the console script to run (default: this environment's).
 
     Raises RuntimeError (with the service's log) when it exits early, never answers, or does
     not stop within 20 s of SIGTERM.
     """
     cwd.mkdir(parents=True, exist_ok=True)
     port = int(env.get("PORT") or 0) or free_port()
-    argv = [*guildprompts_command(), "serve", *args]
+    argv = [*(command or guildprompts_command()), "serve", *args]
     if "PORT" not in env:
         argv += ["--port", str(port)]
     log_path = cwd.parent / f"{cwd.name}.log"

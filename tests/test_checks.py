@@ -223,16 +223,17 @@ async def test_a_refused_check_run_does_not_stop_the_sync(world: World) -> None:
     assert world.fake.check_runs == {}
 
 
-async def test_post_check_run_respects_the_summary_limit(world: World) -> None:
+async def test_a_posted_check_run_respects_the_summary_limit(world: World) -> None:
     sha = world.push(VALID)
     many = tuple(_diagnostic(i, message="y" * 300) for i in range(1, 301))
     report = checks.CheckReport(sha=sha, diagnostics=many)
 
-    posted = await checks.post_check_run(
-        world.runtime, world.repository_id, sha, world.installation_id, report
-    )
+    args = (world.runtime, world.repository_id)
+    check_run_id = await checks.start_check_run(*args, sha, world.installation_id)
+    output = checks.render_output(report)
+    requests = await checks.finish_check_run(*args, check_run_id, world.installation_id, output)
 
-    assert posted.requests == 1 + 6  # create, five batches of 50 then the completing one
-    run = world.fake.check_runs[posted.check_run_id]
+    assert requests == 6  # five batches of 50 annotations, then the completing one
+    run = world.fake.check_runs[check_run_id]
     assert len(run["output"]["summary"]) <= SUMMARY_LIMIT
     assert len(run["annotations"]) == 300 and run["conclusion"] == "success"

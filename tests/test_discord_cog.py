@@ -191,7 +191,7 @@ async def test_an_unexpected_failure_still_gets_a_reply(
     assert "Something went wrong" in interaction.sent[0]["content"]
 
 
-class FakeChannel:
+class FakeChannel(discord.abc.Messageable):
     def __init__(self, channel_id: int) -> None:
         self.id = channel_id
         self.sent: list[dict[str, Any]] = []
@@ -247,6 +247,15 @@ async def test_alerts_are_posted_through_the_bot_without_mentions(bridge: Bridge
     assert message["content"] == "@everyone look"
     assert message["allowed_mentions"].everyone is False
     assert remote.sent[0]["content"] == "fetched"
+
+
+async def test_an_alert_for_a_channel_that_takes_no_messages_stays_due(bridge: Bridge) -> None:
+    category = SimpleNamespace(id=4444)  # a category or forum: no `send`
+    client = AsyncBridgeClient("http://bridge.test", "t", transport=httpx.MockTransport(bridge))
+    async with client:
+        cog = PromptConfigCog(client, bot=FakeBot(category))  # type: ignore[arg-type]
+        with pytest.raises(RuntimeError, match="cannot receive messages"):
+            await cog.post_alert(Alert(str(GUILD), "4444", "k", "hello", None))
 
 
 async def test_the_watcher_runs_while_the_cog_is_loaded(bridge: Bridge) -> None:

@@ -3,6 +3,7 @@ served, against the fake GitHub; routing checked with GitHub's real payload exam
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from tests.harness import (
     harness,
     runtime_for,
 )
+from tests.store_helpers import failed_deliveries
 
 pytestmark = pytest.mark.anyio
 
@@ -127,7 +129,7 @@ async def test_real_payload_examples_are_processed_without_failure(world: Harnes
         assert response.status_code == 202, (event, name, response.text)
         await world.drain()
     stats = world.db(deliveries.queue_stats)
-    failed = [(d.event, d.last_error) for d in world.db(deliveries.failed_deliveries)]
+    failed = [(d.event, d.last_error) for d in world.db(failed_deliveries)]
     assert (stats.pending, stats.processing, failed) == (0, 0, [])
     # installation created stored the installation and its repository with its default branch
     assert world.db(installations.get_installation, 957387) is not None
@@ -476,7 +478,7 @@ def test_enqueue_sync_refuses_what_the_worker_could_not_run(sqlite_url: str) -> 
         guid = runtime.in_session(enqueue_sync, full_name="a/b", trigger="refresh", guild_id=GUILD)
         row = runtime.in_session(deliveries.get_delivery, guid)
         assert guid.startswith("sync:") and row is not None
-        assert row.payload_json() == {
+        assert json.loads(row.payload) == {
             "repository_id": None,
             "full_name": "a/b",
             "branch": None,

@@ -14,6 +14,7 @@ from github_app.store import bindings, deliveries, installations
 from github_app.store.models import BranchStatus, utcnow
 from tests.fakegithub import FakeGitHub, Webhook
 from tests.harness import FULL_NAME, GUILD, VALID, Harness, harness, runtime_for
+from tests.store_helpers import save_binding
 
 pytestmark = pytest.mark.anyio
 
@@ -127,7 +128,7 @@ async def test_without_the_app_reconcile_asks_github_nothing_for_app_repositorie
             installation_id=installation_id,
         )
         runtime.in_session(
-            bindings.set_binding,
+            save_binding,
             GUILD,
             repository_full_name=FULL_NAME,
             repository_id=77,

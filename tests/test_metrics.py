@@ -144,7 +144,7 @@ def test_endpoint_labels_are_route_templates(endpoint: str, template: str) -> No
 
 def test_syncs_and_push_to_live() -> None:
     before = value("guildprompts_syncs_total", outcome="activated", trigger="push")
-    metrics.record_sync("activated")
+    metrics.count_sync("activated")
     assert value("guildprompts_syncs_total", outcome="activated", trigger="push") == before + 1
     count = value("guildprompts_push_to_live_seconds_count")
     metrics.observe_push_to_live(0.4)
@@ -165,7 +165,7 @@ def test_resolver_hits_misses_and_sub_millisecond_latency() -> None:
 
 def test_queue_gauges_come_from_the_probe_at_scrape_time() -> None:
     depth = [3]
-    metrics.set_queue_probe(lambda: metrics.QueueStats(depth[0], 12.5))
+    metrics.set_queue_probe(lambda: metrics.QueueDepth(depth[0], 12.5))
     assert value("guildprompts_queue_depth") == 3
     depth[0] = 7
     assert value("guildprompts_queue_depth") == 7
@@ -174,7 +174,7 @@ def test_queue_gauges_come_from_the_probe_at_scrape_time() -> None:
 
 
 def test_a_failing_probe_drops_its_samples_and_says_so() -> None:
-    def broken() -> metrics.QueueStats:
+    def broken() -> metrics.QueueDepth:
         raise ConnectionError("database down")
 
     metrics.set_queue_probe(broken)

@@ -21,6 +21,7 @@ from github_app.store import credentials
 from github_app.store.models import AppSecret
 from tests.fakegithub import FakeGitHub
 from tests.harness import make_runtime, make_settings, served, setup_form, wait_for
+from tests.store_helpers import secret_names
 
 
 @pytest.mark.parametrize(
@@ -125,7 +126,7 @@ def test_a_code_github_refuses_leaves_setup_open(sqlite_url: str) -> None:
         assert refused.status_code == 502
         assert client.get("/setup").status_code == 200
     with runtime.database.session() as session:
-        assert credentials.secret_names(session) == []
+        assert secret_names(session) == []
 
 
 def test_manifest_flow_can_write_a_private_env_file_instead(
@@ -142,7 +143,7 @@ def test_manifest_flow_can_write_a_private_env_file_instead(
         done = client.get("/setup/callback", params={"code": code, "state": state})
         assert done.status_code == 200, done.text
     with runtime.database.session() as session:
-        assert credentials.secret_names(session) == []  # nothing went to the database
+        assert secret_names(session) == []  # nothing went to the database
 
     env_file = tmp_path / ".env"
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600

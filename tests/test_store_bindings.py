@@ -14,6 +14,7 @@ from github_app.store import audit, bindings, branches, installations, serving, 
 from github_app.store.db import Database
 from github_app.store.errors import ConcurrentUpdateError, NotFoundError
 from github_app.store.models import UNCHANGED, BindingState, BranchStatus
+from tests.store_helpers import save_binding, update_binding
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 REPO = 700
@@ -34,7 +35,7 @@ def _bind(
     **extra,
 ) -> int:
     with db.session() as session:
-        binding = bindings.set_binding(
+        binding = save_binding(
             session,
             guild,
             repository_full_name="Owner/Prompts",
@@ -73,16 +74,16 @@ def _activate(db: Database, sha: str, *, branch: str = "main", at: datetime = T0
 def test_a_concurrent_edit_is_detected(db: Database) -> None:
     version = _bind(db)
     with db.session() as session:
-        first = bindings.update_binding(session, GUILD, version, actor="admin-1", branch="dev")
+        first = update_binding(session, GUILD, version, actor="admin-1", branch="dev")
     assert first.version == version + 1
     with db.session() as session, pytest.raises(ConcurrentUpdateError) as stale:
-        bindings.update_binding(session, GUILD, version, actor="admin-2", enabled=False)
+        update_binding(session, GUILD, version, actor="admin-2", enabled=False)
     assert stale.value.actual == version + 1 and "reload" in str(stale.value)
     with db.session() as session:
         binding = bindings.get_binding(session, GUILD)
         assert binding is not None and binding.branch == "dev" and binding.enabled
     with db.session() as session, pytest.raises(ConcurrentUpdateError):
-        bindings.set_binding(
+        save_binding(
             session,
             GUILD,
             repository_full_name="x/y",
@@ -102,7 +103,7 @@ def test_two_admins_racing_on_one_version_one_wins(db: Database) -> None:
         barrier.wait()
         try:
             with db.session() as session:
-                bindings.update_binding(session, GUILD, version, actor=actor, branch=branch)
+                update_binding(session, GUILD, version, actor=actor, branch=branch)
             outcomes.append("saved")
         except ConcurrentUpdateError:
             outcomes.append("conflict")
@@ -128,7 +129,7 @@ def test_token_is_encrypted_and_never_audited(db: Database, vault: Vault) -> Non
         assert [entry.action for entry in entries] == ["binding.set"]
         assert entries[0].after["has_token"] is True and token not in str(entries[0].after)
         with pytest.raises(ValueError, match="vault"):
-            bindings.update_binding(session, GUILD, binding.version, actor="a", token="t")
+            update_binding(session, GUILD, binding.version, actor="a", token="t")
 
 
 def test_a_pending_request_never_replaces_a_working_binding(db: Database) -> None:
@@ -186,7 +187,7 @@ def test_a_request_made_against_an_old_version_cannot_be_promoted(db: Database) 
             expected_version=version,
         )
     with db.session() as session:
-        bindings.update_binding(session, GUILD, version, actor="b", enabled=False)
+        update_binding(session, GUILD, version, actor="b", enabled=False)
     with db.session() as session, pytest.raises(ConcurrentUpdateError):
         bindings.promote_pending(session, GUILD, actor="system")
     with db.session() as session, pytest.raises(ConcurrentUpdateError):
@@ -253,10 +254,10 @@ def test_disabled_and_no_access_bindings_serve_defaults(db: Database) -> None:
     version = _bind(db)
     _activate(db, "d" * 40)
     with db.session() as session:
-        bindings.update_binding(session, GUILD, version, actor="a", enabled=False, branch=UNCHANGED)
+        update_binding(session, GUILD, version, actor="a", enabled=False, branch=UNCHANGED)
         state = serving.guild_state(session, GUILD)
         assert state is not None and state.snapshot_id is None and not state.enabled
-        bindings.update_binding(session, GUILD, version + 1, actor="a", enabled=True)
+        update_binding(session, GUILD, version + 1, actor="a", enabled=True)
         bindings.set_binding_state(session, GUILD, BindingState.NO_ACCESS, "access revoked")
         state = serving.guild_state(session, GUILD)
         assert state is not None and state.snapshot_id is None
@@ -302,3 +303,18 @@ def test_logs_and_check_runs(db: Database) -> None:
             checkruns.complete_check_run(session, 556, "failure")
         [entry] = audit.recent_syncs(session, REPO)
         assert (entry.api_calls, entry.outcome) == (5, "activated")
+
+
+def test_a_repository_object_without_default_branch_invents_none(db: Database) -> None:
+    """GitHub's repository object is remembered as given: never a made-up `main`."""
+    new = {"id": 77, "full_name": "owner/trunk-only", "private": False}
+    with db.session() as session:
+        assert installations.remember_repository(session, new, installation_id=None) is None
+        assert installations.get_repository(session, 77) is None
+        given = {**new, "default_branch": "trunk"}
+        assert installations.remember_repository(session, given, installation_id=999) is not None
+    with db.session() as session:  # later objects without the field keep the stored branch
+        assert installations.remember_repository(session, new) is not None
+        stored = installations.get_repository(session, 77)
+        assert stored is not None and stored.default_branch == "trunk"
+        assert stored.installation_id is None  # installation 999 is not stored: not linked

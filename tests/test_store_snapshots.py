@@ -10,7 +10,6 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from github_app.store import (
-    bindings,
     branches,
     deliveries,
     installations,
@@ -23,6 +22,7 @@ from github_app.store.errors import ImmutableRowError, InvalidSnapshotError
 from github_app.store.migrate import open_database
 from github_app.store.models import Blob, BranchStatus, Snapshot
 from tests.harness import guildprompts
+from tests.store_helpers import save_binding
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 REPO = 700
@@ -177,7 +177,7 @@ def test_lost_access_purges_content_and_falls_back_to_defaults(db: Database) -> 
     active = _snapshot(db, "4" * 40, {"PATH": b"private", "x.md": shared})
     with db.session() as session:
         branches.activate(session, REPO, "main", active, T0)
-        bindings.set_binding(
+        save_binding(
             session,
             "g1",
             repository_full_name="owner/prompts",

@@ -21,9 +21,10 @@ from github_app.runtime import Runtime
 from github_app.store import deliveries
 from github_app.store.models import DeliveryRow as Row
 from github_app.webhooks import Delivery, Router
-from github_app.worker import Worker, backoff, drain
+from github_app.worker import Worker, backoff
 from tests.fakegithub import FakeGitHub
-from tests.harness import GUILD, VALID, harness, runtime_for
+from tests.harness import GUILD, VALID, drain, harness, runtime_for
+from tests.store_helpers import failed_deliveries
 
 pytestmark = pytest.mark.anyio
 
@@ -107,7 +108,7 @@ async def test_transient_failures_back_off_then_fail_with_the_error(runtime: Run
     assert failed is not None and (failed.state, failed.attempts) == ("failed", 3)
     assert failed.last_error.startswith("gave up after 3 attempts: TransientError")
     assert calls == [guid] * 3
-    assert [d.guid for d in runtime.in_session(deliveries.failed_deliveries)] == [guid]
+    assert [d.guid for d in runtime.in_session(failed_deliveries)] == [guid]
 
 
 async def test_rate_limits_are_waited_for(runtime: Runtime) -> None:
@@ -218,7 +219,7 @@ async def test_sync_failures_are_retried_by_the_worker(sqlite_url: str) -> None:
         clock = Clock(datetime.now(UTC))
         worker = Worker(world.runtime, clock=clock)
         assert await drain(world.runtime, worker=worker) == 1
-        row = world.db(deliveries.failed_deliveries)
+        row = world.db(failed_deliveries)
         pending = world.db(deliveries.queue_stats).pending
         assert row == [] and pending == 1, "a GitHub 5xx is retried later"
         clock.advance(60)

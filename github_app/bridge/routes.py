@@ -284,11 +284,11 @@ class _BridgeAPI:
                 break
             remaining = deadline - loop.time()
             if remaining <= 0:
-                view = await self._view(guild_id) or {}
-                view["message"] = (
+                pending = await self._view(guild_id) or {}
+                pending["message"] = (
                     "saved; the sync is still running: ask for the config again in a moment"
                 )
-                return _json(view, 202)
+                return _json(pending, 202)
             await asyncio.sleep(min(self.poll_interval, remaining))
         if isinstance(decided, Refusal):
             raise decided

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from github_app.handlers import (
     check_requests,
-    installations,
+    installation_events,
     ping,
     push,
     repositories,
@@ -20,7 +20,7 @@ from github_app.webhooks import Router
 router = Router(
     push.router,
     check_requests.router,
-    installations.router,
+    installation_events.router,
     repositories.router,
     ping.router,
     sync_jobs.router,

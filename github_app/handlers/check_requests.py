@@ -21,11 +21,9 @@ from github_app.handlers.common import (
     integer,
     mapping,
     remember_installation,
-    remember_repository,
-    run_sync,
 )
 from github_app.store import checkruns, installations
-from github_app.sync import SyncRequest
+from github_app.sync import SyncRequest, sync
 from github_app.webhooks import Delivery, Router
 
 log = logging.getLogger("guildprompts.handlers.checks")
@@ -93,8 +91,8 @@ async def _check(
             sha[:7],
         )
         return
-    await run_sync(
-        ctx,
+    await sync(
+        ctx.runtime,
         SyncRequest(
             repository_id=delivery.repository_id,
             full_name=delivery.repository,
@@ -121,7 +119,7 @@ def _prepare(
     installation_id = remember_installation(
         session, mapping(payload.get("installation")), account_login=owner.get("login")
     )
-    remember_repository(session, repository, installation_id)
+    installations.remember_repository(session, repository, installation_id)
     if installation_id is None or not installations.has_app_access(session, repository_id):
         return None
     if skip_if_checked and checkruns.check_runs_for(session, repository_id, sha):

@@ -18,16 +18,14 @@ from sqlalchemy.orm import Session
 
 from github_app.runtime import Runtime
 from github_app.store import bindings, branches, installations
-from github_app.store.models import UNCHANGED, BranchStatus, Repository
+from github_app.store.models import BranchStatus, Repository
 from github_app.store.snapshots import get_snapshot
-from github_app.sync import SyncOutcome, SyncRequest, sync
 from github_app.sync.jobs import enqueue_sync
 
 log = logging.getLogger("guildprompts.handlers")
 
 T = TypeVar("T")
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-ZERO_SHA = "0" * 40
 
 
 @dataclass(frozen=True)
@@ -123,42 +121,6 @@ def remember_installation(
     return installation_id
 
 
-def remember_repository(
-    session: Session,
-    repository: Mapping[str, Any],
-    installation_id: int | None = None,
-) -> Repository | None:
-    """Store or refresh a repository from a payload's repository object (ids are the keys).
-
-    `installation_id` None leaves the stored installation as it is (losing access is
-    `installations.detach_repository`'s business, never a side effect of a missing field).
-    Fields the object lacks keep their stored value; a repository not stored yet and whose
-    default branch the object does not give is not stored (None): an invented default branch
-    would make guilds follow a branch that may not exist.
-    """
-    repository_id = integer(repository.get("id"))
-    full_name = repository.get("full_name")
-    if repository_id is None or not isinstance(full_name, str):
-        return None
-    stored = installations.get_repository(session, repository_id)
-    default_branch = repository.get("default_branch")
-    if not isinstance(default_branch, str) or not default_branch:
-        if stored is None:
-            return None
-        default_branch = stored.default_branch
-    private = repository.get("private")
-    if not isinstance(private, bool):
-        private = stored.private if stored is not None else True
-    return installations.upsert_repository(
-        session,
-        repository_id,
-        full_name,
-        private=private,
-        default_branch=default_branch,
-        installation_id=UNCHANGED if installation_id is None else installation_id,
-    )
-
-
 def followed_branches(
     session: Session, repository: Repository, *, default_only: bool = False
 ) -> set[str]:
@@ -245,18 +207,3 @@ def _timestamp(value: Any) -> datetime | None:
             return None
         return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
     return None
-
-
-async def run_sync(ctx: HandlerContext, request: SyncRequest) -> SyncOutcome:
-    """The one way handlers sync: call the sync service and log what it did."""
-    outcome = await sync(ctx.runtime, request)
-    log.info(
-        "sync of %s@%s (%s): %s [%d GitHub requests, %d files fetched]",
-        request.full_name,
-        (outcome.sha or request.sha or "?")[:7],
-        request.trigger,
-        outcome.message,
-        outcome.api_calls,
-        outcome.files_fetched,
-    )
-    return outcome

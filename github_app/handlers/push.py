@@ -33,19 +33,16 @@ from github_app.handlers.common import (
     mapping,
     mark_branch_deleted,
     remember_installation,
-    remember_repository,
-    run_sync,
 )
 from github_app.secrets import Vault
 from github_app.store import bindings, deliveries, installations, serving, snapshots
 from github_app.store.models import SnapshotFile
-from github_app.sync import SyncRequest
+from github_app.sync import SyncRequest, sync
 from github_app.webhooks import Delivery, Router
+from promptrepo.files import PATH_FILE
 
 log = logging.getLogger("guildprompts.handlers.push")
 router = Router()
-
-PATH_FILE = "PATH"
 
 
 @dataclass(frozen=True)
@@ -78,8 +75,8 @@ async def on_push(delivery: Delivery, ctx: HandlerContext) -> None:
     if plan.skip is not None:
         log.info("push of %s to %s: %s", sha[:7], delivery.branch, plan.skip)
         return
-    await run_sync(
-        ctx,
+    await sync(
+        ctx.runtime,
         SyncRequest(
             repository_id=delivery.repository_id,
             full_name=delivery.repository,
@@ -132,7 +129,7 @@ def _plan(session: Session, delivery: Delivery, row_id: int, sha: str, vault: Va
         mapping(delivery.payload.get("installation")),
         account_login=owner.get("login") or owner.get("name"),
     )
-    remember_repository(session, repository, installation_id)
+    installations.remember_repository(session, repository, installation_id)
     tracked = serving.is_tracked(session, repository_id, delivery.branch)
     app_access = installations.has_app_access(session, repository_id)
     if not tracked:

@@ -22,7 +22,6 @@ from github_app.handlers.common import (
     integer,
     mapping,
     remember_installation,
-    remember_repository,
 )
 from github_app.store import installations
 from github_app.webhooks import Delivery, Router
@@ -58,7 +57,7 @@ async def on_edited(delivery: Delivery, ctx: HandlerContext) -> None:
 
 
 @router.register("repository", "deleted")
-async def on_deleted(delivery: Delivery, ctx: HandlerContext) -> None:
+async def on_repository_deleted(delivery: Delivery, ctx: HandlerContext) -> None:
     if delivery.repository_id is None:
         return
     detached = await ctx.db_then_announce(_delete, delivery.repository_id)
@@ -77,7 +76,7 @@ def _refresh(session: Session, payload: Mapping[str, Any]) -> bool:
     installation_id = remember_installation(
         session, mapping(payload.get("installation")), account_login=owner.get("login")
     )
-    return remember_repository(session, repository, installation_id) is not None
+    return installations.remember_repository(session, repository, installation_id) is not None
 
 
 def _new_default_branch(session: Session, payload: Mapping[str, Any]) -> list[str]:

@@ -27,15 +27,14 @@ from github_app.handlers.common import (
     commit_sha,
     integer,
     remember_installation,
-    remember_repository,
-    run_sync,
 )
 from github_app.logs import log_context
 from github_app.secrets import Vault
 from github_app.store import bindings, checkruns, installations
 from github_app.store.models import GuildBinding, PendingBinding, Repository
-from github_app.sync import SyncRequest
-from github_app.sync.jobs import SYNC_EVENT, SYNC_TRIGGERS
+from github_app.sync import SyncRequest, sync
+from github_app.sync.jobs import SYNC_EVENT
+from github_app.sync.request import JOB_TRIGGERS
 from github_app.webhooks import Delivery, Router
 
 log = logging.getLogger("guildprompts.handlers.sync")
@@ -58,7 +57,7 @@ class SyncJob:
         branch, guild_id = payload.get("branch"), payload.get("guild_id")
         if not isinstance(full_name, str) or full_name.count("/") != 1:
             return None
-        if trigger not in SYNC_TRIGGERS:
+        if trigger not in JOB_TRIGGERS:
             return None
         if branch is not None and not (isinstance(branch, str) and branch):
             return None
@@ -109,8 +108,8 @@ async def on_sync_job(delivery: Delivery, ctx: HandlerContext) -> None:
                 waiting,
             )
             return
-        await run_sync(
-            ctx,
+        await sync(
+            ctx.runtime,
             SyncRequest(
                 repository_id=target.repository_id,
                 full_name=target.full_name,
@@ -225,7 +224,7 @@ def _store(
     installation_id = None
     if installation is not None:
         installation_id = remember_installation(session, installation)
-    return remember_repository(session, repository, installation_id) is not None
+    return installations.remember_repository(session, repository, installation_id) is not None
 
 
 def _mark_waiting(session: Session, job: SyncJob) -> int:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Insert, Table
+from sqlalchemy import CursorResult, Delete, Insert, Table, Update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -37,3 +37,11 @@ def insert_ignoring_conflicts(
         .returning(*table.primary_key.columns)
     )
     return sum(len(session.execute(statement, dict(row)).all()) for row in rows)
+
+
+def affected_rows(session: Session, statement: Update | Delete) -> int:
+    """Run an UPDATE or DELETE and return how many rows it matched (the optimistic checks' test).
+
+    Session.execute is typed as returning a plain Result; a DML statement gives a CursorResult.
+    """
+    return cast(CursorResult[Any], session.execute(statement)).rowcount

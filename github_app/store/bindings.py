@@ -15,24 +15,24 @@ encrypted and never appear in audit entries.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from github_app.secrets import Vault
-from github_app.store._sql import insert_ignoring_conflicts
+from github_app.store._sql import affected_rows, insert_ignoring_conflicts
 from github_app.store.audit import record_audit
 from github_app.store.branches import bump_generation
 from github_app.store.errors import ConcurrentUpdateError, NotFoundError
 from github_app.store.models import (
-    UNCHANGED,
     BindingState,
     GuildBinding,
     PendingBinding,
-    Unchanged,
     utcnow,
 )
+
+_Holder = TypeVar("_Holder", GuildBinding, PendingBinding)
 
 
 def get_binding(session: Session, guild_id: str) -> GuildBinding | None:
@@ -50,83 +50,6 @@ def binding_token(binding: GuildBinding | PendingBinding, vault: Vault) -> str |
     return vault.decrypt(binding.token_ciphertext, label=f"token of guild {binding.guild_id}")
 
 
-def set_binding(
-    session: Session,
-    guild_id: str,
-    *,
-    repository_full_name: str,
-    repository_id: int | None,
-    branch: str | None,
-    actor: str,
-    expected_version: int | None,
-    token: str | None = None,
-    vault: Vault | None = None,
-    enabled: bool = True,
-    state: BindingState = BindingState.ACTIVE,
-    status_message: str = "",
-    now: datetime | None = None,
-) -> GuildBinding:
-    """Create (expected_version None) or replace (the version read) a guild's live binding.
-
-    Any pending request of the guild is superseded and removed.
-    """
-    now = now or utcnow()
-    fields: dict[str, Any] = {
-        "repository_full_name": repository_full_name,
-        "repository_id": repository_id,
-        "branch": branch,
-        "enabled": enabled,
-        "set_by": actor,
-        "set_at": now,
-        "state": BindingState(state).value,
-        "status_message": status_message,
-        "last_error": None,
-        "token_ciphertext": _encrypt(token, vault),
-    }
-    before = get_binding(session, guild_id)
-    before_view = audit_view(before)
-    if expected_version is None:
-        row = {"guild_id": guild_id, "version": 1, **fields}
-        if not insert_ignoring_conflicts(session, GuildBinding.__table__, row, ["guild_id"]):
-            raise ConcurrentUpdateError(guild_id, None, _version_of(session, guild_id))
-    else:
-        _versioned_update(session, guild_id, expected_version, fields)
-    session.execute(delete(PendingBinding).where(PendingBinding.guild_id == guild_id))
-    binding = _reload(session, guild_id)
-    record_audit(session, actor, guild_id, "binding.set", before_view, audit_view(binding), now)
-    bump_generation(session)
-    return binding
-
-
-def update_binding(
-    session: Session,
-    guild_id: str,
-    expected_version: int,
-    *,
-    actor: str,
-    branch: str | Unchanged | None = UNCHANGED,
-    enabled: bool | Unchanged = UNCHANGED,
-    token: str | Unchanged | None = UNCHANGED,
-    vault: Vault | None = None,
-    now: datetime | None = None,
-) -> GuildBinding:
-    """Change some fields of a live binding (UNCHANGED leaves a field; token None removes it)."""
-    now = now or utcnow()
-    fields: dict[str, Any] = {"set_by": actor, "set_at": now}
-    if not isinstance(branch, Unchanged):
-        fields["branch"] = branch
-    if not isinstance(enabled, Unchanged):
-        fields["enabled"] = enabled
-    if not isinstance(token, Unchanged):
-        fields["token_ciphertext"] = _encrypt(token, vault)
-    before_view = audit_view(get_binding(session, guild_id))
-    _versioned_update(session, guild_id, expected_version, fields)
-    binding = _reload(session, guild_id)
-    record_audit(session, actor, guild_id, "binding.update", before_view, audit_view(binding), now)
-    bump_generation(session)
-    return binding
-
-
 def delete_binding(
     session: Session,
     guild_id: str,
@@ -142,16 +65,19 @@ def delete_binding(
     binding = get_binding(session, guild_id)
     pending = get_pending(session, guild_id)
     if expected_version is not None and (binding is None or binding.version != expected_version):
-        raise ConcurrentUpdateError(guild_id, expected_version, binding and binding.version)
+        raise ConcurrentUpdateError(
+            guild_id, expected_version, None if binding is None else binding.version
+        )
     if binding is None and pending is None:
         return False
     if binding is not None:
-        deleted = session.execute(
+        deleted = affected_rows(
+            session,
             delete(GuildBinding).where(
                 GuildBinding.guild_id == guild_id, GuildBinding.version == binding.version
-            )
+            ),
         )
-        if deleted.rowcount != 1:
+        if deleted != 1:
             raise ConcurrentUpdateError(guild_id, binding.version, _version_of(session, guild_id))
     session.execute(delete(PendingBinding).where(PendingBinding.guild_id == guild_id))
     before = audit_view(binding) if binding is not None else audit_view(pending)
@@ -169,14 +95,15 @@ def set_binding_state(
     last_error: str | None = None,
 ) -> None:
     """System status of a live binding (access lost/regained, errors); the version is kept."""
-    result = session.execute(
+    matched = affected_rows(
+        session,
         update(GuildBinding)
         .where(GuildBinding.guild_id == guild_id)
         .values(
             state=BindingState(state).value, status_message=status_message, last_error=last_error
-        )
+        ),
     )
-    if result.rowcount != 1:
+    if matched != 1:
         raise NotFoundError(f"guild {guild_id} has no binding")
     bump_generation(session)
 
@@ -235,12 +162,13 @@ def save_pending(
 
 def set_pending_status(session: Session, guild_id: str, status_message: str) -> None:
     """Why a pending request is still pending (e.g. "waiting for the App to be installed")."""
-    result = session.execute(
+    matched = affected_rows(
+        session,
         update(PendingBinding)
         .where(PendingBinding.guild_id == guild_id)
-        .values(status_message=status_message)
+        .values(status_message=status_message),
     )
-    if result.rowcount != 1:
+    if matched != 1:
         raise NotFoundError(f"guild {guild_id} has no pending binding")
 
 
@@ -318,12 +246,13 @@ def _encrypt(token: str | None, vault: Vault | None) -> str | None:
 def _versioned_update(
     session: Session, guild_id: str, expected_version: int, fields: dict[str, Any]
 ) -> None:
-    result = session.execute(
+    matched = affected_rows(
+        session,
         update(GuildBinding)
         .where(GuildBinding.guild_id == guild_id, GuildBinding.version == expected_version)
-        .values(version=GuildBinding.version + 1, **fields)
+        .values(version=GuildBinding.version + 1, **fields),
     )
-    if result.rowcount != 1:
+    if matched != 1:
         raise ConcurrentUpdateError(guild_id, expected_version, _version_of(session, guild_id))
 
 
@@ -362,14 +291,19 @@ def _by_repository(
 def repository_token(session: Session, vault: Vault, repository_id: int) -> str | None:
     """A personal access token some guild gave for this repository (live bindings first),
     for repositories the App is not installed on."""
-    for model in (GuildBinding, PendingBinding):
-        query = (
-            select(model)
-            .where(model.repository_id == repository_id, model.token_ciphertext.is_not(None))
-            .order_by(model.set_at.desc())
-            .limit(1)
-        )
-        holder = session.scalar(query)
-        if holder is not None:
-            return binding_token(holder, vault)
-    return None
+    holder = _newest_token_holder(session, GuildBinding, repository_id) or _newest_token_holder(
+        session, PendingBinding, repository_id
+    )
+    return None if holder is None else binding_token(holder, vault)
+
+
+def _newest_token_holder(
+    session: Session, model: type[_Holder], repository_id: int
+) -> _Holder | None:
+    query = (
+        select(model)
+        .where(model.repository_id == repository_id, model.token_ciphertext.is_not(None))
+        .order_by(model.set_at.desc())
+        .limit(1)
+    )
+    return session.scalar(query)

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from github_app.store._sql import dialect_of, insert_ignoring_conflicts
+from github_app.store._sql import affected_rows, dialect_of, insert_ignoring_conflicts
 from github_app.store.errors import InvalidSnapshotError
 from github_app.store.models import (
     ActivationGeneration,
@@ -69,15 +69,16 @@ def note_head(
 ) -> bool:
     """Record the branch's head as seen at `seen_at`; False if a later sighting is stored."""
     _ensure(session, repository_id, branch)
-    result = session.execute(
+    matched = affected_rows(
+        session,
         update(TrackedBranch)
         .where(
             _key(repository_id, branch),
             or_(TrackedBranch.latest_seen_at.is_(None), TrackedBranch.latest_seen_at < seen_at),
         )
-        .values(latest_sha=sha, latest_seen_at=seen_at, updated_at=utcnow())
+        .values(latest_sha=sha, latest_seen_at=seen_at, updated_at=utcnow()),
     )
-    return result.rowcount == 1
+    return matched == 1
 
 
 def set_etag(session: Session, repository_id: int, branch: str, etag: str | None) -> None:
@@ -142,7 +143,8 @@ def activate(
         )
     now = now or utcnow()
     _ensure(session, repository_id, branch)
-    moved = session.execute(
+    moved = affected_rows(
+        session,
         update(TrackedBranch)
         .where(
             _key(repository_id, branch),
@@ -153,9 +155,9 @@ def activate(
             active_head_at=head_at,
             activated_at=now,
             updated_at=now,
-        )
+        ),
     )
-    if moved.rowcount == 1:
+    if moved == 1:
         bump_generation(session)
         return True
     current = session.scalar(

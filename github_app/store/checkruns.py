@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from github_app.store._sql import insert_ignoring_conflicts
+from github_app.store._sql import affected_rows, insert_ignoring_conflicts
 from github_app.store.errors import NotFoundError
 from github_app.store.models import CheckRun, utcnow
 
@@ -38,12 +38,13 @@ def record_check_run(
 def complete_check_run(
     session: Session, check_run_id: int, conclusion: str, now: datetime | None = None
 ) -> CheckRun:
-    result = session.execute(
+    matched = affected_rows(
+        session,
         update(CheckRun)
         .where(CheckRun.check_run_id == check_run_id)
-        .values(status="completed", conclusion=conclusion, updated_at=now or utcnow())
+        .values(status="completed", conclusion=conclusion, updated_at=now or utcnow()),
     )
-    if result.rowcount != 1:
+    if matched != 1:
         raise NotFoundError(f"check run {check_run_id} was never recorded")
     return _get(session, check_run_id)
 

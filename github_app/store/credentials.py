@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from github_app.secrets import UndecryptableSecretError, Vault
@@ -49,14 +49,6 @@ def get_secret(session: Session, vault: Vault, name: str) -> str | None:
     return vault.decrypt(ciphertext, label=f"App secret {name!r}")
 
 
-def delete_secret(session: Session, name: str) -> bool:
-    return session.execute(delete(AppSecret).where(AppSecret.name == name)).rowcount == 1
-
-
-def secret_names(session: Session) -> list[str]:
-    return list(session.scalars(select(AppSecret.name).order_by(AppSecret.name)))
-
-
 @dataclass
 class RotationReport:
     rotated: int = 0
@@ -83,6 +75,8 @@ def rotate_secrets(session: Session, vault: Vault) -> RotationReport:
     for model, key, column, label in targets:
         rows = session.execute(select(key, column).where(column.is_not(None))).all()
         for identity, ciphertext in list(rows):
+            if ciphertext is None:  # filtered out by the query; says so to the type checker
+                continue
             name = label.format(identity)
             try:
                 rotated = vault.rotate(ciphertext, label=name)

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from github_app.store._sql import dialect_of, insert_ignoring_conflicts
+from github_app.store._sql import affected_rows, dialect_of, insert_ignoring_conflicts
 from github_app.store.errors import NotFoundError
 from github_app.store.models import DeliveryRow, DeliveryState, utcnow
 
@@ -101,10 +101,10 @@ def claim_next(
     if delivery_id is None:
         return None
     # Conditional, so the claim stays correct even if the row changed since it was read.
-    claimed = session.execute(
-        update(DeliveryRow).where(DeliveryRow.id == delivery_id, due).values(**claim)
+    claimed = affected_rows(
+        session, update(DeliveryRow).where(DeliveryRow.id == delivery_id, due).values(**claim)
     )
-    if claimed.rowcount != 1:
+    if claimed != 1:
         return None
     return session.get(DeliveryRow, delivery_id, populate_existing=True)
 
@@ -153,10 +153,10 @@ def _finish(
 
 
 def _set(session: Session, delivery_id: int, **values: Any) -> None:
-    result = session.execute(
-        update(DeliveryRow).where(DeliveryRow.id == delivery_id).values(**values)
+    matched = affected_rows(
+        session, update(DeliveryRow).where(DeliveryRow.id == delivery_id).values(**values)
     )
-    if result.rowcount != 1:
+    if matched != 1:
         raise NotFoundError(f"delivery {delivery_id} does not exist (pruned?)")
 
 
@@ -169,22 +169,6 @@ def has_newer_push(session: Session, repository_id: int, ref: str, than_delivery
         DeliveryRow.id > than_delivery_id,
     )
     return bool(session.scalar(select(exists(newer))))
-
-
-def recent_guids(session: Session, since: datetime) -> set[str]:
-    """GUIDs received since `since`: the redelivery sweep asks GitHub only for the others."""
-    return set(session.scalars(select(DeliveryRow.guid).where(DeliveryRow.received_at >= since)))
-
-
-def failed_deliveries(session: Session, limit: int = 50) -> list[DeliveryRow]:
-    """The most recent deliveries that ended as failed, newest first (for operators)."""
-    query = (
-        select(DeliveryRow)
-        .where(DeliveryRow.state == DeliveryState.FAILED)
-        .order_by(DeliveryRow.id.desc())
-        .limit(limit)
-    )
-    return list(session.scalars(query))
 
 
 @dataclass(frozen=True)

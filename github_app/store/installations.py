@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
+from github_app.store._sql import affected_rows
 from github_app.store.branches import bump_generation
 from github_app.store.models import (
     UNCHANGED,
@@ -101,6 +102,45 @@ def remove_installation(session: Session, installation_id: int, *, reason: str =
     return repository_ids
 
 
+def remember_repository(
+    session: Session,
+    repository: Mapping[str, Any],
+    installation_id: int | None = None,
+) -> Repository | None:
+    """Store or refresh a repository from GitHub's repository object (a payload's, or the API's).
+
+    Fields the object lacks keep their stored value; a repository not stored yet whose object
+    gives no default branch is not stored (None): an invented default branch would make guilds
+    follow a branch that may not exist. `installation_id` None, or one not stored, leaves the
+    stored installation as it is (losing access is `detach_repository`'s business, never a side
+    effect of a missing field).
+    """
+    repository_id = repository.get("id")
+    full_name = repository.get("full_name")
+    if not isinstance(repository_id, int) or isinstance(repository_id, bool):
+        return None
+    if not isinstance(full_name, str) or not full_name:
+        return None
+    stored = get_repository(session, repository_id)
+    default_branch = repository.get("default_branch")
+    if not isinstance(default_branch, str) or not default_branch:
+        if stored is None:
+            return None
+        default_branch = stored.default_branch
+    private = repository.get("private")
+    if not isinstance(private, bool):
+        private = stored.private if stored is not None else True
+    known = installation_id is not None and get_installation(session, installation_id) is not None
+    return upsert_repository(
+        session,
+        repository_id,
+        full_name,
+        private=private,
+        default_branch=default_branch,
+        installation_id=installation_id if known else UNCHANGED,
+    )
+
+
 def upsert_repository(
     session: Session,
     repository_id: int,
@@ -134,20 +174,21 @@ def upsert_repository(
     repository.updated_at = now
     session.flush()
     for model in (GuildBinding, PendingBinding):
-        linked = session.execute(
+        linked = affected_rows(
+            session,
             update(model)
             .where(
                 model.repository_id.is_(None),
                 func.lower(model.repository_full_name) == full_name.lower(),
             )
-            .values(repository_id=repository_id)
+            .values(repository_id=repository_id),
         )
         session.execute(
             update(model)
             .where(model.repository_id == repository_id, model.repository_full_name != full_name)
             .values(repository_full_name=full_name)
         )
-        changed_serving = changed_serving or (model is GuildBinding and linked.rowcount > 0)
+        changed_serving = changed_serving or (model is GuildBinding and linked > 0)
     if changed_serving:
         bump_generation(session)
     return repository
@@ -216,19 +257,20 @@ def purge_repository_content(session: Session, repository_id: int, *, reason: st
         )
     )
     session.execute(delete(TrackedBranch).where(TrackedBranch.repository_id == repository_id))
-    snapshots = session.execute(
-        delete(Snapshot).where(Snapshot.repository_id == repository_id)
-    ).rowcount
+    snapshots = affected_rows(
+        session, delete(Snapshot).where(Snapshot.repository_id == repository_id)
+    )
     blobs = 0
     ordered = sorted(used_blobs)
     for start in range(0, len(ordered), 500):
         chunk = ordered[start : start + 500]
         still_used = exists().where(SnapshotFile.blob_sha == Blob.sha)
-        blobs += session.execute(delete(Blob).where(Blob.sha.in_(chunk), ~still_used)).rowcount
-    bindings = session.execute(
+        blobs += affected_rows(session, delete(Blob).where(Blob.sha.in_(chunk), ~still_used))
+    bindings = affected_rows(
+        session,
         update(GuildBinding)
         .where(GuildBinding.repository_id == repository_id, GuildBinding.token_ciphertext.is_(None))
-        .values(state=BindingState.NO_ACCESS.value, status_message=reason)
-    ).rowcount
+        .values(state=BindingState.NO_ACCESS.value, status_message=reason),
+    )
     bump_generation(session)
     return PurgeReport(snapshots=snapshots, blobs=blobs, bindings=bindings)

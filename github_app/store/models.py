@@ -10,10 +10,9 @@ updates them, and the ORM refuses to flush a change to one.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from sqlalchemy import (
     JSON,
@@ -26,6 +25,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     event,
@@ -90,6 +90,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # Every model here is mapped to a Table (none to a join or a select).
+    __table__: ClassVar[Table]
     type_annotation_map = {datetime: UTCDateTime()}
 
 
@@ -288,10 +290,6 @@ class DeliveryRow(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
-
-    def payload_json(self) -> Any:
-        """The payload parsed (it was verified and parsed once at intake)."""
-        return json.loads(self.payload)
 
 
 class CheckRun(Base):

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, exists
 from sqlalchemy.orm import Session
 
+from github_app.store._sql import affected_rows
 from github_app.store.models import (
     Blob,
     CheckRun,
@@ -42,22 +43,24 @@ def prune(session: Session, older_than: timedelta, now: datetime | None = None) 
     if older_than < timedelta(0):
         raise ValueError("the retention age cannot be negative")
     cutoff = (now or utcnow()) - older_than
-    deliveries = session.execute(
+    deliveries = affected_rows(
+        session,
         delete(DeliveryRow).where(
             DeliveryRow.state.in_([DeliveryState.DONE, DeliveryState.FAILED]),
             DeliveryRow.finished_at < cutoff,
-        )
-    ).rowcount
-    sync_logs = session.execute(delete(SyncLogEntry).where(SyncLogEntry.at < cutoff)).rowcount
-    check_runs = session.execute(
-        delete(CheckRun).where(CheckRun.status == "completed", CheckRun.updated_at < cutoff)
-    ).rowcount
+        ),
+    )
+    sync_logs = affected_rows(session, delete(SyncLogEntry).where(SyncLogEntry.at < cutoff))
+    check_runs = affected_rows(
+        session,
+        delete(CheckRun).where(CheckRun.status == "completed", CheckRun.updated_at < cutoff),
+    )
     active = exists().where(TrackedBranch.active_snapshot_id == Snapshot.id)
-    snapshots = session.execute(
-        delete(Snapshot).where(Snapshot.created_at < cutoff, ~active)
-    ).rowcount
+    snapshots = affected_rows(
+        session, delete(Snapshot).where(Snapshot.created_at < cutoff, ~active)
+    )
     used = exists().where(SnapshotFile.blob_sha == Blob.sha)
-    blobs = session.execute(delete(Blob).where(Blob.created_at < cutoff, ~used)).rowcount
+    blobs = affected_rows(session, delete(Blob).where(Blob.created_at < cutoff, ~used))
     return PruneReport(
         deliveries=deliveries,
         sync_logs=sync_logs,

@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from github_app.store._sql import affected_rows
 from github_app.store.models import SetupState, utcnow
 
 
@@ -35,7 +35,7 @@ def consume_state(session: Session, state: str, now: datetime | None = None) -> 
     if not state or len(state) > 256:
         return False
     now = now or utcnow()
-    taken = session.execute(
-        delete(SetupState).where(SetupState.digest == _digest(state), SetupState.expires_at > now)
+    taken = delete(SetupState).where(
+        SetupState.digest == _digest(state), SetupState.expires_at > now
     )
-    return cast(CursorResult[Any], taken).rowcount == 1
+    return affected_rows(session, taken) == 1

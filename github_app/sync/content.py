@@ -15,8 +15,6 @@ import promptrepo
 from github_app.github import TreeEntry
 from promptrepo import Diagnostic, PromptRepository, RepositoryError
 
-PATH_FILE = "PATH"
-
 
 @dataclass(frozen=True)
 class Validation:

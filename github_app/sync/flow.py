@@ -50,11 +50,10 @@ from github_app.github import (
 )
 from github_app.logs import log_context
 from github_app.runtime import Runtime
-from github_app.store import snapshots
+from github_app.store import installations, snapshots
 from github_app.store.models import BranchStatus, utcnow
 from github_app.sync.access import Access, choose_access, is_access_problem, requested_access
 from github_app.sync.content import (
-    PATH_FILE,
     CommitFiles,
     analyse_commit,
     select_files,
@@ -71,10 +70,10 @@ from github_app.sync.records import (
     record_branch_status,
     record_commit,
     record_sync_log,
-    remember_repository,
 )
 from github_app.sync.request import SyncOutcome, SyncRequest
 from promptrepo import Diagnostic
+from promptrepo.files import PATH_FILE
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +189,7 @@ class _Run:
             self.branch,
             snapshot,
             activate=request.activate,
-            head_at=_aware(request.head_at) or utcnow(),
+            head_at=utcnow() if request.head_at is None else _aware(request.head_at),
             etag=etag,
             full_name=request.full_name,
         )
@@ -225,13 +224,15 @@ class _Run:
         request = self.request
         access = Access(*requested_access(request))
         data = await self._call(self.runtime.github.get_repository(self.repo_id, **access.kwargs))
-        await self.runtime.run_db(
-            remember_repository, self.repo_id, data, request.full_name, access.installation_id
-        )
+        await self.runtime.run_db(installations.remember_repository, data, access.installation_id)
         state = await self.runtime.run_db(
             read_repository, self.runtime.vault, self.repo_id, request.branch
         )
-        assert state is not None
+        if state is None:  # never invent a name or a default branch GitHub did not give
+            raise GitHubError(
+                502,
+                f"GitHub's answer for repository {self.repo_id} lacks its name or default branch",
+            )
         return state
 
     async def _head(self, state: RepoState) -> tuple[str, str | None]:
@@ -419,7 +420,17 @@ class _Run:
         valid: bool | None = None,
     ) -> SyncOutcome:
         await self._log(label, message, sha)
-        log.info("sync %s of %s@%s: %s", label, self.request.full_name, self.branch, message)
+        log.info(
+            "sync %s of %s@%s (%s, %s): %s [%d GitHub requests, %d files fetched]",
+            label,
+            self.request.full_name,
+            self.branch,
+            (sha or "?")[:7],
+            self.request.trigger,
+            message,
+            self.api_calls,
+            self.files_fetched,
+        )
         return SyncOutcome(
             sha,
             snapshot_id,
@@ -445,10 +456,8 @@ class _Run:
             duration_ms=duration_ms,
             message=message[:2000],
         )
-        metrics.record_sync(label, self.request.trigger)
+        metrics.count_sync(label, self.request.trigger)
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
+def _aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from github_app.store import deliveries
+from github_app.sync.request import JOB_TRIGGERS
 
 SYNC_EVENT = "guildprompts.sync"
-SYNC_TRIGGERS = frozenset({"reconcile", "bind", "refresh", "access-restored"})
 _GUID_PREFIX = "sync:"
 
 
@@ -35,8 +35,8 @@ def enqueue_sync(
     `sha` None syncs the branch's current head; `guild_id` names the guild that asked (a bind or
     refresh), so its token is preferred and the logs say whom the sync is for.
     """
-    if trigger not in SYNC_TRIGGERS:
-        expected = ", ".join(sorted(SYNC_TRIGGERS))
+    if trigger not in JOB_TRIGGERS:
+        expected = ", ".join(sorted(JOB_TRIGGERS))
         raise ValueError(f"unknown sync trigger {trigger!r} (expected one of {expected})")
     full_name = full_name.strip()
     if full_name.count("/") != 1 or not all(full_name.split("/")):

@@ -28,7 +28,6 @@ from github_app.store import (
 )
 from github_app.store.errors import ConcurrentUpdateError
 from github_app.store.models import (
-    UNCHANGED,
     BindingState,
     BranchStatus,
     GuildBinding,
@@ -112,27 +111,6 @@ def read_repository(
         active_sha=_active_sha(session, tracked),
         latest_sha=tracked.latest_sha if tracked is not None else None,
         etag=tracked.etag if tracked is not None else None,
-    )
-
-
-def remember_repository(
-    session: Session,
-    repository_id: int,
-    data: Mapping[str, Any],
-    full_name: str,
-    installation_id: int | None,
-) -> None:
-    known = (
-        installation_id is not None
-        and installations.get_installation(session, installation_id) is not None
-    )
-    installations.upsert_repository(
-        session,
-        repository_id,
-        str(data.get("full_name") or full_name),
-        private=bool(data.get("private", True)),
-        default_branch=str(data.get("default_branch") or "main"),
-        installation_id=installation_id if known else UNCHANGED,
     )
 
 

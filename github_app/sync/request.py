@@ -12,18 +12,11 @@ from datetime import datetime
 
 from promptrepo import Diagnostic
 
-TRIGGERS = frozenset(
-    {
-        "push",
-        "reconcile",
-        "bind",
-        "refresh",
-        "access-restored",
-        "pull_request",
-        "check_suite",
-        "check_run",
-    }
-)
+# Why a sync runs: the service queues the first kind itself (a `guildprompts.sync` job, see
+# sync.jobs); webhooks start the second.
+JOB_TRIGGERS = frozenset({"reconcile", "bind", "refresh", "access-restored"})
+WEBHOOK_TRIGGERS = frozenset({"push", "pull_request", "check_suite", "check_run"})
+TRIGGERS = JOB_TRIGGERS | WEBHOOK_TRIGGERS
 _SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 
 

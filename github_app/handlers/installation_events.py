@@ -29,12 +29,11 @@ from github_app.handlers.common import (
     integer,
     mapping,
     remember_installation,
-    remember_repository,
 )
 from github_app.store import installations
 from github_app.webhooks import Delivery, Router
 
-log = logging.getLogger("guildprompts.handlers.installations")
+log = logging.getLogger("guildprompts.handlers.installation_events")
 router = Router()
 
 
@@ -76,7 +75,7 @@ async def on_repositories_added(delivery: Delivery, ctx: HandlerContext) -> None
 
 
 @router.register("installation", "deleted")
-async def on_deleted(delivery: Delivery, ctx: HandlerContext) -> None:
+async def on_installation_deleted(delivery: Delivery, ctx: HandlerContext) -> None:
     if delivery.installation_id is None:
         return
     account = _account(delivery.payload)
@@ -147,7 +146,8 @@ def _store_installation(
     if installation_id is None:
         return []
     stored = [
-        remember_repository(session, repository, installation_id) for repository in repositories
+        installations.remember_repository(session, repository, installation_id)
+        for repository in repositories
     ]
     ids = {repository.id for repository in stored if repository is not None}
     if replace:
