@@ -15,8 +15,9 @@ Two situations are deliberately *ready*:
 
 GitHub is asked (`GET /app`) at most once per `app_check_ttl` (less often than probes come), and
 never for longer than `app_check_timeout`, always in the background: a probe never waits on
-GitHub (a slow or unreachable GitHub would fail a 1 s readiness probe). The first probe waits at
-most `app_check_budget` for the first answer, then says `"status": "checking"`.
+GitHub (a slow or unreachable GitHub would fail a 1 s readiness probe). The probe that starts a
+check waits at most `app_check_budget` for its answer; until GitHub answers, probes say
+`"status": "checking"`.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class Health:
         app_check_ttl: float = 300.0,
         app_retry_ttl: float = 30.0,
         app_check_timeout: float = 5.0,
-        app_check_budget: float = 0.05,
+        app_check_budget: float = 0.02,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.runtime = runtime
@@ -187,8 +188,9 @@ class Health:
             }
         cached = self._app
         if cached is None or self._clock() >= cached.expires:
+            started = self._verifying is None or self._verifying.done()
             verifying = self.verify_in_background()
-            if cached is None:
+            if cached is None and started:  # only the probe that asked waits, and briefly
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(verifying), self._budget)
                 cached = self._app

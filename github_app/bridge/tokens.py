@@ -15,10 +15,10 @@ import secrets
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from github_app.secrets import create_private_file
-from github_app.settings import Settings, SettingsError
+if TYPE_CHECKING:  # `register` runs in every `guildprompts` call, the bot's bare install too
+    from github_app.settings import Settings
 
 log = logging.getLogger("guildprompts.bridge")
 
@@ -37,6 +37,9 @@ def with_bridge_tokens(settings: Settings) -> Settings:
 
 def embedded_token(settings: Settings) -> str:
     """The embedded install's token from BRIDGE_TOKEN_FILE, created (and announced) once."""
+    from github_app.secrets import create_private_file
+    from github_app.settings import SettingsError
+
     path = Path(settings.bridge_token_file)
     try:
         if create_private_file(path, secrets.token_urlsafe(32)):
@@ -80,6 +83,8 @@ def register(subparsers: Any) -> None:
 
 
 def run_bridge_token(_args: argparse.Namespace) -> int:
+    from github_app.settings import Settings
+
     settings = Settings.from_env()
     if not settings.bridge_tokens and not settings.embedded:
         print(f"guildprompts bridge-token: {DISABLED}", file=sys.stderr)
