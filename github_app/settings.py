@@ -184,9 +184,9 @@ class Settings:
         "WEBHOOK_PROXY_URL",
         "",
         _http_url,
-        doc="A smee.io channel (as Probot uses): `serve` forwards the webhooks GitHub sends "
-        "there to its own webhook endpoint, for trying the App on a machine GitHub cannot "
-        "reach. Set the App's webhook URL to the channel.",
+        doc="A smee.io channel (as Probot uses), for trying the App on a machine GitHub cannot "
+        "reach: /setup makes it the App's webhook URL and `serve` forwards its deliveries to "
+        "its own webhook endpoint.",
     )
 
     # Processing

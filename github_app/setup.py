@@ -98,8 +98,9 @@ _MAX_APP_NAME = 34  # GitHub's limit for App names
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}  # noqa: S104 - compared only
 
 
-def build_manifest(base_url: str, name: str | None = None) -> dict[str, Any]:
-    """MANIFEST_TEMPLATE with every URL made absolute under `base_url` (and another name)."""
+def build_manifest(base_url: str, name: str | None = None, webhook_url: str = "") -> dict[str, Any]:
+    """MANIFEST_TEMPLATE with every URL made absolute under `base_url` (and another name);
+    `webhook_url` (a WEBHOOK_PROXY_URL channel) replaces the webhook's."""
     manifest = copy.deepcopy(MANIFEST_TEMPLATE)
     base = base_url.rstrip("/")
     for path in _URL_FIELDS:
@@ -109,6 +110,8 @@ def build_manifest(base_url: str, name: str | None = None) -> dict[str, Any]:
         holder[path[-1]] = base + holder[path[-1]]
     if name:
         manifest["name"] = name
+    if webhook_url:
+        manifest["hook_attributes"]["url"] = webhook_url
     return manifest
 
 
@@ -255,6 +258,7 @@ class SetupConfig:
     state_ttl: float = 600.0
     clock: Callable[[], float] = time.monotonic
     states: States | None = None
+    webhook_url: str = ""  # WEBHOOK_PROXY_URL: GitHub sends webhooks there, `serve` fetches them
 
     def __post_init__(self) -> None:
         if self.save_credentials is None and self.env_file is None:
@@ -306,14 +310,15 @@ class _SetupFlow:
         host = urlsplit(self.github_url).netloc
         hostname = urlsplit(base).hostname or ""
         warning = ""
-        if hostname in _LOCAL_HOSTS or hostname.endswith(".localhost"):
+        local = hostname in _LOCAL_HOSTS or hostname.endswith(".localhost")
+        if local and not self.config.webhook_url:
             warning = (
                 f'<p class="warn">GitHub cannot reach {escape(base)}: set <code>PUBLIC_URL</code> '
                 "to an address it can reach (or <code>WEBHOOK_PROXY_URL</code> to a smee.io "
                 "channel for a local trial) and reload this page. You can also create the App "
                 "now and change its webhook URL in its settings later.</p>"
             )
-        manifest = build_manifest(base, name)
+        manifest = build_manifest(base, name, self.config.webhook_url)
         permissions = ", ".join(f"{k}: {v}" for k, v in manifest["default_permissions"].items())
         body = f"""
 <p>This creates the guildprompts GitHub App on <b>{escape(host)}</b> with the permissions and
@@ -361,10 +366,11 @@ App's credentials itself: no key to copy.</p>
         action = f"{self.github_url}{owner_path}/settings/apps/new?{urlencode({'state': state})}"
         owner = f"the organisation <b>{escape(org)}</b>" if org else "your personal account"
         nonce = secrets.token_urlsafe(16)
+        manifest = build_manifest(base, name, self.config.webhook_url)
         body = f"""
 <p>Taking you to GitHub to create <b>{escape(name)}</b>, owned by {owner}.</p>
 <form method="post" action="{escape(action)}" id="to-github">
-  <input type="hidden" name="manifest" value="{escape(json.dumps(build_manifest(base, name)))}">
+  <input type="hidden" name="manifest" value="{escape(json.dumps(manifest))}">
   <button type="submit">Continue to GitHub</button>
 </form>
 <script nonce="{nonce}">document.getElementById("to-github").submit();</script>"""

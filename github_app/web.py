@@ -98,6 +98,7 @@ def _setup_config(runtime: Runtime) -> SetupConfig:
         env_file=None if in_database else ".env",
         is_configured=runtime.refresh_credentials,
         states=_DatabaseStates(runtime),
+        webhook_url=settings.webhook_proxy_url,
     )
 
 

@@ -324,3 +324,12 @@ async def test_setup_is_closed_when_an_app_is_configured() -> None:
 def test_config_needs_somewhere_to_store_credentials() -> None:
     with pytest.raises(ValueError, match="save_credentials, env_file"):
         SetupConfig(convert=FakeGitHub().convert)
+
+
+async def test_a_webhook_proxy_channel_is_the_apps_webhook_url() -> None:
+    client = make_client(base_url="http://127.0.0.1:8000", webhook_url="https://smee.io/abc123")
+    page = await client.get("/setup")
+    assert "GitHub cannot reach" not in page.text  # the channel is reachable; the rest is local
+    form = await open_setup(client)
+    assert form.manifest["hook_attributes"]["url"] == "https://smee.io/abc123"
+    assert form.manifest["redirect_url"] == "http://127.0.0.1:8000/setup/callback"
