@@ -150,3 +150,10 @@ def test_probot_variable_names_are_accepted() -> None:
     assert ours.github_app_id == "34"  # the documented name wins
     path = Settings.from_env({"PRIVATE_KEY_PATH": "/etc/app.pem"}, env_file=None)
     assert path.github_private_key_path == "/etc/app.pem"
+
+
+def test_bridge_token_prints_the_configured_token_and_creates_nothing(tmp_path: Path) -> None:
+    result = run(tmp_path, "bridge-token", BRIDGE_TOKENS="configured-token-1, another-token-2")
+    assert result.returncode == 0
+    assert result.stdout == "configured-token-1\n"
+    assert list(tmp_path.iterdir()) == []
