@@ -49,6 +49,16 @@ from bot_bridge.results import (
 )
 from promptrepo import Context, builtin_default, render
 
+from .pins import (
+    ChannelPreview,
+    GuildHistory,
+    PinStatus,
+    channel_preview_from_body,
+    ended_from_body,
+    history_from_body,
+    pin_status_from_body,
+)
+
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/bridge/v1"
@@ -541,6 +551,35 @@ class _ClientBase:
     def _events(self, guild_id: object) -> _Op[list[BridgeEvent]]:
         return self._core.admin("GET", guild_id, "events", events_from_body)
 
+    def _pin(self, guild_id: object, sha: str, actor: str) -> _Op[PinStatus]:
+        body = {"sha": sha, "actor": actor}
+        return self._core.admin("PUT", guild_id, "pin", pin_status_from_body, body)
+
+    def _unpin(self, guild_id: object, actor: str) -> _Op[PinStatus]:
+        body = {"actor": actor}
+        return self._core.admin("DELETE", guild_id, "pin", pin_status_from_body, body)
+
+    def _rollback(self, guild_id: object, actor: str) -> _Op[PinStatus]:
+        body = {"actor": actor}
+        return self._core.admin("POST", guild_id, "rollback", pin_status_from_body, body)
+
+    def _preview(
+        self, guild_id: object, pull_request: int, channel_id: object, actor: str
+    ) -> _Op[ChannelPreview]:
+        body = {"pull_request": pull_request, "channel_id": str(channel_id), "actor": actor}
+        return self._core.admin("PUT", guild_id, "preview", channel_preview_from_body, body)
+
+    def _preview_off(self, guild_id: object, channel_id: object, actor: str) -> _Op[list[str]]:
+        body: dict[str, Any] = {"actor": actor}
+        if channel_id is not None:
+            body["channel_id"] = str(channel_id)
+        return self._core.admin(
+            "DELETE", guild_id, "preview", ended_from_body, body, on_404=lambda: []
+        )
+
+    def _history(self, guild_id: object, limit: int) -> _Op[GuildHistory]:
+        return self._core.admin("GET", guild_id, f"history?limit={int(limit)}", history_from_body)
+
 
 class BridgeClient(_ClientBase):
     """Blocking client; safe to share between threads."""
@@ -590,6 +629,30 @@ class BridgeClient(_ClientBase):
 
     def events(self, guild_id: object) -> list[BridgeEvent]:
         return self._run(self._events(guild_id))
+
+    def pin(self, guild_id: object, sha: str, *, actor: str) -> PinStatus:
+        """Serve commit `sha` (7+ hex characters) until `unpin`."""
+        return self._run(self._pin(guild_id, sha, actor))
+
+    def unpin(self, guild_id: object, *, actor: str) -> PinStatus:
+        return self._run(self._unpin(guild_id, actor))
+
+    def rollback(self, guild_id: object, *, actor: str) -> PinStatus:
+        """Pin the commit the guild served before the current one."""
+        return self._run(self._rollback(guild_id, actor))
+
+    def history(self, guild_id: object, *, limit: int = 20) -> GuildHistory:
+        return self._run(self._history(guild_id, limit))
+
+    def preview(
+        self, guild_id: object, pull_request: int, channel_id: object, *, actor: str
+    ) -> ChannelPreview:
+        """Resolve `channel_id` from the pull request's head until it closes or preview_off."""
+        return self._run(self._preview(guild_id, pull_request, channel_id, actor))
+
+    def preview_off(self, guild_id: object, channel_id: object = None, *, actor: str) -> list[str]:
+        """End the preview in a channel (None: every channel); the channels ended."""
+        return self._run(self._preview_off(guild_id, channel_id, actor))
 
     def close(self) -> None:
         self._http.close()
@@ -653,6 +716,32 @@ class AsyncBridgeClient(_ClientBase):
 
     async def events(self, guild_id: object) -> list[BridgeEvent]:
         return await self._run(self._events(guild_id))
+
+    async def pin(self, guild_id: object, sha: str, *, actor: str) -> PinStatus:
+        """Serve commit `sha` (7+ hex characters) until `unpin`."""
+        return await self._run(self._pin(guild_id, sha, actor))
+
+    async def unpin(self, guild_id: object, *, actor: str) -> PinStatus:
+        return await self._run(self._unpin(guild_id, actor))
+
+    async def rollback(self, guild_id: object, *, actor: str) -> PinStatus:
+        """Pin the commit the guild served before the current one."""
+        return await self._run(self._rollback(guild_id, actor))
+
+    async def history(self, guild_id: object, *, limit: int = 20) -> GuildHistory:
+        return await self._run(self._history(guild_id, limit))
+
+    async def preview(
+        self, guild_id: object, pull_request: int, channel_id: object, *, actor: str
+    ) -> ChannelPreview:
+        """Resolve `channel_id` from the pull request's head until it closes or preview_off."""
+        return await self._run(self._preview(guild_id, pull_request, channel_id, actor))
+
+    async def preview_off(
+        self, guild_id: object, channel_id: object = None, *, actor: str
+    ) -> list[str]:
+        """End the preview in a channel (None: every channel); the channels ended."""
+        return await self._run(self._preview_off(guild_id, channel_id, actor))
 
     async def aclose(self) -> None:
         await self._http.aclose()

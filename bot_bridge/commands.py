@@ -14,6 +14,7 @@ from datetime import datetime
 from promptrepo import Diagnostic
 
 from .client import AsyncBridgeClient
+from .pins import GuildHistory, PinStatus
 from .results import BridgeError, GuildConfig, PreviewResult
 
 MAX_REPLY_LENGTH = 2000  # Discord's message limit
@@ -204,6 +205,117 @@ async def preview_prompt(
     return Reply(_describe_preview(result, context))
 
 
+async def pin_commit(
+    client: AsyncBridgeClient,
+    caller: Caller,
+    sha: str,
+    *,
+    manager_roles: Collection[str | int] = (),
+) -> Reply:
+    """`/prompt-config pin <sha>`: serve that commit until `unpin`, whatever is pushed."""
+    refused = _refuse_unless_manager(caller, manager_roles)
+    if refused is not None:
+        return refused
+    sha = sha.strip()
+    if not sha:
+        return Reply("Give the commit to serve, for example `/prompt-config pin 1a2b3c4`.")
+    try:
+        status = await client.pin(caller.guild_id, sha, actor=caller.user_id)
+    except BridgeError as exc:
+        return Reply(_pin_refusal(exc, caller))
+    if status.in_progress:
+        return Reply(
+            f"Commit `{sha[:7]}` is being synced from GitHub; nothing changed yet. Run the "
+            "same command again in a moment."
+        )
+    return Reply(_describe_pin(status, "Pinned."))
+
+
+async def unpin_commit(
+    client: AsyncBridgeClient, caller: Caller, *, manager_roles: Collection[str | int] = ()
+) -> Reply:
+    """`/prompt-config unpin`: follow the branch's newest valid commit again."""
+    refused = _refuse_unless_manager(caller, manager_roles)
+    if refused is not None:
+        return refused
+    try:
+        status = await client.unpin(caller.guild_id, actor=caller.user_id)
+    except BridgeError as exc:
+        if exc.status_code == 404 and exc.body.get("error") == "not_pinned":
+            return Reply("This server is not pinned: it already follows its branch.")
+        return Reply(_refusal(exc, caller))
+    return Reply(_describe_pin(status, "Unpinned."))
+
+
+async def rollback_commit(
+    client: AsyncBridgeClient, caller: Caller, *, manager_roles: Collection[str | int] = ()
+) -> Reply:
+    """`/prompt-config rollback`: pin the commit served before the current one."""
+    refused = _refuse_unless_manager(caller, manager_roles)
+    if refused is not None:
+        return refused
+    try:
+        status = await client.rollback(caller.guild_id, actor=caller.user_id)
+    except BridgeError as exc:
+        return Reply(_pin_refusal(exc, caller))
+    return Reply(_describe_pin(status, "Rolled back."))
+
+
+async def show_history(
+    client: AsyncBridgeClient,
+    caller: Caller,
+    *,
+    limit: int = 10,
+    manager_roles: Collection[str | int] = (),
+) -> Reply:
+    """`/prompt-config history`: the last commits this server served, newest first."""
+    refused = _refuse_unless_manager(caller, manager_roles)
+    if refused is not None:
+        return refused
+    try:
+        history = await client.history(caller.guild_id, limit=limit)
+    except BridgeError as exc:
+        return Reply(_refusal(exc, caller))
+    return Reply(_describe_history(history))
+
+
+async def preview_pull_request(
+    client: AsyncBridgeClient,
+    caller: Caller,
+    pull_request: int | None,
+    channel_id: str | None = None,
+    *,
+    off: bool = False,
+    manager_roles: Collection[str | int] = (),
+) -> Reply:
+    """`/prompt-config preview <pull request> [channel]` and `preview off [channel]`: one
+    channel (the caller's by default) tries the pull request; the rest keeps the branch."""
+    refused = _refuse_unless_manager(caller, manager_roles)
+    if refused is not None:
+        return refused
+    channel = channel_id or caller.channel_id
+    try:
+        if off:
+            ended = await client.preview_off(caller.guild_id, channel_id, actor=caller.user_id)
+            if not ended:
+                return Reply("No pull request is previewed there.")
+            shown = ", ".join(f"<#{item}>" for item in ended)
+            return Reply(f"Preview off: {shown} use the server's prompts again.")
+        if pull_request is None:
+            return Reply("Give the pull request number, for example `/prompt-config preview 12`.")
+        if channel is None:
+            return Reply("Run this in a channel, or name the channel to preview in.")
+        result = await client.preview(caller.guild_id, pull_request, channel, actor=caller.user_id)
+    except BridgeError as exc:
+        return Reply(_pin_refusal(exc, caller))
+    head = f" (`{result.head_sha[:7]}`)" if result.head_sha else ""
+    waiting = " once its head is synced, in a moment" if result.in_progress else ""
+    return Reply(
+        f"<#{channel}> now uses pull request #{pull_request}{head}{waiting}, until it closes or "
+        "`/prompt-config preview off`. The rest of the server keeps its branch."
+    )
+
+
 # --- wording ------------------------------------------------------------------------------------
 
 
@@ -331,6 +443,61 @@ def _describe_preview(result: PreviewResult, context: dict[str, str]) -> str:
     if problems:
         lines.append(problems)
     return "\n".join(lines)
+
+
+_PIN_ERRORS = frozenset(
+    {
+        "not_found",
+        "no_access",
+        "invalid",
+        "no_previous",
+        "ambiguous",
+        "not_serving",
+        "not_synced",
+        "closed",
+    }
+)
+
+
+def _pin_refusal(exc: BridgeError, caller: Caller) -> str:
+    """The service's own sentence for what only pins can hit (an unknown or invalid commit)."""
+    if exc.body.get("error") not in _PIN_ERRORS or "no prompt repository" in exc.message:
+        return _refusal(exc, caller)
+    problems = _problems(exc.diagnostics)
+    return f"{exc.message}\n{problems}" if problems else exc.message
+
+
+def _describe_pin(status: PinStatus, headline: str) -> str:
+    lines = [headline]
+    if status.pinned_sha:
+        lines.append(
+            f"Serving commit `{status.pinned_sha[:7]}` until `/prompt-config unpin`, whatever "
+            "is pushed meanwhile."
+        )
+    elif status.active_sha:
+        lines.append(f"Following the branch again: serving commit `{status.active_sha[:7]}`.")
+    if status.branch_sha and status.pinned_sha and status.branch_sha != status.pinned_sha:
+        lines.append(f"The branch has `{status.branch_sha[:7]}` meanwhile.")
+    return "\n".join(lines)
+
+
+def _describe_history(history: GuildHistory) -> str:
+    if not history.activations:
+        return "No activation recorded for this server yet."
+    lines = ["Last commits this server served (newest first):"]
+    if history.pinned_sha:
+        lines.append(
+            f"Pinned to `{history.pinned_sha[:7]}`; `/prompt-config unpin` follows the branch."
+        )
+    for item in history.activations:
+        who = f" pushed by {item.pushed_by}" if item.pushed_by else ""
+        asked = f" by <@{item.actor}>" if item.actor and item.trigger in _ASKED else ""
+        pin = " (pinned)" if item.pinned else ""
+        lines.append(f"• `{item.commit_sha[:7]}` {_when(item.at)}: {item.trigger}{who}{asked}{pin}")
+    return "\n".join(lines)
+
+
+_ASKED = frozenset({"pin", "rollback", "unpin"})
 
 
 def _on_branch(branch: str | None) -> str:

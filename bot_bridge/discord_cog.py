@@ -193,6 +193,69 @@ class PromptConfigCog(
             ),
         )
 
+    @app_commands.command(name="pin", description="Serve one commit until unpinned.")
+    @app_commands.describe(sha="The commit (at least 7 characters of its sha)")
+    async def pin(self, interaction: discord.Interaction, sha: str) -> None:
+        await self._respond(
+            interaction,
+            lambda caller: commands.pin_commit(
+                self.client, caller, sha, manager_roles=self.manager_roles
+            ),
+        )
+
+    @app_commands.command(name="unpin", description="Follow the branch's newest commit again.")
+    async def unpin(self, interaction: discord.Interaction) -> None:
+        await self._respond(
+            interaction,
+            lambda caller: commands.unpin_commit(
+                self.client, caller, manager_roles=self.manager_roles
+            ),
+        )
+
+    @app_commands.command(name="rollback", description="Serve the previous commit again.")
+    async def rollback(self, interaction: discord.Interaction) -> None:
+        await self._respond(
+            interaction,
+            lambda caller: commands.rollback_commit(
+                self.client, caller, manager_roles=self.manager_roles
+            ),
+        )
+
+    @app_commands.command(name="history", description="The last commits this server served.")
+    async def history(self, interaction: discord.Interaction) -> None:
+        await self._respond(
+            interaction,
+            lambda caller: commands.show_history(
+                self.client, caller, manager_roles=self.manager_roles
+            ),
+        )
+
+    @app_commands.command(name="preview", description="Try a pull request in one channel.")
+    @app_commands.describe(
+        pull_request="The pull request's number",
+        channel="Channel to try it in (default: this one)",
+        off="End the preview (in the channel given, or everywhere)",
+    )
+    async def preview(
+        self,
+        interaction: discord.Interaction,
+        pull_request: int | None = None,
+        channel: discord.TextChannel | None = None,
+        off: bool = False,
+    ) -> None:
+        channel_id = str(channel.id) if channel is not None else None
+        await self._respond(
+            interaction,
+            lambda caller: commands.preview_pull_request(
+                self.client,
+                caller,
+                pull_request,
+                channel_id,
+                off=off,
+                manager_roles=self.manager_roles,
+            ),
+        )
+
     @app_commands.command(
         name="alerts", description="Where to post when this server's prompts stop updating."
     )

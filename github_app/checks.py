@@ -27,6 +27,11 @@ from promptrepo import (
     common_contexts,
     resolve,
 )
+from promptrepo.markdown import cell as _cell
+from promptrepo.markdown import code as _code
+from promptrepo.markdown import escape as _escape
+from promptrepo.markdown import plural as _plural
+from promptrepo.routing_diff import RoutingDiff, render_markdown
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +67,10 @@ class CheckReport:
     superseded: bool = False
     serving: tuple[str, ...] = ()
     pending: tuple[str, ...] = ()
+    routing_diff: RoutingDiff | None = None  # against the base (pull request) or `before` (push)
+    base_label: str = ""  # what the diff compares with, e.g. "main (`abc1234`)"
+    base_followers: int | None = None  # guilds following the base branch (a count, never ids)
+    diff_note: str = ""  # why there is no diff, when one was wanted
 
     @property
     def errors(self) -> int:
@@ -138,6 +147,7 @@ def _summary(report: CheckReport) -> str:
         f"## `{report.sha[:7]}` is {'valid' if report.valid else 'rejected'}",
         _standing(report),
         _guilds(report),
+        _diff(report),
         _routes(report),
         _preview(report),
         _problems(report.diagnostics),
@@ -177,21 +187,26 @@ def _standing(report: CheckReport) -> str:
 
 
 def _guilds(report: CheckReport) -> str:
+    """How many guilds: a check run can be public, so never which ones."""
     lines = []
     if report.serving:
         verb = "serves" if report.valid and not report.superseded else "would serve"
-        lines.append(
-            f"This commit {verb} {_plural(len(report.serving), 'guild')}: "
-            + _listing(report.serving)
-        )
+        lines.append(f"This commit {verb} {_plural(len(report.serving), 'guild')}.")
     if report.pending:
-        lines.append(
-            f"Waiting to be bound ({_plural(len(report.pending), 'request')}): "
-            + _listing(report.pending)
-        )
+        lines.append(f"{_plural(len(report.pending), 'guild')} waiting to be bound.")
     if not lines:
         return ""
     return "### Guilds\n" + "\n".join(f"- {line}" for line in lines)
+
+
+def _diff(report: CheckReport) -> str:
+    if report.routing_diff is None:
+        return f"### What guilds would see\n{_escape(report.diff_note)}" if report.diff_note else ""
+    text = render_markdown(report.routing_diff, followers=report.base_followers)
+    if report.base_label:
+        title, _, rest = text.partition("\n")
+        text = f"{title}\nCompared with {report.base_label}.\n{rest}"
+    return text
 
 
 def _routes(report: CheckReport) -> str:
@@ -280,55 +295,12 @@ def _fit(summary: str, limit: int = SUMMARY_LIMIT) -> str:
 # ---- Markdown helpers -----------------------------------------------------------------------
 
 
-def _code(text: str, *, table: bool = False) -> str:
-    """`text` as a code span that survives backticks in it (and pipes, in a table cell)."""
-    text = text.replace("\n", " ")
-    if table:
-        text = text.replace("|", "\\|")
-    fence = "`" * (_longest_backtick_run(text) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
-def _longest_backtick_run(text: str) -> int:
-    longest = run = 0
-    for char in text:
-        run = run + 1 if char == "`" else 0
-        longest = max(longest, run)
-    return longest
-
-
-def _escape(text: str) -> str:
-    """Plain text in Markdown: no HTML, no accidental mentions, one line."""
-    return (
-        text.replace("\\", "\\\\")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-        .replace("@", "@\u200b")
-        .replace("\n", " ")
-    )
-
-
-def _cell(text: str) -> str:
-    return _escape(text).replace("|", "\\|")
-
-
-def _listing(guild_ids: Sequence[str], shown: int = 50) -> str:
-    listed = ", ".join(_code(guild) for guild in guild_ids[:shown])
-    more = len(guild_ids) - shown
-    return listed + (f" and {more} more" if more > 0 else "")
-
-
 def _unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
 def _count(diagnostics: Sequence[Diagnostic], severity: str) -> int:
     return sum(1 for item in diagnostics if item.severity == severity)
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _clip(text: str, limit: int) -> str:

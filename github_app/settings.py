@@ -120,6 +120,12 @@ class Settings:
         _positive_int,
         doc="Finished deliveries, sync logs and inactive snapshots older than this are pruned.",
     )
+    history_keep: int = _var(
+        "HISTORY_KEEP",
+        50,
+        _positive_int,
+        doc="Activations kept per guild for `/prompt-config history` (never pruned by age).",
+    )
 
     # GitHub App
     github_app_id: str = _var(

@@ -1,4 +1,4 @@
-"""`guildprompts validate` and `guildprompts resolve`: the format, from a shell or a CI job.
+"""`guildprompts validate`, `resolve`, `test` and `diff`: the format, from a shell or a CI job.
 
 Exit codes: 0 no error (warnings allowed), 1 the repository has errors, 2 usage or I/O problem.
 """
@@ -23,12 +23,7 @@ def register(subparsers: Any) -> None:
         "is no error (warnings allowed), 1 when there are errors, 2 on usage or I/O problems.",
     )
     validate.add_argument("directory", metavar="DIR", help="the repository's root directory")
-    validate.add_argument(
-        "--format",
-        choices=("text", "json", "github"),
-        default="text",
-        help="text for people, json for tools, github for workflow annotations (default: text)",
-    )
+    _format_option(validate, "workflow annotations")
     validate.add_argument(
         "--strict",
         action="store_true",
@@ -67,13 +62,44 @@ def register(subparsers: Any) -> None:
     resolve.add_argument(
         "--render", action="store_true", help="fill in the placeholders the context supplies"
     )
-    resolve.add_argument(
-        "--format",
-        choices=("text", "json"),
-        default="text",
-        help="text for people, json for tools (default: text)",
-    )
+    _format_option(resolve)
     resolve.set_defaults(run=run_resolve)
+
+    test = subparsers.add_parser(
+        "test",
+        help="run a prompt repository's routing tests",
+        description="Run the routing tests under DIR/tests/ (YAML). Exit status: 0 when every "
+        "test passes, 1 when one fails or cannot be read, 2 on usage or I/O problems.",
+    )
+    test.add_argument("directory", metavar="DIR", help="the repository's root directory")
+    _format_option(test, "workflow annotations")
+    test.set_defaults(run=run_test)
+
+    diff = subparsers.add_parser(
+        "diff",
+        help="show what a change does to the guilds following a branch",
+        description="Compare the prompts every context that matters gets at two commits of the "
+        "git checkout DIR (the working tree when --head is left out): contexts that change "
+        "file, prompt text diffs, placeholders newly left unfilled, parameters changed. Exit "
+        "status: 0 whatever changed, 2 on usage, git or I/O problems.",
+    )
+    diff.add_argument("directory", metavar="DIR", help="the repository's root in a git checkout")
+    diff.add_argument("--base", required=True, metavar="REF", help="the commit to compare with")
+    diff.add_argument("--head", metavar="REF", help="the changed commit (default: working tree)")
+    _format_option(diff, "Markdown as the check run shows it ($GITHUB_STEP_SUMMARY, a comment)")
+    diff.set_defaults(run=run_diff)
+
+
+def _format_option(parser: Any, github: str | None = None) -> None:
+    """`--format text|json[|github]`, with what `github` prints when the command has it."""
+    choices = ("text", "json", "github") if github else ("text", "json")
+    extra = f", github for {github}" if github else ""
+    parser.add_argument(
+        "--format",
+        choices=choices,
+        default="text",
+        help=f"text for people, json for tools{extra} (default: text)",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -174,6 +200,75 @@ def _escape(text: str, is_property: bool) -> str:
     if is_property:
         text = text.replace(":", "%3A").replace(",", "%2C")
     return text
+
+
+def run_test(args: argparse.Namespace) -> int:
+    from promptrepo.routing_tests import run_repository_tests
+
+    files = _read(args.directory, "test")
+    if files is None:
+        return 2
+    _tolerant_stdout()
+    run, load_error = run_repository_tests(files)
+    passed = sum(result.passed for result in run.results)
+    failed = len(run.results) - passed
+    ok = load_error is None and run.passed
+    if args.format == "json":
+        document = {
+            "passed": ok,
+            "error": load_error,
+            "results": [result.to_dict() for result in run.results],
+            "diagnostics": [d.to_dict() for d in run.diagnostics],
+        }
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+        return 0 if ok else 1
+    if args.format == "github":
+        for d in run.diagnostics:
+            print(_workflow_command(d, args.directory))
+    else:
+        for result in run.results:
+            verdict = "ok  " if result.passed else "FAIL"
+            where = f"{result.test.path}:{result.test.line}"
+            print(f"{verdict} {where}: {result.test.name}")
+            for failure in result.failures:
+                print(f"       {failure}")
+        for d in run.diagnostics:
+            if d.code != "test-failed":
+                print(f"{d.path}:{d.line or '-'}: {d.severity}: {d.message} [{d.code}]")
+    if load_error is not None:
+        print(f"{args.directory}: no test can run: {load_error}")
+    elif not run.results and not run.diagnostics:
+        print(f"{args.directory}: no routing tests (write them in tests/*.yaml)")
+    else:
+        print(f"{args.directory}: {passed} passed, {failed} failed")
+    return 0 if ok else 1
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    from promptrepo.files import GitError, files_from_git
+    from promptrepo.routing_diff import diff_files, render_markdown, render_text
+
+    try:
+        base = files_from_git(args.directory, args.base)
+        head = (
+            files_from_git(args.directory, args.head)
+            if args.head is not None
+            else _read(args.directory, "diff")
+        )
+    except GitError as exc:
+        print(f"guildprompts diff: {exc.strerror}", file=sys.stderr)
+        return 2
+    if head is None:
+        return 2
+    _tolerant_stdout()
+    result = diff_files(base or None, head or None)
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    elif args.format == "github":
+        print(render_markdown(result))
+    else:
+        print(render_text(result), end="")
+    return 0
 
 
 def run_resolve(args: argparse.Namespace) -> int:

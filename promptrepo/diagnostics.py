@@ -193,6 +193,17 @@ CODES: dict[str, tuple[Severity, str]] = {
         + ", ".join(sorted(BOT_SUPPLIED_VARIABLES))
         + "); other placeholders stay as written.",
     ),
+    # Routing tests (tests/*.yaml)
+    "test-invalid": (
+        "error",
+        "A test file is a YAML list of tests, each with `name`, `context` and `expect` (file, "
+        "route, contains, not_contains, max_bytes, parameters); see docs/prompt-repository.md.",
+    ),
+    "test-failed": (
+        "error",
+        "Fix the prompt or the routes so the context gets what the test expects, or update the "
+        "test if the change is intended (`guildprompts test DIR` runs them locally).",
+    ),
     "dangerous-pattern": (
         "warning",
         "Prompts go to a language model and are never executed; if "

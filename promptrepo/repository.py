@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from .diagnostics import Diagnostic, diagnostic
-from .files import PATH_FILE, SCHEMA_VERSION_FILE, is_repository_file
+from .files import PATH_FILE, SCHEMA_VERSION_FILE, is_repository_file, is_test_file
 from .frontmatter import Assembly, PromptSource, assemble, check_includes, parse_prompt
 from .pathfile import PathFile, Route, parse_path_file
 from .versions import DEFAULT_VERSION, describe_supported, parse_version
@@ -34,6 +34,7 @@ class Analysis:
     sources: dict[str, PromptSource] = field(default_factory=dict)
     unreadable: dict[str, str] = field(default_factory=dict)  # path -> why
     assembly: Assembly = field(default_factory=Assembly)
+    tests: dict[str, str] = field(default_factory=dict)  # routing test files, decoded
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
     @property
@@ -44,13 +45,17 @@ class Analysis:
 
     @property
     def prompt_paths(self) -> list[str]:
-        return [path for path in self.files if path not in SPECIAL_FILES]
+        return [path for path in self.files if path not in SPECIAL_FILES and not is_test_file(path)]
 
 
 def analyse(files: Mapping[str, bytes], *, max_file_size: int | None = None) -> Analysis:
     result = Analysis({path: data for path, data in files.items() if is_repository_file(path)})
     _read_path(result, max_file_size)
     _read_version(result, max_file_size)
+    for path in sorted(filter(is_test_file, result.files)):
+        text = _decode(result, path, result.files[path], max_file_size)
+        if text is not None:
+            result.tests[path] = text
     for path in result.prompt_paths:
         text = _decode(result, path, result.files[path], max_file_size)
         if text is None:
@@ -225,7 +230,11 @@ def load_repository(files: Mapping[str, bytes]) -> PromptRepository:
     A prompt file with errors does not stop loading: resolving to it raises RepositoryError.
     The service only activates commits that `validate` accepts, so that never happens there.
     """
-    result = analyse(files)
+    return repository_from(analyse(files))
+
+
+def repository_from(result: Analysis) -> PromptRepository:
+    """The repository an analysis describes (see `load_repository`)."""
     if result.path_file is None or not result.version_ok or not result.routes:
         problems = [
             d.message

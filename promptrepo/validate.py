@@ -16,7 +16,8 @@ from .files import PATH_FILE
 from .frontmatter import PromptSource, is_yaml_prompt
 from .pathfile import Route
 from .render import PLACEHOLDER
-from .repository import Analysis, analyse
+from .repository import Analysis, RepositoryError, analyse, repository_from
+from .routing_tests import run_tests
 from .variables import ALIASES, CONTEXT_VARIABLES, KNOWN_VARIABLES, canonical
 
 DEFAULT_MAX_FILE_SIZE = 100 * 1024
@@ -76,7 +77,19 @@ def validate_report(
     if result.routes:
         found += _check_route_variables(result)
         found += _check_reachability(result)
+    found += _run_routing_tests(result)
     return Report(sorted(found, key=Diagnostic.sort_key), result.schema_version)
+
+
+def _run_routing_tests(result: Analysis) -> list[Diagnostic]:
+    """The repository's own routing tests; a failure is an error, so the commit is rejected."""
+    if not result.tests:
+        return []
+    try:
+        repository = repository_from(result)
+    except RepositoryError:
+        repository = None  # PATH's own errors explain it; no test can run
+    return list(run_tests(repository, result.tests).diagnostics)
 
 
 def _known_names(result: Analysis) -> frozenset[str]:

@@ -66,6 +66,9 @@ def member(user_id: int = 999, *, admin: bool = False, manage: bool = False, rol
     )
 
 
+PINNED = {"active_sha": "a" * 40, "branch_sha": "b" * 40, "pinned": {"sha": "a" * 40}}
+
+
 class Bridge:
     def __init__(self) -> None:
         self.sent: list[httpx.Request] = []
@@ -74,6 +77,8 @@ class Bridge:
             ("PUT", "config"): (200, CONFIG),
             ("DELETE", "config"): (200, {}),
             ("POST", "test"): (200, {"file_path": "prompts/meeting.md", "preview": "Hi"}),
+            ("PUT", "pin"): (200, PINNED),
+            ("GET", "history"): (200, {"activations": [], "pinned": None}),
         }
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -103,6 +108,11 @@ async def test_the_group_and_its_subcommands(cog: PromptConfigCog) -> None:
         "remove",
         "refresh",
         "test",
+        "pin",
+        "unpin",
+        "rollback",
+        "history",
+        "preview",
         "alerts",
     ]
     test = group.get_command("test")
@@ -317,3 +327,15 @@ async def test_set_takes_a_token_sends_it_and_never_shows_it(
     assert message["ephemeral"] is True
     assert secret not in message["content"]
     assert "The access token was stored encrypted." in message["content"]
+
+
+async def test_pin_and_history_are_for_managers(cog: PromptConfigCog, bridge: Bridge) -> None:
+    manager, stranger = FakeInteraction(member(manage=True)), FakeInteraction(member())
+    await cog.pin.callback(cog, manager, "aaaaaaa")
+    await cog.history.callback(cog, manager)
+    await cog.pin.callback(cog, stranger, "aaaaaaa")
+    assert manager.sent[0]["content"].startswith("Pinned.\nServing commit `aaaaaaa`")
+    assert manager.sent[1]["content"] == "No activation recorded for this server yet."
+    assert stranger.sent[0]["content"] == PERMISSION_DENIED
+    assert json.loads(bridge.sent[0].content) == {"sha": "aaaaaaa", "actor": "999"}
+    assert bridge.sent[1].url.params["limit"] == "10"

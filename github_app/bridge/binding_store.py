@@ -20,6 +20,7 @@ from github_app.store import (
     branches,
     deliveries,
     installations,
+    pins,
     serving,
     snapshots,
 )
@@ -133,6 +134,8 @@ def delete_binding(
     removed = bindings.delete_binding(
         session, guild_id, actor=actor, expected_version=expected_version
     )
+    if removed:
+        pins.drop_pin(session, guild_id)
     return removed, branches.current_generation(session)
 
 
@@ -332,6 +335,19 @@ def _live_view(state: GuildState, github_url: str) -> dict[str, Any]:
         "has_token": state.has_token,
         "version": state.version,
         "install_url": None,
+        "pinned": pin_view(state),
+    }
+
+
+def pin_view(state: GuildState) -> dict[str, Any] | None:
+    """The pin a guild is served from, and what its branch has meanwhile (None: not pinned)."""
+    if state.pinned_sha is None:
+        return None
+    return {
+        "sha": state.pinned_sha,
+        "pinned_by": state.pinned_by,
+        "pinned_at": _iso(state.pinned_at),
+        "branch_sha": state.branch_sha,
     }
 
 

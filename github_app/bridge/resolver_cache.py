@@ -40,7 +40,9 @@ from sqlalchemy.orm import Session
 
 from github_app import metrics
 from github_app.runtime import Runtime
-from github_app.store import branches, serving, snapshots
+from github_app.store import branches, previews, serving, snapshots
+from github_app.store.models import BindingState
+from github_app.store.previews import ActivePreview
 from github_app.store.serving import GuildState
 from promptrepo import (
     BOT_SUPPLIED_VARIABLES,
@@ -253,10 +255,34 @@ def _as_query(query: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> Query:
     return tuple((key, value) for key, value in pairs)
 
 
-def _load_states(session: Session) -> tuple[int, dict[str, GuildState]]:
+def _load_states(
+    session: Session,
+) -> tuple[int, dict[str, GuildState], list[ActivePreview]]:
     # Generation first: the states read after it are at least that new, never older.
     generation = branches.current_generation(session)
-    return generation, serving.all_guild_states(session)
+    return generation, serving.all_guild_states(session), previews.active_previews(session)
+
+
+def preview_serving(preview: ActivePreview, state: GuildState | None) -> _Serving | None:
+    """What a channel previewing a pull request is served: its head, while the guild's binding
+    serves the same repository (None: the channel gets the guild's own answers)."""
+    if (
+        state is None
+        or state.repository_id != preview.repository_id
+        or not state.enabled
+        or state.state != BindingState.ACTIVE
+    ):
+        return None
+    return _Serving(
+        snapshot_id=preview.snapshot_id,
+        repository=state.repository_full_name,
+        branch=f"pull/{preview.pull_number}/head",
+        commit_sha=preview.commit_sha,
+        is_stale=False,
+        status_message=f"previewing pull request #{preview.pull_number} "
+        f"({preview.commit_sha[:7]}) in this channel; the rest of the server keeps its branch",
+        bound=True,
+    )
 
 
 class ResolverCache:
@@ -270,6 +296,8 @@ class ResolverCache:
         self._github_url = runtime.settings.github_url
         self._max_repositories = max(1, repositories)
         self._guilds: dict[str, _Serving] = {}
+        self._previews: dict[tuple[str, str], _Serving] = {}  # (guild, channel id) -> preview
+        self._preview_guilds: frozenset[str] = frozenset()
         self._interned: dict[tuple[Any, ...], _Serving] = {}
         self._live: frozenset[_Serving] = frozenset({UNBOUND})
         self._live_snapshots: frozenset[int] = frozenset()
@@ -294,7 +322,7 @@ class ResolverCache:
         known = self._contexts.get((guild_id, query))
         if known is None:
             return None
-        key = (self._guilds.get(guild_id, UNBOUND), known[0])
+        key = (self._serving_for(guild_id, known[1]), known[0])
         served = self._entries.get(key)
         if served is None:
             return None
@@ -317,7 +345,7 @@ class ResolverCache:
         key_text, context = self._context(guild_id, raw)
         retried = False
         while True:
-            serving_state = self._guilds.get(guild_id, UNBOUND)
+            serving_state = self._serving_for(guild_id, context)
             key = (serving_state, key_text)
             served = self._entries.get(key)
             if served is not None:
@@ -348,6 +376,9 @@ class ResolverCache:
         context = context_for(guild_id, _as_query(query))
         state = await self.runtime.run_db(serving.guild_state, guild_id)
         current = serving_of(state)
+        channel = context.get("channel_id")
+        if state is not None and channel is not None:  # a channel previewing a pull request
+            current = self._previews.get((guild_id, channel), current)
         repository = None
         if current.snapshot_id is not None:
             repository = self._repositories.get(current.snapshot_id)
@@ -355,6 +386,15 @@ class ResolverCache:
                 repository = await self._read_repository(current.snapshot_id)
         answer = build_response(current, context, repository, self._github_url)
         return Preview(answer, state, context)
+
+    def _serving_for(self, guild_id: str, context: Context) -> _Serving:
+        """The guild's state, or a channel preview's (the one hook previews need)."""
+        found = self._guilds.get(guild_id, UNBOUND)
+        if guild_id in self._preview_guilds:
+            channel = context.get("channel_id")
+            if channel is not None:
+                return self._previews.get((guild_id, channel), found)
+        return found
 
     def _context(self, guild_id: str, raw: Query) -> tuple[str, Context]:
         try:
@@ -433,8 +473,8 @@ class ResolverCache:
         async with self._lock:
             if generation is not None and self._loaded and self._generation >= generation:
                 return
-            loaded, states = await self.runtime.run_db(_load_states)
-            self._apply(loaded, states)
+            loaded, states, active = await self.runtime.run_db(_load_states)
+            self._apply(loaded, states, active)
 
     async def check(self) -> bool:
         """The cheap poll: reload when the stored generation differs; True if it did."""
@@ -471,15 +511,28 @@ class ResolverCache:
         except TimeoutError:
             log.warning("the resolver cache's loop did not reload within %s s", _CROSS_LOOP_WAIT)
 
-    def _apply(self, generation: int, states: Mapping[str, GuildState]) -> None:
+    def _apply(
+        self,
+        generation: int,
+        states: Mapping[str, GuildState],
+        active: Iterable[ActivePreview] = (),
+    ) -> None:
         interned: dict[tuple[Any, ...], _Serving] = {}
-        guilds: dict[str, _Serving] = {}
-        for guild_id, state in states.items():
-            fresh = serving_of(state)
+
+        def intern(fresh: _Serving) -> _Serving:
             fields = fresh.fields()
             shared = interned.get(fields) or self._interned.get(fields) or fresh
             interned[fields] = shared
-            guilds[guild_id] = shared
+            return shared
+
+        guilds = {guild_id: intern(serving_of(state)) for guild_id, state in states.items()}
+        channels: dict[tuple[str, str], _Serving] = {}
+        for preview in active:
+            found = preview_serving(preview, states.get(preview.guild_id))
+            if found is not None:
+                channels[(preview.guild_id, preview.channel_id)] = intern(found)
+        self._previews = channels
+        self._preview_guilds = frozenset(guild for guild, _ in channels)
         live = set(interned.values())
         live.add(UNBOUND)
         snapshots_live = frozenset(s.snapshot_id for s in live if s.snapshot_id is not None)

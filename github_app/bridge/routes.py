@@ -36,6 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
+from github_app.bridge import pins, previews
 from github_app.bridge.binding_store import (
     BindRequest,
     Plan,
@@ -90,6 +91,8 @@ def bridge_routes(
             api.route("refresh", {"POST": api.refresh}),
             api.route("test", {"POST": api.test}),
             api.route("events", {"GET": api.events}),
+            *pins.pin_routes(api),
+            *previews.preview_routes(api),
         ],
         default=api.not_found,
     )

@@ -22,7 +22,7 @@ from github_app.handlers.common import (
     mapping,
     remember_installation,
 )
-from github_app.store import checkruns, installations
+from github_app.store import checkruns, installations, previews
 from github_app.sync import SyncRequest, sync
 from github_app.webhooks import Delivery, Router
 
@@ -38,7 +38,28 @@ async def on_pull_request(delivery: Delivery, ctx: HandlerContext) -> None:
     head = mapping(pull.get("head"))
     same_repository = integer(mapping(head.get("repo")).get("id")) == delivery.repository_id
     branch = head.get("ref") if same_repository and isinstance(head.get("ref"), str) else None
-    await _check(ctx, delivery, commit_sha(head.get("sha")), branch, "pull_request")
+    await _remember_pull(ctx, delivery, open_=True)
+    await _check(
+        ctx, delivery, commit_sha(head.get("sha")), branch, "pull_request", base=_base(pull)
+    )
+
+
+@router.register("pull_request", "closed")
+async def on_pull_request_closed(delivery: Delivery, ctx: HandlerContext) -> None:
+    """Closed or merged: channel previews of it end by themselves."""
+    await _remember_pull(ctx, delivery, open_=False)
+
+
+async def _remember_pull(ctx: HandlerContext, delivery: Delivery, *, open_: bool) -> None:
+    """The pull request's head and state, for channel previews (store.previews)."""
+    pull = mapping(delivery.payload.get("pull_request"))
+    number = integer(pull.get("number"))
+    sha = commit_sha(mapping(pull.get("head")).get("sha"))
+    if delivery.repository_id is None or number is None or sha is None:
+        return
+    await ctx.db_then_announce(
+        previews.record_pull_request, delivery.repository_id, number, sha, open_=open_
+    )
 
 
 @router.register("check_suite", "requested")
@@ -53,6 +74,7 @@ async def on_check_suite(delivery: Delivery, ctx: HandlerContext) -> None:
         branch,
         "check_suite",
         skip_if_checked=delivery.action == "requested",
+        base=_suite_base(suite),
     )
 
 
@@ -61,7 +83,23 @@ async def on_check_run(delivery: Delivery, ctx: HandlerContext) -> None:
     run = mapping(delivery.payload.get("check_run"))
     suite = mapping(run.get("check_suite"))
     branch = suite.get("head_branch") if isinstance(suite.get("head_branch"), str) else None
-    await _check(ctx, delivery, commit_sha(run.get("head_sha")), branch, "check_run")
+    base = _suite_base(run) if run.get("pull_requests") else _suite_base(suite)
+    await _check(ctx, delivery, commit_sha(run.get("head_sha")), branch, "check_run", base=base)
+
+
+def _base(pull: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """A pull request's base commit and branch: what its routing diff compares with."""
+    base = mapping(pull.get("base"))
+    ref = base.get("ref") if isinstance(base.get("ref"), str) else None
+    return commit_sha(base.get("sha")), ref
+
+
+def _suite_base(holder: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The base of the first pull request a check suite or run lists (none: no diff)."""
+    pulls = holder.get("pull_requests")
+    if not isinstance(pulls, list) or not pulls:
+        return None, None
+    return _base(mapping(pulls[0]))
 
 
 async def _check(
@@ -72,6 +110,7 @@ async def _check(
     trigger: str,
     *,
     skip_if_checked: bool = False,
+    base: tuple[str | None, str | None] = (None, None),
 ) -> None:
     if delivery.repository_id is None or delivery.repository is None or sha is None:
         log.info(
@@ -102,6 +141,8 @@ async def _check(
             installation_id=installation_id,
             activate=False,
             check_run=True,
+            base_sha=base[0],
+            base_branch=base[1],
         ),
     )
 

@@ -89,6 +89,9 @@ async def on_push(delivery: Delivery, ctx: HandlerContext) -> None:
             activate=plan.tracked,
             check_run=plan.check_run,
             received_at=ctx.received_at if plan.tracked else None,
+            base_sha=commit_sha(delivery.payload.get("before")),
+            base_branch=delivery.branch,
+            pushed_by=_pusher(delivery.payload),
         ),
     )
 
@@ -178,6 +181,17 @@ def _path_in_commits(commits: Any) -> bool | None:
         if PATH_FILE in _paths(commit.get("added")) or PATH_FILE in _paths(commit.get("modified")):
             present = True
     return present
+
+
+def _pusher(payload: Mapping[str, Any]) -> str | None:
+    """Who pushed: `pusher.name` (the GitHub login), else the sender's login."""
+    for value in (
+        mapping(payload.get("pusher")).get("name"),
+        mapping(payload.get("sender")).get("login"),
+    ):
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:255]
+    return None
 
 
 def _paths(value: Any) -> list[str]:

@@ -33,7 +33,7 @@ from github_app.secrets import Vault
 from github_app.store import bindings, checkruns, installations
 from github_app.store.models import GuildBinding, PendingBinding, Repository
 from github_app.sync import SyncRequest, sync
-from github_app.sync.jobs import SYNC_EVENT
+from github_app.sync.jobs import SNAPSHOT_ONLY, SYNC_EVENT
 from github_app.sync.request import JOB_TRIGGERS
 from github_app.webhooks import Delivery, Router
 
@@ -118,7 +118,7 @@ async def on_sync_job(delivery: Delivery, ctx: HandlerContext) -> None:
                 trigger=job.trigger,
                 installation_id=target.installation_id,
                 token=target.token,
-                activate=True,
+                activate=job.trigger not in SNAPSHOT_ONLY,
                 check_run=target.check_run,
             ),
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Delete, Insert, Table, Update
+from sqlalchemy import CursorResult, Delete, Insert, Table, Update, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -45,3 +45,13 @@ def affected_rows(session: Session, statement: Update | Delete) -> int:
     Session.execute is typed as returning a plain Result; a DML statement gives a CursorResult.
     """
     return cast(CursorResult[Any], session.execute(statement)).rowcount
+
+
+def upsert(session: Session, model: Any, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+    """Insert the row named by `key`, or update it to `values`: race-safe on both engines (two
+    requests for one key never fail on the unique key; the later write wins)."""
+    table = model.__table__
+    if not insert_ignoring_conflicts(session, table, {**key, **values}, list(key)):
+        conditions = [getattr(model, name) == value for name, value in key.items()]
+        # An ORM update: objects of that row already in the session see the new values.
+        session.execute(update(model).where(*conditions).values(**values))

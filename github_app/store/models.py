@@ -336,6 +336,70 @@ class SyncLogEntry(Base):
     message: Mapped[str] = mapped_column(Text, default="")
 
 
+class GuildPin(Base):
+    """A guild served one commit of its bound repository instead of its branch's newest one.
+
+    Retention never prunes a pinned snapshot; purging a repository's content (access lost)
+    deletes its pins with its snapshots (the foreign key cascades). A pin on another repository
+    than the binding's (the guild was re-bound) is ignored by serving.
+    """
+
+    __tablename__ = "guild_pins"
+
+    guild_id: Mapped[str] = mapped_column(GUILD_ID, primary_key=True)
+    repository_id: Mapped[int] = mapped_column(BigInteger)
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey("snapshots.id", ondelete="CASCADE"), index=True
+    )
+    commit_sha: Mapped[str] = mapped_column(SHA)
+    reason: Mapped[str] = mapped_column(String(16))  # "pin" or "rollback"
+    pinned_by: Mapped[str] = mapped_column(String(64))
+    pinned_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class GuildActivation(Base):
+    """One change of the commit a guild serves: kept past delivery pruning, `HISTORY_KEEP` per
+    guild."""
+
+    __tablename__ = "guild_activations"
+
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    guild_id: Mapped[str] = mapped_column(GUILD_ID, index=True)
+    repository_id: Mapped[int] = mapped_column(BigInteger)
+    commit_sha: Mapped[str] = mapped_column(SHA)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    trigger: Mapped[str] = mapped_column(String(32))  # push, reconcile, bind, pin, rollback, ...
+    pushed_by: Mapped[str | None] = mapped_column(NAME)  # the GitHub user who pushed, if known
+    actor: Mapped[str | None] = mapped_column(String(64))  # who asked (pin, rollback, unpin)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class PullRequest(Base):
+    """A pull request of a repository as its webhooks last described it: what a channel
+    preview resolves from (its head) and until when (open)."""
+
+    __tablename__ = "pull_requests"
+
+    repository_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    head_sha: Mapped[str] = mapped_column(SHA)
+    open: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ChannelPreview(Base):
+    """One channel of a guild resolving from a pull request's head until it closes."""
+
+    __tablename__ = "channel_previews"
+
+    guild_id: Mapped[str] = mapped_column(GUILD_ID, primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    repository_id: Mapped[int] = mapped_column(BigInteger)
+    pull_number: Mapped[int] = mapped_column(Integer)
+    set_by: Mapped[str] = mapped_column(String(64))
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AppSecret(Base):
     """Encrypted App credentials stored by the manifest flow (private key, webhook secret...)."""
 

@@ -1,9 +1,11 @@
 """Retention: forget old finished work, never what is served.
 
 Pruned: deliveries finished (done or failed) before the cutoff, sync log entries and completed
-check runs older than it, and snapshots created before it that no branch has active. Blobs no
+check runs older than it, and snapshots created before it that no branch has active and no
+guild has pinned. Blobs no
 snapshot uses any more go too, if they are older than the cutoff themselves, so a sync that
-stored its blobs but has not yet written its snapshot keeps them. The audit log is kept.
+stored its blobs but has not yet written its snapshot keeps them. The audit log and the guilds'
+activation history (trimmed by count, `HISTORY_KEEP`) are kept.
 An active snapshot cannot be deleted at all: the branch pointer's foreign key refuses it.
 """
 
@@ -21,6 +23,7 @@ from github_app.store.models import (
     CheckRun,
     DeliveryRow,
     DeliveryState,
+    GuildPin,
     Snapshot,
     SnapshotFile,
     SyncLogEntry,
@@ -56,8 +59,9 @@ def prune(session: Session, older_than: timedelta, now: datetime | None = None) 
         delete(CheckRun).where(CheckRun.status == "completed", CheckRun.updated_at < cutoff),
     )
     active = exists().where(TrackedBranch.active_snapshot_id == Snapshot.id)
+    pinned = exists().where(GuildPin.snapshot_id == Snapshot.id)
     snapshots = affected_rows(
-        session, delete(Snapshot).where(Snapshot.created_at < cutoff, ~active)
+        session, delete(Snapshot).where(Snapshot.created_at < cutoff, ~active, ~pinned)
     )
     used = exists().where(SnapshotFile.blob_sha == Blob.sha)
     blobs = affected_rows(session, delete(Blob).where(Blob.created_at < cutoff, ~used))

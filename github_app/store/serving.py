@@ -20,6 +20,7 @@ from github_app.store.models import (
     STALE_BRANCH_STATUSES,
     BindingState,
     GuildBinding,
+    GuildPin,
     Installation,
     PendingBinding,
     Repository,
@@ -55,6 +56,11 @@ class GuildState:
     last_sync_at: datetime | None
     last_error: str | None
     is_stale: bool  # syncing currently fails and an older snapshot answers
+    # A pin (store.pins): the commit served instead of the branch's, and what the branch has.
+    pinned_sha: str | None = None
+    pinned_by: str | None = None
+    pinned_at: datetime | None = None
+    branch_sha: str | None = None  # the branch's active commit (what unpinning serves)
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,7 @@ def _state_query() -> Any:
             Snapshot.commit_sha,
             Installation.suspended,
             effective,
+            GuildPin,
         )
         .outerjoin(Repository, Repository.id == GuildBinding.repository_id)
         .outerjoin(
@@ -95,6 +102,13 @@ def _state_query() -> Any:
         )
         .outerjoin(Snapshot, Snapshot.id == TrackedBranch.active_snapshot_id)
         .outerjoin(Installation, Installation.id == Repository.installation_id)
+        .outerjoin(
+            GuildPin,
+            and_(
+                GuildPin.guild_id == GuildBinding.guild_id,
+                GuildPin.repository_id == GuildBinding.repository_id,
+            ),
+        )
     )
 
 
@@ -117,13 +131,24 @@ def _to_state(
     commit_sha: str | None,
     suspended: bool | None,
     effective_branch: str | None,
+    pin: GuildPin | None = None,
 ) -> GuildState:
     serving = binding.enabled and binding.state == BindingState.ACTIVE
     snapshot_id = branch.active_snapshot_id if serving and branch is not None else None
+    branch_sha = commit_sha if snapshot_id is not None else None
     if binding.state != BindingState.ACTIVE:
         message = binding.status_message
     else:
         message = branch.status_message if branch is not None else ""
+    pinned = pin is not None and serving
+    if pin is not None and serving:
+        # The pin is the one place a guild is served something else than its branch's head.
+        snapshot_id, commit_sha = pin.snapshot_id, pin.commit_sha
+        meanwhile = f"{branch_sha[:7]}" if branch_sha else "no valid commit"
+        message = (
+            f"pinned to {pin.commit_sha[:7]} by {pin.pinned_by} ({pin.reason}); "
+            f"{effective_branch or 'the branch'} has {meanwhile} meanwhile"
+        )
     return GuildState(
         guild_id=binding.guild_id,
         version=binding.version,
@@ -147,9 +172,14 @@ def _to_state(
         diagnostics=list(branch.diagnostics) if branch is not None else [],
         last_sync_at=branch.last_sync_at if branch is not None else None,
         last_error=binding.last_error,
-        is_stale=snapshot_id is not None
+        is_stale=not pinned
+        and snapshot_id is not None
         and branch is not None
         and branch.status in STALE_BRANCH_STATUSES,
+        pinned_sha=pin.commit_sha if pinned and pin is not None else None,
+        pinned_by=pin.pinned_by if pinned and pin is not None else None,
+        pinned_at=pin.pinned_at if pinned and pin is not None else None,
+        branch_sha=branch_sha,
     )
 
 

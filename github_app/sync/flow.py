@@ -50,11 +50,12 @@ from github_app.github import (
 )
 from github_app.logs import log_context
 from github_app.runtime import Runtime
-from github_app.store import installations, snapshots
+from github_app.store import installations, serving, snapshots
 from github_app.store.models import BranchStatus, utcnow
 from github_app.sync.access import Access, choose_access, is_access_problem, requested_access
 from github_app.sync.content import (
     CommitFiles,
+    Validation,
     analyse_commit,
     select_files,
     validate_files,
@@ -72,8 +73,9 @@ from github_app.sync.records import (
     record_sync_log,
 )
 from github_app.sync.request import SyncOutcome, SyncRequest
-from promptrepo import Diagnostic
+from promptrepo import Diagnostic, RepositoryError, load_repository
 from promptrepo.files import PATH_FILE
+from promptrepo.routing_diff import RoutingDiff, diff_repositories
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +194,9 @@ class _Run:
             head_at=utcnow() if request.head_at is None else _aware(request.head_at),
             etag=etag,
             full_name=request.full_name,
+            trigger=request.trigger,
+            pushed_by=request.pushed_by,
+            history_keep=self.runtime.settings.history_keep,
         )
         if recorded.generation is not None:
             await self.runtime.announce_activation(recorded.generation)
@@ -268,7 +273,7 @@ class _Run:
             wanted = {}  # not a usable prompt repository: `path-missing` needs no download
         missing = await self.runtime.run_db(snapshots.missing_blobs, set(wanted.values()))
         downloaded = await self._download(sorted(missing))
-        self.files_fetched = len(downloaded)
+        self.files_fetched += len(downloaded)
         present = set(wanted.values()) - set(downloaded)
         contents = dict(downloaded)
         if present:
@@ -329,6 +334,17 @@ class _Run:
     ) -> None:
         assert self.access is not None and self.access.installation_id is not None
         validation = snapshot.validation
+        routing_diff, diff_note = await self._routing_diff(validation)
+        followers = None
+        if routing_diff is not None and self.request.base_branch is not None:
+            following = await self.runtime.run_db(
+                serving.guilds_for_branch, self.repo_id, self.request.base_branch
+            )
+            followers = len(following)
+        base = self.request.base_sha or ""
+        label = f"`{base[:7]}`"
+        if self.request.base_branch:
+            label = f"{self.request.base_branch} at {label}"
         report = checks.CheckReport(
             sha=snapshot.sha,
             diagnostics=validation.diagnostics,
@@ -341,6 +357,10 @@ class _Run:
             superseded=recorded.superseded,
             serving=recorded.serving,
             pending=recorded.pending,
+            routing_diff=routing_diff,
+            base_label=label if routing_diff is not None else "",
+            base_followers=followers,
+            diff_note=diff_note,
         )
         output = await anyio.to_thread.run_sync(checks.render_output, report)
         try:
@@ -351,6 +371,52 @@ class _Run:
             if isinstance(exc, TransientError | RateLimited):
                 raise
             log.warning("could not complete check run %s: %s", check_run_id, exc)
+
+    async def _routing_diff(self, head: Validation) -> tuple[RoutingDiff | None, str]:
+        """What this commit changes against the request's base, or why that cannot be told.
+
+        The base is read like any commit (stored snapshot, else tree and missing blobs, then
+        stored without activation), so a later diff against it costs nothing. Only transient
+        GitHub errors propagate (the worker retries); others leave the check without a diff.
+        """
+        base_sha = self.request.base_sha
+        if base_sha is None or base_sha == self.sha:
+            return None, ""
+        try:
+            files = await self._base_files(base_sha)
+        except GitHubError as exc:
+            if isinstance(exc, TransientError | RateLimited):
+                raise
+            log.info("no routing diff against %s: %s", base_sha[:7], exc)
+            return None, f"The base commit {base_sha[:7]} could not be read, so no comparison."
+        return await anyio.to_thread.run_sync(_diff_against, files, head), ""
+
+    async def _base_files(self, base_sha: str) -> dict[str, bytes] | None:
+        """The base commit's repository files (None: it has no PATH, guilds got built-ins)."""
+        assert self.access is not None
+        stored = await self.runtime.run_db(
+            read_commit, self.repo_id, base_sha, self.request.trigger, can_check=False
+        )
+        if stored.snapshot_id is not None:
+            return dict(stored.files) if PATH_FILE in stored.files else None
+        entries = await self._call(
+            self.runtime.github.get_tree(self.repo_id, base_sha, **self.access.kwargs)
+        )
+        if not any(entry.path == PATH_FILE for entry in entries):
+            return None
+        base = await self._fetch(base_sha, entries)
+        await self.runtime.run_db(
+            record_commit,
+            self.runtime.vault,
+            self.repo_id,
+            None,
+            base,
+            activate=False,
+            head_at=utcnow(),
+            etag=None,
+            full_name=self.request.full_name,
+        )
+        return await self.runtime.run_db(_stored_files, self.repo_id, base_sha)
 
     # ---- endings --------------------------------------------------------------------------
 
@@ -457,6 +523,23 @@ class _Run:
             message=message[:2000],
         )
         metrics.count_sync(label, self.request.trigger)
+
+
+def _diff_against(base: dict[str, bytes] | None, head: Validation) -> RoutingDiff:
+    repository, error = None, None
+    if base is not None:
+        try:
+            repository = load_repository(base)
+        except RepositoryError as exc:
+            error = str(exc)
+    return diff_repositories(
+        repository, head.repository, base_error=error, head_error=head.load_error or None
+    )
+
+
+def _stored_files(session: Any, repository_id: int, sha: str) -> dict[str, bytes]:
+    snapshot = snapshots.find_snapshot(session, repository_id, sha)
+    return snapshots.snapshot_files(session, snapshot.id) if snapshot is not None else {}
 
 
 def _aware(moment: datetime) -> datetime:

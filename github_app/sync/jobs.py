@@ -17,6 +17,7 @@ from github_app.store import deliveries
 from github_app.sync.request import JOB_TRIGGERS
 
 SYNC_EVENT = "guildprompts.sync"
+SNAPSHOT_ONLY = frozenset({"pin"})  # store and validate the commit, never activate it
 _GUID_PREFIX = "sync:"
 
 

@@ -22,7 +22,10 @@ from github_app.store import (
     bindings,
     branches,
     checkruns,
+    history,
     installations,
+    pins,
+    previews,
     serving,
     snapshots,
 )
@@ -163,9 +166,13 @@ def record_commit(
     head_at: datetime,
     etag: str | None,
     full_name: str,
+    trigger: str = "push",
+    pushed_by: str | None = None,
+    history_keep: int = 50,
 ) -> Recorded:
     """Store the snapshot, then (tracked branch) activate it and update every status: one
-    transaction, so guilds never see a half-applied sync."""
+    transaction, so guilds never see a half-applied sync. An activation goes into the history
+    of every guild it changes (following the branch, not pinned)."""
     now = utcnow()
     validation = snapshot.validation
     snapshots.store_blobs(session, snapshot.downloaded, now)
@@ -178,11 +185,13 @@ def record_commit(
         diagnostics=[item.to_dict() for item in validation.diagnostics],
         now=now,
     )
-    if not activate or branch is None:
-        following = serving.guilds_for_branch(session, repository_id, branch) if branch else []
-        return Recorded(row.id, False, None, False, None, tuple(following), ())
     repository = installations.get_repository(session, repository_id)
     assert repository is not None
+    previewed = _previews_follow(session, repository, snapshot)
+    if not activate or branch is None:
+        following = serving.guilds_for_branch(session, repository_id, branch) if branch else []
+        generation = branches.current_generation(session) if previewed else None
+        return Recorded(row.id, False, None, False, generation, tuple(following), ())
     before = branches.get_branch(session, repository_id, branch)
     status_before = (before.status, before.status_message) if before is not None else None
     active_sha = _active_sha(session, before)
@@ -199,6 +208,18 @@ def record_commit(
         latest = activated
         live_sha = snapshot.sha if activated else active_sha
         changed = activated
+        if activated:
+            following = serving.guilds_for_branch(session, repository_id, branch)
+            history.record_for_guilds(
+                session,
+                sorted(set(following) - pins.pinned_guilds(session, following)),
+                repository_id,
+                snapshot.sha,
+                trigger=trigger,
+                pushed_by=pushed_by,
+                keep=history_keep,
+                now=now,
+            )
     if latest:
         if validation.valid:
             status, message = BranchStatus.OK, serving_message(snapshot.sha, validation.diagnostics)
@@ -215,7 +236,10 @@ def record_commit(
             synced_at=now,
         )
         changed = _bindings_follow(session, repository, branch, validation, message) or changed
-        changed = _settle_pending(session, repository, branch, snapshot, full_name) or changed
+        changed = (
+            _settle_pending(session, repository, branch, snapshot, full_name, history_keep)
+            or changed
+        )
         if status_before != (status.value, message):
             changed = True
             branches.bump_generation(session)
@@ -224,7 +248,7 @@ def record_commit(
         activated=activated,
         live_sha=live_sha,
         superseded=not latest,
-        generation=branches.current_generation(session) if changed else None,
+        generation=branches.current_generation(session) if changed or previewed else None,
         serving=tuple(serving.guilds_for_branch(session, repository_id, branch)),
         pending=tuple(serving.guilds_for_branch(session, repository_id, branch, pending=True)),
     )
@@ -272,8 +296,32 @@ def _bindings_follow(
     return changed
 
 
+def _previews_follow(session: Session, repository: Repository, snapshot: CommitFiles) -> bool:
+    """A stored head of a previewed pull request: channels previewing it switch to it (a new
+    generation), unless its PATH no longer lets the guild read a private repository, which ends
+    the preview. True when previews changed."""
+    rows = previews.previews_of_head(session, repository.id, snapshot.sha)
+    if not rows:
+        return False
+    loaded = snapshot.validation.repository
+    if snapshot.validation.valid and loaded is not None:
+        refused = []
+        for row in rows:
+            binding = bindings.get_binding(session, row.guild_id)
+            if binding is None or not _allowed(binding, repository, loaded.allowed_guilds):
+                refused.append(row)
+        previews.drop_previews(session, refused, ACTOR)
+    branches.bump_generation(session)
+    return True
+
+
 def _settle_pending(
-    session: Session, repository: Repository, branch: str, snapshot: CommitFiles, full_name: str
+    session: Session,
+    repository: Repository,
+    branch: str,
+    snapshot: CommitFiles,
+    full_name: str,
+    history_keep: int,
 ) -> bool:
     """Promote the pending requests on this branch that may read it; tell the others why not.
     True if a binding went live."""
@@ -295,7 +343,19 @@ def _settle_pending(
             message = private_message(request.guild_id)
         else:
             try:
+                if request.repository_id is None:  # asked by name before the repository was known
+                    request.repository_id = repository.id
                 bindings.promote_pending(session, request.guild_id, actor=ACTOR)
+                pins.drop_pin(session, request.guild_id)  # a new binding starts unpinned
+                history.record_activation(
+                    session,
+                    request.guild_id,
+                    repository.id,
+                    snapshot.sha,
+                    trigger="bind",
+                    keep=history_keep,
+                    actor=request.set_by,
+                )
                 promoted = True
                 continue
             except ConcurrentUpdateError:

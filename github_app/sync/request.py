@@ -14,7 +14,7 @@ from promptrepo import Diagnostic
 
 # Why a sync runs: the service queues the first kind itself (a `guildprompts.sync` job, see
 # sync.jobs); webhooks start the second.
-JOB_TRIGGERS = frozenset({"reconcile", "bind", "refresh", "access-restored"})
+JOB_TRIGGERS = frozenset({"reconcile", "bind", "refresh", "access-restored", "pin"})
 WEBHOOK_TRIGGERS = frozenset({"push", "pull_request", "check_suite", "check_run"})
 TRIGGERS = JOB_TRIGGERS | WEBHOOK_TRIGGERS
 _SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
@@ -35,6 +35,10 @@ class SyncRequest:
     activate: bool = True  # tracked branch: may become the active snapshot
     check_run: bool = True  # post a `guildprompts` check run on the sha
     received_at: datetime | None = None  # webhook receipt time, for the push-to-live metric
+    # What the check run's routing diff compares with: a pull request's base, a push's `before`.
+    base_sha: str | None = None
+    base_branch: str | None = None  # whose followers the check run counts
+    pushed_by: str | None = None  # the pusher's GitHub login, for the guilds' history
 
     def __post_init__(self) -> None:
         if self.trigger not in TRIGGERS:
@@ -42,6 +46,8 @@ class SyncRequest:
             raise ValueError(f"unknown sync trigger {self.trigger!r} (expected one of {expected})")
         if self.sha is not None and not _SHA.fullmatch(self.sha):
             raise ValueError(f"sync: {self.sha[:80]!r} is not a commit sha (40 or 64 hex digits)")
+        if self.base_sha is not None and not _SHA.fullmatch(self.base_sha):
+            raise ValueError(f"sync: base {self.base_sha[:80]!r} is not a commit sha")
         if (
             isinstance(self.repository_id, bool)
             or not isinstance(self.repository_id, int)

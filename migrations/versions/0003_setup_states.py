@@ -1,7 +1,7 @@
 """Setup states in the database: any web process can finish the App's manifest flow.
 
-Revision ID: 0002_setup_states
-Revises: 0001
+Revision ID: 0003_setup_states
+Revises: 0002_pins_previews
 Create Date: 2026-12-03
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_setup_states"
-down_revision: str | Sequence[str] | None = "0001"
+revision: str = "0003_setup_states"
+down_revision: str | Sequence[str] | None = "0002_pins_previews"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
