@@ -201,7 +201,7 @@ class _Core:
         try:
             ctx = Context.from_mapping({**(context or {}), **variables})
             # The guild is the URL's; a `guild` in the context must not split the cache.
-            ctx = Context(tuple(item for item in ctx.items if item[0] != "guild"))
+            ctx = Context(tuple(item for item in ctx.items if item[0] != "guild"), ctx.raw)
             if not _GUILD_ID.fullmatch(guild):
                 raise ValueError(f"invalid guild id {guild[:80]!r}")
         except ValueError as exc:

@@ -1,14 +1,25 @@
-"""The async GitHub REST client the App uses: auth per call, retries, rate limits, ETags.
+"""The App's GitHub client: PyGithub for the REST API, one HTTP policy underneath.
 
-Built on httpx rather than PyGithub: PyGithub is synchronous and owns its HTTP stack, so it offers
-no per-call conditional requests (ETag / 304), no hook to count requests for metrics, no
-injectable transport for the fake GitHub, and no asyncio concurrency for blob downloads.
+What the App asks GitHub goes through PyGithub (installation tokens, installations and their
+repositories, repository lookup, trees and blobs, check runs, webhook deliveries and
+redeliveries, the manifest conversion): it builds the requests, walks every page
+(`PaginatedList`, no cap) and parses the answers. It runs on a bounded thread pool
+(`pool_size`), off the event loop, configured for a service: no built-in throttling
+(`seconds_between_requests=None`), no urllib3 retries. Its HTTP is handed back to this event loop
+(`_GitHubConnection`) and sent by `_send`, the one place that picks the credentials (App JWT,
+installation token, a personal access token, or none), retries with tenacity what is worth
+retrying (5xx, timeouts, connection errors, primary and secondary rate limits with a bounded
+wait), follows a renamed repository's redirect (301/307 to `/repositories/{id}`), reports every
+attempt to `on_request` (per-endpoint metrics and the remaining rate limit) and turns failures
+into typed errors. So PyGithub adds no second retry or pool policy, and the tests' in-process
+fake GitHub (an httpx transport) and vcrpy cassettes serve both paths.
 
-Every request goes through `_send`: one place that picks the credentials (App JWT, installation
-token, a personal access token, or none), retries with tenacity what is worth retrying (5xx,
-timeouts, connection errors, rate limits with a bounded wait), reports the attempt to
-`on_request`, and turns failures into typed errors. Error messages name the endpoint template
-and GitHub's message, never a URL's data, a header or a token.
+Two content reads stay plain httpx calls of `_send` (docs/github-client.md has the numbers):
+the branch head (a conditional request with the ETag stored in the database: a 304 is free, and
+PyGithub sends no If-None-Match per call) and the tarball (a 302 to a signed URL, streamed to
+memory with a size cap; PyGithub only returns the link).
+Error messages name the endpoint template and GitHub's message, never a URL's data, a header or a
+token.
 """
 
 from __future__ import annotations
@@ -16,25 +27,39 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import concurrent.futures
+import contextvars
+import functools
 import hashlib
 import logging
 import random
+import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import quote
+from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
 
 import httpx
+from github import Github
+from github.InstallationAuthorization import InstallationAuthorization
+from github.PaginatedList import PaginatedList
+from github.Requester import Requester
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from github_app.auth import AppAuth, AuthConfigError, InstallationToken
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
+MAX_REDIRECTS = 3
+MAX_ARCHIVE_BYTES = 512 * 1024 * 1024  # a repository archive larger than this is refused
+ARCHIVE_TIMEOUT = 300.0  # seconds a whole archive download may take
+PYGITHUB_CALL_TIMEOUT = 600.0  # seconds one PyGithub request may take, its retries included
 
 RequestHook = Callable[[str, int, float, int | str, int | None], None]
 """on_request(endpoint, status, duration_seconds, installation, rate_remaining), once per attempt
@@ -71,6 +96,10 @@ class RateLimited(GitHubError):
 
 class TransientError(GitHubError):
     """5xx, timeout or connection failure that persisted through the retries."""
+
+
+class EmptyRepository(GitHubError):
+    """409 "Git Repository is empty.": the repository has no commit yet (refs, trees, blobs)."""
 
 
 class InstallationUnavailable(GitHubError):
@@ -154,6 +183,7 @@ class GitHubClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
         user_agent: str = "guildprompts",
+        pool_size: int = 8,
     ):
         self.api_url = api_url.rstrip("/")
         self.auth = auth
@@ -162,15 +192,30 @@ class GitHubClient:
         self._retry = retry
         self._sleep = sleep
         self._clock = clock
+        self._rate: dict[str, tuple[int, float]] = {}  # credential -> (remaining, reset epoch)
         self._http = httpx.AsyncClient(
             base_url=self.api_url,
             transport=transport,
             timeout=timeout,
+            limits=httpx.Limits(max_connections=pool_size * 4),
             headers={
                 "Accept": "application/vnd.github+json",
                 "X-GitHub-Api-Version": API_VERSION,
                 "User-Agent": user_agent,
             },
+        )
+        self._prefix = urlsplit(self.api_url).path.rstrip("/")
+        self._pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="pygithub")
+        self._mint_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pygithub-mint")
+        # No throttling, no urllib3 retries, no pool of its own: `_send` does all three.
+        self._github = Github(
+            base_url=self.api_url,
+            timeout=int(timeout) + 1,
+            user_agent=user_agent,
+            per_page=100,
+            retry=None,
+            seconds_between_requests=None,
+            seconds_between_writes=None,
         )
 
     async def __aenter__(self) -> GitHubClient:
@@ -180,6 +225,8 @@ class GitHubClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        for pool in (self._pool, self._mint_pool):
+            pool.shutdown(wait=False, cancel_futures=True)
         await self._http.aclose()
 
     # ---- repository content -------------------------------------------------------------
@@ -239,101 +286,156 @@ class GitHubClient:
         token: str | None = None,
     ) -> bytes:
         """A blob's bytes, checked against its git SHA-1 (a snapshot must be exactly `sha`)."""
-        prefix, params = _repo_route(repo)
-        params["sha"] = quote(sha, safe="")
-        response = await self._send(
-            "GET", prefix + "/git/blobs/{sha}", params, auth=self._repo_auth(installation_id, token)
-        )
-        data = _json(response)
+        url = _repo_url(repo) + f"/git/blobs/{quote(sha, safe='')}"
+        auth = self._repo_auth(installation_id, token)
+        data = await self._pygithub(auth, lambda gh: _request(gh, "GET", url))
         try:
-            content = base64.b64decode(data.get("content") or "")
-        except (binascii.Error, TypeError):
-            raise GitHubError(response.status_code, "blob content is not base64") from None
+            content = base64.b64decode((data or {}).get("content") or "")
+        except (binascii.Error, TypeError, AttributeError):
+            raise GitHubError(200, "blob content is not base64") from None
         if hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest() != sha:  # noqa: S324
-            raise GitHubError(response.status_code, "blob content does not match its sha")
+            raise GitHubError(200, "blob content does not match its sha")
         return content
+
+    async def get_tarball(
+        self,
+        repo: RepoRef,
+        sha: str,
+        *,
+        installation_id: int | None = None,
+        token: str | None = None,
+        max_bytes: int = MAX_ARCHIVE_BYTES,
+    ) -> bytes:
+        """The commit as one gzipped tarball: one rate-limited request whatever the size.
+
+        GitHub answers `302 Found` to a signed, short-lived URL (codeload); that download goes
+        without our credentials (the signature is the credential; httpx would also drop the
+        Authorization header on another host) and is not counted against the rate limit.
+        """
+        prefix, params = _repo_route(repo)
+        params["ref"] = quote(sha, safe="")
+        template = prefix + "/tarball/{ref}"
+        response = await self._send(
+            "GET", template, params, auth=self._repo_auth(installation_id, token), follow=False
+        )
+        location = response.headers.get("location")
+        if response.status_code != 302 or not location:
+            raise GitHubError(response.status_code, f"GET {template}: no archive redirect")
+        return await self._download(location, max_bytes)
+
+    async def _download(self, url: str, max_bytes: int) -> bytes:
+        endpoint = "GET {archive_url}"
+        started = time.monotonic()
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(ARCHIVE_TIMEOUT):
+                request = self._http.build_request("GET", url)
+                request.headers.pop("Authorization", None)
+                response = await self._http.send(request, stream=True)
+                try:
+                    if response.status_code != 200:
+                        raise TransientError(
+                            response.status_code, f"{endpoint}: {response.status_code}"
+                        )
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise GitHubError(200, f"{endpoint}: archive over {max_bytes} bytes")
+                        chunks.append(chunk)
+                finally:
+                    await response.aclose()
+        except (TimeoutError, httpx.TimeoutException):
+            self._report(endpoint, 0, started, _NONE, None)
+            raise TransientError(0, f"{endpoint}: timed out") from None
+        except httpx.TransportError as exc:
+            self._report(endpoint, 0, started, _NONE, None)
+            raise TransientError(0, f"{endpoint}: {type(exc).__name__}") from None
+        self._report(endpoint, response.status_code, started, _NONE, None)
+        return b"".join(chunks)
 
     async def get_repository(
         self, repo: RepoRef, *, installation_id: int | None = None, token: str | None = None
     ) -> dict[str, Any]:
-        """The repository object (id, full_name, private, default_branch, ...)."""
-        prefix, params = _repo_route(repo)
-        response = await self._send(
-            "GET", prefix, params, auth=self._repo_auth(installation_id, token)
-        )
-        return _json(response)
+        """The repository object (id, full_name, private, default_branch, ...); a former name
+        is followed (GitHub's 301) to the repository under its name today."""
+        auth = self._repo_auth(installation_id, token)
+        target = int(repo) if isinstance(repo, int) else _full_name(repo)
+        return await self._pygithub(auth, lambda gh: gh.get_repo(target).raw_data)
 
     # ---- App and installations ----------------------------------------------------------
 
     async def get_app(self) -> dict[str, Any]:
         """The App itself (App JWT): a cheap check that the App's credentials are valid."""
-        return _json(await self._send("GET", "/app", {}, auth=_APP))
+        return await self._pygithub(_APP, lambda gh: _request(gh, "GET", "/app"))
 
     async def get_repo_installation(self, repo: RepoRef) -> dict[str, Any] | None:
         """The App's installation on a repository (App JWT), or None when it is not installed."""
-        prefix, params = _repo_route(repo)
+        url = _repo_url(repo) + "/installation"
         try:
-            response = await self._send("GET", prefix + "/installation", params, auth=_APP)
+            return await self._pygithub(_APP, lambda gh: _request(gh, "GET", url))
         except NotFound:
             return None
-        return _json(response)
 
     async def list_installation_repositories(self, installation_id: int) -> list[dict[str, Any]]:
-        """Every repository an installation can access (all pages)."""
-        repositories: list[dict[str, Any]] = []
-        async for page in self._pages(
-            "/installation/repositories",
-            {},
-            {"per_page": 100},
-            auth=_Auth("installation", installation_id=installation_id),
-        ):
-            repositories.extend(page.get("repositories", []))
-        return repositories
+        """Every repository an installation can access: all pages, however many."""
+
+        def listing(gh: Github) -> list[dict[str, Any]]:
+            pages = PaginatedList(
+                _Raw,  # type: ignore[type-var]
+                gh.requester,
+                "/installation/repositories",
+                {"per_page": 100},
+                list_item="repositories",
+            )
+            return [repository.data for repository in pages]
+
+        return await self._pygithub(_Auth("installation", installation_id=installation_id), listing)
 
     async def list_hook_deliveries(
-        self, *, since: datetime | None = None, per_page: int = 100, max_pages: int = 10
+        self, *, since: datetime | None = None, per_page: int = 100, max_pages: int | None = None
     ) -> list[dict[str, Any]]:
         """The App's recent webhook deliveries, newest first (App JWT, cursor pagination).
 
-        Paging stops at `max_pages`, or at the first delivery older than `since` (a naive
-        datetime is taken as UTC); the older ones are left out.
+        Paging stops at the first delivery older than `since` (a naive datetime is taken as
+        UTC), or after `max_pages` when given; the older ones are left out.
         """
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
-        deliveries: list[dict[str, Any]] = []
-        async for page in self._pages(
-            "/app/hook/deliveries",
-            {},
-            {"per_page": per_page},
-            auth=_APP,
-            kind=list,
-            max_pages=max_pages,
-        ):
-            for delivery in page:
-                delivered = _parse_time(delivery.get("delivered_at"))
+        limit = None if max_pages is None else max_pages * per_page
+
+        def listing(gh: Github) -> list[dict[str, Any]]:
+            pages = PaginatedList(
+                _Raw,  # type: ignore[type-var]
+                gh.requester,
+                "/app/hook/deliveries",
+                {"per_page": per_page},
+            )
+            deliveries: list[dict[str, Any]] = []
+            for delivery in pages:
+                data = delivery.data
+                delivered = _parse_time(data.get("delivered_at"))
                 if since is not None and delivered is not None and delivered < since:
-                    return deliveries
-                deliveries.append(delivery)
-        return deliveries
+                    break
+                deliveries.append(data)
+                if limit is not None and len(deliveries) >= limit:
+                    break
+            return deliveries
+
+        return await self._pygithub(_APP, listing)
 
     async def redeliver(self, delivery_id: int) -> None:
         """Ask GitHub to send a delivery again (it arrives with the same GUID)."""
-        await self._send(
-            "POST",
-            "/app/hook/deliveries/{delivery_id}/attempts",
-            {"delivery_id": str(int(delivery_id))},
-            auth=_APP,
-        )
+        url = f"/app/hook/deliveries/{int(delivery_id)}/attempts"
+        await self._pygithub(_APP, lambda gh: _request(gh, "POST", url))
 
     async def convert_manifest(self, code: str) -> dict[str, Any]:
         """Exchange an App-manifest code for the new App's id, slug, key and secrets (no auth).
 
         The answer holds secrets: store it, never log it.
         """
-        response = await self._send(
-            "POST", "/app-manifests/{code}/conversions", {"code": quote(code, safe="")}, auth=_NONE
-        )
-        return _json(response)
+        url = f"/app-manifests/{quote(code, safe='')}/conversions"
+        return await self._pygithub(_NONE, lambda gh: _request(gh, "POST", url))
 
     # ---- check runs -----------------------------------------------------------------------
 
@@ -341,30 +443,52 @@ class GitHubClient:
         self, repo: RepoRef, payload: dict[str, Any], *, installation_id: int
     ) -> dict[str, Any]:
         """Create a check run (payload as GitHub documents it: name, head_sha, status, output)."""
-        prefix, params = _repo_route(repo)
-        response = await self._send(
-            "POST",
-            prefix + "/check-runs",
-            params,
-            json=payload,
-            auth=_Auth("installation", installation_id=installation_id),
-        )
-        return _json(response)
+        url = _repo_url(repo) + "/check-runs"
+        auth = _Auth("installation", installation_id=installation_id)
+        return await self._pygithub(auth, lambda gh: _request(gh, "POST", url, payload))
 
     async def update_check_run(
         self, repo: RepoRef, check_run_id: int, payload: dict[str, Any], *, installation_id: int
     ) -> dict[str, Any]:
         """Update a check run; annotations in `output` are added to the ones already sent."""
-        prefix, params = _repo_route(repo)
-        params["check_run_id"] = str(int(check_run_id))
-        response = await self._send(
-            "PATCH",
-            prefix + "/check-runs/{check_run_id}",
-            params,
-            json=payload,
-            auth=_Auth("installation", installation_id=installation_id),
+        url = _repo_url(repo) + f"/check-runs/{int(check_run_id)}"
+        auth = _Auth("installation", installation_id=installation_id)
+        return await self._pygithub(auth, lambda gh: _request(gh, "PATCH", url, payload))
+
+    def rate_budget(self, credentials: dict[str, Any]) -> tuple[int, float] | None:
+        """(requests left, seconds to the reset) of the credential a sync reads with
+        (`installation_id=` or `token=`, as the read methods take), from GitHub's latest
+        X-RateLimit headers for it; None before any answer or after the window reset."""
+        auth = self._repo_auth(credentials.get("installation_id"), credentials.get("token"))
+        known = self._rate.get(_rate_key(auth))
+        if known is None:
+            return None
+        remaining, reset = known
+        reset_in = reset - self._clock()
+        return None if reset_in <= 0 else (remaining, reset_in)
+
+    # ---- PyGithub ---------------------------------------------------------------------------
+
+    async def _pygithub(
+        self, auth: _Auth, call: Callable[[Github], T], *, pool: ThreadPoolExecutor | None = None
+    ) -> T:
+        """Run a PyGithub call on the bounded thread pool, its HTTP sent by `_send` on this
+        event loop (one policy for credentials, retries, redirects, errors and metrics)."""
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        context.run(_ROUTE.set, _Route(self, loop, auth))
+        return await loop.run_in_executor(pool or self._pool, context.run, call, self._github)
+
+    async def _send_for_pygithub(
+        self, method: str, url: str, body: Any, auth: _Auth
+    ) -> httpx.Response:
+        path = url[len(self._prefix) :] if url.startswith(self._prefix + "/") else url
+        template = endpoint_template(path.partition("?")[0])
+        content = body if isinstance(body, str | bytes) and body else None
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        return await self._send(
+            method, template, {}, auth=auth, url=path, content=content, headers=headers
         )
-        return _json(response)
 
     # ---- internals --------------------------------------------------------------------------
 
@@ -393,39 +517,16 @@ class GitHubClient:
         return entries
 
     async def _tree(self, repo: RepoRef, sha: str, auth: _Auth, *, recursive: bool) -> dict:
-        prefix, params = _repo_route(repo)
-        params["sha"] = quote(sha, safe="")
-        response = await self._send(
-            "GET",
-            prefix + "/git/trees/{sha}",
-            params,
-            auth=auth,
-            query={"recursive": "1"} if recursive else None,
-        )
-        return _json(response)
+        url = _repo_url(repo) + f"/git/trees/{quote(sha, safe='')}"
+        query = {"recursive": "1"} if recursive else None
 
-    async def _pages(
-        self,
-        template: str,
-        params: dict[str, str],
-        query: dict[str, Any],
-        *,
-        auth: _Auth,
-        kind: type = dict,
-        max_pages: int = 100,
-    ) -> AsyncIterator[Any]:
-        """Yield each page's JSON, following the Link header (only within the API's own URL)."""
-        url: str | None = None
-        for _ in range(max_pages):
-            response = await self._send(
-                "GET", template, params, auth=auth, query=None if url else query, url=url
-            )
-            yield _json(response, kind)
-            url = response.links.get("next", {}).get("url")
-            if not url:
-                return
-            if not url.startswith(self.api_url + "/"):
-                raise GitHubError(response.status_code, "pagination link leaves the API URL")
+        def tree(gh: Github) -> Any:
+            return gh.requester.requestJsonAndCheck("GET", url, parameters=query)[1]
+
+        data = await self._pygithub(auth, tree)
+        if not isinstance(data, dict):
+            raise GitHubError(200, "GitHub's tree answer is not a JSON object")
+        return data
 
     async def _send(
         self,
@@ -435,11 +536,13 @@ class GitHubClient:
         *,
         auth: _Auth,
         query: dict[str, Any] | None = None,
-        json: Any = None,
+        content: str | bytes | None = None,
         headers: dict[str, str] | None = None,
         url: str | None = None,
+        follow: bool = True,
     ) -> httpx.Response:
-        """One logical request: retried per the policy; one fresh token after a 401.
+        """One logical request: retried per the policy; one fresh token after a 401; a
+        repository's redirect (301/307/308 within the API) followed unless `follow` is False.
 
         Credentials are resolved before the retry loop, so a failing token mint (retried on its
         own) is not retried again by every attempt of the request that needed it.
@@ -453,11 +556,25 @@ class GitHubClient:
             reraise=True,
         )
         path = url or template.format(**params)
-        args = (method, template, path, auth, query, json, headers)
-        try:
-            return await retrying(self._attempt, await self._authorization(auth), *args)
-        except _TokenRejected:
-            return await retrying(self._attempt, await self._authorization(auth), *args)
+        status = 0
+        for _ in range(MAX_REDIRECTS + 1):
+            args = (method, template, path, auth, query, content, headers)
+            response: httpx.Response
+            try:
+                response = await retrying(self._attempt, await self._authorization(auth), *args)
+            except _TokenRejected:
+                response = await retrying(self._attempt, await self._authorization(auth), *args)
+            status = response.status_code
+            location = response.headers.get("location")
+            if status not in (301, 307, 308) or not location or not follow:
+                return response
+            # A renamed or transferred repository: GitHub points at /repositories/{id}; the
+            # same method (307/308, or GET for a 301 to a GET) goes there, never off the API.
+            if not location.startswith(self.api_url + "/"):
+                raise GitHubError(status, f"{method} {template}: redirected off the API")
+            path, query = location[len(self.api_url) :], None
+            template = _moved_template(template)
+        raise GitHubError(status, f"{method} {template}: too many redirects")
 
     async def _attempt(
         self,
@@ -467,7 +584,7 @@ class GitHubClient:
         path: str,
         auth: _Auth,
         query: dict[str, Any] | None,
-        json: Any,
+        content: str | bytes | None,
         headers: dict[str, str] | None,
     ) -> httpx.Response:
         endpoint = f"{method} {template}"
@@ -478,7 +595,7 @@ class GitHubClient:
         try:
             async with asyncio.timeout(self._timeout):
                 response = await self._http.request(
-                    method, path, params=query, json=json, headers=request_headers
+                    method, path, params=query, content=content, headers=request_headers
                 )
         except (TimeoutError, httpx.TimeoutException):
             self._report(endpoint, 0, started, auth, None)
@@ -487,6 +604,9 @@ class GitHubClient:
             self._report(endpoint, 0, started, auth, None)
             raise TransientError(0, f"{endpoint}: {type(exc).__name__}") from None
         remaining = _int_header(response, "x-ratelimit-remaining")
+        reset = _int_header(response, "x-ratelimit-reset")
+        if remaining is not None and reset is not None:
+            self._rate[_rate_key(auth)] = (remaining, float(reset))
         self._report(endpoint, response.status_code, started, auth, remaining)
         if response.status_code < 400:
             return response
@@ -505,6 +625,8 @@ class GitHubClient:
             return Unauthorized(status, message)
         if status == 404:
             return NotFound(status, message)
+        if status == 409 and "empty" in message.lower():
+            return EmptyRepository(status, message)
         if status >= 500:
             return TransientError(status, message, retry_after=_int_header(response, "retry-after"))
         return GitHubError(status, message)
@@ -522,21 +644,22 @@ class GitHubClient:
         return f"token {token}"
 
     async def _mint(self, installation_id: int) -> InstallationToken:
+        url = f"/app/installations/{int(installation_id)}/access_tokens"
+
+        def mint(gh: Github) -> InstallationAuthorization:
+            headers, data = gh.requester.requestJsonAndCheck("POST", url)
+            return InstallationAuthorization(gh.requester, headers, data)
+
         try:
-            response = await self._send(
-                "POST",
-                "/app/installations/{installation_id}/access_tokens",
-                {"installation_id": str(int(installation_id))},
-                auth=_APP,
-            )
+            # Its own threads: a call waiting in the pool for a token must not starve the mint.
+            minted = await self._pygithub(_APP, mint, pool=self._mint_pool)
         except GitHubError as exc:
             if exc.status in (403, 404) and not isinstance(exc, RateLimited):
                 raise InstallationUnavailable(exc.status, exc.message) from None
             raise
-        try:
-            return InstallationToken.from_response(_json(response))
-        except ValueError as exc:
-            raise GitHubError(response.status_code, str(exc)) from None
+        if not minted.token or minted.expires_at is None:
+            raise GitHubError(201, "GitHub's access-token answer has no token or expires_at")
+        return InstallationToken(minted.token, minted.expires_at.timestamp())
 
     def _retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, RateLimited):
@@ -562,6 +685,133 @@ class GitHubClient:
             log.exception("on_request hook failed for %s", endpoint)
 
 
+# ---- PyGithub's HTTP, sent by `_send` ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Route:
+    client: GitHubClient
+    loop: asyncio.AbstractEventLoop
+    auth: _Auth
+
+
+_ROUTE: contextvars.ContextVar[_Route] = contextvars.ContextVar("guildprompts_github_route")
+
+
+class _Answer:
+    """An httpx answer in the shape PyGithub reads (httplib's)."""
+
+    def __init__(self, response: httpx.Response):
+        self.status = response.status_code
+        self._headers = list(response.headers.items())
+        self._text = response.text
+
+    def getheaders(self) -> list[tuple[str, str]]:
+        return self._headers
+
+    def read(self) -> str:
+        return self._text
+
+
+class _GitHubConnection:
+    """PyGithub's connection class: the request goes back to the event loop of the client whose
+    call this is (`_ROUTE`, set per call), and is sent there by `GitHubClient._send`."""
+
+    def __init__(self, host: str, port: int | None = None, *args: Any, **kwargs: Any):
+        self.host, self.port = host, port
+        self._request: tuple[str, str, Any] | None = None
+
+    def request(
+        self, verb: str, url: str, input: Any, headers: dict[str, str], stream: bool = False
+    ) -> None:
+        self._request = (verb, url, input)
+
+    def getresponse(self) -> _Answer:
+        route = _ROUTE.get(None)
+        if route is None or self._request is None:
+            raise RuntimeError("PyGithub used outside GitHubClient._pygithub")
+        verb, url, body = self._request
+        sending = route.client._send_for_pygithub(verb, url, body, route.auth)
+        future = asyncio.run_coroutine_threadsafe(sending, route.loop)
+        try:  # bounded, so a loop that stopped mid-call can never strand a pool thread
+            response = future.result(timeout=PYGITHUB_CALL_TIMEOUT)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TransientError(0, f"{verb} {endpoint_template(url)}: timed out") from None
+        return _Answer(response)
+
+    def close(self) -> None:
+        pass
+
+
+Requester.injectConnectionClasses(_GitHubConnection, _GitHubConnection)  # type: ignore[arg-type]
+
+
+class _Raw:
+    """A listed item as GitHub sent it: PyGithub's own classes would fetch each object again
+    on first access (`raw_data` completes a listed, partial object)."""
+
+    def __init__(self, requester: Requester, headers: dict[str, Any], attributes: Any):
+        self.data: dict[str, Any] = attributes if isinstance(attributes, dict) else {}
+
+
+def _request(gh: Github, method: str, url: str, body: dict[str, Any] | None = None) -> Any:
+    """One JSON request through PyGithub's requester (for routes it has no method for)."""
+    _headers, data = gh.requester.requestJsonAndCheck(method, url, input=body)
+    return data
+
+
+# The endpoints the App calls, as GitHub's description names them: per-endpoint metrics, error
+# messages, and the contract tests (tests/contract) check each against the description.
+ENDPOINTS: tuple[tuple[str, str], ...] = (
+    ("GET", "/app"),
+    ("POST", "/app/installations/{installation_id}/access_tokens"),
+    ("GET", "/app/hook/deliveries"),
+    ("POST", "/app/hook/deliveries/{delivery_id}/attempts"),
+    ("POST", "/app-manifests/{code}/conversions"),
+    ("GET", "/installation/repositories"),
+    ("GET", "/repos/{owner}/{repo}"),
+    ("GET", "/repos/{owner}/{repo}/installation"),
+    ("GET", "/repos/{owner}/{repo}/git/ref/{ref}"),
+    ("GET", "/repos/{owner}/{repo}/git/trees/{tree_sha}"),
+    ("GET", "/repos/{owner}/{repo}/git/blobs/{file_sha}"),
+    ("GET", "/repos/{owner}/{repo}/tarball/{ref}"),
+    ("POST", "/repos/{owner}/{repo}/check-runs"),
+    ("PATCH", "/repos/{owner}/{repo}/check-runs/{check_run_id}"),
+    ("GET", "/repositories/{repository_id}"),
+)
+
+
+@functools.cache
+def _template_patterns() -> list[tuple[re.Pattern[str], str]]:
+    templates = {t for _, t in ENDPOINTS} | {_moved_template(t) for _, t in ENDPOINTS}
+    patterns = []
+    for template in sorted(templates, key=len, reverse=True):
+        regex = re.escape(template).replace(r"\{ref\}", ".+")
+        patterns.append((re.compile(re.sub(r"\\\{\w+\\\}", "[^/]+", regex)), template))
+    return patterns
+
+
+def endpoint_template(path: str) -> str:
+    """The documented route of a concrete API path ("/repos/o/r/check-runs/5" ->
+    "/repos/{owner}/{repo}/check-runs/{check_run_id}"); "other" for a route the App never
+    calls (kept out of metrics labels)."""
+    for regex, template in _template_patterns():
+        if regex.fullmatch(path):
+            return template
+    return "other"
+
+
+def _full_name(repo: str) -> str:
+    _repo_route(repo)  # validates "owner/name"
+    return repo
+
+
+def _repo_url(repo: RepoRef) -> str:
+    prefix, params = _repo_route(repo)
+    return prefix.format(**params)
+
+
 def _repo_route(repo: RepoRef) -> tuple[str, dict[str, str]]:
     """Path prefix and parameters addressing a repository by full name or numeric id."""
     if isinstance(repo, int) and not isinstance(repo, bool):
@@ -570,6 +820,22 @@ def _repo_route(repo: RepoRef) -> tuple[str, dict[str, str]]:
     if not owner or not name or "/" in name:
         raise ValueError(f"repository must be 'owner/name' or a numeric id, got {repo!r}")
     return "/repos/{owner}/{repo}", {"owner": quote(owner, safe=""), "repo": quote(name, safe="")}
+
+
+def _rate_key(auth: _Auth) -> str:
+    """GitHub's rate-limit bucket of a credential (a token by its digest, never itself)."""
+    if auth.kind == "installation":
+        return f"installation {auth.installation_id}"
+    if auth.kind == "token":
+        return "token " + hashlib.sha256((auth.token or "").encode()).hexdigest()[:16]
+    return auth.kind
+
+
+def _moved_template(template: str) -> str:
+    """The endpoint a repository redirect leads to (for metrics): same route, by id."""
+    if template.startswith("/repos/{owner}/{repo}"):
+        return "/repositories/{repository_id}" + template[len("/repos/{owner}/{repo}") :]
+    return template
 
 
 def _tree_entry(base: str, item: Any) -> TreeEntry:

@@ -288,7 +288,7 @@ def _context(values: Mapping[str, str], guild: str | None = None) -> Context:
     ]
     if guild:
         items.append(("guild", Context.from_mapping({"guild": guild}).get("guild") or ""))
-    return Context(tuple(sorted(items)))
+    return Context(tuple(sorted(items)), given.raw)
 
 
 # ---- trying one context -------------------------------------------------------------------------

@@ -169,6 +169,7 @@ def build_runtime(
         auth=auth,
         transport=transport,
         on_request=metrics.record_github_request,
+        pool_size=settings.sync_concurrency,
     )
     return Runtime(settings, database, vault, app, github, auth)
 

@@ -61,6 +61,13 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0 < number <= 1:
+        raise ValueError("expected a number above 0 and at most 1")
+    return number
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
         lowered = value.strip().lower()
@@ -216,6 +223,18 @@ class Settings:
     )
     sync_concurrency: int = _var(
         "SYNC_CONCURRENCY", 8, _positive_int, doc="Blob downloads in flight per sync."
+    )
+    archive_threshold: int = _var(
+        "ARCHIVE_THRESHOLD",
+        50,
+        _positive_int,
+        doc="A sync needing more new files than this downloads the commit as one archive.",
+    )
+    rate_limit_share: float = _var(
+        "RATE_LIMIT_SHARE",
+        0.5,
+        _fraction,
+        doc="Largest share of an installation's remaining GitHub rate limit one sync may spend.",
     )
     max_prompt_file_size: int = _var(
         "MAX_PROMPT_FILE_SIZE",

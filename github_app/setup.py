@@ -80,7 +80,6 @@ MANIFEST_TEMPLATE: dict[str, Any] = {
         "check_run",
         "check_suite",
         "delete",
-        "installation_target",
         "pull_request",
         "push",
         "repository",
@@ -164,16 +163,22 @@ class ManifestCredentials:
     webhook_secret: str
     client_id: str = ""
     client_secret: str = ""
+    webhook_secret_generated: bool = False  # GitHub sent none: the operator must paste it
 
     @classmethod
     def from_conversion(cls, data: Mapping[str, Any]) -> ManifestCredentials:
-        """Check the conversion answer; ValueError names what is missing or malformed."""
+        """Check the conversion answer; ValueError names what is missing or malformed.
+
+        GitHub's description allows a null `webhook_secret` (the App was created without one):
+        the code is spent by then, so a secret is generated here for the operator to paste into
+        the App's settings, instead of failing a setup that cannot be repeated.
+        """
 
         def text(key: str) -> str:
             value = data.get(key)
             return str(value).strip() if isinstance(value, str | int) else ""
 
-        missing = [key for key in ("id", "slug", "pem", "webhook_secret") if not text(key)]
+        missing = [key for key in ("id", "slug", "pem") if not text(key)]
         if missing:
             raise ValueError(f"GitHub's answer lacks {', '.join(missing)}")
         if not text("id").isdigit():
@@ -184,9 +189,10 @@ class ManifestCredentials:
             app_id=text("id"),
             slug=text("slug"),
             private_key=str(data["pem"]),
-            webhook_secret=text("webhook_secret"),
+            webhook_secret=text("webhook_secret") or secrets.token_hex(32),
             client_id=text("client_id"),
             client_secret=text("client_secret"),
+            webhook_secret_generated=not text("webhook_secret"),
         )
 
     def as_settings(self) -> dict[str, str]:
@@ -455,6 +461,16 @@ variables.</p>""",
             if restart
             else "<p>Every guildprompts process uses them from now on: no restart needed.</p>"
         )
+        if credentials.webhook_secret_generated:
+            settings_url = f"{self.github_url}/settings/apps/{quote(credentials.slug)}"
+            next_step = (
+                f"""
+<p><b>GitHub sent no webhook secret</b>, so guildprompts made one. Paste it into
+<a href="{escape(settings_url)}">the App's settings</a> under <i>Webhook secret</i> and save;
+until then GitHub's deliveries are refused. It is shown only here, once:</p>
+<p><code>{escape(credentials.webhook_secret)}</code></p>"""
+                + next_step
+            )
         return _page(
             "GitHub App created",
             200,

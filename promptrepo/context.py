@@ -1,20 +1,24 @@
 """The routing context: what the bot knows about the conversation it summarises.
 
-Every value is normalised before it can reach a path (lowercase, `[a-z0-9_-]` only, at most 100
-characters), so no context value can ever name a file outside the repository, and two spellings of
-one channel share one cache entry.
+Every value is normalised before it can reach a path, as the earlier bot did: whitespace stripped,
+NFC, lowercase, Unicode letters and digits kept, `-` and `_` kept, anything else (`.`, `/`,
+spaces, punctuation) becomes `_`, at most 100 characters; so no context value can ever name a file
+outside the repository (no `..`, no `/`), and `général` routes to `général.md`. The values as the
+bot gave them (stripped) are kept beside for rendering: a prompt says `#General Chat`, not
+`general_chat`.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .variables import ALIASES, CATEGORIES, MAX_NAME_LENGTH, SUMMARY_TYPES, canonical
 
 MAX_VALUE_LENGTH = 100
-_OUTSIDE = re.compile(r"[^a-z0-9_-]")
+_OUTSIDE = re.compile(r"[^\w-]")  # \w: Unicode letters and digits, and _
 _KEY_RE = re.compile(r"[a-z_][a-z0-9_]*")
 
 
@@ -22,16 +26,19 @@ class ContextError(ValueError):
     """A context key or value that cannot be used for routing."""
 
 
-def normalise_value(value: object) -> str:
-    """Lowercase, every character outside `[a-z0-9_-]` becomes `_`, cut to 100 characters."""
+def display_value(value: object) -> str:
+    """The value as given, for rendering: text, stripped of surrounding whitespace."""
     if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, str | int | float):
-        text = str(value)
-    else:
-        raise ContextError(f"a context value must be text or a number, not {type(value).__name__}")
-    # Lowercasing never shortens text, so the first 100 characters decide the result.
-    text = text.strip()[:MAX_VALUE_LENGTH].lower()
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value).strip()
+    raise ContextError(f"a context value must be text or a number, not {type(value).__name__}")
+
+
+def normalise_value(value: object) -> str:
+    """Stripped, NFC, lowercase; Unicode letters, digits, `-` and `_` kept, anything else `_`;
+    cut to 100 characters."""
+    text = unicodedata.normalize("NFC", display_value(value)).lower()
     return _OUTSIDE.sub("_", text)[:MAX_VALUE_LENGTH]
 
 
@@ -49,9 +56,20 @@ def normalise_key(key: object) -> str:
 
 @dataclass(frozen=True)
 class Context:
-    """A normalised, immutable, hashable routing context. Build it with `from_mapping`."""
+    """A normalised, immutable, hashable routing context. Build it with `from_mapping`.
+
+    `raw` holds the values as given where they differ from the normalised ones (only for keys
+    in `items`): routing uses `items`, rendering `rendering()`.
+    """
 
     items: tuple[tuple[str, str], ...] = ()
+    raw: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.raw:
+            own = dict(self.items)
+            kept = tuple(sorted((k, v) for k, v in self.raw if k in own and own[k] != v))
+            object.__setattr__(self, "raw", kept)
 
     @classmethod
     def from_mapping(
@@ -63,6 +81,7 @@ class Context:
         canonical key wins.
         """
         merged: dict[str, str] = {}
+        shown: dict[str, str] = {}
         explicit: set[str] = set()
         source = dict(mapping or {})
         source.update(values)
@@ -75,9 +94,10 @@ class Context:
             if not value or (is_alias and key in explicit):
                 continue
             merged[key] = value
+            shown[key] = display_value(raw_value)
             if not is_alias:
                 explicit.add(key)
-        return cls(tuple(sorted(merged.items())))
+        return cls(tuple(sorted(merged.items())), tuple(sorted(shown.items())))
 
     def get(self, name: str, default: str | None = None) -> str | None:
         wanted = canonical(name)
@@ -89,18 +109,26 @@ class Context:
     def to_dict(self) -> dict[str, str]:
         return dict(self.items)
 
+    def rendering(self) -> dict[str, str]:
+        """The values prompt text is rendered with: as the bot gave them, not path-safe."""
+        return {**dict(self.items), **dict(self.raw)}
+
     def with_defaults(self, defaults: Mapping[str, str]) -> Context:
         """This context over a set of already-normalised defaults (PATH `variables`)."""
         if not defaults:
             return self
         merged = dict(defaults)
         merged.update(self.items)
-        return Context(tuple(sorted(merged.items())))
+        return Context(tuple(sorted(merged.items())), self.raw)
 
     @property
     def key(self) -> str:
-        """A stable text key for caches: `category=meeting&type=brief`."""
-        return "&".join(f"{key}={value}" for key, value in self.items)
+        """A stable text key for caches: `category=meeting&type=brief` (and the raw values
+        after `|` when they differ: they render differently, so they cannot share an entry)."""
+        key = "&".join(f"{key}={value}" for key, value in self.items)
+        if self.raw:
+            key += "|" + "&".join(f"{k}={v}" for k, v in self.raw)
+        return key
 
     @property
     def category(self) -> str | None:

@@ -87,6 +87,11 @@ CODES: dict[str, tuple[Severity, str]] = {
         "Variable names use letters, digits and `_`, start with a letter "
         "or `_`, and are written `{name}` in patterns.",
     ),
+    "route-leading-slash": (
+        "notice",
+        "A leading / means the repository root, as for the earlier bot; write the path "
+        "without it (e.g. `prompts/{category}.md`).",
+    ),
     "route-unsafe-path": (
         "error",
         "Paths are relative to the repository root: remove the leading `/` and any `..` segment.",

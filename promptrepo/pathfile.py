@@ -65,6 +65,15 @@ def normalise_lines(text: str) -> list[str]:
     return [line.rstrip() for line in text.split("\n")]
 
 
+def strip_root(raw: str) -> tuple[str, str | None]:
+    """A route written from the repository root (`/v1/{category}.md`, as real repositories for
+    the earlier bot do): the pattern without the leading `/`, and a notice saying so."""
+    if raw.startswith("/") and not raw.startswith("//"):
+        rest = raw[1:]
+        return rest, f"{raw!r} starts with /: read as {rest!r} from the repository root"
+    return raw, None
+
+
 def parse_pattern(raw: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     """(normalised pattern, parts, variable names) or PatternError with an offset into `raw`."""
     if not raw.strip():
@@ -147,7 +156,12 @@ def _parse_lines(content: list[tuple[int, str]]) -> tuple[PathFile | None, list[
     diagnostics: list[Diagnostic] = []
     for number, line in content:
         indent = len(line) - len(line.lstrip())
-        raw = line.strip()
+        raw, rooted = strip_root(line.strip())
+        if rooted:
+            diagnostics.append(
+                diagnostic("route-leading-slash", PATH_FILE, f"line {number}: {rooted}", number)
+            )
+            indent += 1
         try:
             pattern, parts, names = parse_pattern(raw)
         except PatternError as exc:
@@ -340,8 +354,11 @@ class _YamlPath:
                 target,
             )
             return None
+        raw, rooted = strip_root(target.value.strip())
+        if rooted:
+            self.report("route-leading-slash", f"route `{name}`: {rooted}", target)
         try:
-            pattern, parts, names = parse_pattern(target.value.strip())
+            pattern, parts, names = parse_pattern(raw)
         except PatternError as exc:
             self.report(exc.code, f"route `{name}`: {exc.message}", target)
             return None

@@ -97,7 +97,7 @@ def builtin_default(
         metadata=MappingProxyType({"builtin": name}),
         description=f"Built-in {name} prompt",
         content=BUILTIN_PROMPTS[name],
-        variables=MappingProxyType(context.to_dict()),
+        variables=MappingProxyType(context.rendering()),
     )
 
 
@@ -131,7 +131,7 @@ def resolve(repo: PromptRepository | None, context: Context | Mapping[str, objec
                     metadata=source.metadata,
                     description=source.description,
                     content=content,
-                    variables=MappingProxyType(values.to_dict()),
+                    variables=MappingProxyType(values.rendering()),
                     expansion=_expansion(route, values, path, repo.schema_version),
                 )
     fallback = builtin_default(values, tried_paths=tuple(tried), schema_version=repo.schema_version)

@@ -45,7 +45,9 @@ _DANGER_NAMES = {
     "dollar": "template expression",
     "handler": "HTML event handler",
 }
-_VALUE = "[a-z0-9_-]{1,100}"  # what a normalised context value can be
+# What a normalised context value can be: Unicode letters and digits, `_`, `-`; lowercase, which
+# a regex cannot say for every script, so `_matches` checks the captured values.
+_VALUE = r"([\w-]{1,100})"
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,11 @@ def _route_regex(route: Route, version: str) -> re.Pattern[str]:
     return re.compile("".join(pieces))
 
 
+def _matches(regex: re.Pattern[str], path: str) -> bool:
+    match = regex.fullmatch(path)
+    return match is not None and all(value == value.lower() for value in match.groups())
+
+
 def _check_reachability(result: Analysis) -> list[Diagnostic]:
     """Routes no file can satisfy, and prompt files no route (or include) can reach."""
     prompts = result.prompt_paths
@@ -212,7 +219,7 @@ def _check_reachability(result: Analysis) -> list[Diagnostic]:
     out = []
     routed: set[str] = set()
     for route, regex in regexes:
-        matched = {path for path in prompts if regex.fullmatch(path)}
+        matched = {path for path in prompts if _matches(regex, path)}
         routed |= matched
         if not matched:
             out.append(
@@ -240,7 +247,7 @@ def _check_reachability(result: Analysis) -> list[Diagnostic]:
                 )
             continue
         lowered = path.lower()
-        if lowered != path and any(regex.fullmatch(lowered) for _, regex in regexes):
+        if lowered != path and any(_matches(regex, lowered) for _, regex in regexes):
             out.append(
                 diagnostic(
                     "file-unreachable",

@@ -86,7 +86,8 @@ async def test_routing_variables_are_rendered_and_the_bots_are_left(
     body = await answer(cache, GUILD, {"category": "Planning!", "messages": "ignored"})
 
     # The guild comes from the URL; `messages` is the bot's, never a routing variable.
-    assert body["content"] == "v1 default for planning_ in 111: {messages}\n"
+    # rendered with the value as the bot sent it; routed with the path-safe `planning_`
+    assert body["content"] == "v1 default for Planning! in 111: {messages}\n"
     assert body["tried_paths"] == ["prompts/planning_/default.md", "prompts/default.md"]
 
 

@@ -74,8 +74,8 @@ def test_the_client_gets_the_pinned_answer_and_revalidates(sqlite_url: str) -> N
         first = client.resolve_prompt(
             GUILD, {"category": "Meeting", "summary_type": "brief"}, channel="ops"
         )
-        second = client.resolve_prompt(
-            GUILD, {"category": "meeting", "type": "brief", "channel": "ops"}
+        second = client.resolve_prompt(  # the same values, given the other way
+            GUILD, {"category": "Meeting", "type": "brief", "channel": "ops"}
         )
         store.commit(1, prompt_files("pushed"))
         announce(runtime)

@@ -182,7 +182,7 @@ def test_resolve_render_fills_context_and_extra_variables(tmp_path) -> None:
         "json",
     )
     result = json.loads(done.stdout)
-    assert result["content"] == "For meeting (core_devs): {messages}"
+    assert result["content"] == "For Meeting (Core Devs): {messages}"
     assert result["unresolved"] == ["messages"]
 
 
@@ -238,7 +238,7 @@ def test_validate_and_resolve_a_checkout_with_windows_quirks(tmp_path) -> None:
     )
     result = json.loads(done.stdout)
     assert result["tried_paths"] == ["p/meeting/stand-up.md", "p/meeting/default.md"]
-    assert result["content"] == "Meeting notes for stand-up\n{messages}\n"
+    assert result["content"] == "Meeting notes for Stand-Up\n{messages}\n"
 
 
 def test_resolve_returns_description_metadata_and_the_expansion_used(tmp_path) -> None:

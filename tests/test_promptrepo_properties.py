@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import unicodedata
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -82,4 +83,6 @@ def test_normalised_values_are_safe_path_segments(value) -> None:
     normalised = Context.from_mapping({"channel": value}).get("channel")
     if normalised is not None:
         assert 0 < len(normalised) <= 100
-        assert set(normalised) <= set("abcdefghijklmnopqrstuvwxyz0123456789_-")
+        # letters and digits of any script, `_` and `-`: never `/`, `.`, `\`, space or control
+        assert all(char.isalnum() or char in "_-" for char in normalised), normalised
+        assert normalised == unicodedata.normalize("NFC", normalised.lower())

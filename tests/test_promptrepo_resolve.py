@@ -244,13 +244,21 @@ def test_bad_context_keys_and_values_raise_context_errors() -> None:
 
 
 def test_context_is_normalised_hashable_and_keyed_stably() -> None:
-    a = Context.from_mapping({"Category": "Meeting", "summary_type": "Brief", "channel": ""})
+    a = Context.from_mapping({"category": "meeting", "summary_type": "brief", "channel": ""})
     b = Context.from_mapping({"type": "brief", "category": "meeting", "channel": None})
     assert a == b and hash(a) == hash(b)
     assert a.key == "category=meeting&type=brief"
     assert a.get("summary_type") == "brief"
+    # another spelling routes the same way but renders as written, so it is its own entry
+    shown = Context.from_mapping({"Category": " Meeting ", "summary_type": "Brief"})
+    assert shown.items == a.items and shown != a
+    assert shown.key == "category=meeting&type=brief|category=Meeting&type=Brief"
+    assert shown.rendering() == {"category": "Meeting", "type": "Brief"}
     long = Context.from_mapping({"channel": "É" * 500})
-    assert long.get("channel") == "_" * 100
+    assert long.get("channel") == "é" * 100
+    assert Context.from_mapping({"channel": "#Général Chat"}).get("channel") == "_général_chat"
+    assert Context.from_mapping({"channel": "e\u0301t\u00e9"}).get("channel") == "été"
+    assert Context.from_mapping({"channel": "../up"}).get("channel") == "___up"
     both = Context.from_mapping({"summary_type": "brief", "type": "detailed"})
     assert both.get("type") == "detailed"
 

@@ -138,10 +138,17 @@ async def test_page_posts_the_manifest_with_this_deployments_urls() -> None:
         "check_suite",
         "check_run",
         "repository",
+        "delete",
+    } == events
+    # App-level events: delivered to every App without subscribing; GitHub refuses a manifest
+    # that lists them.
+    assert not events & {
+        "installation",
+        "installation_repositories",
         "installation_target",
-    } <= events
-    # Delivered to every App without subscribing; GitHub rejects them in a manifest.
-    assert not events & {"installation", "installation_repositories", "github_app_authorization"}
+        "github_app_authorization",
+        "meta",
+    }
 
 
 async def test_without_public_url_the_request_address_is_used_and_flagged_when_local() -> None:
@@ -223,6 +230,26 @@ async def test_callback_with_a_good_state_saves_the_credentials_and_links_the_in
     again = await callback(client, "c0de-2", state)
     assert again.status_code == 410
     assert github.codes == ["c0de-from-github"]
+
+
+async def test_a_null_webhook_secret_is_generated_and_the_operator_told() -> None:
+    """GitHub's description allows `webhook_secret: null`; the code is spent by then."""
+    saved: list[dict[str, str]] = []
+    github = FakeGitHub(answer={**CONVERSION, "webhook_secret": None})
+    client = make_client(convert=github.convert, save_credentials=saved.append)
+    state = state_of(await open_setup(client))
+
+    response = await callback(client, "c0de-from-github", state)
+
+    assert response.status_code == 200, response.text
+    generated = saved[0]["GITHUB_WEBHOOK_SECRET"]
+    assert len(generated) == 64 and generated != CONVERSION["webhook_secret"]
+    assert "GitHub sent no webhook secret" in response.text
+    assert f"<code>{generated}</code>" in response.text
+    assert "https://github.com/settings/apps/guildprompts-test" in response.text
+    assert response.headers["cache-control"] == "no-store"
+    for secret in (PEM, CONVERSION["client_secret"]):
+        assert secret.strip() not in response.text
 
 
 @pytest.mark.parametrize(

@@ -125,6 +125,7 @@ async def test_a_push_costs_at_most_k_plus_4_requests(world: World) -> None:
     assert len(files) == 300
     first = await world.sync(world.push(files))
     assert first.files_fetched == 300
+    assert world.fake.count("/tarball/") == 1, "300 new files come as one archive"
     changed = {
         "prompts/default.md": b"Changed {messages}\n",
         "prompts/library/entry-007.md": b"Changed entry\n",
@@ -153,7 +154,7 @@ async def test_a_push_costs_at_most_k_plus_4_requests(world: World) -> None:
     mark = len(world.fake.requests)
     outcome = await world.sync(single)
     assert outcome.files_fetched == 1
-    assert world.fake.count(r"/git/blobs/", method="GET") == 300 + 2 + 1
+    assert world.fake.count(r"/git/blobs/", method="GET") == 2 + 1
     assert world.fake.count(r"/git/blobs/" + blob_sha(b"Again\n")) == 1
 
 

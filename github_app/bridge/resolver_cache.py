@@ -247,7 +247,7 @@ def context_for(guild_id: str, query: Query) -> Context:
         if item[0] != "guild" and item[0] not in BOT_SUPPLIED_VARIABLES
     ]
     items.append(("guild", guild_id))
-    return Context(tuple(sorted(items)))
+    return Context(tuple(sorted(items)), parsed.raw)
 
 
 def _as_query(query: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> Query:

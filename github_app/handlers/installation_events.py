@@ -31,6 +31,7 @@ from github_app.handlers.common import (
     remember_installation,
 )
 from github_app.store import installations
+from github_app.store.models import Repository
 from github_app.webhooks import Delivery, Router
 
 log = logging.getLogger("guildprompts.handlers.installation_events")
@@ -145,20 +146,33 @@ def _store_installation(
     installation_id = remember_installation(session, installation, suspended=False)
     if installation_id is None:
         return []
-    stored = [
-        installations.remember_repository(session, repository, installation_id)
-        for repository in repositories
-    ]
-    ids = {repository.id for repository in stored if repository is not None}
+    # One query for what is stored, so a large installation's unchanged repositories (the
+    # usual case when an event re-lists 10,000 of them) cost no write.
+    known = {r.id: r for r in installations.installation_repositories(session, installation_id)}
+    ids: set[int] = set()
+    for listed in repositories:
+        current = known.get(integer(listed.get("id")) or -1)
+        if current is None or not _unchanged(current, listed):
+            current = installations.remember_repository(session, listed, installation_id)
+        if current is not None:
+            ids.add(current.id)
     if replace:
-        for repository in installations.installation_repositories(session, installation_id):
-            if repository.id not in ids:
+        for gone in known.values():
+            if gone.id not in ids:
                 installations.detach_repository(
                     session,
-                    repository.id,
+                    gone.id,
                     reason="the repository is no longer in the guildprompts App's installation",
                 )
     return enqueue_followed(session, ids, "access-restored")
+
+
+def _unchanged(stored: Repository, repository: Mapping[str, Any]) -> bool:
+    return (stored.full_name, stored.private, stored.default_branch) == (
+        repository.get("full_name"),
+        repository.get("private"),
+        repository.get("default_branch"),
+    )
 
 
 def _suspend(

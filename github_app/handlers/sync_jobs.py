@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -96,8 +96,11 @@ async def on_sync_job(delivery: Delivery, ctx: HandlerContext) -> None:
     vault = ctx.runtime.vault
     with log_context(repository=job.full_name, guild=job.guild_id):
         target = await ctx.db(_target, job, vault)
-        if (target is None or not target.readable) and await _discover(ctx, job):
-            target = await ctx.db(_target, job, vault)
+        if target is None or not target.readable:
+            discovered = await _discover(ctx, job)
+            if discovered is not None:  # by id: a former name leads to the renamed repository
+                job = replace(job, repository_id=discovered)
+                target = await ctx.db(_target, job, vault)
         if target is None or not target.readable:
             waiting = await ctx.db(_mark_waiting, job)
             log.info(
@@ -192,39 +195,48 @@ def _names(
     return holder.repository_full_name.lower() == full_name.lower()
 
 
-async def _discover(ctx: HandlerContext, job: SyncJob) -> bool:
-    """Ask GitHub how the repository can be read and store the answer; True if stored."""
+async def _discover(ctx: HandlerContext, job: SyncJob) -> int | None:
+    """Ask GitHub how the repository can be read and store the answer; the repository's id
+    if stored. GitHub follows a former name (301) to the repository, stored under its name now.
+    """
     github = ctx.runtime.github
     if ctx.runtime.app_configured:
         installation = await github.get_repo_installation(job.full_name)
         if installation is not None:
             if installation.get("suspended_at") is not None:
                 await ctx.db(remember_installation, installation)
-                return False
+                return None
             try:
                 repository = await github.get_repository(
                     job.full_name, installation_id=installation["id"]
                 )
             except (InstallationUnavailable, NotFound):
-                return False  # uninstalled or suspended a moment ago: its event follows
-            return await ctx.db(_store, repository, installation)
+                return None  # uninstalled or suspended a moment ago: its event follows
+            return await ctx.db(_store, job, repository, installation)
     token = await ctx.db(_token, ctx.runtime.vault, job, None)
     if token is None:
-        return False
+        return None
     try:
         repository = await github.get_repository(job.full_name, token=token)
     except NotFound:
-        return False
-    return await ctx.db(_store, repository, None)
+        return None
+    return await ctx.db(_store, job, repository, None)
 
 
 def _store(
-    session: Session, repository: Mapping[str, Any], installation: Mapping[str, Any] | None
-) -> bool:
+    session: Session,
+    job: SyncJob,
+    repository: Mapping[str, Any],
+    installation: Mapping[str, Any] | None,
+) -> int | None:
     installation_id = None
     if installation is not None:
         installation_id = remember_installation(session, installation)
-    return installations.remember_repository(session, repository, installation_id) is not None
+    stored = installations.remember_repository(session, repository, installation_id)
+    if stored is None:
+        return None
+    bindings.link_pending(session, job.full_name, stored.id)
+    return stored.id
 
 
 def _mark_waiting(session: Session, job: SyncJob) -> int:

@@ -179,6 +179,21 @@ def pending_for_repository(
     return list(session.scalars(_by_repository(PendingBinding, repository_id, full_name)))
 
 
+def link_pending(session: Session, asked_name: str, repository_id: int) -> int:
+    """Requests made by a name GitHub resolved to a repository (a former name, after a rename
+    or transfer: GitHub's 301) now wait on that repository by id; the name follows the stored
+    repository's once the request is live, as every binding's does."""
+    return affected_rows(
+        session,
+        update(PendingBinding)
+        .where(
+            PendingBinding.repository_id.is_(None),
+            func.lower(PendingBinding.repository_full_name) == asked_name.lower(),
+        )
+        .values(repository_id=repository_id),
+    )
+
+
 def promote_pending(
     session: Session, guild_id: str, *, actor: str, now: datetime | None = None
 ) -> GuildBinding:

@@ -9,8 +9,12 @@ to an older head (`branches.activate` compares head times), whatever order deliv
 Cost is bounded by what changed: the tree is listed once (the client walks truncated trees),
 only the blobs not stored yet are downloaded (a bounded number at a time, oversized ones refused
 by the tree's size before any download), and a commit already snapshotted costs no content
-request at all. A push changing k prompt files costs at most k + 4 requests with a warm token:
-the tree, k blobs, and the check run's create and complete.
+request at all. When more than ARCHIVE_THRESHOLD blobs are missing (a first sync of a large
+repository), the commit comes as one tarball instead, so cost never grows with the repository's
+size; and a sync never spends more than RATE_LIMIT_SHARE of its credential's remaining hourly
+limit (it waits for the reset and says so in the branch status). A push changing k prompt
+files costs at most k + 4 requests with a warm token: the tree, k blobs, and the check run's
+create and complete.
 
 At-least-once delivery is safe: snapshots are keyed by commit, the activation is idempotent,
 statuses are written only when they change, and a check run already completed on a commit is
@@ -42,6 +46,7 @@ import anyio.to_thread
 from github_app import checks, metrics
 from github_app.github import (
     NOT_MODIFIED,
+    EmptyRepository,
     GitHubError,
     NotFound,
     RateLimited,
@@ -53,6 +58,7 @@ from github_app.runtime import Runtime
 from github_app.store import installations, serving, snapshots
 from github_app.store.models import BranchStatus, utcnow
 from github_app.sync.access import Access, choose_access, is_access_problem, requested_access
+from github_app.sync.archive import ArchiveError, blobs_from_tarball
 from github_app.sync.content import (
     CommitFiles,
     Validation,
@@ -60,7 +66,7 @@ from github_app.sync.content import (
     select_files,
     validate_files,
 )
-from github_app.sync.messages import access_message, describe
+from github_app.sync.messages import EMPTY_REPOSITORY, access_message, describe, rate_limit_message
 from github_app.sync.records import (
     Recorded,
     RepoState,
@@ -138,6 +144,8 @@ class _Run:
             return await self._access_lost(None, Access("anonymous"), message)
         try:
             return await self._sync_commit(state)
+        except EmptyRepository:
+            return await self._empty()
         except GitHubError as exc:
             if not is_access_problem(exc):
                 raise
@@ -272,7 +280,7 @@ class _Run:
         if PATH_FILE not in wanted:
             wanted = {}  # not a usable prompt repository: `path-missing` needs no download
         missing = await self.runtime.run_db(snapshots.missing_blobs, set(wanted.values()))
-        downloaded = await self._download(sorted(missing))
+        downloaded = await self._download(sha, wanted, sorted(missing))
         self.files_fetched += len(downloaded)
         present = set(wanted.values()) - set(downloaded)
         contents = dict(downloaded)
@@ -288,7 +296,58 @@ class _Run:
         )
         return CommitFiles(sha, wanted, downloaded, validation)
 
-    async def _download(self, shas: Sequence[str]) -> dict[str, bytes]:
+    async def _download(
+        self, sha: str, wanted: dict[str, str], shas: Sequence[str]
+    ) -> dict[str, bytes]:
+        """The missing blobs: one request each, or the whole commit as one archive when more
+        than ARCHIVE_THRESHOLD are missing (a first sync of a large repository costs the same
+        as a small one). Either way within RATE_LIMIT_SHARE of the remaining rate limit."""
+        if not shas:
+            return {}
+        settings = self.runtime.settings
+        use_archive = len(shas) > settings.archive_threshold
+        await self._within_budget(1 if use_archive else len(shas))
+        if use_archive:
+            needed = set(shas)
+            paths = {path: blob for path, blob in wanted.items() if blob in needed}
+            try:
+                return await self._from_archive(sha, paths)
+            except ArchiveError as exc:
+                log.warning("archive of %s unusable (%s): downloading blobs", sha[:7], exc)
+                await self._within_budget(len(shas))
+        return await self._blobs(shas)
+
+    async def _from_archive(self, sha: str, paths: dict[str, str]) -> dict[str, bytes]:
+        assert self.access is not None
+        archive = await self._call(
+            self.runtime.github.get_tarball(self.repo_id, sha, **self.access.kwargs)
+        )
+        return await anyio.to_thread.run_sync(blobs_from_tarball, archive, paths)
+
+    async def _within_budget(self, requests: int) -> None:
+        """Wait (as a rate limit the worker retries after the reset) rather than spend more
+        than the configured share of what is left of this credential's hourly limit."""
+        assert self.access is not None
+        budget = self.runtime.github.rate_budget(self.access.kwargs)
+        if budget is None:
+            return
+        remaining, reset_in = budget
+        if requests <= remaining * self.runtime.settings.rate_limit_share:
+            return
+        message = rate_limit_message(requests, remaining, reset_in)
+        await self._followed_branch_status(BranchStatus.ERROR, message)
+        raise RateLimited(403, message, retry_after=reset_in)
+
+    async def _followed_branch_status(self, status: BranchStatus, message: str) -> None:
+        """The status of the branch guilds follow, tracked from now on if it was not yet."""
+        if self.request.activate and self.branch is not None:
+            generation = await self.runtime.run_db(
+                record_branch_status, self.repo_id, self.branch, status, message, track=True
+            )
+            if generation is not None:
+                await self.runtime.announce_activation(generation)
+
+    async def _blobs(self, shas: Sequence[str]) -> dict[str, bytes]:
         assert self.access is not None
         limit = asyncio.Semaphore(self.runtime.settings.sync_concurrency)
         kwargs = self.access.kwargs
@@ -436,6 +495,12 @@ class _Run:
         if generation is not None:
             await self.runtime.announce_activation(generation)
         return await self._finish("no_access", self.sha, None, False, (), message)
+
+    async def _empty(self) -> SyncOutcome:
+        """GitHub's 409 for a repository without commits: nothing to serve yet, nothing failed;
+        the first push brings it live."""
+        await self._followed_branch_status(BranchStatus.PENDING, EMPTY_REPOSITORY)
+        return await self._finish("empty", None, None, False, (), EMPTY_REPOSITORY)
 
     async def _missing(self, state: RepoState) -> SyncOutcome:
         """The repository is readable but the commit (or the branch) is not there any more."""

@@ -18,6 +18,18 @@ if TYPE_CHECKING:
     from github_app.sync.request import SyncRequest
 
 
+EMPTY_REPOSITORY = "the repository is empty: push a PATH file"
+
+
+def rate_limit_message(requests: int, remaining: int, reset_in: float) -> str:
+    minutes = max(1, round(reset_in / 60))
+    return (
+        f"waiting for GitHub's rate limit: this sync needs {plural(requests, 'request')} and "
+        f"{remaining} are left for this installation this hour; it resumes in about "
+        f"{plural(minutes, 'minute')}"
+    )
+
+
 def access_message(exc: GitHubError | None, access: Access, full_name: str) -> str:
     if isinstance(exc, InstallationUnavailable):
         return (

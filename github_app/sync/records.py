@@ -416,12 +416,21 @@ def record_access_problem(
 
 
 def record_branch_status(
-    session: Session, repository_id: int, branch: str, status: BranchStatus, message: str
+    session: Session,
+    repository_id: int,
+    branch: str,
+    status: BranchStatus,
+    message: str,
+    *,
+    track: bool = False,
 ) -> int | None:
-    """A tracked branch's status (an untracked one stays untracked); the new generation if it
+    """A tracked branch's status (an untracked one stays untracked unless `track`: a followed
+    branch that has no commit yet, or waits for the rate limit); the new generation if it
     changed, since the bridge shows it."""
     tracked = branches.get_branch(session, repository_id, branch)
-    if tracked is None or (tracked.status, tracked.status_message) == (status.value, message):
+    if tracked is None and not track:
+        return None
+    if tracked is not None and (tracked.status, tracked.status_message) == (status.value, message):
         return None
     branches.set_branch_status(session, repository_id, branch, status, message)
     return branches.bump_generation(session)

@@ -6,6 +6,10 @@ tokens that expire on a controllable clock and only reach their installation's r
 (private repositories answer 404 to anyone else, as on GitHub); at most 50 annotations per
 check-run request and 65,535-character summaries; ETags with free 304s; rate limits.
 Git objects are hashed like git does, so an unchanged file keeps its blob sha across pushes.
+GitHub's less friendly answers too: `301 Moved Permanently` (307 for other methods) to
+`/repositories/{id}` for a renamed or transferred repository's old name, `409 Git Repository is
+empty.` on the git routes of a repository without commits, `302 Found` from `tarball/{ref}` to a
+signed, short-lived download URL (like codeload.github.com), and pagination without caps.
 
 Use it in-process with `httpx.ASGITransport(app=fake)` or on loopback with
 `serve_on_loopback(fake)`. State changes go through methods (`add_installation`, `add_repo`,
@@ -18,9 +22,11 @@ import base64
 import functools
 import hashlib
 import inspect
+import io
 import json
 import re
 import secrets
+import tarfile
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -36,6 +42,7 @@ from starlette.responses import Response
 
 from github_app.auth import AppAuth
 from github_app.github import GitHubClient, RetryPolicy
+from tests.contract.openapi import with_documented_fields
 from tests.fakegithub.git import Repo, Submodule, Symlink, _git_hash
 from tests.fakegithub.keys import (
     Clock,
@@ -69,6 +76,9 @@ class LoggedRequest:
     query: str
     status: int
     endpoint: str  # the route template, e.g. "GET /repos/{owner}/{repo}/git/trees/{sha}"
+    body: bytes = b""  # what the client sent
+    answer: bytes = b""  # what the fake answered (for the contract tests)
+    content_type: str = ""
 
 
 @dataclass
@@ -126,6 +136,19 @@ class _Fail(Exception):
         self.status, self.message, self.headers = status, message, headers or {}
 
 
+class _Moved(Exception):
+    """An old repository name: answered with a redirect to `/repositories/{id}`."""
+
+    def __init__(self, repo: Repo):
+        super().__init__(repo.full_name)
+        self.repo = repo
+
+
+# Routes GitHub answers `409 Git Repository is empty.` on while a repository has no commits.
+_GIT_ROUTES = frozenset({"ref", "tree", "blob", "contents", "tarball"})
+CODELOAD_PREFIX = "/_codeload"  # where the fake serves archives (codeload.github.com on GitHub)
+ARCHIVE_URL_TTL = 300  # seconds a signed archive URL stays valid (GitHub: 5 minutes)
+
 # Access levels of a route.
 PUBLIC, APP, INSTALLATION, APP_REPO, READ, WRITE = range(6)
 
@@ -144,6 +167,7 @@ _ROUTES: list[tuple[str, str, str, int]] = [
     ("GET", _BY_NAME + "/git/trees/{sha}", "tree", READ),
     ("GET", _BY_NAME + "/git/blobs/{sha}", "blob", READ),
     ("GET", _BY_NAME + "/contents/{path:path}", "contents", READ),
+    ("GET", _BY_NAME + "/tarball/{ref:path}", "tarball", READ),
     ("POST", _BY_NAME + "/check-runs", "create_check_run", WRITE),
     ("PATCH", _BY_NAME + "/check-runs/{check_run_id}", "update_check_run", WRITE),
     ("GET", _BY_NAME + "/check-runs/{check_run_id}", "check_run", READ),
@@ -215,6 +239,8 @@ class FakeGitHub:
         self._issued_secrets: list[str] = [webhook_secret, self.private_key_pem]
         self._rates: dict[str, tuple[float, int]] = {}  # bucket -> (window reset, used)
         self._faults: list[_Fault] = []
+        self._moved: dict[str, int] = {}  # an old "owner/name" (lower case) -> repository id
+        self._archives: dict[str, tuple[int, str, float]] = {}  # token -> (repo, sha, expiry)
         self._ids = iter(range(1000, 10**9))
         self._lock = threading.RLock()
 
@@ -310,6 +336,9 @@ class FakeGitHub:
         (`installation=None` removes it from its installation)."""
         with self._lock:
             repo = self.repo(full_name)
+            if new_full_name and new_full_name.lower() != repo.full_name.lower():
+                self._moved[repo.full_name.lower()] = repo.id  # GitHub redirects the old name
+                self._moved.pop(new_full_name.lower(), None)
             repo.full_name = new_full_name or repo.full_name
             repo.private = repo.private if private is None else private
             repo.default_branch = default_branch or repo.default_branch
@@ -504,6 +533,7 @@ class FakeGitHub:
             "fork": False,
             "archived": False,
             "disabled": False,
+            "language": None,  # required, and absent from GitHub's own example
         }
 
     def _event_base(self, repo: Repo | None = None) -> dict[str, Any]:
@@ -735,13 +765,19 @@ class FakeGitHub:
         body = await request.body()
         if self.latency:
             await anyio.sleep(self.latency)
-        with self._lock:
-            fault = self._take_fault(request.method, request.url.path)
+        codeload = request.url.path.startswith(CODELOAD_PREFIX + "/")  # not the API
+        fault = None
+        if not codeload:
+            with self._lock:
+                fault = self._take_fault(request.method, request.url.path)
         if fault is not None and fault.hang:
             await anyio.sleep(self.hang_seconds)
             fault = None
         with self._lock:
-            response, endpoint = self._respond(request, body, fault)
+            if codeload:
+                response, endpoint = self._codeload(request), "GET codeload"
+            else:
+                response, endpoint = self._respond(request, body, fault)
             self.requests.append(
                 LoggedRequest(
                     request.method,
@@ -749,6 +785,9 @@ class FakeGitHub:
                     request.url.query,
                     response.status_code,
                     endpoint,
+                    body,
+                    bytes(response.body),
+                    response.headers.get("content-type", ""),
                 )
             )
         await response(scope, receive, send)
@@ -795,8 +834,15 @@ class FakeGitHub:
         call = _Call(request, params, body, identity, None)
         try:
             call.repo = self._authorize(access, identity, params)
+            if handler in _GIT_ROUTES and call.repo is not None and not call.repo.commits:
+                raise _Fail(409, "Git Repository is empty.")
             status, data, *extra = getattr(self, f"_h_{handler}")(call)
+            if 200 <= status < 300:  # every field GitHub documents for this answer
+                path = request.url.path[len(self.api_prefix) :]
+                data = with_documented_fields(request.method, path, status, data)
             headers = {**rate_headers, **(extra[0] if extra else {})}
+        except _Moved as moved:
+            status, data, headers = self._moved_answer(request, moved.repo, rate_headers)
         except _Fail as fail:
             status, data, headers = fail.status, _error_body(fail), {**rate_headers, **fail.headers}
         response = _json_response(status, data, headers)
@@ -896,8 +942,10 @@ class FakeGitHub:
             return None
         if access == APP:
             return None
-        repo = self._find_repo(params)
+        repo, moved = self._find_repo(params)
         if access == APP_REPO:
+            if moved:
+                raise _Moved(repo)
             return repo
         own = identity.kind == "installation" and repo.installation == identity.installation
         allowed = own or (
@@ -908,6 +956,8 @@ class FakeGitHub:
             raise _Fail(403, "Resource not accessible by integration")
         if not allowed and repo.private:
             raise _Fail(404, "Not Found")
+        if moved:
+            raise _Moved(repo)  # only to whoever may see the repository
         if access == WRITE and not own:
             if identity.kind == "anonymous":
                 raise _Fail(401, "Requires authentication")
@@ -916,7 +966,9 @@ class FakeGitHub:
             raise _Fail(403, "Resource not accessible by integration")
         return repo
 
-    def _find_repo(self, params: dict[str, str]) -> Repo:
+    def _find_repo(self, params: dict[str, str]) -> tuple[Repo, bool]:
+        """The repository a route names, and whether it was named by a former name."""
+        moved = False
         if "repository_id" in params:
             repo = (
                 self.repos.get(int(params["repository_id"]))
@@ -924,13 +976,33 @@ class FakeGitHub:
                 else None
             )
         else:
+            name = f"{params['owner']}/{params['repo']}"
             try:
-                repo = self.repo(f"{params['owner']}/{params['repo']}")
+                repo = self.repo(name)
             except KeyError:
-                repo = None
+                repo = self.repos.get(self._moved.get(name.lower(), -1))
+                moved = repo is not None
         if repo is None:
             raise _Fail(404, "Not Found")
-        return repo
+        return repo, moved
+
+    def _moved_answer(
+        self, request: Request, repo: Repo, rate_headers: dict[str, str]
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """GitHub's answer to an old name: 301 for GET, 307 for other methods (the client must
+        repeat the method), to the same route under `/repositories/{id}`."""
+        path = request.url.path[len(self.api_prefix) :]
+        rest = path.split("/", 4)[4] if path.count("/") >= 4 else ""
+        new_path = f"{self.api_prefix}/repositories/{repo.id}" + (f"/{rest}" if rest else "")
+        location = str(request.url.replace(path=new_path))
+        status = 301 if request.method in ("GET", "HEAD") else 307
+        message = "Moved Permanently" if status == 301 else "Temporary Redirect"
+        body = {
+            "message": message,
+            "url": location,
+            "documentation_url": "https://docs.github.com/rest/guides/best-practices-for-using-the-rest-api#follow-redirects",
+        }
+        return status, body, {**rate_headers, "Location": location}
 
     def _rate(self, identity: _Identity) -> tuple[dict[str, str], bool]:
         limit = 60 if identity.kind == "anonymous" else self.rate_limit
@@ -1183,6 +1255,35 @@ class FakeGitHub:
             for name in listing
         ]
 
+    def _h_tarball(self, call: _Call) -> tuple:
+        """302 to a signed URL valid for 5 minutes, as GitHub does (the download itself is not
+        an API request and needs no credentials)."""
+        repo, ref = call.repo, call.params["ref"]
+        assert repo is not None
+        sha = repo.branches.get(ref, ref)
+        if sha not in repo.commits:
+            raise _Fail(404, "Not Found")
+        token = secrets.token_urlsafe(16)
+        self._archives[token] = (repo.id, sha, self.clock() + ARCHIVE_URL_TTL)
+        path = f"{CODELOAD_PREFIX}/{repo.full_name}/legacy.tar.gz/{sha}"
+        location = str(call.request.url.replace(path=path, query=f"token={token}"))
+        return 302, {}, {"Location": location}
+
+    def _codeload(self, request: Request) -> Response:
+        token = request.query_params.get("token", "")
+        archive = self._archives.get(token)
+        if archive is None or self.clock() >= archive[2] or archive[0] not in self.repos:
+            return Response(b"404: Not Found", status_code=404, media_type="text/plain")
+        repo = self.repos[archive[0]]
+        return Response(
+            _tarball(repo, archive[1]),
+            status_code=200,
+            media_type="application/x-gzip",
+            headers={
+                "Content-Disposition": f"attachment; filename={repo.name}-{archive[1][:7]}.tar.gz"
+            },
+        )
+
     # ---- handlers: check runs ---------------------------------------------------------------
 
     def _h_create_check_run(self, call: _Call) -> tuple:
@@ -1313,6 +1414,30 @@ def _check_output(output: Any) -> list[dict[str, Any]]:
                 "end_column on the same line.",
             )
     return [dict(note) for note in annotations]
+
+
+def _tarball(repo: Repo, sha: str) -> bytes:
+    """The commit as GitHub's tarball: one top folder `owner-name-sha7/`, regular files with
+    their mode, symbolic links as links, submodules as empty folders."""
+    top = f"{repo.owner}-{repo.name}-{sha[:7]}"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
+        root = tarfile.TarInfo(top + "/")
+        root.type, root.mode = tarfile.DIRTYPE, 0o775
+        archive.addfile(root)
+        for path, (mode, blob) in sorted(repo.flatten(repo.commits[sha]["tree"]).items()):
+            info = tarfile.TarInfo(f"{top}/{path}")
+            if mode == "160000":
+                info.type, info.mode = tarfile.DIRTYPE, 0o775
+                archive.addfile(info)
+            elif mode == "120000":
+                info.type, info.linkname = tarfile.SYMTYPE, repo.blobs[blob].decode()
+                archive.addfile(info)
+            else:
+                content = repo.blobs[blob]
+                info.size, info.mode = len(content), 0o775 if mode == "100755" else 0o664
+                archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
 
 
 def _public_run(run: dict[str, Any]) -> dict[str, Any]:
