@@ -581,6 +581,12 @@ class _ClientBase:
         return self._core.admin("GET", guild_id, f"history?limit={int(limit)}", history_from_body)
 
 
+def _locales(locale: object, guild_locale: object) -> dict[str, str]:
+    """Discord's locales as context values (`discord.Locale` prints as its tag, `pt-BR`)."""
+    given = {"locale": locale, "guild_locale": guild_locale}
+    return {key: str(value) for key, value in given.items() if value is not None}
+
+
 class BridgeClient(_ClientBase):
     """Blocking client; safe to share between threads."""
 
@@ -597,9 +603,19 @@ class BridgeClient(_ClientBase):
         return op.finish(response, None)
 
     def resolve_prompt(
-        self, guild_id: object, context: Mapping[str, object] | None = None, **variables: object
+        self,
+        guild_id: object,
+        context: Mapping[str, object] | None = None,
+        *,
+        locale: object = None,
+        guild_locale: object = None,
+        **variables: object,
     ) -> ResolvedPrompt:
-        """The prompt for this guild and context; never raises."""
+        """The prompt for this guild and context; never raises.
+
+        `locale`/`guild_locale`: Discord's `interaction.locale` and `interaction.guild_locale`.
+        """
+        variables.update(_locales(locale, guild_locale))
         return self._run(self._core.resolve(guild_id, context, variables))
 
     def get_config(self, guild_id: object) -> GuildConfig | None:
@@ -682,9 +698,19 @@ class AsyncBridgeClient(_ClientBase):
         return op.finish(response, None)
 
     async def resolve_prompt(
-        self, guild_id: object, context: Mapping[str, object] | None = None, **variables: object
+        self,
+        guild_id: object,
+        context: Mapping[str, object] | None = None,
+        *,
+        locale: object = None,
+        guild_locale: object = None,
+        **variables: object,
     ) -> ResolvedPrompt:
-        """The prompt for this guild and context; never raises."""
+        """The prompt for this guild and context; never raises.
+
+        `locale`/`guild_locale`: Discord's `interaction.locale` and `interaction.guild_locale`.
+        """
+        variables.update(_locales(locale, guild_locale))
         return await self._run(self._core.resolve(guild_id, context, variables))
 
     async def get_config(self, guild_id: object) -> GuildConfig | None:

@@ -40,6 +40,8 @@ class Caller:
     role_ids: frozenset[str] = frozenset()
     channel_id: str | None = None
     channel_name: str | None = None
+    locale: str | None = None  # Discord's interaction.locale (`pt-BR`), then guild_locale
+    guild_locale: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,8 @@ async def preview_prompt(
         "perspective": perspective,
         "channel": caller.channel_name,
         "channel_id": caller.channel_id,
+        "locale": caller.locale,
+        "guild_locale": caller.guild_locale,
     }
     context = {key: value for key, value in given.items() if value}
     try:

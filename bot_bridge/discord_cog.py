@@ -46,7 +46,14 @@ def caller_of(interaction: discord.Interaction) -> Caller:
         role_ids=frozenset(str(role.id) for role in getattr(user, "roles", ())),
         channel_id=str(interaction.channel_id) if interaction.channel_id else None,
         channel_name=getattr(interaction.channel, "name", None),
+        locale=_tag(interaction.locale),
+        guild_locale=_tag(interaction.guild_locale),
     )
+
+
+def _tag(locale: discord.Locale | None) -> str | None:
+    """`discord.Locale.brazil_portuguese` -> `pt-BR`; a DM has no guild locale."""
+    return None if locale is None else str(locale)
 
 
 async def _reply_for(run: Run, interaction: discord.Interaction) -> Reply:

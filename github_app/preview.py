@@ -9,7 +9,9 @@ Files are re-read when they change: every request compares the size and modifica
 the repository's files (the paths `promptrepo.is_repository_file` accepts) with the last read,
 which costs a directory walk and no file reads. As on the service, a version with errors is not
 served: the last valid one keeps answering (marked stale) until the errors are fixed, and the
-page says so. Pure `promptrepo` and Starlette: no database, no GitHub, no token on loopback.
+page says so. With `--base owner/name=DIR` (local checkouts of the bases PATH `extends`), the
+page also shows which layer each file comes from. Pure `promptrepo` and Starlette: no database,
+no GitHub, no token on loopback.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from promptrepo import (
     Diagnostic,
     PromptRepository,
     RepositoryError,
+    Resolution,
     common_contexts,
     files_from_directory,
     is_repository_file,
@@ -45,6 +48,7 @@ from promptrepo import (
     resolve,
     validate,
 )
+from promptrepo.console import add_base_option
 from promptrepo.variables import canonical
 
 if TYPE_CHECKING:  # Starlette is imported when the app is built: `guildprompts --help` stays fast
@@ -90,9 +94,17 @@ class Version:
 class Checkout:
     """A directory holding a prompt repository, re-read whenever one of its files changes."""
 
-    def __init__(self, root: str | os.PathLike[str], *, strict: bool = False) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        strict: bool = False,
+        bases: Mapping[str, str | os.PathLike[str]] | None = None,
+    ) -> None:
         self.root = Path(root).resolve()
         self.strict = strict
+        # Local checkouts of the bases PATH `extends` (`owner/name` -> directory), re-read too.
+        self.bases = {name: Path(path).resolve() for name, path in (bases or {}).items()}
         self._lock = threading.Lock()
         self._version: Version | None = None
 
@@ -108,32 +120,36 @@ class Checkout:
             return self._version
 
     def _fingerprint(self) -> str:
-        """Size and modification time of every repository file, hashed (no file is read)."""
-        if not self.root.is_dir():
-            raise NotADirectoryError(20, "not a directory")
+        """Size and modification time of every repository file (the bases' too), hashed (no
+        file is read)."""
         digest = hashlib.sha256()
-        for directory, subdirectories, names in os.walk(self.root, followlinks=False):
-            subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
-            base = Path(directory)
-            for name in sorted(names):
-                full = base / name
-                relative = full.relative_to(self.root).as_posix()
-                if full.is_symlink() or not is_repository_file(relative):
-                    continue
-                stat = full.stat()
-                digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        for label, root in (("", self.root), *sorted(self.bases.items())):
+            if not root.is_dir():
+                raise NotADirectoryError(20, "not a directory", str(root))
+            digest.update(f"layer {label}\n".encode())
+            for directory, subdirectories, names in os.walk(root, followlinks=False):
+                subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
+                base = Path(directory)
+                for name in sorted(names):
+                    full = base / name
+                    relative = full.relative_to(root).as_posix()
+                    if full.is_symlink() or not is_repository_file(relative):
+                        continue
+                    stat = full.stat()
+                    digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         return digest.hexdigest()
 
     def _load(self, fingerprint: str) -> Version:
         try:
             files = files_from_directory(self.root)
+            bases = {name: files_from_directory(path) for name, path in self.bases.items()}
         except OSError as exc:
-            return self._failed(f"cannot read {self.root}: {exc.strerror or exc}")
-        diagnostics = tuple(validate(files, strict=self.strict))
+            return self._failed(f"cannot read {exc.filename or self.root}: {exc.strerror or exc}")
+        diagnostics = tuple(validate(files, strict=self.strict, bases=bases))
         repository: PromptRepository | None = None
         if not any(d.severity == "error" for d in diagnostics):
             try:
-                repository = load_repository(files)
+                repository = load_repository(files, bases=bases)
             except RepositoryError:  # validate reports the same problem as an error
                 repository = None
         now = datetime.now().astimezone()
@@ -210,6 +226,7 @@ def build_app(
     *,
     strict: bool = False,
     allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS,
+    bases: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> Starlette:
     """The preview over `directory`. `allowed_hosts` (default: loopback names) refuses requests
     for other host names, so a web page cannot reach the preview through DNS rebinding."""
@@ -220,7 +237,7 @@ def build_app(
     from starlette.responses import HTMLResponse, JSONResponse, Response
     from starlette.routing import Route
 
-    checkout = Checkout(directory, strict=strict)
+    checkout = Checkout(directory, strict=strict, bases=bases)
 
     async def current() -> Version:
         return await run_in_threadpool(checkout.current)
@@ -389,6 +406,7 @@ def _message(message: str) -> str:
 
 def _table(version: Version) -> str:
     perspectives = _perspectives(version.repository)
+    layered = bool(version.repository and version.repository.layers)
     rows = []
     for context in _table_contexts(perspectives):
         cells = f"<td>{_e(context.category)}</td><td>{_e(context.type)}</td>"
@@ -411,13 +429,18 @@ def _table(version: Version) -> str:
         rows.append(
             f'<tr>{cells}<td><a href="{link}" title="tried: {_e(tried)}">{chosen}</a></td>'
             f"<td>{_e(resolution.route_label or '-')}</td>"
-            f'<td><span class="src {source}">{source}</span></td></tr>'
+            f'<td><span class="src {source}">{source}</span></td>'
+            + (f"<td>{_e(_layer(resolution))}</td>" if layered else "")
+            + "</tr>"
         )
     perspective = "<th>Perspective</th>" if perspectives else ""
     return (
         '<h2>Which file each context gets</h2><table id="resolution"><thead><tr>'
         f"<th>Category</th><th>Type</th>{perspective}<th>File</th><th>Route</th><th>Source</th>"
-        "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        + ("<th>Layer</th>" if layered else "")
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
     )
 
 
@@ -458,6 +481,13 @@ def _perspectives(repository: PromptRepository | None) -> list[str]:
     return sorted(found)
 
 
+def _layer(resolution: Resolution) -> str:
+    """Where the chosen file comes from, in a repository that extends bases."""
+    if resolution.file_path is None:
+        return "-"
+    return f"base {resolution.layer}" if resolution.layer else "this repository"
+
+
 def _try_form(version: Version, query: Mapping[str, str], values: Mapping[str, str] | None) -> str:
     fields = "".join(
         f'<label><span>{name}</span><input name="{name}" value="{_e(query.get(name, ""))}"></label>'
@@ -490,6 +520,11 @@ def _trial_result(version: Version, values: Mapping[str, str]) -> str:
         ("File", chosen),
         ("Route", resolution.route_label or "-"),
         ("Source", resolution.source),
+        *(
+            (("Layer", _layer(resolution)),)
+            if version.repository and version.repository.layers
+            else ()
+        ),
         ("Tried", ", ".join(resolution.tried_paths) or "-"),
         ("Left for the bot", left),
     ]
@@ -578,6 +613,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="report dangerous patterns as errors, as strict deployments do",
     )
+    add_base_option(preview)
     preview.set_defaults(run=run_preview)
 
 
@@ -598,7 +634,12 @@ def run_preview(args: argparse.Namespace) -> int:
             f"the prompts in {root.resolve()}",
             file=sys.stderr,
         )
-    app = build_app(root, strict=args.strict, allowed_hosts=LOOPBACK_HOSTS if loopback else None)
+    app = build_app(
+        root,
+        strict=args.strict,
+        allowed_hosts=LOOPBACK_HOSTS if loopback else None,
+        bases=dict(args.base),
+    )
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(
         f"Previewing {root.resolve()} at http://{shown}:{args.port}/ (Ctrl-C stops)",

@@ -6,10 +6,11 @@ The full format reference is docs/prompt-repository.md.
 
 from .context import Context, ContextError, common_contexts
 from .diagnostics import Diagnostic
-from .files import files_from_directory, is_repository_file
+from .files import files_from_directory, in_nested_repository, is_repository_file, nested_roots
+from .layers import Layer
 from .pathfile import Route
 from .render import Rendered, render
-from .repository import PromptRepository, RepositoryError, load_repository
+from .repository import PromptRepository, RepositoryError, load_layers, load_repository
 from .resolve import Resolution, builtin_default, resolve
 from .validate import DEFAULT_MAX_FILE_SIZE, Report, validate, validate_report
 from .variables import BOT_SUPPLIED_VARIABLES
@@ -22,6 +23,7 @@ __all__ = [
     "Context",
     "ContextError",
     "Diagnostic",
+    "Layer",
     "PromptRepository",
     "Rendered",
     "Report",
@@ -31,8 +33,11 @@ __all__ = [
     "builtin_default",
     "common_contexts",
     "files_from_directory",
+    "in_nested_repository",
     "is_repository_file",
+    "load_layers",
     "load_repository",
+    "nested_roots",
     "render",
     "resolve",
     "validate",

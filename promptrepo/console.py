@@ -36,6 +36,7 @@ def register(subparsers: Any) -> None:
         metavar="BYTES",
         help="largest accepted file (default: 102400)",
     )
+    add_base_option(validate)
     validate.set_defaults(run=run_validate)
 
     resolve = subparsers.add_parser(
@@ -49,6 +50,7 @@ def register(subparsers: Any) -> None:
         ("channel", "X", "the channel name"),
         ("type", "T", "the summary type: brief, detailed, comprehensive, ..."),
         ("perspective", "P", "the reader's perspective: general, developer, ..."),
+        ("locale", "L", "the reader's language: fr, pt-BR, ... (Discord's locale)"),
     ):
         resolve.add_argument(f"--{name}", metavar=metavar, help=text)
     resolve.add_argument(
@@ -63,6 +65,7 @@ def register(subparsers: Any) -> None:
         "--render", action="store_true", help="fill in the placeholders the context supplies"
     )
     _format_option(resolve)
+    add_base_option(resolve)
     resolve.set_defaults(run=run_resolve)
 
     test = subparsers.add_parser(
@@ -73,6 +76,7 @@ def register(subparsers: Any) -> None:
     )
     test.add_argument("directory", metavar="DIR", help="the repository's root directory")
     _format_option(test, "workflow annotations")
+    add_base_option(test)
     test.set_defaults(run=run_test)
 
     diff = subparsers.add_parser(
@@ -100,6 +104,36 @@ def _format_option(parser: Any, github: str | None = None) -> None:
         default="text",
         help=f"text for people, json for tools{extra} (default: text)",
     )
+
+
+def add_base_option(parser: Any) -> None:
+    """`--base OWNER/NAME=DIR` (repeatable): local checkouts of the bases PATH `extends`."""
+    parser.add_argument(
+        "--base",
+        action="append",
+        default=[],
+        type=_base,
+        metavar="OWNER/NAME=DIR",
+        help="a local checkout of a base the repository's PATH `extends` (repeatable)",
+    )
+
+
+def _base(text: str) -> tuple[str, str]:
+    name, sep, directory = text.partition("=")
+    owner, slash, repository = name.strip().partition("/")
+    if not sep or not slash or not owner or not repository or "/" in repository or not directory:
+        raise argparse.ArgumentTypeError(f"expected OWNER/NAME=DIR, got {text!r}")
+    return name.strip(), directory
+
+
+def _read_bases(bases: list[tuple[str, str]], command: str) -> dict[str, dict[str, bytes]] | None:
+    read: dict[str, dict[str, bytes]] = {}
+    for name, directory in bases:
+        files = _read(directory, command)
+        if files is None:
+            return None
+        read[name] = files
+    return read
 
 
 def _positive_int(text: str) -> int:
@@ -141,10 +175,13 @@ def run_validate(args: argparse.Namespace) -> int:
     from promptrepo import validate_report
 
     files = _read(args.directory, "validate")
-    if files is None:
+    bases = _read_bases(args.base, "validate")
+    if files is None or bases is None:
         return 2
     _tolerant_stdout()
-    report = validate_report(files, strict=args.strict, max_file_size=args.max_file_size)
+    report = validate_report(
+        files, strict=args.strict, max_file_size=args.max_file_size, bases=bases
+    )
     if args.format == "json":
         print(
             json.dumps(
@@ -206,10 +243,11 @@ def run_test(args: argparse.Namespace) -> int:
     from promptrepo.routing_tests import run_repository_tests
 
     files = _read(args.directory, "test")
-    if files is None:
+    bases = _read_bases(args.base, "test")
+    if files is None or bases is None:
         return 2
     _tolerant_stdout()
-    run, load_error = run_repository_tests(files)
+    run, load_error = run_repository_tests(files, bases=bases)
     passed = sum(result.passed for result in run.results)
     failed = len(run.results) - passed
     ok = load_error is None and run.passed
@@ -282,11 +320,12 @@ def run_resolve(args: argparse.Namespace) -> int:
     )
 
     values: dict[str, str] = dict(args.var)
-    for name in ("category", "channel", "type", "perspective"):
+    for name in ("category", "channel", "type", "perspective", "locale"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     files = _read(args.directory, "resolve")
-    if files is None:
+    bases = _read_bases(args.base, "resolve")
+    if files is None or bases is None:
         return 2
     try:
         context = Context.from_mapping(values)
@@ -294,11 +333,11 @@ def run_resolve(args: argparse.Namespace) -> int:
         print(f"guildprompts resolve: {exc}", file=sys.stderr)
         return 2
     try:
-        resolution = resolve(load_repository(files), context)
+        resolution = resolve(load_repository(files, bases=bases), context)
     except RepositoryError as exc:
         print(
-            f"guildprompts resolve: {exc}\n(run `guildprompts validate {args.directory}` for "
-            "every problem with its line)",
+            f"guildprompts resolve: {exc}\n(run `guildprompts validate {args.directory}` with "
+            "the same --base options for every problem with its line)",
             file=sys.stderr,
         )
         return 1
@@ -316,6 +355,7 @@ def run_resolve(args: argparse.Namespace) -> int:
         "expansion": resolution.expansion,
         "content": rendered.text,
         "unresolved": list(rendered.unresolved),
+        "layer": resolution.layer,
     }
     if args.format == "json":
         print(json.dumps(result, indent=2, ensure_ascii=False))
@@ -324,6 +364,7 @@ def run_resolve(args: argparse.Namespace) -> int:
     lines = [
         f"file:       {chosen}",
         f"source:     {result['source']}",
+        f"layer:      {result['layer'] or '-'}",
         f"route:      {resolution.route_label or '-'}",
         f"schema:     {result['schema_version'] or '-'}",
         "tried:      " + (", ".join(result["tried_paths"]) or "-"),

@@ -6,6 +6,10 @@ spaces, punctuation) becomes `_`, at most 100 characters; so no context value ca
 outside the repository (no `..`, no `/`), and `général` routes to `général.md`. The values as the
 bot gave them (stripped) are kept beside for rendering: a prompt says `#General Chat`, not
 `general_chat`.
+
+`locale` is a lower-case BCP 47 tag for routing (`pt_BR` -> `pt-br`) and the tag in its usual
+casing for rendering (`pt-BR`), taken from the context's `locale`, else its `guild_locale` (what
+Discord sends with an interaction).
 """
 
 from __future__ import annotations
@@ -15,11 +19,21 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .variables import ALIASES, CATEGORIES, MAX_NAME_LENGTH, SUMMARY_TYPES, canonical
+from .variables import (
+    ALIASES,
+    CATEGORIES,
+    GUILD_LOCALE,
+    LOCALE,
+    MAX_NAME_LENGTH,
+    SUMMARY_TYPES,
+    canonical,
+)
 
 MAX_VALUE_LENGTH = 100
 _OUTSIDE = re.compile(r"[^\w-]")  # \w: Unicode letters and digits, and _
 _KEY_RE = re.compile(r"[a-z_][a-z0-9_]*")
+# A BCP 47 language tag, lower-cased: a 2-8 letter language, then subtags of 1-8 letters/digits.
+_LOCALE_RE = re.compile(r"[a-z]{2,8}(?:-[a-z0-9]{1,8})*")
 
 
 class ContextError(ValueError):
@@ -40,6 +54,45 @@ def normalise_value(value: object) -> str:
     cut to 100 characters."""
     text = unicodedata.normalize("NFC", display_value(value)).lower()
     return _OUTSIDE.sub("_", text)[:MAX_VALUE_LENGTH]
+
+
+def normalise_locale(value: object) -> str:
+    """A language tag in lower case with `-` (`pt_BR` -> `pt-br`); "" when it is not one.
+
+    A value that is not a tag counts as no locale at all: it could never name a translation.
+    """
+    if not isinstance(value, str):
+        return ""
+    text = value.strip()[:MAX_VALUE_LENGTH].lower().replace("_", "-")
+    return text if _LOCALE_RE.fullmatch(text) else ""
+
+
+def display_locale(tag: str) -> str:
+    """A normalised tag in its usual casing, for prompts: `pt-br` -> `pt-BR`, `zh-hant` ->
+    `zh-Hant`, `es-419` stays."""
+    language, *subtags = tag.split("-")
+    shown = [language]
+    for subtag in subtags:
+        if len(subtag) == 2 and subtag.isalpha():
+            shown.append(subtag.upper())
+        elif len(subtag) == 4 and subtag.isalpha():
+            shown.append(subtag.title())
+        else:
+            shown.append(subtag)
+    return "-".join(shown)
+
+
+def locale_fallbacks(tag: str | None) -> tuple[str, ...]:
+    """The tags to try for a locale, best first: `pt-br` -> (`pt-br`, `pt`); none -> ()."""
+    if not tag:
+        return ()
+    language = tag.split("-", 1)[0]
+    return (tag,) if language == tag else (tag, language)
+
+
+def normalise_variable(key: str, value: object) -> str:
+    """A value for a canonical context key: a language tag for the locales, else as any value."""
+    return normalise_locale(value) if key in (LOCALE, GUILD_LOCALE) else normalise_value(value)
 
 
 def normalise_key(key: object) -> str:
@@ -78,7 +131,7 @@ class Context:
         """Normalise keys and values; empty and None values are treated as absent.
 
         When both an alias and its canonical key are given (`summary_type` and `type`), the
-        canonical key wins.
+        canonical key wins. `guild_locale` only fills in `locale` when the context has none.
         """
         merged: dict[str, str] = {}
         shown: dict[str, str] = {}
@@ -89,7 +142,7 @@ class Context:
             key = normalise_key(raw_key)
             if raw_value is None:
                 continue
-            value = normalise_value(raw_value)
+            value = normalise_variable(key, raw_value)
             is_alias = raw_key.strip().lower() in ALIASES
             if not value or (is_alias and key in explicit):
                 continue
@@ -97,6 +150,12 @@ class Context:
             shown[key] = display_value(raw_value)
             if not is_alias:
                 explicit.add(key)
+        guild_locale = merged.pop(GUILD_LOCALE, None)
+        shown.pop(GUILD_LOCALE, None)
+        if guild_locale and LOCALE not in merged:
+            merged[LOCALE] = guild_locale
+        if LOCALE in merged:
+            shown[LOCALE] = display_locale(merged[LOCALE])
         return cls(tuple(sorted(merged.items())), tuple(sorted(shown.items())))
 
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -129,6 +188,13 @@ class Context:
         if self.raw:
             key += "|" + "&".join(f"{k}={v}" for k, v in self.raw)
         return key
+
+    def with_value(self, name: str, value: str | None) -> Context:
+        """This context with one (already normalised) value replaced, or removed when None."""
+        items = [item for item in self.items if item[0] != name]
+        if value:
+            items.append((name, value))
+        return Context(tuple(sorted(items)), self.raw)
 
     @property
     def category(self) -> str | None:

@@ -65,7 +65,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "path-unknown-key": (
         "warning",
         "Known PATH keys: version, routes, fallback_chain, "
-        "variables, allowed_guilds; check the spelling or remove the key.",
+        "variables, allowed_guilds, extends, locked; check the spelling or remove the key.",
     ),
     "path-no-routes": (
         "error",
@@ -116,6 +116,37 @@ CODES: dict[str, tuple[Severity, str]] = {
         "This variable is neither part of the routing context "
         "nor declared under `variables:`; check the spelling, or declare "
         "a default for it.",
+    ),
+    # Layers: `extends` and `locked`
+    "extends-syntax": (
+        "error",
+        "Write `extends: owner/name@branch` (or a list of them, nearest last) in a schema v2 PATH.",
+    ),
+    "extends-depth": (
+        "error",
+        "A repository may sit on at most 3 layers of bases: extend a base that extends fewer.",
+    ),
+    "extends-cycle": (
+        "error",
+        "Bases may not extend each other in a circle: remove one `extends:` entry of the cycle.",
+    ),
+    "base-missing": (
+        "error",
+        "Make the base readable (public, or the App installed with this server in its "
+        "`allowed_guilds`), fix the name or ref; locally, pass `--base owner/name=DIR`.",
+    ),
+    "base-invalid": (
+        "error",
+        "Fix the problem in the base repository (it is reported there too), or extend another "
+        "ref of it.",
+    ),
+    "file-locked": (
+        "error",
+        "Remove this file: the base locks it, so the base's file serves.",
+    ),
+    "route-locked": (
+        "error",
+        "Remove the route from this PATH (or keep it in fallback_chain): the base locks it.",
     ),
     # schema-version
     "schema-version-unsupported": ("error", "Write `v1` or `v2`."),

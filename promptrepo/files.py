@@ -1,7 +1,9 @@
 """Which paths belong to a prompt repository, and reading one from a directory.
 
-The sync decides which blobs to download with `is_repository_file`, and the CLI reads a checkout
-through the same filter, so `guildprompts validate` sees exactly what the service would.
+The sync decides which blobs to download with `is_repository_file` and `nested_roots`, and the
+CLI reads a checkout through the same filter, so `guildprompts validate` sees exactly what the
+service would. A directory below the root holding its own PATH is another repository (a base pack
+kept beside the repository extending it, as in examples/), never part of this one.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 PATH_FILE = "PATH"
@@ -66,19 +69,34 @@ def is_repository_file(path: str) -> bool:
     return not (len(segments) == 1 and stem in _TOP_LEVEL_DOCS)
 
 
+def nested_roots(paths: Iterable[str]) -> frozenset[str]:
+    """Directories below the root that hold a PATH of their own (`base/` for `base/PATH`)."""
+    return frozenset(path[: -len(PATH_FILE)] for path in paths if path.endswith("/" + PATH_FILE))
+
+
+def in_nested_repository(path: str, roots: frozenset[str]) -> bool:
+    """Whether a path lies inside one of `nested_roots` (so belongs to another repository)."""
+    return any(path.startswith(root) for root in roots)
+
+
 def files_from_directory(path: str | os.PathLike[str]) -> dict[str, bytes]:
     """The repository files under a directory, keyed by relative path with forward slashes.
 
     Dot-directories (.git, .github) are not entered and symbolic links are not followed, so a
-    checkout cannot make validation read files outside it.
+    checkout cannot make validation read files outside it; nor are directories holding their
+    own PATH (other repositories, see `nested_roots`).
     """
     root = Path(path)
     if not root.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "not a directory", os.fspath(path))
     files: dict[str, bytes] = {}
     for directory, subdirectories, names in os.walk(root, followlinks=False):
-        subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
         base = Path(directory)
+        subdirectories[:] = sorted(
+            d
+            for d in subdirectories
+            if not d.startswith(".") and not (base / d / PATH_FILE).is_file()
+        )
         for name in sorted(names):
             full = base / name
             relative = full.relative_to(root).as_posix()

@@ -7,6 +7,8 @@ diagnostics are mapped back to the author's line and column.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,17 +16,32 @@ from dataclasses import dataclass, field
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from . import safeyaml
-from .context import ContextError, normalise_key, normalise_value
+from .context import ContextError, normalise_key, normalise_variable
 from .diagnostics import Diagnostic, diagnostic, did_you_mean
 from .files import PATH_FILE
-from .variables import canonical, is_valid_name
+from .variables import GUILD_LOCALE, LOCALE, canonical, is_valid_name
 from .versions import describe_supported, parse_version
 
-KNOWN_KEYS = ("version", "routes", "fallback_chain", "variables", "allowed_guilds")
+KNOWN_KEYS = (
+    "version",
+    "routes",
+    "fallback_chain",
+    "variables",
+    "allowed_guilds",
+    "extends",
+    "locked",
+)
+MAX_BASES = 3  # `extends:` entries in one PATH (and layers below a repository, see layers.py)
 ROUTE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 _YAML_START = re.compile(r"""(?:---|%|-(?:\s|$)|["']?[A-Za-z0-9_-]+["']?\s*:(?:\s|$))""")
 _GUILD_ID = re.compile(r"[0-9]{1,20}")
 _DRIVE = re.compile(r"[A-Za-z]:")
+# `owner/name@ref`: GitHub's owner and repository name rules, a branch or tag name after `@`.
+_BASE_RE = re.compile(
+    r"(?P<repository>[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100})"
+    r"@(?P<ref>[A-Za-z0-9._][A-Za-z0-9._/-]{0,254})"
+)
+_NOT_A_TAG = "`{name}: {text}` is not a language tag: write one such as `fr`, `pt-BR` or `es-419`"
 
 
 class PatternError(ValueError):
@@ -50,6 +67,28 @@ class Route:
 
 
 @dataclass(frozen=True)
+class BaseRef:
+    """One `extends:` entry: a repository (`owner/name`, lower case) at a branch or tag."""
+
+    repository: str
+    ref: str
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.repository}@{self.ref}"
+
+
+@dataclass(frozen=True)
+class ChainEntry:
+    """A `fallback_chain` name as written, kept for repositories whose routes come in layers."""
+
+    name: str
+    line: int | None
+    column: int | None
+
+
+@dataclass(frozen=True)
 class PathFile:
     routes: tuple[Route, ...]  # the fallback chain, in order, invalid routes left out
     declared_version: str | None = None  # PATH `version:`, normalised
@@ -57,6 +96,13 @@ class PathFile:
     version_unsupported: bool = False
     variables: dict[str, str] = field(default_factory=dict)  # canonical name -> default
     allowed_guilds: tuple[str, ...] = ()
+    # Layering (see layers.py): every valid route as defined, in file order; the explicit
+    # `fallback_chain` (None when absent); the bases, nearest last as written; what a base locks.
+    defined: tuple[Route, ...] = ()
+    chain: tuple[ChainEntry, ...] | None = None
+    extends: tuple[BaseRef, ...] = ()
+    extends_line: int | None = None
+    locked: tuple[tuple[str, int | None, int | None], ...] = ()
 
 
 def normalise_lines(text: str) -> list[str]:
@@ -102,6 +148,27 @@ def parse_pattern(raw: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     parts = tuple(re.split(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", pattern))
     names = tuple(dict.fromkeys(parts[1::2]))
     return pattern, parts, names
+
+
+@functools.lru_cache(maxsize=4096)
+def without_variable(route: Route, name: str) -> Route | None:
+    """The route with `{name}` left out, for a value that may be absent (the locale).
+
+    A variable that is a whole directory goes with its `/` (`p/{locale}/x.md` -> `p/x.md`), a
+    whole file name with the `/` before it (`p/x/{locale}.md` -> `p/x.md`), else with one
+    neighbouring `.`, `-` or `_` (`x.{locale}.md` -> `x.md`). None when nothing usable is left.
+    """
+    token = re.escape("{" + name + "}")
+    pattern = re.sub(rf"(?:^|(?<=/)){token}/", "", route.pattern)
+    pattern = re.sub(rf"/{token}(?=\.[^/]*$)", "", pattern)
+    if re.match(rf"{token}\.[^/]*$", pattern):
+        return None  # `{locale}.md` at the top: no file name is left
+    pattern = re.sub(rf"[._-]{token}|{token}[._-]|{token}", "", pattern)
+    try:
+        pattern, parts, names = parse_pattern(pattern)
+    except PatternError:
+        return None
+    return dataclasses.replace(route, pattern=pattern, parts=parts, names=names)
 
 
 def _check_braces(raw: str) -> None:
@@ -185,7 +252,7 @@ def _parse_lines(content: list[tuple[int, str]]) -> tuple[PathFile | None, list[
             )
         )
         return None, diagnostics
-    return PathFile(tuple(routes)), diagnostics
+    return PathFile(tuple(routes), defined=tuple(routes)), diagnostics
 
 
 class _YamlPath:
@@ -270,13 +337,20 @@ class _YamlPath:
                 )
             entries[key.value] = (key, value)
         version, version_line, unsupported = self.read_version(entries.get("version"))
-        if "routes" not in entries:
+        extends = self.read_extends(entries.get("extends"))
+        locked = self.read_locked(entries.get("locked"))
+        if "routes" not in entries and not extends:
             self.report("path-no-routes", "PATH has no `routes:` key", root)
             return None
-        defined = self.read_routes(*entries["routes"])
-        chain = self.read_chain(entries.get("fallback_chain"), defined)
-        if not chain:
-            return None
+        defined = self.read_routes(*entries["routes"]) if "routes" in entries else {}
+        named = self.read_chain_names(entries.get("fallback_chain"), report=bool(extends))
+        if extends:
+            # The chain may name the bases' routes: layers.py resolves it with them.
+            chain: tuple[Route, ...] = ()
+        else:
+            chain = self.read_chain(entries.get("fallback_chain"), defined)
+            if not chain:
+                return None
         return PathFile(
             chain,
             version,
@@ -284,7 +358,85 @@ class _YamlPath:
             unsupported,
             self.read_variables(entries.get("variables")),
             self.read_guilds(entries.get("allowed_guilds")),
+            defined=tuple(route for route in defined.values() if route is not None),
+            chain=named,
+            extends=extends,
+            extends_line=self.where(entries["extends"][0])[0] if extends else None,
+            locked=locked,
         )
+
+    def read_extends(self, entry: tuple[Node, Node] | None) -> tuple[BaseRef, ...]:
+        if entry is None or _is_null(entry[1]):
+            return ()
+        node = entry[1]
+        items = node.value if isinstance(node, SequenceNode) else [node]
+        bases: list[BaseRef] = []
+        for item in items:
+            text = _scalar_text(item)
+            match = _BASE_RE.fullmatch(text.strip()) if text is not None else None
+            if match is None or ".." in match["ref"] or match["ref"].endswith(("/", ".")):
+                self.report(
+                    "extends-syntax",
+                    f"`extends:` entries are `owner/name@branch` (or a tag), found {_show(item)}",
+                    item,
+                )
+                continue
+            repository = match["repository"].lower()
+            if any(base.repository == repository for base in bases):
+                self.report("extends-syntax", f"`extends:` names {repository} twice", item)
+                continue
+            bases.append(BaseRef(repository, match["ref"], *self.where(item)))
+        if not items:
+            self.report("extends-syntax", "`extends:` is an empty list", node)
+        if len(bases) > MAX_BASES:
+            self.report(
+                "extends-depth",
+                f"`extends:` lists {len(bases)} bases; at most {MAX_BASES} layers are allowed",
+                node,
+            )
+        return tuple(bases)
+
+    def read_locked(
+        self, entry: tuple[Node, Node] | None
+    ) -> tuple[tuple[str, int | None, int | None], ...]:
+        """Route names and file paths (a directory ends with `/`) a repository extending this
+        one may not override."""
+        locked = []
+        for item in self.items(entry, "`locked:` must be a list of route names and file paths"):
+            text = _scalar_text(item)
+            problem = None if text is None else check_relative_path(text.strip())
+            if text is None or problem is not None:
+                self.report(
+                    "path-type",
+                    f"`locked:` entries are route names or file paths: {problem or _show(item)}",
+                    item,
+                )
+                continue
+            locked.append((text.strip(), *self.where(item)))
+        return tuple(locked)
+
+    def read_chain_names(
+        self, entry: tuple[Node, Node] | None, *, report: bool
+    ) -> tuple[ChainEntry, ...] | None:
+        """The chain as written; `report`: its type problems (read_chain reports them otherwise)."""
+        if entry is None:
+            return None
+        node = entry[1]
+        if not isinstance(node, SequenceNode):
+            if report:
+                self.report("path-type", "`fallback_chain:` must be a list of route names", node)
+            return None
+        names = []
+        for item in node.value:
+            if safeyaml.is_str(item):
+                names.append(ChainEntry(item.value, *self.where(item)))
+            elif report:
+                self.report(
+                    "path-type",
+                    f"fallback_chain entries are route names, found {_show(item)}",
+                    item,
+                )
+        return tuple(names)
 
     def read_version(self, entry: tuple[Node, Node] | None) -> tuple[str | None, int | None, bool]:
         if entry is None:
@@ -390,9 +542,12 @@ class _YamlPath:
                 )
                 ok = False
                 continue
-            conditions[canonical(key.value)] = frozenset(
-                normalise_value(text) for text in allowed if text is not None
-            )
+            variable = canonical(key.value)
+            values = {t: normalise_variable(variable, t) for t in allowed if t is not None}
+            for text, normalised in values.items():
+                if not normalised and variable in (LOCALE, GUILD_LOCALE):
+                    self.report("path-type", _NOT_A_TAG.format(name=key.value, text=text), value)
+            conditions[variable] = frozenset(values.values())
         return tuple(conditions.items()) if ok else None
 
     def read_chain(
@@ -460,19 +615,25 @@ class _YamlPath:
             if text is None:
                 self.report("path-type", f"variable `{key.value}` needs a text default", value)
                 continue
-            if normalise_value(text):
-                defaults[name] = normalise_value(text)
+            normalised = normalise_variable(name, text)
+            if normalised:
+                defaults[name] = normalised
+            elif name in (LOCALE, GUILD_LOCALE):
+                self.report("path-type", _NOT_A_TAG.format(name=key.value, text=text), value)
         return defaults
 
-    def read_guilds(self, entry: tuple[Node, Node] | None) -> tuple[str, ...]:
+    def items(self, entry: tuple[Node, Node] | None, wrong_type: str) -> list[Node]:
+        """The entries of a list-valued key; none (and `wrong_type` reported) when not a list."""
         if entry is None or _is_null(entry[1]):
-            return ()
-        node = entry[1]
-        if not isinstance(node, SequenceNode):
-            self.report("path-type", "`allowed_guilds:` must be a list of Discord server ids", node)
-            return ()
+            return []
+        if not isinstance(entry[1], SequenceNode):
+            self.report("path-type", wrong_type, entry[1])
+            return []
+        return list(entry[1].value)
+
+    def read_guilds(self, entry: tuple[Node, Node] | None) -> tuple[str, ...]:
         guilds: list[str] = []
-        for item in node.value:
+        for item in self.items(entry, "`allowed_guilds:` must be a list of Discord server ids"):
             text = _scalar_text(item)
             if text is None or not _GUILD_ID.fullmatch(text.strip()):
                 self.report(

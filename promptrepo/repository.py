@@ -2,18 +2,28 @@
 
 `analyse` is the single pass that decodes and parses everything and records what is wrong;
 `validate` reports those findings (plus its own checks), `load_repository` keeps the parsed result
-so that `resolve` only looks things up.
+so that `resolve` only looks things up. A repository whose PATH `extends` bases is read as one
+repository made of layers (`analyse_layers`): each path served by the nearest layer that has it,
+unless a base locks it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from .diagnostics import Diagnostic, diagnostic
-from .files import PATH_FILE, SCHEMA_VERSION_FILE, is_repository_file, is_test_file
+from .files import (
+    PATH_FILE,
+    SCHEMA_VERSION_FILE,
+    in_nested_repository,
+    is_repository_file,
+    is_test_file,
+    nested_roots,
+)
 from .frontmatter import Assembly, PromptSource, assemble, check_includes, parse_prompt
+from .layers import OWN, Layer, stack
 from .pathfile import PathFile, Route, parse_path_file
 from .versions import DEFAULT_VERSION, describe_supported, parse_version
 
@@ -36,6 +46,15 @@ class Analysis:
     assembly: Assembly = field(default_factory=Assembly)
     tests: dict[str, str] = field(default_factory=dict)  # routing test files, decoded
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)  # PATH defaults, all layers
+    # Layers (empty for a repository without bases): which layer serves a path or defines a
+    # route; a name missing here is the repository's own.
+    owners: dict[str, str] = field(default_factory=dict)
+    route_owners: dict[str, str] = field(default_factory=dict)
+    layers: tuple[str, ...] = ()  # the bases used, nearest first
+
+    def is_own(self, path: str) -> bool:
+        return self.owners.get(path, OWN) == OWN
 
     @property
     def schema_version(self) -> str | None:
@@ -48,8 +67,57 @@ class Analysis:
         return [path for path in self.files if path not in SPECIAL_FILES and not is_test_file(path)]
 
 
-def analyse(files: Mapping[str, bytes], *, max_file_size: int | None = None) -> Analysis:
-    result = Analysis({path: data for path, data in files.items() if is_repository_file(path)})
+def analyse(
+    files: Mapping[str, bytes],
+    *,
+    max_file_size: int | None = None,
+    bases: Mapping[str, Mapping[str, bytes]] | None = None,
+    name: str = OWN,
+) -> Analysis:
+    """Everything about a repository; `bases` are the repositories its PATH may extend, keyed
+    `owner/name` or `owner/name@ref` (see layers.stack)."""
+    if not bases and not _extends(files):
+        result = _read(files, max_file_size)
+        result.assembly = check_includes(result.sources, set(result.prompt_paths))
+        result.diagnostics += result.assembly.diagnostics
+        return result
+    layers, problems = stack(files, bases or {}, name)
+    if any(d.code == "base-missing" for d in problems):
+        # Never serve a repository with a layer missing, and say nothing that layer would settle.
+        result = _read(files, max_file_size)
+        result.routes = ()
+    else:
+        result = analyse_layers(layers, max_file_size=max_file_size)
+    result.diagnostics += problems
+    return result
+
+
+def analyse_layers(layers: Sequence[Layer], *, max_file_size: int | None = None) -> Analysis:
+    """The repository made of `layers` (its own first, then its bases nearest first)."""
+    from .merge import merge
+
+    own = _read(layers[0].files, max_file_size)
+    if len(layers) == 1 and not (own.path_file and own.path_file.extends):
+        own.assembly = check_includes(own.sources, set(own.prompt_paths))
+        own.diagnostics += own.assembly.diagnostics
+        return own
+    return merge(own, [(layer, _read(layer.files, max_file_size)) for layer in layers[1:]])
+
+
+def _extends(files: Mapping[str, bytes]) -> bool:
+    return b"extends" in files.get(PATH_FILE, b"")
+
+
+def _read(files: Mapping[str, bytes], max_file_size: int | None) -> Analysis:
+    """One repository's files decoded and parsed, before includes are followed."""
+    nested = nested_roots(files)
+    result = Analysis(
+        {
+            path: data
+            for path, data in files.items()
+            if is_repository_file(path) and not in_nested_repository(path, nested)
+        }
+    )
     _read_path(result, max_file_size)
     _read_version(result, max_file_size)
     for path in sorted(filter(is_test_file, result.files)):
@@ -70,8 +138,8 @@ def analyse(files: Mapping[str, bytes], *, max_file_size: int | None = None) -> 
             result.unreadable[path] = next(d.message for d in found if d.severity == "error")
         else:
             result.sources[path] = source
-    result.assembly = check_includes(result.sources, set(result.prompt_paths))
-    result.diagnostics += result.assembly.diagnostics
+    if result.path_file is not None:
+        result.variables = dict(result.path_file.variables)
     return result
 
 
@@ -212,9 +280,15 @@ class PromptRepository:
     _includes: Mapping[str, tuple[str, ...]] = field(repr=False)
     _unusable: Mapping[str, str] = field(repr=False)
     _prompt_paths: frozenset[str] = field(repr=False)
+    layers: tuple[str, ...] = ()  # the bases it extends (`owner/name`), nearest first
+    _owners: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
     def has_prompt(self, path: str) -> bool:
         return path in self._prompt_paths
+
+    def layer_of(self, path: str) -> str | None:
+        """The base (`owner/name`) a file comes from; None for the repository's own files."""
+        return self._owners.get(path) or None
 
     def prompt(self, path: str) -> tuple[PromptSource, str]:
         """A prompt file and its assembled text; RepositoryError when it has errors."""
@@ -224,13 +298,24 @@ class PromptRepository:
         return self._sources[path], assemble(path, self._sources, self._includes)
 
 
-def load_repository(files: Mapping[str, bytes]) -> PromptRepository:
+def load_repository(
+    files: Mapping[str, bytes],
+    *,
+    bases: Mapping[str, Mapping[str, bytes]] | None = None,
+    name: str = OWN,
+) -> PromptRepository:
     """Parse a repository once; RepositoryError when PATH or the schema version is unusable.
 
+    `bases`: the repositories its PATH `extends`, keyed `owner/name` or `owner/name@ref`.
     A prompt file with errors does not stop loading: resolving to it raises RepositoryError.
     The service only activates commits that `validate` accepts, so that never happens there.
     """
-    return repository_from(analyse(files))
+    return repository_from(analyse(files, bases=bases, name=name))
+
+
+def load_layers(layers: Sequence[Layer]) -> PromptRepository:
+    """A repository from its layers, already in order (its own first, bases nearest first)."""
+    return repository_from(analyse_layers(layers))
 
 
 def repository_from(result: Analysis) -> PromptRepository:
@@ -250,9 +335,11 @@ def repository_from(result: Analysis) -> PromptRepository:
         routes=result.routes,
         allowed_guilds=result.path_file.allowed_guilds,
         files=tuple(sorted(result.files)),
-        variables=MappingProxyType(dict(result.path_file.variables)),
+        variables=MappingProxyType(dict(result.variables)),
         _sources=MappingProxyType(result.sources),
         _includes=MappingProxyType(result.assembly.includes),
         _unusable=MappingProxyType(unusable),
         _prompt_paths=frozenset(result.prompt_paths),
+        layers=result.layers,
+        _owners=MappingProxyType(dict(result.owners)),
     )

@@ -2,7 +2,8 @@
 
 v1 reproduces the earlier bot's choice exactly (see `_v1_candidates`), so repositories written
 for it keep behaving the same; v2 adds `when:` conditions and skips routes whose variables the
-context lacks. Resolution performs no I/O: everything was parsed by `load_repository`.
+context lacks. In both, a route with `{locale}` tries the full tag, then its language, then the
+route without the locale. Resolution performs no I/O: everything was parsed by `load_repository`.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from types import MappingProxyType
 from typing import Any
 
 from . import safeyaml
-from .context import Context
-from .pathfile import Route
+from .context import Context, locale_fallbacks
+from .pathfile import Route, without_variable
 from .repository import PromptRepository
-from .variables import CATEGORIES
+from .variables import CATEGORIES, LOCALE
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 GLOBAL_DEFAULT = "global"
@@ -61,6 +62,8 @@ class Resolution:
             return self.route
         return f"{self.route} -> {self.expansion}"
 
+    layer: str | None = None  # the base (`owner/name`) the file came from; None: its own
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "file_path": self.file_path,
@@ -74,6 +77,7 @@ class Resolution:
             "content": self.content,
             "variables": dict(self.variables),
             "expansion": self.expansion,
+            "layer": self.layer,
         }
 
 
@@ -133,37 +137,58 @@ def resolve(repo: PromptRepository | None, context: Context | Mapping[str, objec
                     content=content,
                     variables=MappingProxyType(values.rendering()),
                     expansion=_expansion(route, values, path, repo.schema_version),
+                    layer=repo.layer_of(path),
                 )
     fallback = builtin_default(values, tried_paths=tuple(tried), schema_version=repo.schema_version)
     return fallback
 
 
 def candidates(route: Route, context: Context, version: str) -> list[str]:
-    """The paths one route proposes for a context, best first."""
+    """The paths one route proposes for a context, best first.
+
+    A route using `{locale}` is expanded once per locale fallback (`pt-br`, then `pt`), the
+    locale kept fixed, and then once without the locale; other routes as their version says.
+    """
+    if LOCALE not in route.names:
+        return _expand(route, context, version)
+    paths = []
+    for tag in locale_fallbacks(context.get(LOCALE)):
+        paths += _expand(route, context.with_value(LOCALE, tag), version, fixed=LOCALE)
+    bare = without_variable(route, LOCALE)
+    if bare is not None:
+        paths += _expand(bare, context.with_value(LOCALE, None), version)
+    return paths
+
+
+def _expand(route: Route, context: Context, version: str, fixed: str | None = None) -> list[str]:
     if version == "v1":
-        return _v1_candidates(route, context)
+        return _v1_candidates(route, context, fixed)
     for name, allowed in route.when:
         if context.get(name) not in allowed:
             return []
-    values = [value for name in route.names if (value := context.get(name))]
-    if len(values) != len(route.names):
+    values = {name: context.get(name) or "" for name in route.names}
+    if not all(values.values()):
         return []  # v2: a route whose variables are not all known is skipped
-    return [_fill(route, dict(zip(route.names, values, strict=True)))]
+    return [_fill(route, values)]
 
 
-def _v1_candidates(route: Route, context: Context) -> list[str]:
+def _v1_candidates(route: Route, context: Context, fixed: str | None = None) -> list[str]:
     """The earlier bot's order: the full path when every variable has a value, then, for
-    i = 0..n-1, the first n-1-i variables kept and the rest replaced by `default`."""
-    names = route.names
+    i = 0..n-1, the first n-1-i variables kept and the rest replaced by `default`.
+
+    A `fixed` variable (the locale being tried) keeps its value throughout and is not counted.
+    """
+    names = tuple(name for name in route.names if name != fixed)
+    given = {fixed: context.get(fixed) or ""} if fixed else {}
     values = [context.get(name) or "" for name in names]
     paths = []
     if all(values):
-        paths.append(_fill(route, dict(zip(names, values, strict=True))))
+        paths.append(_fill(route, {**given, **dict(zip(names, values, strict=True))}))
     count = len(names)
     for i in range(count):
         kept = count - 1 - i
         filled = [value or "default" for value in values[:kept]] + ["default"] * (count - kept)
-        paths.append(_fill(route, dict(zip(names, filled, strict=True))))
+        paths.append(_fill(route, {**given, **dict(zip(names, filled, strict=True))}))
     return paths
 
 

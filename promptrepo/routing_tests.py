@@ -280,11 +280,14 @@ def run_tests(repository: PromptRepository | None, tests: Mapping[str, str]) -> 
     return TestRun(tuple(results), tuple(sorted(found, key=Diagnostic.sort_key)))
 
 
-def run_repository_tests(files: Mapping[str, bytes]) -> tuple[TestRun, str | None]:
-    """Run a repository's tests (path -> bytes): the run, and why none could run (or None)."""
+def run_repository_tests(
+    files: Mapping[str, bytes], *, bases: Mapping[str, Mapping[str, bytes]] | None = None
+) -> tuple[TestRun, str | None]:
+    """Run a repository's tests (path -> bytes; `bases`: the repositories its PATH extends):
+    the run, and why none could run (or None)."""
     from .repository import analyse, repository_from
 
-    result = analyse(files)
+    result = analyse(files, bases=bases)
     unreadable = [d for d in result.diagnostics if d.path.startswith("tests/")]
     try:
         repository = repository_from(result)

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from .diagnostics import Diagnostic, diagnostic, did_you_mean
 from .files import PATH_FILE
 from .frontmatter import PromptSource, is_yaml_prompt
-from .pathfile import Route
+from .pathfile import Route, without_variable
 from .render import PLACEHOLDER
 from .repository import Analysis, RepositoryError, analyse, repository_from
 from .routing_tests import run_tests
-from .variables import ALIASES, CONTEXT_VARIABLES, KNOWN_VARIABLES, canonical
+from .variables import ALIASES, CONTEXT_VARIABLES, KNOWN_VARIABLES, LOCALE, canonical
 
 DEFAULT_MAX_FILE_SIZE = 100 * 1024
 
@@ -48,6 +48,7 @@ _DANGER_NAMES = {
 # What a normalised context value can be: Unicode letters and digits, `_`, `-`; lowercase, which
 # a regex cannot say for every script, so `_matches` checks the captured values.
 _VALUE = r"([\w-]{1,100})"
+_LOCALE = "[a-z]{2,8}(?:-[a-z0-9]{1,8})*"  # what a normalised locale can be
 
 
 @dataclass(frozen=True)
@@ -61,21 +62,44 @@ class Report:
 
 
 def validate(
-    files: Mapping[str, bytes], *, strict: bool = False, max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    files: Mapping[str, bytes],
+    *,
+    strict: bool = False,
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+    bases: Mapping[str, Mapping[str, bytes]] | None = None,
 ) -> list[Diagnostic]:
     """All diagnostics for a repository given as path -> bytes, sorted by file and line."""
-    return validate_report(files, strict=strict, max_file_size=max_file_size).diagnostics
+    return validate_report(
+        files, strict=strict, max_file_size=max_file_size, bases=bases
+    ).diagnostics
 
 
 def validate_report(
-    files: Mapping[str, bytes], *, strict: bool = False, max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    files: Mapping[str, bytes],
+    *,
+    strict: bool = False,
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+    bases: Mapping[str, Mapping[str, bytes]] | None = None,
+    name: str = "",
 ) -> Report:
-    """`validate`, plus the schema version the repository was checked against."""
-    result = analyse(files, max_file_size=max_file_size)
+    """`validate`, plus the schema version the repository was checked against.
+
+    `bases`: the repositories its PATH may extend (`owner/name` or `owner/name@ref` -> files);
+    only the repository's own files and routes are checked in detail, a base's errors are
+    summarised on PATH (`base-invalid`). `name`: its own `owner/name`, to catch cycles.
+    """
+    return report_for(
+        analyse(files, max_file_size=max_file_size, bases=bases, name=name), strict=strict
+    )
+
+
+def report_for(result: Analysis, *, strict: bool = False) -> Report:
+    """The report of an analysis (see `validate_report`)."""
     found = list(result.diagnostics)
     known = _known_names(result)
-    for source in result.sources.values():
-        found += _check_text(source, known, strict)
+    for path, source in result.sources.items():
+        if result.is_own(path):
+            found += _check_text(source, known, strict)
     if result.routes:
         found += _check_route_variables(result)
         found += _check_reachability(result)
@@ -95,9 +119,7 @@ def _run_routing_tests(result: Analysis) -> list[Diagnostic]:
 
 
 def _known_names(result: Analysis) -> frozenset[str]:
-    names = set(KNOWN_VARIABLES)
-    if result.path_file is not None:
-        names |= set(result.path_file.variables)
+    names = set(KNOWN_VARIABLES) | set(result.variables)
     for route in result.routes:
         names |= set(route.names) | {name for name, _ in route.when}
     names |= {alias for alias, name in ALIASES.items() if name in names}
@@ -173,10 +195,14 @@ def _danger(
     )
 
 
+def _own_routes(result: Analysis) -> list[Route]:
+    return [route for route in result.routes if result.route_owners.get(route.name, "") == ""]
+
+
 def _check_route_variables(result: Analysis) -> list[Diagnostic]:
-    declared = set(result.path_file.variables) if result.path_file else set()
+    declared = set(result.variables)
     out = []
-    for route in result.routes:
+    for route in _own_routes(result):
         written = list(route.names) + [name for name, _ in route.when]
         for name in dict.fromkeys(written):
             if canonical(name) not in CONTEXT_VARIABLES and canonical(name) not in declared:
@@ -194,6 +220,15 @@ def _check_route_variables(result: Analysis) -> list[Diagnostic]:
 
 
 def _route_regex(route: Route, version: str) -> re.Pattern[str]:
+    """Every path the route can ever propose (with and without the locale, when it has one)."""
+    shapes = [_pattern_regex(route, version)]
+    bare = without_variable(route, LOCALE) if LOCALE in route.names else None
+    if bare is not None and (version == "v1" or LOCALE not in dict(route.when)):
+        shapes.append(_pattern_regex(bare, version))
+    return re.compile("|".join(f"(?:{shape})" for shape in shapes))
+
+
+def _pattern_regex(route: Route, version: str) -> str:
     allowed = dict(route.when) if version != "v1" else {}
     pieces = []
     for index, part in enumerate(route.parts):
@@ -203,13 +238,16 @@ def _route_regex(route: Route, version: str) -> re.Pattern[str]:
             values = sorted(value for value in allowed[canonical(part)] if value)
             pieces.append("(?:" + "|".join(map(re.escape, values)) + ")" if values else "(?!)")
         else:
-            pieces.append(_VALUE)
-    return re.compile("".join(pieces))
+            pieces.append(_LOCALE if part == LOCALE else _VALUE)
+    return "".join(pieces)
 
 
 def _matches(regex: re.Pattern[str], path: str) -> bool:
     match = regex.fullmatch(path)
-    return match is not None and all(value == value.lower() for value in match.groups())
+    # A group of the route's other shape (with or without the locale) did not take part: None.
+    return match is not None and all(
+        value is None or value == value.lower() for value in match.groups()
+    )
 
 
 def _check_reachability(result: Analysis) -> list[Diagnostic]:
@@ -218,10 +256,11 @@ def _check_reachability(result: Analysis) -> list[Diagnostic]:
     regexes = [(route, _route_regex(route, result.version)) for route in result.routes]
     out = []
     routed: set[str] = set()
+    own_routes = _own_routes(result)
     for route, regex in regexes:
         matched = {path for path in prompts if _matches(regex, path)}
         routed |= matched
-        if not matched:
+        if not matched and route in own_routes:
             out.append(
                 diagnostic(
                     "route-unreachable",
@@ -235,6 +274,8 @@ def _check_reachability(result: Analysis) -> list[Diagnostic]:
     reachable = _closure(routed, result.sources)
     unrouted: dict[str, list[str]] = {}
     for path in prompts:
+        if not result.is_own(path):
+            continue
         if path in reachable:
             if result.version == "v1" and is_yaml_prompt(path) and path in routed:
                 out.append(
@@ -316,6 +357,7 @@ _EXAMPLE_VALUES = {
     "perspective": "general",
     "guild": "123456789012345678",
     "channel_id": "123456789012345678",
+    "locale": "fr",
 }
 
 

@@ -13,9 +13,14 @@ BOT_SUPPLIED_VARIABLES: frozenset[str] = frozenset(
     {"messages", "message_count", "date", "time_range", "guild_name", "channel_name"}
 )
 
+# The locale routing variable, and Discord's server-wide locale that stands in when the
+# context has no `locale` (it never reaches a route or a prompt under its own name).
+LOCALE = "locale"
+GUILD_LOCALE = "guild_locale"
+
 # The routing context the bot sends with every request.
 CONTEXT_VARIABLES: frozenset[str] = frozenset(
-    {"guild", "channel", "channel_id", "category", "type", "perspective"}
+    {"guild", "channel", "channel_id", "category", "type", "perspective", LOCALE}
 )
 
 # Older spellings accepted everywhere a context variable name is: alias -> canonical name.

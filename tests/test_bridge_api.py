@@ -152,6 +152,43 @@ async def test_extra_query_variables_reach_the_context(
     assert other.json()["tried_paths"][0] == "prompts/teams/web.md"
 
 
+async def test_discord_locales_route_and_render(store: Store, http: httpx.AsyncClient) -> None:
+    path_file = PATH_FILE.replace(
+        b"routes:\n", b'routes:\n  by_locale: "prompts/{locale}/{category}.md"\n'
+    ).replace(b"fallback_chain: [", b"fallback_chain: [by_locale, ")
+    files = {
+        **prompt_files("v1", path_file),
+        "prompts/pt/meeting.md": b"Reuniao ({locale}): {messages}\n",
+    }
+    store.repository()
+    store.commit(1, files)
+    store.bind(GUILD)
+
+    async def answer(**query: str) -> dict[str, Any]:
+        response = await http.get(
+            f"/bridge/v1/guilds/{GUILD}/prompt", params={"category": "meeting", **query}
+        )
+        assert response.status_code == 200
+        return dict(response.json())
+
+    user = await answer(locale="pt-BR", guild_locale="fr")
+    server = await answer(guild_locale="pt_BR")
+    french = await answer(locale="fr", guild_locale="pt-BR")
+    missing = await answer()
+
+    assert user["content"] == server["content"] == "Reuniao (pt-BR): {messages}\n"
+    assert user["tried_paths"][:2] == ["prompts/pt-br/meeting.md", "prompts/pt/meeting.md"]
+    assert french["tried_paths"][:2] == ["prompts/fr/meeting.md", "prompts/meeting.md"]
+    assert french["file_path"] == missing["file_path"] == "prompts/meeting/default.md"
+    assert missing["tried_paths"][0] == "prompts/meeting.md"
+    # `/prompt-config test` sends both of Discord's locales in its body.
+    test = await http.post(
+        f"/bridge/v1/guilds/{GUILD}/test",
+        json={"category": "meeting", "locale": None, "guild_locale": "pt-BR"},
+    )
+    assert test.status_code == 200 and test.json()["file_path"] == "prompts/pt/meeting.md"
+
+
 async def test_bad_guild_ids_and_contexts_get_400(http: httpx.AsyncClient) -> None:
     bad_guild = await http.get("/bridge/v1/guilds/not-a-guild/prompt")
     bad_key = await http.get(f"/bridge/v1/guilds/{GUILD}/prompt", params={"9lives": "x"})

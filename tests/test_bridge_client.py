@@ -127,6 +127,23 @@ def test_resolve_returns_every_field_of_the_answer(bridge: FakeBridge) -> None:
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
 
 
+def test_discord_locales_go_to_the_service_as_one_locale(bridge: FakeBridge) -> None:
+    class Locale:  # what discord.Locale does: prints as its tag
+        def __str__(self) -> str:
+            return "pt-BR"
+
+    with make_client(bridge) as client:
+        client.resolve_prompt(GUILD, {"category": "meeting"}, locale=Locale(), guild_locale="fr")
+        client.resolve_prompt(GUILD, category="meeting", locale=None, guild_locale="pt_BR")
+        client.resolve_prompt(GUILD, category="meeting", guild_locale=None)
+    sent = [dict(request.url.params) for request in bridge.requests]
+    assert sent == [
+        {"category": "meeting", "locale": "pt-br"},
+        {"category": "meeting", "locale": "pt-br"},
+        {"category": "meeting"},
+    ]
+
+
 def test_parameters_cannot_be_changed_through_an_answer(bridge: FakeBridge) -> None:
     with make_client(bridge) as client:
         prompt = client.resolve_prompt(GUILD, {"category": "meeting"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -157,8 +158,9 @@ def test_resolve_json_has_exactly_the_pinned_keys() -> None:
         "expansion",
         "content",
         "unresolved",
+        "layer",
     ]
-    assert result["file_path"] == "prompts/discussion/brief.md"
+    assert result["file_path"] == "prompts/discussion/brief.md" and result["layer"] is None
     assert result["route"] == "category_type" and result["source"] == "custom"
     assert result["parameters"] == {"temperature": 0.2, "max_tokens": 300}
     assert "{channel_name}" in result["content"]
@@ -269,3 +271,65 @@ def test_resolve_returns_description_metadata_and_the_expansion_used(tmp_path) -
         {"owner": "me"},
         None,
     )
+
+
+def test_validate_and_resolve_take_local_checkouts_of_bases() -> None:
+    guild, base = EXAMPLES / "guild", f"guildprompts/base-pack={EXAMPLES / 'base'}"
+    assert run("validate", guild, "--base", base).returncode == 0
+    missing = run("validate", guild, "--format", "json")
+    assert missing.returncode == 1
+    assert [d["code"] for d in json.loads(missing.stdout)["diagnostics"]] == ["base-missing"]
+    done = run(
+        "resolve",
+        guild,
+        "--base",
+        base,
+        "--category",
+        "moderation",
+        "--locale",
+        "pt-BR",
+        "--format",
+        "json",
+    )
+    answer = json.loads(done.stdout)
+    assert (answer["file_path"], answer["layer"]) == (
+        "prompts/moderation.md",
+        "guildprompts/base-pack",
+    )
+    assert answer["tried_paths"][0] == "prompts/pt-br/moderation.md"
+    unusable = run("resolve", guild, "--category", "meeting")
+    assert unusable.returncode == 1 and "could not be read" in unusable.stderr
+    tested = run("test", guild, "--base", base, "--format", "json")
+    assert tested.returncode == 0 and len(json.loads(tested.stdout)["results"]) == 4
+    assert run("test", guild).returncode == 1
+
+
+def test_routing_tests_of_a_layered_repository_check_its_bases_files(tmp_path) -> None:
+    guild = tmp_path / "guild"
+    shutil.copytree(EXAMPLES / "guild", guild)
+    (guild / "tests" / "routing.yaml").write_text(
+        "- name: moderation is ours\n"
+        "  context: {category: moderation}\n"
+        "  expect: {file: prompts/moderation.md, contains: [Our own rules]}\n"
+    )
+    done = run(
+        "validate",
+        guild,
+        "--base",
+        f"guildprompts/base-pack={EXAMPLES / 'base'}",
+        "--format",
+        "json",
+    )
+    assert done.returncode == 1
+    assert [d["code"] for d in json.loads(done.stdout)["diagnostics"]] == ["test-failed"]
+
+
+@pytest.mark.parametrize("value", ["base-pack=examples/base", "a/b", "a/b/c=x", "a/b="])
+def test_a_malformed_base_option_is_a_usage_error(value: str) -> None:
+    done = run("validate", EXAMPLES / "guild", "--base", value)
+    assert done.returncode == 2 and "OWNER/NAME=DIR" in done.stderr
+
+
+def test_an_unreadable_base_directory_exits_2(tmp_path) -> None:
+    done = run("validate", EXAMPLES / "guild", "--base", f"a/b={tmp_path / 'nope'}")
+    assert done.returncode == 2 and "cannot read" in done.stderr

@@ -39,6 +39,8 @@ class FakeInteraction:
         self.guild_id = guild_id
         self.channel_id = 42
         self.channel = SimpleNamespace(name="standup")
+        self.locale = discord.Locale.brazil_portuguese
+        self.guild_locale: Any = discord.Locale.french
         self.deferred: dict[str, Any] | None = None
         self.sent: list[dict[str, Any]] = []
         self.edits: list[dict[str, Any]] = []
@@ -125,8 +127,12 @@ async def test_caller_is_read_from_the_interaction() -> None:
     assert (caller.user_id, caller.guild_id, caller.channel_id) == ("5", "111", "42")
     assert caller.manage_guild and not caller.administrator
     assert caller.role_ids == {"77", "78"} and caller.channel_name == "standup"
-    direct = caller_of(FakeInteraction(SimpleNamespace(id=5), guild_id=None))  # type: ignore[arg-type]
+    assert (caller.locale, caller.guild_locale) == ("pt-BR", "fr")
+    dm = FakeInteraction(SimpleNamespace(id=5), guild_id=None)
+    dm.guild_locale = None
+    direct = caller_of(dm)  # type: ignore[arg-type]
     assert direct.guild_id is None and not direct.administrator and not direct.role_ids
+    assert (direct.locale, direct.guild_locale) == ("pt-BR", None)
 
 
 async def test_set_defers_privately_and_replies_without_mentions(
@@ -162,6 +168,8 @@ async def test_status_and_test_are_open_to_members(cog: PromptConfigCog, bridge:
         "type": "brief",
         "channel": "standup",
         "channel_id": "42",
+        "locale": "pt-BR",
+        "guild_locale": "fr",
     }
 
 

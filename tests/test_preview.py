@@ -211,3 +211,24 @@ def test_other_host_names_are_refused(client: httpx.Client) -> None:
 def test_the_command_refuses_a_missing_directory(tmp_path: Path, capsys) -> None:
     assert main(["preview", str(tmp_path / "missing")]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_a_repository_extending_a_base_shows_the_layer_of_each_file() -> None:
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    app = build_app(examples / "guild", bases={"guildprompts/base-pack": examples / "base"})
+    with serve_on_loopback(app) as url, httpx.Client(base_url=url) as http:
+        page = http.get("/").text
+        assert "<th>Layer</th>" in page
+        table = rows(page, "resolution")
+        meeting = [row for row in table if "<td>meeting</td>" in row]
+        moderation = [row for row in table if "<td>moderation</td>" in row]
+        assert meeting and all("this repository" in row for row in meeting)
+        assert moderation and all("base guildprompts/base-pack" in row for row in moderation)
+        tried = http.get("/", params={"category": "discussion", "vars": "locale=pt-BR"}).text
+        assert "prompts/pt-br/discussion.md" in tried and "this repository" in tried
+        answer = prompt(http, category="moderation", locale="fr")
+        assert answer["file_path"] == "prompts/moderation.md"
+        assert "Never repeat personal data" in answer["content"]
+    alone = build_app(examples / "guild")
+    with serve_on_loopback(alone) as url, httpx.Client(base_url=url) as http:
+        assert "base-missing" in http.get("/").text

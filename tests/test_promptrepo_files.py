@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from promptrepo import files_from_directory, is_repository_file
+from promptrepo import files_from_directory, is_repository_file, validate
 
 
 @pytest.mark.parametrize(
@@ -60,6 +60,20 @@ def test_files_from_directory_reads_what_the_sync_would_fetch(tmp_path) -> None:
         "PATH": b"prompts/default.md\n",
         "prompts/meeting/default.md": b"M\r\n",
     }
+
+
+def test_a_directory_with_its_own_path_is_another_repository(tmp_path) -> None:
+    (tmp_path / "base" / "prompts").mkdir(parents=True)
+    (tmp_path / "PATH").write_bytes(b"prompts/default.md\n")
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "default.md").write_bytes(b"Own")
+    (tmp_path / "base" / "PATH").write_bytes(b"prompts/default.md\n")
+    (tmp_path / "base" / "prompts" / "default.md").write_bytes(b"Base")
+    own = files_from_directory(tmp_path)
+    assert own == {"PATH": b"prompts/default.md\n", "prompts/default.md": b"Own"}
+    assert files_from_directory(tmp_path / "base")["prompts/default.md"] == b"Base"
+    tree = {**own, "base/PATH": b"x", "base/prompts/default.md": b"Base"}
+    assert validate(tree) == validate(own) == []
 
 
 def test_files_from_directory_refuses_a_missing_directory(tmp_path) -> None:

@@ -223,6 +223,15 @@ async def test_symlinks_and_submodules_are_never_followed(world: World) -> None:
     assert world.fake.count(r"/git/blobs/" + blob_sha(b"../../etc/passwd")) == 0
 
 
+async def test_a_directory_with_its_own_path_is_another_repository(world: World) -> None:
+    pack = {"base/PATH": b"prompts/default.md\n", "base/prompts/default.md": b"Base\n"}
+    outcome = await world.sync(world.push({**VALID, **pack}))
+    assert outcome.activated
+    assert not any(d.path.startswith("base/") for d in outcome.diagnostics)
+    assert set(world.db(snapshots.snapshot_files, outcome.snapshot_id)) == set(VALID)
+    assert world.fake.count(r"/git/blobs/" + blob_sha(b"Base\n")) == 0
+
+
 async def test_a_truncated_tree_is_walked(world: World) -> None:
     files = {
         **VALID,

@@ -1,8 +1,8 @@
 """The bot bridge's HTTP API, everything under `/bridge/v1`: JSON in and out, bearer tokens.
 
-- `GET  /guilds/{id}/prompt?category=&channel=&channel_id=&type=&perspective=&...`: the prompt
-  for a context, from the resolver cache (ETag; `If-None-Match` gets 304). No database and no
-  network on a cache hit.
+- `GET  /guilds/{id}/prompt?category=&channel=&channel_id=&type=&perspective=&locale=&...`:
+  the prompt for a context, from the resolver cache (ETag; `If-None-Match` gets 304). No
+  database and no network on a cache hit.
 - `GET  /guilds/{id}/config`: the binding (live, or pending) and how its syncs are going.
 - `PUT  /guilds/{id}/config` `{"repository", "branch", "token", "actor"}`: ask to bind. The
   request is stored as *pending* beside any live binding (so a failed attempt never replaces a

@@ -49,6 +49,7 @@ def select_files(
     """The repository files to snapshot (path -> blob sha) and what the tree itself breaks."""
     wanted: dict[str, str] = {}
     found: list[Diagnostic] = []
+    nested = promptrepo.nested_roots(entry.path for entry in entries if entry.type == "blob")
     for entry in entries:
         if entry.is_submodule and _visible(entry.path):
             found.append(
@@ -62,6 +63,8 @@ def select_files(
             )
         if entry.type != "blob" or not promptrepo.is_repository_file(entry.path):
             continue
+        if promptrepo.in_nested_repository(entry.path, nested):
+            continue  # another repository kept in a directory of this one
         if entry.is_symlink:
             found.append(
                 _diagnostic(
