@@ -15,24 +15,22 @@ result types and their parsing are `bot_bridge.results` (re-exported here and by
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import os
-import re
-import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, Generic, Self, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
 
+from bot_bridge.cache_file import CacheFile
 from bot_bridge.results import (
     BridgeError,
     BridgeEvent,
@@ -47,7 +45,11 @@ from bot_bridge.results import (
     removed_from_body,
     text_field,
 )
-from promptrepo import Context, builtin_default, render
+from bot_bridge.subscription import LocalState, Subscription
+from promptrepo import Context, ContextError, builtin_default, render
+from promptrepo.answer import GUILD_ID, routing_context
+
+__all__ = ["AsyncBridgeClient", "BridgeClient"]  # the result types: bot_bridge.results
 
 from .pins import (
     ChannelPreview,
@@ -62,8 +64,7 @@ from .pins import (
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/bridge/v1"
-CACHE_FILE_FORMAT = "guildprompts-bridge-cache/1"
-_GUILD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_PROMPT_KEY = "p:"  # cache-file records of HTTP answers: "p:<guild> <context key>"
 _T = TypeVar("_T")
 
 
@@ -116,15 +117,22 @@ class _Breaker:
     to the longest pause.
     """
 
-    def __init__(self, cooldown: float, max_cooldown: float, probe_window: float) -> None:
+    def __init__(
+        self,
+        cooldown: float,
+        max_cooldown: float,
+        probe_window: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._cooldown, self._max, self._probe_window = cooldown, max_cooldown, probe_window
+        self._clock = clock
         self.failures = 0
         self.reason = ""
         self._open_until = 0.0
         self._probing = False
 
     def allow(self) -> bool:
-        now = time.monotonic()
+        now = self._clock()
         if now < self._open_until:
             return False
         if self.failures:
@@ -144,7 +152,7 @@ class _Breaker:
         self.failures += 1
         self.reason = reason
         cooldown = min(self._cooldown * 2 ** min(self.failures - 1, 16), self._max)
-        self._open_until = time.monotonic() + cooldown
+        self._open_until = self._clock() + cooldown
         logger.warning(
             "guildprompts bridge unavailable (%s); answering from last good answers or defaults "
             "for %.1f s",
@@ -159,7 +167,7 @@ class _Core:
     def __init__(
         self,
         base_url: str,
-        token: str,
+        token: str | None,
         *,
         timeout: float,
         admin_timeout: float,
@@ -167,30 +175,46 @@ class _Core:
         max_entries: int,
         cooldown: float,
         max_cooldown: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if timeout <= 0 or admin_timeout <= 0:
             raise ValueError("timeouts must be above 0 seconds")
         root = base_url.rstrip("/").removesuffix(API_PREFIX)
         if urlsplit(root).scheme not in {"http", "https"}:
             raise ValueError("base_url must be an http(s) URL of the guildprompts service")
+        if token is not None and (not isinstance(token, str) or not token.strip()):
+            raise ValueError(
+                "the bridge token is empty: pass the token the service accepts (`guildprompts "
+                "bridge-token` prints it), or token=None for a service that needs none "
+                "(`guildprompts preview`)"
+            )
         self.base_url = root
-        self.headers = {
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/json",
-            "User-Agent": "guildprompts-bot-bridge",
-        }
+        self.headers = {"Accept": "application/json", "User-Agent": "guildprompts-bot-bridge"}
+        if token is not None:
+            self.headers["Authorization"] = f"Bearer {token.strip()}"
         self.timeout = timeout
         self.admin_timeout = admin_timeout
-        self._breaker = _Breaker(cooldown, max_cooldown, probe_window=timeout + 1.0)
+        self._breaker = _Breaker(cooldown, max_cooldown, probe_window=timeout + 1.0, clock=clock)
         self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
         self._max_entries = max_entries
         self._lock = threading.Lock()
-        self._save_lock = threading.Lock()
-        self._snapshots_taken = self._snapshots_saved = 0
-        self._cache_path = Path(cache_path) if cache_path is not None else None
-        self._last_refusal = ""
-        if self._cache_path is not None:
-            self._load()
+        self._warned: set[str] = set()
+        self.state: LocalState | None = None  # set by a streaming client
+        self.file = CacheFile(cache_path, root, self._records) if cache_path is not None else None
+        self._loaded: dict[str, Any] = self.file.load() if self.file is not None else {}
+        for key, item in self._loaded.items():
+            if key.startswith(_PROMPT_KEY):
+                entry = _entry_from_file(key, item)
+                if entry is not None:
+                    self._entries[entry[0]] = entry[1]
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+    def use_state(self, state: LocalState) -> None:
+        """Stream: answer from `state`, restored from the cache file when there is one."""
+        self.state = state
+        state.restore({k: v for k, v in self._loaded.items() if not k.startswith(_PROMPT_KEY)})
+        self._loaded = {}
 
     # resolve_prompt ------------------------------------------------------------------------------
 
@@ -199,12 +223,8 @@ class _Core:
     ) -> _Op[ResolvedPrompt]:
         guild = str(guild_id)
         try:
-            ctx = Context.from_mapping({**(context or {}), **variables})
-            # The guild is the URL's; a `guild` in the context must not split the cache.
-            ctx = Context(tuple(item for item in ctx.items if item[0] != "guild"), ctx.raw)
-            if not _GUILD_ID.fullmatch(guild):
-                raise ValueError(f"invalid guild id {guild[:80]!r}")
-        except ValueError as exc:
+            ctx = routing_context(guild, {**(context or {}), **variables}.items())
+        except (ContextError, TypeError) as exc:
             logger.warning("resolve_prompt called with an unusable request: %s", exc)
             message = f"invalid request ({exc}); built-in defaults"
             return _Op(None, lambda _r, _e: _fallback(guild, Context(), message))
@@ -215,7 +235,7 @@ class _Core:
             reason = self._breaker.reason
         if not allowed:
             return _Op(None, lambda _r, _e: self._degraded(key, ctx, f"{reason}; circuit open"))
-        params = dict(ctx.items)
+        params = {name: value for name, value in ctx.rendering().items() if name != "guild"}
         headers = {"If-None-Match": entry.etag} if entry is not None and entry.etag else None
         request = _Request(
             "GET", f"{API_PREFIX}/guilds/{quote(guild)}/prompt", self.timeout, params, None, headers
@@ -239,6 +259,8 @@ class _Core:
     ) -> ResolvedPrompt:
         if response is None:
             reason = _describe(error)
+            if isinstance(error, httpx.LocalProtocolError):
+                self._warn_once(f"the client's own request is invalid ({error}); check its token")
             with self._lock:
                 self._breaker.failed(reason)
             return self._degraded(key, ctx, reason)
@@ -267,14 +289,28 @@ class _Core:
         """The service answered, but not with a prompt (bad token, bad request, bad body)."""
         detail = "the answer is not a prompt" if response.is_success else _error_message(response)
         reason = f"HTTP {response.status_code}: {detail}"
-        if reason != self._last_refusal:
-            logger.warning("guildprompts bridge refused a prompt request (%s)", reason)
-            self._last_refusal = reason
+        if response.status_code in (401, 403, 404):
+            self._warn_once(
+                f"the bridge refused this client ({reason}): check its base_url "
+                f"({self.base_url}) and token; answering built-in defaults meanwhile"
+            )
+        else:
+            self._warn_once(f"guildprompts bridge refused a prompt request ({reason})")
         return self._degraded(key, ctx, reason)
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            logger.warning("%s", message)
 
     def _degraded(self, key: tuple[str, str], ctx: Context, reason: str) -> ResolvedPrompt:
         with self._lock:
             entry = self._entries.get(key)
+        streamed = self._streamed(key[0], ctx, reason)
+        if streamed is not None and (
+            entry is None or streamed.resolved_at >= entry.prompt.resolved_at
+        ):
+            return streamed  # the newer of the two last good answers
         if entry is not None:
             when = entry.prompt.resolved_at.isoformat(timespec="seconds")
             return replace(
@@ -285,87 +321,46 @@ class _Core:
         message = f"guildprompts unavailable ({reason}); built-in defaults"
         return _fallback(key[0], ctx, message)
 
+    def _streamed(self, guild: str, ctx: Context, reason: str) -> ResolvedPrompt | None:
+        """The answer from the last streamed state (kept or restored), marked stale."""
+        state = self.state
+        if state is None or state.generation is None:
+            return None
+        try:
+            prompt = state.answer(guild, dict(ctx.items), {})
+        except Exception:
+            return None
+        when = prompt.resolved_at.isoformat(timespec="seconds")
+        return replace(
+            prompt,
+            is_stale=True,
+            status_message=f"guildprompts unavailable ({reason}); last streamed state from {when}",
+        )
+
     # the last-good cache and its file ------------------------------------------------------------
 
     def _store(self, key: tuple[str, str], entry: _Entry) -> None:
+        evicted: list[tuple[str, str]] = []
         with self._lock:
             previous = self._entries.get(key)
             self._entries[key] = entry
             self._entries.move_to_end(key)
             while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
+                evicted.append(self._entries.popitem(last=False)[0])
             changed = previous is None or previous.etag != entry.etag or previous.body != entry.body
-            snapshot = self._snapshot() if changed and self._cache_path is not None else None
-        if snapshot is not None:
-            self._save(snapshot)
+        if self.file is not None:
+            if changed:
+                self.file.put(_file_key(key), _file_record(entry))
+            for old in evicted:
+                self.file.put(_file_key(old), None)
 
-    def _snapshot(self) -> dict[str, Any]:
-        self._snapshots_taken += 1
-        return {
-            "format": CACHE_FILE_FORMAT,
-            "sequence": self._snapshots_taken,
-            "entries": [
-                {
-                    "guild": guild,
-                    "context": context_key,
-                    "etag": entry.etag,
-                    "resolved_at": entry.prompt.resolved_at.isoformat(),
-                    "body": entry.body,
-                }
-                for (guild, context_key), entry in self._entries.items()
-            ],
-        }
-
-    def _save(self, snapshot: dict[str, Any]) -> None:
-        """Write to a temporary file and rename it over the old one: readers see all or nothing.
-
-        Best effort: a failure is logged, never raised. Writers are serialised and an older
-        snapshot never overwrites a newer one.
-        """
-        with self._save_lock:
-            if snapshot["sequence"] <= self._snapshots_saved:
-                return
-            self._write(snapshot)
-            self._snapshots_saved = snapshot["sequence"]
-
-    def _write(self, snapshot: dict[str, Any]) -> None:
-        assert self._cache_path is not None
-        directory = self._cache_path.parent
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(
-                prefix=f".{self._cache_path.name}.", suffix=".tmp", dir=directory
-            )
-            try:
-                with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                    json.dump(snapshot, stream, separators=(",", ":"))
-                    stream.flush()
-                    os.fsync(stream.fileno())
-                os.replace(temporary, self._cache_path)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
-        except Exception as exc:
-            logger.warning("cannot write the prompt cache file (%s)", exc)
-
-    def _load(self) -> None:
-        assert self._cache_path is not None
-        try:
-            data = json.loads(self._cache_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:
-            logger.warning("ignoring the unreadable prompt cache file (%s)", exc)
-            return
-        if not isinstance(data, dict) or data.get("format") != CACHE_FILE_FORMAT:
-            logger.warning("ignoring a prompt cache file of an unknown format")
-            return
-        for item in data.get("entries") or ():
-            entry = _entry_from_file(item)
-            if entry is not None:
-                self._entries[entry[0]] = entry[1]
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+    def _records(self) -> dict[str, Any]:
+        """Every record the cache file should hold (the writer thread rewrites it from these)."""
+        with self._lock:
+            records = {_file_key(key): _file_record(entry) for key, entry in self._entries.items()}
+        if self.state is not None:
+            records.update(self.state.records())
+        return records
 
     # admin calls ---------------------------------------------------------------------------------
 
@@ -379,8 +374,10 @@ class _Core:
         on_404: Callable[[], _T] | None = None,
     ) -> _Op[_T]:
         guild = str(guild_id)
-        if not _GUILD_ID.fullmatch(guild):
-            raise ValueError(f"invalid guild id {guild[:80]!r}")
+        if not GUILD_ID.fullmatch(guild):
+            raise ValueError(
+                f"invalid guild id {guild[:80]!r}: a Discord server id is 1 to 20 digits"
+            )
         path = f"{API_PREFIX}/guilds/{quote(guild)}/{suffix}"
         request = _Request(method, path, self.admin_timeout, json=body)
 
@@ -441,11 +438,21 @@ def _error_message(response: httpx.Response) -> str:
     return response.reason_phrase or f"HTTP {response.status_code}"
 
 
-def _entry_from_file(item: Any) -> tuple[tuple[str, str], _Entry] | None:
-    if not isinstance(item, dict) or not isinstance(item.get("body"), dict):
-        return None
-    guild, context_key = item.get("guild"), item.get("context")
-    if not isinstance(guild, str) or not isinstance(context_key, str):
+def _file_key(key: tuple[str, str]) -> str:
+    return f"{_PROMPT_KEY}{key[0]} {key[1]}"
+
+
+def _file_record(entry: _Entry) -> dict[str, Any]:
+    return {
+        "etag": entry.etag,
+        "resolved_at": entry.prompt.resolved_at.isoformat(),
+        "body": entry.body,
+    }
+
+
+def _entry_from_file(key: str, item: Any) -> tuple[tuple[str, str], _Entry] | None:
+    guild, _, context_key = key.removeprefix(_PROMPT_KEY).partition(" ")
+    if not isinstance(item, dict) or not isinstance(item.get("body"), dict) or not guild:
         return None
     try:
         resolved_at = datetime.fromisoformat(str(item.get("resolved_at")))
@@ -465,7 +472,7 @@ def _fallback(guild: str, ctx: Context, message: str) -> ResolvedPrompt:
     except Exception:  # a context the defaults cannot route still gets the generic default
         resolution = builtin_default(Context())
     variables = dict(resolution.variables)
-    if _GUILD_ID.fullmatch(guild):
+    if GUILD_ID.fullmatch(guild):
         variables["guild"] = guild
     return ResolvedPrompt(
         content=render(resolution.content, variables).text,
@@ -495,7 +502,7 @@ class _ClientBase:
     def __init__(
         self,
         base_url: str,
-        token: str,
+        token: str | None,
         *,
         timeout: float = 2.0,
         admin_timeout: float = 15.0,
@@ -504,11 +511,23 @@ class _ClientBase:
         cooldown: float = 5.0,
         max_cooldown: float = 30.0,
         transport: Any = None,
+        stream: bool = False,
+        guilds: Iterable[object] | None = None,
+        stream_transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`timeout` bounds every resolve (connect and each read); admin calls get
+        """`token`: one of the service's BRIDGE_TOKENS (`guildprompts bridge-token` prints
+        it); None sends no Authorization header (for `guildprompts preview`); empty is an
+        error. `timeout` bounds every resolve (connect and each read); admin calls get
         `admin_timeout` because binding or refreshing waits for a sync. `cache_path` persists
-        last good answers; `cooldown`/`max_cooldown` bound the circuit breaker's pause;
-        `transport` is an httpx transport (tests use `httpx.MockTransport`)."""
+        last good answers (and the streamed state), written off the caller's thread;
+        `cooldown`/`max_cooldown` bound the circuit breaker's pause, measured with `clock`;
+        `transport` is an httpx transport (tests use `httpx.MockTransport`).
+
+        `stream=True` subscribes to `GET /bridge/v1/stream` in a background thread (for
+        `guilds`, or every guild) and answers `resolve_prompt` from that state in process, with
+        no network call; while the stream is down it revalidates over HTTP as without it.
+        `stream_transport` is the (blocking) httpx transport of that subscription."""
         self._core = _Core(
             base_url,
             token,
@@ -518,10 +537,56 @@ class _ClientBase:
             max_entries=max_entries,
             cooldown=cooldown,
             max_cooldown=max_cooldown,
+            clock=clock,
         )
         self._http = self._http_class(
             base_url=self._core.base_url, headers=self._core.headers, transport=transport
         )
+        self._state: LocalState | None = None
+        self._subscription: Subscription | None = None
+        if stream:
+            file = self._core.file
+            self._state = LocalState(persist=file.put if file is not None else None)
+            self._core.use_state(self._state)
+            self._subscription = Subscription(
+                self._core.base_url,
+                self._core.headers,
+                self._state,
+                guilds=guilds,
+                transport=stream_transport,
+            )
+            self._subscription.start()
+
+    def _local(
+        self, guild_id: object, context: Mapping[str, object] | None, variables: dict[str, object]
+    ) -> ResolvedPrompt | None:
+        """The streamed answer while the stream is live; None: ask over HTTP."""
+        state = self._state
+        if state is None or not state.live:
+            return None
+        try:
+            return state.answer(guild_id, context, variables)
+        except (ValueError, TypeError):
+            return None  # an unusable request: the HTTP path answers it with defaults
+        except Exception:
+            logger.exception("resolving from the streamed state failed; asking over HTTP")
+            return None
+
+    def wait_for_stream(self, timeout: float = 10.0) -> bool:
+        """Block until the streamed state is live (start-up, tests); False on timeout or
+        without `stream=True`."""
+        return self._subscription is not None and self._subscription.wait_live(timeout)
+
+    def stream_stats(self) -> dict[str, Any]:
+        """The streamed state: live, generation, guilds, snapshots, push-to-bot seconds."""
+        return self._state.stats() if self._state is not None else {"live": False}
+
+    def _shutdown(self) -> None:
+        """Stop the subscription and write what is pending to the cache file (blocking)."""
+        if self._subscription is not None:
+            self._subscription.stop()
+        if self._core.file is not None:
+            self._core.file.close()
 
     def __repr__(self) -> str:  # never the token
         return f"{type(self).__name__}({self._core.base_url!r})"
@@ -616,6 +681,9 @@ class BridgeClient(_ClientBase):
         `locale`/`guild_locale`: Discord's `interaction.locale` and `interaction.guild_locale`.
         """
         variables.update(_locales(locale, guild_locale))
+        local = self._local(guild_id, context, variables)
+        if local is not None:
+            return local
         return self._run(self._core.resolve(guild_id, context, variables))
 
     def get_config(self, guild_id: object) -> GuildConfig | None:
@@ -671,6 +739,7 @@ class BridgeClient(_ClientBase):
         return self._run(self._preview_off(guild_id, channel_id, actor))
 
     def close(self) -> None:
+        self._shutdown()
         self._http.close()
 
     def __enter__(self) -> Self:
@@ -711,6 +780,9 @@ class AsyncBridgeClient(_ClientBase):
         `locale`/`guild_locale`: Discord's `interaction.locale` and `interaction.guild_locale`.
         """
         variables.update(_locales(locale, guild_locale))
+        local = self._local(guild_id, context, variables)
+        if local is not None:
+            return local
         return await self._run(self._core.resolve(guild_id, context, variables))
 
     async def get_config(self, guild_id: object) -> GuildConfig | None:
@@ -770,6 +842,12 @@ class AsyncBridgeClient(_ClientBase):
         return await self._run(self._preview_off(guild_id, channel_id, actor))
 
     async def aclose(self) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio (trio): the stop blocks briefly
+            self._shutdown()
+        else:
+            await asyncio.to_thread(self._shutdown)  # joins threads: never on the loop
         await self._http.aclose()
 
     async def __aenter__(self) -> Self:

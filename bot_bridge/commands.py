@@ -403,6 +403,8 @@ def _serving_line(config: GuildConfig) -> str:
     if outcome == "deleted":
         keeps = f"still serving {active}" if active else "the bot uses its built-in prompts"
         return f"The branch was deleted; {keeps}. Push the branch again or set another branch."
+    if active and config.freshness:
+        return f"Serving {config.freshness}."
     if active:
         return f"Serving commit {active}."
     return "Not synced yet: the bot uses its built-in prompts until the first sync succeeds."

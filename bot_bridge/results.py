@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from promptrepo import Diagnostic
+from promptrepo.answer import Answer
 
 __all__ = [
     "BridgeError",
@@ -78,6 +79,8 @@ class GuildConfig:
     repo_url: str | None
     install_url: str | None
     in_progress: bool = False  # the server answered 202: the sync is still running
+    # "commit abc1234 live since 14:02:07 UTC, 0.3 s after the push" (None: nothing live)
+    freshness: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -156,30 +159,36 @@ def _repo_url(body: Mapping[str, Any]) -> str | None:
 
 
 def prompt_from_body(body: Mapping[str, Any], resolved_at: datetime) -> ResolvedPrompt | None:
-    content = body.get("content")
-    if not isinstance(content, str):
+    """The bridge's JSON answer as the bot's result; None when it is not a prompt."""
+    answer = Answer.from_json(body)
+    if answer is None:
         return None
-    parameters = body.get("parameters")
-    metadata = body.get("metadata")
-    version = body.get("schema_version")
+    return prompt_from_answer(answer, resolved_at, _repo_url(body))
+
+
+def prompt_from_answer(
+    answer: Answer, resolved_at: datetime, repo_url: str | None = None
+) -> ResolvedPrompt:
+    """An answer (from the bridge, or resolved in this process from the stream) as the bot's
+    result: the same fields whichever way it was obtained."""
     return ResolvedPrompt(
-        content=content,
-        source=text_field(body.get("source")) or "custom",
-        version=version if isinstance(version, int | str) else None,
-        commit_sha=text_field(body.get("commit_sha")),
-        file_path=text_field(body.get("file_path")),
-        tried_paths=_texts(body.get("tried_paths")),
-        repo_url=_repo_url(body),
-        github_file_url=text_field(body.get("github_file_url")),
-        parameters=MappingProxyType(dict(parameters) if isinstance(parameters, dict) else {}),
-        is_stale=body.get("is_stale") is True,
+        content=answer.content,
+        source=answer.source,
+        version=answer.schema_version,
+        commit_sha=answer.commit_sha,
+        file_path=answer.file_path,
+        tried_paths=answer.tried_paths,
+        repo_url=repo_url or _repo_url({"github_file_url": answer.github_file_url}),
+        github_file_url=answer.github_file_url,
+        parameters=answer.parameters,
+        is_stale=answer.is_stale,
         resolved_at=resolved_at,
-        route=text_field(body.get("route")),
-        branch=text_field(body.get("branch")),
-        repository=text_field(body.get("repository")),
-        status_message=text_field(body.get("status_message")),
-        description=text_field(body.get("description")),
-        metadata=MappingProxyType(dict(metadata) if isinstance(metadata, dict) else {}),
+        route=answer.route,
+        branch=answer.branch,
+        repository=answer.repository,
+        status_message=answer.status_message,
+        description=answer.description,
+        metadata=answer.metadata,
     )
 
 
@@ -229,6 +238,9 @@ def config_from_body(guild: str, body: Any, status_code: int) -> GuildConfig:
         repo_url=text_field(body.get("repo_url")),
         install_url=text_field(body.get("install_url")),
         in_progress=status_code == 202,
+        freshness=text_field((body.get("freshness") or {}).get("text"))
+        if isinstance(body.get("freshness"), dict)
+        else None,
         raw=body,
     )
 

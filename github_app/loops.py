@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from github_app.bridge.invalidation import listen_for_work, worker_poll_interval
 from github_app.github import (
     GitHubError,
     InstallationUnavailable,
@@ -257,7 +258,9 @@ async def run_background(runtime: Runtime, stop: asyncio.Event, *, worker: bool 
         asyncio.create_task(_every(RETENTION_INTERVAL, stop, "retention", lambda: prune(runtime))),
     ]
     if worker:
-        tasks.append(asyncio.create_task(Worker(runtime).run(stop)))
+        poll = worker_poll_interval(runtime)
+        tasks.append(asyncio.create_task(Worker(runtime, poll_interval=poll).run(stop)))
+        tasks.append(asyncio.create_task(listen_for_work(runtime, stop)))
     try:
         await asyncio.gather(*tasks)
     finally:

@@ -119,6 +119,18 @@ PUSH_TO_LIVE_SECONDS = Histogram(
     registry=REGISTRY,
     buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30, 60, 300),
 )
+PUSH_TO_STREAM_SECONDS = Histogram(
+    "guildprompts_push_to_stream_seconds",
+    "From a commit becoming its branch's head (the push) to its activation leaving on a bridge "
+    "stream (GET /bridge/v1/stream), once per connection and commit.",
+    registry=REGISTRY,
+    buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30, 60, 300),
+)
+STREAM_CONNECTIONS = Gauge(
+    "guildprompts_stream_connections",
+    "Bots connected to GET /bridge/v1/stream in this process.",
+    registry=REGISTRY,
+)
 RESOLVER_CACHE = Counter(
     "guildprompts_resolver_cache_requests",
     "Bridge resolutions answered from the resolver cache (hit) or computed (miss).",

@@ -24,7 +24,7 @@ import re
 import sys
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,6 @@ from urllib.parse import urlencode
 from github_app.pages import document
 from github_app.pages import escape as _e
 from promptrepo import (
-    BOT_SUPPLIED_VARIABLES,
     Context,
     ContextError,
     Diagnostic,
@@ -48,6 +47,7 @@ from promptrepo import (
     resolve,
     validate,
 )
+from promptrepo.answer import Served, build_answer, routing_context
 from promptrepo.console import add_base_option
 from promptrepo.variables import canonical
 
@@ -188,8 +188,6 @@ class Checkout:
 
 def prompt_body(version: Version, context: Context, root: Path) -> dict[str, Any]:
     """The bridge's `GET .../prompt` answer for this context, from the local files."""
-    resolution = resolve(version.repository, context)
-    rendered = render(resolution.content, resolution.variables)
     if version.read_error:
         status = version.read_error
     elif version.serving_last_good:
@@ -199,23 +197,9 @@ def prompt_body(version: Version, context: Context, root: Path) -> dict[str, Any
         )
     else:
         status = f"local preview of {root}"
-    return {
-        "content": rendered.text,
-        "source": resolution.source,
-        "file_path": resolution.file_path,
-        "tried_paths": list(resolution.tried_paths),
-        "route": resolution.route,
-        "repository": None,
-        "branch": None,
-        "commit_sha": None,
-        "schema_version": resolution.schema_version,
-        "parameters": resolution.to_dict()["parameters"],
-        "description": resolution.description,
-        "metadata": resolution.to_dict()["metadata"],
-        "github_file_url": None,
-        "is_stale": version.serving_last_good,
-        "status_message": status,
-    }
+    served = Served(None, None, None, None, version.serving_last_good, status, False)
+    answer = build_answer(served, context, version.repository, "")
+    return replace(answer, is_stale=version.serving_last_good).to_json()
 
 
 # ---- the app ------------------------------------------------------------------------------------
@@ -295,17 +279,8 @@ def _etags(header: str) -> set[str]:
 
 
 def _context(values: Mapping[str, str], guild: str | None = None) -> Context:
-    """The routing context as the bridge builds it: the guild from the URL, and none of the
-    variables the bot fills at send time (they are left in the content for the bot)."""
-    given = Context.from_mapping({key: value for key, value in values.items() if value.strip()})
-    items = [
-        item
-        for item in given.items
-        if item[0] not in BOT_SUPPLIED_VARIABLES and not (guild and item[0] == "guild")
-    ]
-    if guild:
-        items.append(("guild", Context.from_mapping({"guild": guild}).get("guild") or ""))
-    return Context(tuple(sorted(items)), given.raw)
+    """The routing context as the bridge builds it (`promptrepo.answer.routing_context`)."""
+    return routing_context(guild, values.items())
 
 
 # ---- trying one context -------------------------------------------------------------------------

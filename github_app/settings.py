@@ -270,6 +270,18 @@ class Settings:
         _positive_int,
         doc="Resolved prompts kept in memory per process (LRU).",
     )
+    snapshot_cache_bytes: int = _var(
+        "SNAPSHOT_CACHE_BYTES",
+        256 * 1024 * 1024,
+        _positive_int,
+        doc="Bytes of parsed snapshots (and their streamed form) kept in memory per process (LRU).",
+    )
+    stream_heartbeat: float = _var(
+        "STREAM_HEARTBEAT",
+        15.0,
+        _positive_float,
+        doc="Seconds between heartbeats on GET /bridge/v1/stream (keeps proxies from closing it).",
+    )
     generation_poll_interval: float = _var(
         "GENERATION_POLL_INTERVAL",
         1.0,

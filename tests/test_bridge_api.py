@@ -13,13 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from github_app.bridge.repository_url import RepositoryNameError, parse_repository
 from github_app.bridge.resolver_cache import ResolverCache
 from github_app.runtime import Runtime
-from github_app.store import audit, bindings
+from github_app.store import audit, bindings, deliveries
 from github_app.store.errors import DatabaseUnavailableError
-from github_app.store.models import BindingState
+from github_app.store.models import BindingState, DeliveryRow
 from tests.harness import (
     GITHUB_URL,
     PATH_FILE,
@@ -90,6 +91,31 @@ async def test_every_endpoint_needs_a_valid_bearer_token(http: httpx.AsyncClient
             assert TOKEN not in response.text
     unknown = await http.get("/bridge/v1/nowhere")
     assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
+
+
+async def test_every_error_is_message_and_error(
+    bridge: tuple[httpx.AsyncClient, ResolverCache], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    http, cache = bridge
+    wrong_method = await http.post(f"/bridge/v1/guilds/{GUILD}/config", json={})
+    assert wrong_method.status_code == 405
+    assert wrong_method.json() == {
+        "message": "use GET, HEAD, PUT, DELETE here",
+        "error": "method_not_allowed",
+    }
+    assert set(wrong_method.headers["Allow"].replace(" ", "").split(",")) >= {
+        "GET",
+        "PUT",
+        "DELETE",
+    }
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug with a secret-looking detail")
+
+    monkeypatch.setattr(cache, "resolve", broken)
+    failed = await http.get(f"/bridge/v1/guilds/{GUILD}/prompt", params={"category": "x"})
+    assert failed.status_code == 500
+    assert failed.json()["error"] == "internal" and "secret" not in failed.text
 
 
 async def test_without_bridge_tokens_the_bridge_says_what_is_missing(postgres_url: str) -> None:
@@ -530,6 +556,36 @@ async def test_binding_a_public_repository(world: World) -> None:
     assert (await world.prompt(GUILD, category="meeting"))["content"].startswith("first")
     entries = world.db(audit.audit_entries, GUILD)
     assert {(e.action, e.actor) for e in entries} >= {("binding.request", "42")}
+
+
+async def _idle(world: World) -> bool:
+    stats = world.db(deliveries.queue_stats)
+    return stats.pending == 0 and stats.processing == 0
+
+
+def _deliveries_stored(session: Any) -> int:
+    return int(session.scalar(select(func.count()).select_from(DeliveryRow)))
+
+
+async def test_binding_to_a_commit_already_live_answers_at_once(sqlite_url: str) -> None:
+    async with bridge_world(sqlite_url, private=True) as world:
+        allowed = PATH_FILE + f'allowed_guilds: ["{GUILD}", "{THIRD}"]\n'.encode()
+        sha = world.push(prompt_files("live", allowed))
+        assert (await world.bind(GUILD)).status_code == 200
+        await eventually(lambda: _idle(world))  # the first sync's check run, other jobs
+        mark = len(world.fake.requests)
+        queued = world.db(_deliveries_stored)
+
+        fast = await world.bind(THIRD)
+
+        assert fast.status_code == 200, fast.text
+        assert (fast.json()["state"], fast.json()["active_sha"]) == ("active", sha)
+        assert world.fake.requests[mark:] == []  # no sync: not one request to GitHub
+        assert world.db(_deliveries_stored) == queued  # no sync job either
+        assert (await world.prompt(THIRD, category="meeting"))["content"].startswith("live")
+        # A guild the PATH does not allow still gets the full check, and its refusal.
+        refused = await world.bind(OTHER)
+        assert refused.status_code == 403, refused.text
 
 
 async def test_a_push_switches_and_a_broken_push_changes_nothing(world: World) -> None:

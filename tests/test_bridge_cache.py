@@ -300,3 +300,30 @@ async def test_the_etag_names_the_body(runtime: Runtime) -> None:
     assert json.loads(one.body)["content"] != json.loads(other.body)["content"]
     assert one.etag == same.etag and one.etag != other.etag
     assert one.headers["ETag"] == one.etag
+
+
+async def test_guilds_on_one_snapshot_share_answers_unless_prompts_name_the_guild(
+    runtime: Runtime, store: Store
+) -> None:
+    shared = {k: v for k, v in prompt_files("v1").items() if k != "prompts/default.md"}
+    shared["prompts/default.md"] = b"v1 default for {category}: {messages}\n"
+    store.repository()
+    store.commit(1, shared)
+    store.repository("octo-org/per-guild", 2)
+    store.commit(2, prompt_files("mine"))  # its default prompt says {guild}
+    for guild in (GUILD, OTHER):
+        store.bind(guild)
+    store.bind(THIRD, "octo-org/per-guild", 2)
+    store.bind("444", "octo-org/per-guild", 2)
+    cache = ResolverCache(runtime, 100)
+
+    first = await answer(cache, GUILD, {"category": "support"})
+    second = await answer(cache, OTHER, {"category": "support"})
+    assert first == second and cache.stats()["entries"] == 1  # one answer for both guilds
+    assert cache.lookup(OTHER, (("category", "support"),)) is not None
+
+    third = await answer(cache, THIRD, {"category": "support"})
+    fourth = await answer(cache, "444", {"category": "support"})
+    assert third["content"] == f"mine default for support in {THIRD}: {{messages}}\n"
+    assert fourth["content"].endswith("in 444: {messages}\n")
+    assert cache.stats()["entries"] == 3

@@ -118,9 +118,10 @@ def test_resolve_returns_every_field_of_the_answer(bridge: FakeBridge) -> None:
     assert abs(time.time() - prompt.resolved_at.timestamp()) < 60
     request = bridge.requests[0]
     assert request.url.path == f"/bridge/v1/guilds/{GUILD}/prompt"
-    # Normalised context: lowercase values, aliases under their canonical name.
+    # Aliases under their canonical name, values as given: the service normalises them for
+    # routing and renders them as given, as a streaming client does locally.
     assert dict(request.url.params) == {
-        "category": "meeting",
+        "category": "Meeting",
         "type": "brief",
         "perspective": "neutral",
     }
@@ -137,9 +138,9 @@ def test_discord_locales_go_to_the_service_as_one_locale(bridge: FakeBridge) -> 
         client.resolve_prompt(GUILD, category="meeting", locale=None, guild_locale="pt_BR")
         client.resolve_prompt(GUILD, category="meeting", guild_locale=None)
     sent = [dict(request.url.params) for request in bridge.requests]
-    assert sent == [
-        {"category": "meeting", "locale": "pt-br"},
-        {"category": "meeting", "locale": "pt-br"},
+    assert sent == [  # in its usual casing: the service routes it lower-case, renders it so
+        {"category": "meeting", "locale": "pt-BR"},
+        {"category": "meeting", "locale": "pt-BR"},
         {"category": "meeting"},
     ]
 
@@ -224,17 +225,31 @@ def test_breaker_stops_calling_a_failing_service_and_answers_in_under_a_millisec
     assert statistics.median(durations) < 0.001
 
 
+class Clock:
+    """A monotonic clock the test moves by hand: the breaker's pauses without real sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_breaker_probes_after_a_cool_down_that_doubles(bridge: FakeBridge) -> None:
-    with make_client(bridge, cooldown=0.1, max_cooldown=1.0) as client:
+    clock = Clock()
+    with make_client(bridge, cooldown=0.1, max_cooldown=1.0, clock=clock) as client:
         bridge.failure = "503"
         client.resolve_prompt(GUILD)  # failure 1: 0.1 s pause
-        time.sleep(0.13)
+        clock.now += 0.09
+        client.resolve_prompt(GUILD)
+        assert len(bridge.requests) == 1  # cooling down
+        clock.now += 0.02
         client.resolve_prompt(GUILD)  # the probe, failure 2: 0.2 s pause
         assert len(bridge.requests) == 2
-        time.sleep(0.13)
+        clock.now += 0.13
         client.resolve_prompt(GUILD)
         assert len(bridge.requests) == 2  # still cooling down
-        time.sleep(0.1)
+        clock.now += 0.08
         bridge.failure = None
         recovered = client.resolve_prompt(GUILD)
         assert recovered.source == "custom" and len(bridge.requests) == 3
@@ -242,22 +257,39 @@ def test_breaker_probes_after_a_cool_down_that_doubles(bridge: FakeBridge) -> No
         assert len(bridge.requests) == 4  # closed again: every call asks the service
 
 
+def test_the_pause_stops_doubling_at_its_ceiling(bridge: FakeBridge) -> None:
+    clock = Clock()
+    with make_client(bridge, cooldown=1.0, max_cooldown=4.0, clock=clock) as client:
+        bridge.failure = "503"
+        for pause in (1.0, 2.0, 4.0, 4.0, 4.0):
+            client.resolve_prompt(GUILD)  # a probe that fails: the next pause
+            sent = len(bridge.requests)
+            clock.now += pause - 0.01
+            client.resolve_prompt(GUILD)
+            assert len(bridge.requests) == sent, pause
+            clock.now += 0.01
+    assert len(bridge.requests) == 5
+
+
 @pytest.mark.anyio
 async def test_a_burst_of_concurrent_failures_counts_as_one() -> None:
     sent: list[httpx.Request] = []
+    clock = Clock()
 
     async def slow_failure(request: httpx.Request) -> httpx.Response:
         sent.append(request)
-        await anyio.sleep(0.02)
+        await anyio.sleep(0)  # let the other requests start before this one fails
         raise httpx.ReadTimeout("timed out", request=request)
 
     transport = httpx.MockTransport(slow_failure)
-    async with AsyncBridgeClient(BASE, TOKEN, transport=transport, cooldown=0.1) as client:
+    async with AsyncBridgeClient(
+        BASE, TOKEN, transport=transport, cooldown=0.1, clock=clock
+    ) as client:
         async with anyio.create_task_group() as group:
             for category in ("meeting", "discussion", "moderation", "support", "general"):
                 group.start_soon(client.resolve_prompt, GUILD, {"category": category})
         assert len(sent) == 5
-        await anyio.sleep(0.15)  # one failure: the first 0.1 s pause, not 0.1 * 2**4
+        clock.now += 0.15  # one failure: the first 0.1 s pause, not 0.1 * 2**4
         await client.resolve_prompt(GUILD)
     assert len(sent) == 6
 
@@ -362,7 +394,8 @@ def test_hanging_service_costs_one_timeout_then_answers_from_memory(
     bridge: FakeBridge, hanging_url: str, tmp_path: Path
 ) -> None:
     cache = tmp_path / "prompts.json"
-    with make_client(bridge, cache_path=cache) as warm:
+    transport = httpx.MockTransport(bridge.handler)
+    with BridgeClient(hanging_url, TOKEN, transport=transport, cache_path=cache) as warm:
         good = warm.resolve_prompt(GUILD, category="meeting")
     # The bot restarts while the service hangs: it starts warm from the file.
     with BridgeClient(hanging_url, TOKEN, timeout=0.3, cache_path=cache) as client:
@@ -394,21 +427,86 @@ async def test_async_client_with_a_hanging_service(hanging_url: str) -> None:
 # --- persistence --------------------------------------------------------------------------------
 
 
-def test_answers_persist_atomically_to_a_json_file(bridge: FakeBridge, tmp_path: Path) -> None:
+def cache_records(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The cache file's header and its records (last write of each key wins)."""
+    lines = path.read_text().splitlines()
+    records: dict[str, Any] = {}
+    for line in lines[1:]:
+        item = json.loads(line)
+        if item["v"] is None:
+            records.pop(item["k"], None)
+        else:
+            records[item["k"]] = item["v"]
+    return json.loads(lines[0]), records
+
+
+def test_answers_persist_to_a_journal_keyed_by_the_service(
+    bridge: FakeBridge, tmp_path: Path
+) -> None:
     cache = tmp_path / "state" / "prompts.json"
     with make_client(bridge, cache_path=cache) as client:
         client.resolve_prompt(GUILD, category="meeting")
         client.resolve_prompt(GUILD, category="meeting")  # 304: nothing new to write
-        written = cache.stat().st_mtime_ns
         client.resolve_prompt("222", category="discussion")
-    data = json.loads(cache.read_text())
-    assert {(e["guild"], e["context"]) for e in data["entries"]} == {
-        (GUILD, "category=meeting"),
-        ("222", "category=discussion"),
+    header, records = cache_records(cache)
+    assert header == {"format": "guildprompts-bridge-cache/2", "base_url": BASE}
+    assert set(records) == {
+        f"p:{GUILD} category=meeting&guild={GUILD}",
+        "p:222 category=discussion&guild=222",
     }
-    assert cache.stat().st_mtime_ns >= written
     assert sorted(p.name for p in cache.parent.iterdir()) == ["prompts.json"]  # no temp files
     assert TOKEN not in cache.read_text()
+    assert cache.stat().st_mode & 0o777 == 0o600
+
+
+def test_writes_are_batched_off_the_callers_thread(bridge: FakeBridge, tmp_path: Path) -> None:
+    cache = tmp_path / "prompts.json"
+    with make_client(bridge, cache_path=cache) as client:
+        for channel in range(300):
+            client.resolve_prompt(GUILD, category="meeting", channel=f"c{channel}")
+        file = client._core.file
+        assert file is not None and file.flush()
+        batches = file.writes
+    _, records = cache_records(cache)
+    assert len(records) == 300
+    assert batches < 30  # a burst is written in a few appends, not one rewrite per answer
+
+
+def test_a_file_written_for_another_service_is_not_served(
+    bridge: FakeBridge, tmp_path: Path
+) -> None:
+    cache = tmp_path / "prompts.json"
+    with make_client(bridge, cache_path=cache) as client:
+        client.resolve_prompt(GUILD, category="meeting")
+    bridge.failure = "refuse"
+    other = "http://preview.test"
+    with BridgeClient(
+        other, TOKEN, transport=httpx.MockTransport(bridge.handler), cache_path=cache
+    ) as client:
+        answer = client.resolve_prompt(GUILD, category="meeting")
+    assert answer.source == "fallback" and not answer.is_stale
+    assert cache_records(cache)[0]["base_url"] == BASE  # left alone: nothing to write yet
+
+
+def test_an_empty_token_is_refused_and_none_sends_no_header(bridge: FakeBridge) -> None:
+    with pytest.raises(ValueError, match="bridge token is empty"):
+        BridgeClient(BASE, "")
+    with pytest.raises(ValueError, match="bridge token is empty"):
+        AsyncBridgeClient(BASE, "  ")
+    with BridgeClient(BASE, None, transport=httpx.MockTransport(bridge.handler)) as client:
+        client.resolve_prompt(GUILD)
+    assert "Authorization" not in bridge.requests[-1].headers
+
+
+def test_a_misconfigured_client_warns_once(
+    bridge: FakeBridge, caplog: pytest.LogCaptureFixture
+) -> None:
+    with BridgeClient(BASE, "wrong", transport=httpx.MockTransport(bridge.handler)) as client:
+        answers = [client.resolve_prompt(GUILD, category="meeting") for _ in range(5)]
+    assert {answer.source for answer in answers} == {"fallback"}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "check its base_url (http://bridge.test) and token" in warnings[0]
 
 
 def test_a_restarted_client_revalidates_what_it_loaded(bridge: FakeBridge, tmp_path: Path) -> None:
@@ -631,3 +729,50 @@ def test_the_client_needs_none_of_the_servers_dependencies() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.anyio
+async def test_the_async_client_never_writes_its_file_on_the_event_loop(
+    bridge: FakeBridge, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import threading
+
+    writers: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        writers.append(threading.current_thread().name)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    cache = tmp_path / "prompts.json"
+    transport = httpx.MockTransport(bridge.handler)
+    async with AsyncBridgeClient(BASE, TOKEN, transport=transport, cache_path=cache) as client:
+        for channel in range(20):
+            await client.resolve_prompt(GUILD, category="meeting", channel=f"c{channel}")
+        loop_thread = threading.current_thread().name
+    assert writers and loop_thread not in writers
+    assert set(writers) == {"guildprompts-cache-file"}
+    assert len(cache_records(cache)[1]) == 20
+
+
+def test_the_journal_is_rewritten_when_mostly_superseded(
+    bridge: FakeBridge, tmp_path: Path
+) -> None:
+    cache = tmp_path / "prompts.json"
+    with make_client(bridge, cache_path=cache, max_entries=10) as client:
+        file = client._core.file
+        assert file is not None
+        for channel in range(400):  # 390 evictions: the journal would hold 800 lines
+            client.resolve_prompt(GUILD, category="meeting", channel=f"c{channel}")
+            if channel % 50 == 0:
+                file.flush()
+    lines = cache.read_text().splitlines()
+    _, records = cache_records(cache)
+    assert len(records) == 10
+    assert len(lines) - 1 <= 2 * 10 + 256 + 50  # compacted, not 800 lines
+    with make_client(bridge, cache_path=cache) as restarted:
+        bridge.failure = "refuse"
+        answer = restarted.resolve_prompt(GUILD, category="meeting", channel="c399")
+    assert answer.is_stale and answer.source == "custom"

@@ -17,9 +17,15 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from github_app.bridge.invalidation import listen, publish_activations
+from github_app.bridge.invalidation import (
+    listen,
+    listen_for_work,
+    publish_activations,
+    worker_poll_interval,
+)
 from github_app.bridge.resolver_cache import ResolverCache
 from github_app.runtime import Runtime
+from github_app.sync.jobs import enqueue_sync
 from tests.harness import Store, bridge_runtime, eventually, prompt_files
 
 pytestmark = pytest.mark.anyio
@@ -211,3 +217,44 @@ async def test_an_unreachable_redis_leaves_the_poll_working(
     assert elapsed < LIMIT
     failures = [r for r in caplog.records if "Redis SUBSCRIBE failed" in r.getMessage()]
     assert len(failures) == 2  # once per process, not once per retry
+
+
+# ---- waking the worker of another process -------------------------------------------------------
+
+
+@pytest.mark.postgres
+async def test_new_work_wakes_the_worker_of_another_process(postgres_url: str) -> None:
+    worker_side = bridge_runtime(postgres_url)
+    producer = bridge_runtime(postgres_url)
+    stop = asyncio.Event()
+    task = asyncio.create_task(listen_for_work(worker_side, stop))
+    try:
+        await eventually(worker_side.work_available.wait)  # set once listening
+        worker_side.work_available.clear()
+        started = time.monotonic()
+        await producer.run_db(enqueue_sync, full_name="octo-org/prompts", trigger="refresh")
+        await asyncio.wait_for(worker_side.work_available.wait(), 2)
+        assert time.monotonic() - started < 0.2  # NOTIFY at commit, not the 0.5 s poll
+        assert worker_poll_interval(worker_side) == 0.5
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await worker_side.aclose()
+        await producer.aclose()
+
+
+async def test_on_sqlite_the_short_polls_are_the_wake_up(sqlite_url: str) -> None:
+    runtime = bridge_runtime(sqlite_url)
+    try:
+        assert worker_poll_interval(runtime) == 0.05
+        async with process(sqlite_url, GENERATION_POLL_INTERVAL=SLOW_POLL) as (_, cache):
+            store = Store(bridge_runtime(sqlite_url))
+            seed(store)
+            before = cache.generation
+            # Written by "another process" (no announcement here): the 50 ms poll finds it.
+            started = time.monotonic()
+            while cache.generation <= before and time.monotonic() - started < 1:
+                await asyncio.sleep(0.01)
+            assert time.monotonic() - started < 0.5
+    finally:
+        await runtime.aclose()

@@ -249,6 +249,16 @@ async def test_status_outcomes(
     assert expected in (await show_status(client, MEMBER)).text
 
 
+async def test_status_shows_how_fresh_the_served_commit_is(
+    client: AsyncBridgeClient, script: Script
+) -> None:
+    text = "commit 0123456 live since 14:02:07 UTC, 0.3 s after the push"
+    live = {**CONFIG, "freshness": {"text": text, "after_push_seconds": 0.3}}
+    script.answers[("GET", "config")] = (200, live)
+    reply = await show_status(client, MEMBER)
+    assert f"Serving {text}." in reply.text
+
+
 async def test_status_when_guildprompts_is_down(client: AsyncBridgeClient, script: Script) -> None:
     script.answers[("GET", "config")] = httpx.ReadTimeout("slow")
     reply = await show_status(client, MEMBER)

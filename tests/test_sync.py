@@ -456,3 +456,26 @@ async def test_last_known_good_on_postgresql(postgres_url: str) -> None:
         assert state.snapshot_id == first.snapshot_id
         assert state.status_message == f"serving {good[:7]}, {broken[:7]} rejected: 1 error"
         assert len(world.fake.check_runs_for(world.full_name, broken)) == 1
+
+
+async def test_activation_does_not_wait_for_the_check_run(world: World) -> None:
+    """The check run's creation runs beside the blob downloads: a slow check-runs endpoint
+    delays the check run, not what guilds are served."""
+    world.bind(GUILD)
+    sha = world.push(VALID)
+    world.fake.hang_seconds = 1.0
+    world.fake.hang_next(r"/check-runs$", method="POST")
+    activated_at: list[float] = []
+    loop = asyncio.get_running_loop()
+    unsubscribe = world.runtime.on_activation(lambda _generation: activated_at.append(loop.time()))
+    started = loop.time()
+    try:
+        outcome = await world.sync(sha)
+    finally:
+        unsubscribe()
+    finished = loop.time()
+
+    assert outcome.activated
+    assert activated_at and activated_at[0] - started < 0.5  # not behind the 1 s check run
+    assert finished - started >= 1.0  # the check run was still created and completed
+    assert [run["status"] for run in world.check_runs(sha)] == ["completed"]

@@ -24,7 +24,7 @@ from github_app.store import (
     serving,
     snapshots,
 )
-from github_app.store.models import DeliveryState, PendingBinding, Repository
+from github_app.store.models import BranchStatus, DeliveryState, PendingBinding, Repository
 from github_app.store.serving import GuildState
 from github_app.sync import jobs
 from promptrepo import RepositoryError, load_repository
@@ -62,6 +62,8 @@ class Plan:
     full_name: str
     branch: str | None
     pending_set_at: datetime | None  # None: a refresh of the live binding
+    generation: int | None = None  # set when the binding went live at once (no sync needed)
+    state: GuildState | None = None  # the guild's state then
 
 
 def request_binding(
@@ -86,6 +88,15 @@ def request_binding(
         vault=vault,
         status_message="first sync queued" if readable else "waiting for the GitHub App",
     )
+    if (
+        wanted.token is None
+        and repository is not None
+        and _live_already(session, repository, wanted.branch, guild_id)
+    ):  # the commit is live and the guild may read it: nothing to sync
+        bindings.promote_pending(session, guild_id, actor=wanted.actor)
+        generation = branches.current_generation(session)
+        state = serving.guild_state(session, guild_id)
+        return Plan(None, full_name, wanted.branch, pending.set_at, generation, state)
     guid = None
     if readable:  # the handler asks GitHub how to read it, catching installations we missed
         guid = jobs.enqueue_sync(
@@ -261,6 +272,22 @@ def _same_target(live: Any, plan: Plan) -> bool:
     return (
         live.repository_full_name.lower() == plan.full_name.lower() and live.branch == plan.branch
     )
+
+
+def _live_already(
+    session: Session, repository: Repository, branch: str | None, guild_id: str
+) -> bool:
+    """The branch already serves its newest commit through the App, and this guild may read
+    it (public, or listed in allowed_guilds): binding needs only this access check."""
+    tracked = branches.get_branch(session, repository.id, branch or repository.default_branch)
+    if tracked is None or tracked.active_snapshot_id is None or tracked.status != BranchStatus.OK:
+        return False
+    active = snapshots.get_snapshot(session, tracked.active_snapshot_id)
+    if active is None or (tracked.latest_sha and tracked.latest_sha != active.commit_sha):
+        return False  # a newer head is being synced: let that sync decide
+    if not installations.has_app_access(session, repository.id):
+        return False
+    return not repository.private or guild_id in _allowed_guilds(session, active.id)
 
 
 def _pending_repository(session: Session, pending: PendingBinding) -> Repository | None:

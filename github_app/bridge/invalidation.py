@@ -8,16 +8,23 @@ by up to three paths, none of them a query per request:
   commit, from whichever process committed), or, when REDIS_URL is set, Redis pub/sub on
   `guildprompts:activation`, where every process publishes the generations it announces;
 - poll: one tiny query every GENERATION_POLL_INTERVAL reading the generation, the backstop for
-  lost notifications and the only path on SQLite.
+  lost notifications. On SQLite without Redis it is the only path, so it runs every
+  SQLITE_POLL (50 ms: one read of a local file) and the bots' streams hear of an activation by
+  a worker in another process within that.
 Push connections are reopened after any loss (with capped backoff), and the cache checks the
 generation after each reconnect, so nothing published during the gap is missed for long.
+
+The worker is woken the same way: storing work (`deliveries.record_delivery`: webhooks, sync
+jobs of binds, refreshes and reconciles) NOTIFYs `guildprompts_work` on PostgreSQL and
+`listen_for_work` wakes the worker of another process at commit; on SQLite the worker polls
+the queue every SQLITE_POLL (`worker_poll_interval`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.engine import URL
@@ -25,8 +32,17 @@ from sqlalchemy.engine import URL
 from github_app.bridge.resolver_cache import ResolverCache
 from github_app.runtime import Runtime
 from github_app.store.branches import ACTIVATION_CHANNEL
+from github_app.store.deliveries import WORK_CHANNEL
 
-__all__ = ["ACTIVATION_CHANNEL", "REDIS_CHANNEL", "listen", "publish_activations"]
+__all__ = [
+    "ACTIVATION_CHANNEL",
+    "REDIS_CHANNEL",
+    "WORK_CHANNEL",
+    "listen",
+    "listen_for_work",
+    "publish_activations",
+    "worker_poll_interval",
+]
 
 log = logging.getLogger("guildprompts.bridge.invalidation")
 
@@ -35,6 +51,8 @@ NOTIFY_WAIT = 0.5  # seconds a push listener waits for a message before looking 
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 CONNECT_TIMEOUT = 5
+SQLITE_POLL = 0.05  # seconds between generation (and queue) checks on SQLite
+WORKER_POLL = 0.5  # seconds between queue checks where NOTIFY wakes the worker
 
 
 async def listen(runtime: Runtime, cache: ResolverCache, stop: asyncio.Event) -> None:
@@ -103,6 +121,8 @@ async def publish_activations(runtime: Runtime, stop: asyncio.Event) -> None:
 async def _poll(runtime: Runtime, cache: ResolverCache, stop: asyncio.Event) -> None:
     """The backstop: read the generation, reload the guild map when it moved."""
     interval = runtime.settings.generation_poll_interval
+    if runtime.database.dialect == "sqlite" and not runtime.settings.redis_url:
+        interval = min(interval, SQLITE_POLL)  # the only path: keep it short
     outage = _Outage("the generation check")
     while True:
         try:
@@ -116,23 +136,42 @@ async def _poll(runtime: Runtime, cache: ResolverCache, stop: asyncio.Event) -> 
 
 async def _postgres(url: URL, cache: ResolverCache, stop: asyncio.Event) -> None:
     """LISTEN on the activation channel; every NOTIFY carries the new generation."""
+
+    async def notified(payload: str | None) -> None:
+        if payload is None:
+            await cache.check()  # catch up on anything committed while not listening
+        else:
+            await cache.refresh_to(_generation(payload))
+
+    await _listen_postgres(url, ACTIVATION_CHANNEL, notified, "PostgreSQL LISTEN", stop)
+
+
+async def _listen_postgres(
+    url: URL,
+    channel: str,
+    notified: Callable[[str | None], Awaitable[None]],
+    what: str,
+    stop: asyncio.Event,
+) -> None:
+    """LISTEN on `channel` until `stop`, reconnecting after any loss: `notified(payload)` per
+    NOTIFY, and `notified(None)` after each (re)connection."""
     import psycopg  # the `postgres` extra, present wherever DATABASE_URL is PostgreSQL
 
     conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    outage = _Outage("PostgreSQL LISTEN")
+    outage = _Outage(what)
     backoff = _Backoff()
     while not stop.is_set():
         try:
             async with await psycopg.AsyncConnection.connect(
                 conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT
             ) as connection:
-                await connection.execute(f"LISTEN {ACTIVATION_CHANNEL}")
+                await connection.execute(f"LISTEN {channel}")
                 outage.ended()
                 backoff.reset()
-                await cache.check()  # catch up on anything committed while not listening
+                await notified(None)
                 while not stop.is_set():
                     async for notice in connection.notifies(timeout=NOTIFY_WAIT):
-                        await cache.refresh_to(_generation(notice.payload))
+                        await notified(notice.payload)
         except Exception as exc:  # connection lost or refused: reconnect, never give up
             outage.began(exc)
         if await _stopped(stop, backoff.next()):
@@ -168,6 +207,26 @@ async def _redis(url: str, cache: ResolverCache, stop: asyncio.Event) -> None:
             await _quietly(client.aclose())
         if await _stopped(stop, backoff.next()):
             return
+
+
+# ---- waking the worker ----------------------------------------------------------------------
+
+
+def worker_poll_interval(runtime: Runtime) -> float:
+    """How often a worker looks at the queue unwoken: short where nothing can wake it."""
+    return WORKER_POLL if runtime.database.dialect == "postgresql" else SQLITE_POLL
+
+
+async def listen_for_work(runtime: Runtime, stop: asyncio.Event) -> None:
+    """LISTEN on the work channel and wake this process's worker (PostgreSQL only)."""
+    if runtime.database.dialect != "postgresql":
+        return
+
+    async def notified(_payload: str | None) -> None:
+        runtime.wake_worker()  # also after (re)connecting: work stored while not listening
+
+    url = runtime.database.engine.url
+    await _listen_postgres(url, WORK_CHANNEL, notified, "PostgreSQL LISTEN for work", stop)
 
 
 # ---- small pieces ---------------------------------------------------------------------------

@@ -5,19 +5,22 @@ context) with no TTL: a push invalidates by switching the guild's active snapsho
 the old entries are simply never looked up again (and are dropped once no guild is served from
 them, so content of a repository that lost access leaves memory too).
 
-Three small structures, all owned by one event loop:
-- the guild map, `guild id -> _Serving` (snapshot, repository, branch, staleness, status),
-  loaded from `serving.all_guild_states` at start and again whenever the activation generation
-  changes (see `github_app.bridge.invalidation`). Guilds in the same state share one `_Serving`, so
-  guilds bound to one repository and branch share one snapshot;
-- the response LRU, `(_Serving, context key) -> ServedPrompt` (JSON body bytes + ETag), bounded
-  by `size` (RESOLVER_CACHE_SIZE), and a memo from the raw query to its context key so a hit
-  skips normalising the query;
-- a small LRU of parsed `PromptRepository` objects by snapshot id, loaded once per snapshot on
-  the first miss (one database read in a thread).
+Memory scales with repositories, not guilds:
+- the guild map, `guild id -> Served` (promptrepo.answer), loaded from `serving.all_guild_states`
+  at start and again whenever the activation generation changes (see
+  `github_app.bridge.invalidation`). Equal states are interned, so guilds bound to one branch
+  share one `Served`;
+- the answer LRU, `(Served, context key) -> ServedPrompt` (JSON body bytes + ETag), bounded by
+  `size` (RESOLVER_CACHE_SIZE). When no file of a snapshot names the `guild` variable, the key
+  leaves the guild out, so every guild on that snapshot shares one answer per context;
+- parsed snapshots (`LoadedSnapshot`: the `PromptRepository`, plus the content digest and the
+  encoded files the stream sends) in an LRU bounded in bytes (SNAPSHOT_CACHE_BYTES), loaded once
+  per snapshot on the first miss (one database read, parsed in a thread).
 
 `lookup` is the hit path: synchronous, no database, no network, no await. `resolve` is the
-miss path. Both must be called from the event loop that serves the bridge.
+miss path. Both must be called from the event loop that serves the bridge. Listeners
+(`subscribe`) hear of every change of the guild map with the guilds it changed: the stream
+(`github_app.bridge.stream`) forwards them to bots.
 """
 
 from __future__ import annotations
@@ -26,14 +29,13 @@ import asyncio
 import hashlib
 import json
 import logging
-import re
 import time
-from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
-from urllib.parse import quote
 
 import anyio.to_thread
 from sqlalchemy.orm import Session
@@ -44,36 +46,35 @@ from github_app.store import branches, previews, serving, snapshots
 from github_app.store.models import BindingState
 from github_app.store.previews import ActivePreview
 from github_app.store.serving import GuildState
-from promptrepo import (
-    BOT_SUPPLIED_VARIABLES,
-    Context,
-    ContextError,
-    PromptRepository,
-    RepositoryError,
-    Resolution,
-    builtin_default,
-    load_repository,
-    render,
-    resolve,
+from promptrepo import Context, ContextError, PromptRepository, RepositoryError, load_repository
+from promptrepo.answer import (
+    GUILD_ID,
+    UNBOUND,
+    Served,
+    build_answer,
+    routing_context,
+    uses_guild,
+    without_guild,
 )
 
 __all__ = [
     "GUILD_ID",
+    "LoadedSnapshot",
     "Preview",
     "QueryError",
     "ResolverCache",
     "ServedPrompt",
-    "build_response",
     "context_for",
+    "serving_of",
 ]
 
 log = logging.getLogger("guildprompts.bridge.cache")
 
-GUILD_ID = re.compile(r"[0-9]{1,20}")  # a Discord snowflake
-MAX_QUERY_ITEMS = 32
-REPOSITORIES = 32  # parsed snapshots kept; one per repository and branch in use is plenty
+SNAPSHOT_BYTES = 256 * 1024 * 1024  # default byte budget of parsed snapshots
+CHANGE_LOG = 256  # generations whose changed guilds are remembered (stream resumes)
 Query = tuple[tuple[str, Any], ...]
 _CROSS_LOOP_WAIT = 10.0  # seconds an announcement from another loop waits for the reload
+_PARSED_OVERHEAD = 3  # a parsed snapshot takes about this many times its files' bytes
 
 
 class QueryError(ValueError):
@@ -98,6 +99,16 @@ class ServedPrompt:
         return json.loads(self.body)
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class LoadedSnapshot:
+    """One parsed snapshot, ready to resolve from."""
+
+    snapshot_id: int
+    repository: PromptRepository
+    guild_dependent: bool  # a file names the `guild` variable: answers differ per guild
+    size: int  # bytes it is accounted for in the LRU
+
+
 class Preview(NamedTuple):
     """A resolution made for `POST .../test`: the answer, the state and context it used."""
 
@@ -106,43 +117,15 @@ class Preview(NamedTuple):
     context: Context
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class _Serving:
-    """What a guild is served and how it is going. Interned: equal states are one object, so
-    the LRU key hashes by identity (fast) and guilds on one branch share their entries."""
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """When a branch's active commit went live, and when it had become the branch head."""
 
-    snapshot_id: int | None
-    repository: str | None
-    branch: str | None
-    commit_sha: str | None
-    is_stale: bool
-    status_message: str
-    bound: bool  # the guild has a live binding (False: built-in defaults, source "default")
-
-    def fields(self) -> tuple[Any, ...]:
-        return (
-            self.snapshot_id,
-            self.repository,
-            self.branch,
-            self.commit_sha,
-            self.is_stale,
-            self.status_message,
-            self.bound,
-        )
+    activated_at: datetime | None
+    head_at: datetime | None
 
 
-UNBOUND = _Serving(
-    None,
-    None,
-    None,
-    None,
-    False,
-    "no prompt repository is bound to this server: built-in defaults",
-    False,
-)
-
-
-def serving_of(state: GuildState | None) -> _Serving:
+def serving_of(state: GuildState | None) -> Served:
     """The part of a guild's state that shapes its answers (not interned)."""
     if state is None:
         return UNBOUND
@@ -154,8 +137,8 @@ def serving_of(state: GuildState | None) -> _Serving:
         message = state.status_message
     else:
         message = "not synced yet: built-in defaults until the first sync succeeds"
-    return _Serving(
-        snapshot_id=state.snapshot_id,
+    return Served(
+        snapshot=state.snapshot_id,
         repository=state.repository_full_name,
         branch=state.effective_branch or state.branch,
         commit_sha=state.commit_sha,
@@ -165,89 +148,12 @@ def serving_of(state: GuildState | None) -> _Serving:
     )
 
 
-def build_response(
-    serving_state: _Serving,
-    context: Context,
-    repository: PromptRepository | None,
-    github_url: str,
-) -> dict[str, Any]:
-    """The pinned JSON answer for one context (issue 5, section 2).
-
-    `content` has the routing variables rendered; `{messages}` and other placeholders without a
-    value are left for the bot. `source` is custom (from the repository), default (built-in:
-    no binding, or the repository's fallback chain found no file) or fallback (built-in because
-    the guild's repository cannot serve right now: no access, not synced, disabled).
-    """
-    status = serving_state.status_message
-    unavailable = serving_state.bound and repository is None
-    if serving_state.snapshot_id is not None and repository is None:
-        status = "the synced content is not available in this process: built-in defaults"
-    try:
-        resolution = resolve(repository, context)
-    except RepositoryError as exc:  # only for a commit validation accepted: should not happen
-        log.error("snapshot %s cannot resolve %s: %s", serving_state.snapshot_id, context.key, exc)
-        resolution, unavailable = builtin_default(context), True
-        status = f"the chosen prompt cannot be used ({exc}): built-in defaults"
-    custom = resolution.source == "custom"
-    commit = serving_state.commit_sha if repository is not None else None
-    return {
-        "content": render(resolution.content, resolution.variables).text,
-        "source": "custom" if custom else ("fallback" if unavailable else "default"),
-        "file_path": resolution.file_path,
-        "tried_paths": list(resolution.tried_paths),
-        "route": resolution.route,
-        "repository": serving_state.repository,
-        "branch": serving_state.branch,
-        "commit_sha": commit,
-        "schema_version": resolution.schema_version,
-        "parameters": _parameters(resolution),
-        "description": resolution.description,
-        "metadata": resolution.to_dict()["metadata"],
-        "github_file_url": _file_url(
-            github_url, serving_state.repository, commit, resolution.file_path
-        )
-        if custom
-        else None,
-        "is_stale": serving_state.is_stale and repository is not None,
-        "status_message": status,
-    }
-
-
-def _parameters(resolution: Resolution) -> dict[str, Any]:
-    return resolution.to_dict()["parameters"] if resolution.parameters else {}
-
-
-def _file_url(
-    github_url: str, repository: str | None, sha: str | None, path: str | None
-) -> str | None:
-    if not (repository and sha and path):
-        return None
-    return f"{github_url}/{repository}/blob/{sha}/{quote(path, safe='/')}"
-
-
 def context_for(guild_id: str, query: Query) -> Context:
-    """The routing context of a request: the query over the URL's guild.
-
-    The guild always comes from the URL (a `guild` in the query cannot route to another
-    guild's files), and variables the bot fills at send time (`messages`, ...) are never
-    routing variables, so they neither split the cache nor get rendered here.
-    """
-    if not isinstance(guild_id, str) or not GUILD_ID.fullmatch(guild_id):
-        shown = str(guild_id)[:40]
-        raise QueryError(f"invalid guild id {shown!r}: a Discord server id is 1 to 20 digits")
-    if len(query) > MAX_QUERY_ITEMS:
-        raise QueryError(f"too many context variables (at most {MAX_QUERY_ITEMS})")
+    """The routing context of a request (`promptrepo.answer.routing_context`), or QueryError."""
     try:
-        parsed = Context.from_mapping(dict(query))
-    except ContextError as exc:
+        return routing_context(guild_id, query)
+    except (ContextError, TypeError) as exc:
         raise QueryError(str(exc)) from None
-    items = [
-        item
-        for item in parsed.items
-        if item[0] != "guild" and item[0] not in BOT_SUPPLIED_VARIABLES
-    ]
-    items.append(("guild", guild_id))
-    return Context(tuple(sorted(items)), parsed.raw)
 
 
 def _as_query(query: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> Query:
@@ -263,7 +169,7 @@ def _load_states(
     return generation, serving.all_guild_states(session), previews.active_previews(session)
 
 
-def preview_serving(preview: ActivePreview, state: GuildState | None) -> _Serving | None:
+def preview_serving(preview: ActivePreview, state: GuildState | None) -> Served | None:
     """What a channel previewing a pull request is served: its head, while the guild's binding
     serves the same repository (None: the channel gets the guild's own answers)."""
     if (
@@ -273,8 +179,8 @@ def preview_serving(preview: ActivePreview, state: GuildState | None) -> _Servin
         or state.state != BindingState.ACTIVE
     ):
         return None
-    return _Serving(
-        snapshot_id=preview.snapshot_id,
+    return Served(
+        snapshot=preview.snapshot_id,
         repository=state.repository_full_name,
         branch=f"pull/{preview.pull_number}/head",
         commit_sha=preview.commit_sha,
@@ -285,26 +191,66 @@ def preview_serving(preview: ActivePreview, state: GuildState | None) -> _Servin
     )
 
 
+def _loaded(snapshot_id: int, files: Mapping[str, bytes]) -> LoadedSnapshot:
+    """Parse a snapshot (runs in a thread)."""
+    raw = sum(len(content) for content in files.values())
+    return LoadedSnapshot(
+        snapshot_id=snapshot_id,
+        repository=load_repository(files),
+        guild_dependent=uses_guild(files),
+        size=raw * _PARSED_OVERHEAD + 4096,
+    )
+
+
+def _encoded(files: Mapping[str, bytes]) -> tuple[str, bytes]:
+    """A snapshot as the stream sends it: its content digest and `{"path": "text"}` as JSON
+    (runs in a thread). Equal files, equal digest, whatever the snapshot's id."""
+    digest = hashlib.blake2b(digest_size=16)
+    texts: dict[str, str] = {}
+    for path in sorted(files):
+        digest.update(path.encode() + b"\0" + files[path] + b"\0")
+        texts[path] = files[path].decode("utf-8", "replace")
+    return digest.hexdigest(), json.dumps(texts, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _with_guild(context: Context, guild_id: str) -> Context:
+    return Context(tuple(sorted((*context.items, ("guild", guild_id)))), context.raw)
+
+
+Listener = Callable[[int, frozenset[str]], None]
+
+
 class ResolverCache:
     """Per-process answers for `GET /bridge/v1/guilds/{id}/prompt`; see the module docstring."""
 
-    def __init__(self, runtime: Runtime, size: int, *, repositories: int = REPOSITORIES) -> None:
+    def __init__(self, runtime: Runtime, size: int, *, snapshot_bytes: int | None = None) -> None:
         if size <= 0:
             raise ValueError("the resolver cache needs a size above 0")
         self.runtime = runtime
         self.size = size
         self._github_url = runtime.settings.github_url
-        self._max_repositories = max(1, repositories)
-        self._guilds: dict[str, _Serving] = {}
-        self._previews: dict[tuple[str, str], _Serving] = {}  # (guild, channel id) -> preview
+        budget = snapshot_bytes or getattr(runtime.settings, "snapshot_cache_bytes", 0)
+        self._snapshot_budget = max(1, budget or SNAPSHOT_BYTES)
+        self._guilds: dict[str, Served] = {}
+        self._previews: dict[tuple[str, str], Served] = {}  # (guild, channel id) -> preview
         self._preview_guilds: frozenset[str] = frozenset()
-        self._interned: dict[tuple[Any, ...], _Serving] = {}
-        self._live: frozenset[_Serving] = frozenset({UNBOUND})
+        self._interned: dict[Served, Served] = {}
+        self._live: frozenset[Served] = frozenset({UNBOUND})
         self._live_snapshots: frozenset[int] = frozenset()
-        self._entries: OrderedDict[tuple[_Serving, str], ServedPrompt] = OrderedDict()
-        self._contexts: dict[tuple[str, Query], tuple[str, Context]] = {}
-        self._repositories: OrderedDict[int, PromptRepository] = OrderedDict()
-        self._loading: dict[int, asyncio.Future[PromptRepository | None]] = {}
+        self._entries: OrderedDict[tuple[Served, str], ServedPrompt] = OrderedDict()
+        # raw query -> (its context key without the guild, that context): the same for all guilds
+        self._contexts: dict[Query, tuple[str, Context]] = {}
+        self._snapshots: OrderedDict[int, LoadedSnapshot] = OrderedDict()
+        self._snapshot_bytes = 0
+        self._dependence_known: set[int] = set()  # live snapshots parsed at least once
+        self._guild_dependent: set[int] = set()  # ... and whose answers depend on the guild
+        self._encoded: OrderedDict[int, tuple[str, bytes]] = OrderedDict()  # for the stream
+        self._encoded_bytes = 0
+        self._loading: dict[int, asyncio.Future[LoadedSnapshot | None]] = {}
+        self._freshness: dict[int, Freshness] = {}
+        self._changes: deque[tuple[int, frozenset[str]]] = deque()
+        self._changes_floor = 0  # the changes after this generation are all in `_changes`
+        self._listeners: list[Listener] = []
         self._generation = -1
         self._loaded = False
         self._lock: asyncio.Lock | None = None
@@ -316,19 +262,30 @@ class ResolverCache:
     def lookup(self, guild_id: str, query: Query) -> ServedPrompt | None:
         """The cached answer, or None (then call `resolve`). No I/O, no await.
 
-        `query` is the request's (name, value) pairs as received, as a tuple.
+        `query` is the request's (name, value) pairs as received, as a tuple; `guild_id` must
+        have been checked (`GUILD_ID`).
         """
         started = time.perf_counter()
-        known = self._contexts.get((guild_id, query))
+        known = self._contexts.get(query)
         if known is None:
             return None
-        key = (self._serving_for(guild_id, known[1]), known[0])
-        served = self._entries.get(key)
-        if served is None:
+        served_state = self._serving_for(guild_id, known[1])
+        snapshot_id = served_state.snapshot
+        if snapshot_id is not None and snapshot_id not in self._dependence_known:
+            return None
+        key = (served_state, self._key_text(served_state, known, guild_id))
+        answer = self._entries.get(key)
+        if answer is None:
             return None
         self._entries.move_to_end(key)
         metrics.record_resolve(True, time.perf_counter() - started)
-        return served
+        return answer
+
+    def _key_text(self, served_state: Served, known: tuple[str, Context], guild_id: str) -> str:
+        """Guilds on a snapshot whose files never name `guild` share their answers."""
+        if served_state.snapshot is not None and served_state.snapshot in self._guild_dependent:
+            return _with_guild(known[1], guild_id).key
+        return known[0]
 
     async def resolve(
         self, guild_id: str, query: Mapping[str, Any] | Iterable[tuple[str, Any]] = ()
@@ -340,33 +297,38 @@ class ResolverCache:
         """
         started = time.perf_counter()
         raw = _as_query(query)
+        known = self._context(guild_id, raw)
         if not self._loaded:
             await self.refresh_to(-1)  # first use: one load, however many requests wait on it
-        key_text, context = self._context(guild_id, raw)
         retried = False
         while True:
-            serving_state = self._serving_for(guild_id, context)
-            key = (serving_state, key_text)
-            served = self._entries.get(key)
-            if served is not None:
+            served_state = self._serving_for(guild_id, known[1])
+            snapshot_id = served_state.snapshot
+            loaded = None
+            if snapshot_id is not None and snapshot_id not in self._dependence_known:
+                loaded = await self.snapshot(int(snapshot_id))
+            key = (served_state, self._key_text(served_state, known, guild_id))
+            answer = self._entries.get(key)
+            if answer is not None:
                 self._entries.move_to_end(key)
                 metrics.record_resolve(True, time.perf_counter() - started)
-                return served
-            repository = None
-            if serving_state.snapshot_id is not None:
-                repository = await self._repository(serving_state.snapshot_id)
-                if repository is None and not retried:
-                    retried = True
-                    await self.reload()  # purged or replaced meanwhile: look again
-                    continue
+                return answer
+            if snapshot_id is not None and loaded is None:
+                loaded = await self.snapshot(int(snapshot_id))
+            if snapshot_id is not None and loaded is None and not retried:
+                retried = True
+                await self.reload()  # purged or replaced meanwhile: look again
+                continue
             break
-        served = ServedPrompt.from_body(
-            build_response(serving_state, context, repository, self._github_url)
+        repository = loaded.repository if loaded is not None else None
+        context = _with_guild(known[1], guild_id)
+        answer = ServedPrompt.from_body(
+            build_answer(served_state, context, repository, self._github_url).to_json()
         )
-        if serving_state in self._live:  # not switched away while we were resolving
-            self._store(key, served)
+        if served_state in self._live:  # not switched away while we were resolving
+            self._store(key, answer)
         metrics.record_resolve(False, time.perf_counter() - started)
-        return served
+        return answer
 
     async def preview(
         self, guild_id: str, query: Mapping[str, Any] | Iterable[tuple[str, Any]]
@@ -380,14 +342,16 @@ class ResolverCache:
         if state is not None and channel is not None:  # a channel previewing a pull request
             current = self._previews.get((guild_id, channel), current)
         repository = None
-        if current.snapshot_id is not None:
-            repository = self._repositories.get(current.snapshot_id)
-            if repository is None:
-                repository = await self._read_repository(current.snapshot_id)
-        answer = build_response(current, context, repository, self._github_url)
+        if current.snapshot is not None:
+            snapshot_id = int(current.snapshot)
+            loaded = self._snapshots.get(snapshot_id)
+            if loaded is None:
+                loaded = await self._read_snapshot(snapshot_id)
+            repository = loaded.repository if loaded is not None else None
+        answer = build_answer(current, context, repository, self._github_url).to_json()
         return Preview(answer, state, context)
 
-    def _serving_for(self, guild_id: str, context: Context) -> _Serving:
+    def _serving_for(self, guild_id: str, context: Context) -> Served:
         """The guild's state, or a channel preview's (the one hook previews need)."""
         found = self._guilds.get(guild_id, UNBOUND)
         if guild_id in self._preview_guilds:
@@ -396,60 +360,140 @@ class ResolverCache:
                 return self._previews.get((guild_id, channel), found)
         return found
 
+    def previews_of(self, guild_id: str) -> dict[str, Served]:
+        """The guild's channels previewing a pull request: channel id -> what they are served."""
+        if guild_id not in self._preview_guilds:
+            return {}
+        return {channel: s for (guild, channel), s in self._previews.items() if guild == guild_id}
+
     def _context(self, guild_id: str, raw: Query) -> tuple[str, Context]:
+        """The query's context without the guild (memoised per raw query), after checking
+        the guild id and the query (QueryError)."""
+        if not isinstance(guild_id, str) or not GUILD_ID.fullmatch(guild_id):
+            context_for(guild_id, raw)  # raises the QueryError that says why
         try:
-            known = self._contexts.get((guild_id, raw))
+            known = self._contexts.get(raw)
         except TypeError:  # a list or mapping as a value: not a context value
             context_for(guild_id, raw)  # raises the QueryError that says which
             raise
         if known is not None:
             return known
-        context = context_for(guild_id, raw)
+        context = without_guild(context_for(guild_id, raw))
         if len(self._contexts) >= self.size:
             self._contexts.clear()  # a memo: rebuilt on demand, bounded like the entries
         known = (context.key, context)
-        self._contexts[(guild_id, raw)] = known
+        self._contexts[raw] = known
         return known
 
-    def _store(self, key: tuple[_Serving, str], served: ServedPrompt) -> None:
-        self._entries[key] = served
+    def _store(self, key: tuple[Served, str], answer: ServedPrompt) -> None:
+        self._entries[key] = answer
         self._entries.move_to_end(key)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
     # ---- parsed snapshots ---------------------------------------------------------------------
 
-    async def _repository(self, snapshot_id: int) -> PromptRepository | None:
+    async def snapshot(self, snapshot_id: int) -> LoadedSnapshot | None:
         """The parsed snapshot; concurrent misses on one snapshot share a single load."""
-        repository = self._repositories.get(snapshot_id)
-        if repository is not None:
-            self._repositories.move_to_end(snapshot_id)
-            return repository
+        loaded = self._snapshots.get(snapshot_id)
+        if loaded is not None:
+            self._snapshots.move_to_end(snapshot_id)
+            return loaded
         loading = self._loading.get(snapshot_id)
         if loading is None:
-            loading = asyncio.ensure_future(self._load_repository(snapshot_id))
+            loading = asyncio.ensure_future(self._load_snapshot(snapshot_id))
             self._loading[snapshot_id] = loading
             loading.add_done_callback(lambda _done: self._loading.pop(snapshot_id, None))
         return await asyncio.shield(loading)
 
-    async def _load_repository(self, snapshot_id: int) -> PromptRepository | None:
-        repository = await self._read_repository(snapshot_id)
-        if repository is not None and snapshot_id in self._live_snapshots:
-            self._repositories[snapshot_id] = repository
-            while len(self._repositories) > self._max_repositories:
-                self._repositories.popitem(last=False)
-        return repository
+    async def _load_snapshot(self, snapshot_id: int) -> LoadedSnapshot | None:
+        loaded = await self._read_snapshot(snapshot_id)
+        if loaded is not None and snapshot_id in self._live_snapshots:
+            self._keep(loaded)
+        return loaded
 
-    async def _read_repository(self, snapshot_id: int) -> PromptRepository | None:
+    def _keep(self, loaded: LoadedSnapshot) -> None:
+        previous = self._snapshots.pop(loaded.snapshot_id, None)
+        if previous is not None:
+            self._snapshot_bytes -= previous.size
+        self._snapshots[loaded.snapshot_id] = loaded
+        self._snapshot_bytes += loaded.size
+        self._dependence_known.add(loaded.snapshot_id)
+        if loaded.guild_dependent:
+            self._guild_dependent.add(loaded.snapshot_id)
+        while self._snapshot_bytes > self._snapshot_budget and len(self._snapshots) > 1:
+            self._forget(next(iter(self._snapshots)))
+
+    def _forget(self, snapshot_id: int) -> None:
+        dropped = self._snapshots.pop(snapshot_id, None)
+        if dropped is not None:
+            self._snapshot_bytes -= dropped.size
+
+    async def _read_snapshot(self, snapshot_id: int) -> LoadedSnapshot | None:
         files = await self.runtime.run_db(snapshots.snapshot_files, snapshot_id)
         self.repositories_loaded += 1
         if not files:
             return None  # purged since the guild map was loaded
         try:
-            return await anyio.to_thread.run_sync(load_repository, files)
+            return await anyio.to_thread.run_sync(_loaded, snapshot_id, files)
         except RepositoryError as exc:
             log.error("active snapshot %s cannot be loaded: %s", snapshot_id, exc)
             return None
+
+    async def snapshot_event(self, snapshot_id: int) -> tuple[str, bytes] | None:
+        """The snapshot as the stream sends it (digest, files as JSON); None once purged.
+        Kept in a small LRU (an eighth of the snapshot budget): a new commit is read once
+        for every connected bot."""
+        encoded = self._encoded.get(snapshot_id)
+        if encoded is not None:
+            self._encoded.move_to_end(snapshot_id)
+            return encoded
+        files = await self.runtime.run_db(snapshots.snapshot_files, snapshot_id)
+        if not files:
+            return None
+        encoded = await anyio.to_thread.run_sync(_encoded, files)
+        if snapshot_id in self._live_snapshots and snapshot_id not in self._encoded:
+            self._encoded[snapshot_id] = encoded
+            self._encoded_bytes += len(encoded[1])
+            while self._encoded_bytes > self._snapshot_budget // 8 and len(self._encoded) > 1:
+                self._encoded_bytes -= len(self._encoded.popitem(last=False)[1][1])
+        return encoded
+
+    # ---- the guild map, for the stream --------------------------------------------------------
+
+    def served(self, guild_id: str) -> Served:
+        """What the guild is served now (UNBOUND without a binding)."""
+        return self._guilds.get(guild_id, UNBOUND)
+
+    def guild_ids(self) -> list[str]:
+        """Every guild with a binding in the current map."""
+        return list(self._guilds)
+
+    def freshness(self, served_state: Served) -> Freshness | None:
+        """When the served commit went live (None for the built-in defaults)."""
+        if served_state.snapshot is None:
+            return None
+        return self._freshness.get(int(served_state.snapshot))
+
+    def changes_since(self, generation: int) -> frozenset[str] | None:
+        """Guilds whose state changed after `generation`; None when that is no longer known
+        (too old, or from before this process loaded its map)."""
+        if not self._loaded or generation > self._generation:
+            return None
+        if generation == self._generation:
+            return frozenset()
+        if generation < self._changes_floor:
+            return None
+        changed: set[str] = set()
+        for at, guilds in self._changes:
+            if at > generation:
+                changed.update(guilds)
+        return frozenset(changed)
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener(generation, changed guild ids)` after every change of the map."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
     # ---- invalidation -------------------------------------------------------------------------
 
@@ -511,38 +555,102 @@ class ResolverCache:
         except TimeoutError:
             log.warning("the resolver cache's loop did not reload within %s s", _CROSS_LOOP_WAIT)
 
+    async def apply_guild(self, generation: int, state: GuildState) -> None:
+        """One guild changed, in the transaction that made `generation`: when the map is at
+        the generation just before, update that guild alone (no full reload); otherwise
+        reload up to `generation`."""
+        self._loop = asyncio.get_running_loop()
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if not self._loaded or self._generation != generation - 1:
+                loaded, states, active = await self.runtime.run_db(_load_states)
+                self._apply(loaded, states, active)
+                return
+            self._apply_one(generation, state)
+
+    def _apply_one(self, generation: int, state: GuildState) -> None:
+        """`_apply` for one guild: what a state that no guild uses any more keeps in memory
+        goes at the next full reload."""
+        fresh = serving_of(state)
+        shared = self._interned.get(fresh) or fresh
+        self._interned[shared] = shared
+        changed = self._guilds.get(state.guild_id, UNBOUND) != shared
+        self._guilds[state.guild_id] = shared
+        self._live = self._live | {shared}
+        if state.snapshot_id is not None:
+            self._live_snapshots = self._live_snapshots | {state.snapshot_id}
+            self._freshness[state.snapshot_id] = Freshness(state.activated_at, state.head_at)
+        self._generation = generation
+        self._record(generation, frozenset({state.guild_id}) if changed else frozenset())
+
     def _apply(
         self,
         generation: int,
         states: Mapping[str, GuildState],
         active: Iterable[ActivePreview] = (),
     ) -> None:
-        interned: dict[tuple[Any, ...], _Serving] = {}
+        interned: dict[Served, Served] = {}
 
-        def intern(fresh: _Serving) -> _Serving:
-            fields = fresh.fields()
-            shared = interned.get(fields) or self._interned.get(fields) or fresh
-            interned[fields] = shared
+        def intern(fresh: Served) -> Served:
+            shared = interned.get(fresh) or self._interned.get(fresh) or fresh
+            interned[shared] = shared
             return shared
 
-        guilds = {guild_id: intern(serving_of(state)) for guild_id, state in states.items()}
-        channels: dict[tuple[str, str], _Serving] = {}
+        guilds: dict[str, Served] = {}
+        freshness: dict[int, Freshness] = {}
+        for guild_id, state in states.items():
+            guilds[guild_id] = intern(serving_of(state))
+            if state.snapshot_id is not None:
+                freshness[state.snapshot_id] = Freshness(state.activated_at, state.head_at)
+        channels: dict[tuple[str, str], Served] = {}
         for preview in active:
             found = preview_serving(preview, states.get(preview.guild_id))
             if found is not None:
                 channels[(preview.guild_id, preview.channel_id)] = intern(found)
+        previous, previous_channels = self._guilds, self._previews
+        changed = frozenset(
+            guild
+            for guild in previous.keys() | guilds.keys()
+            if previous.get(guild, UNBOUND) != guilds.get(guild, UNBOUND)
+        ) | frozenset(
+            key[0]
+            for key in previous_channels.keys() | channels.keys()
+            if previous_channels.get(key) != channels.get(key)
+        )
         self._previews = channels
         self._preview_guilds = frozenset(guild for guild, _ in channels)
-        live = set(interned.values())
+        live = set(interned)
         live.add(UNBOUND)
-        snapshots_live = frozenset(s.snapshot_id for s in live if s.snapshot_id is not None)
+        snapshots_live = frozenset(int(s.snapshot) for s in live if s.snapshot is not None)
         self._guilds, self._interned, self._live = guilds, interned, frozenset(live)
-        self._live_snapshots = snapshots_live
+        self._live_snapshots, self._freshness = snapshots_live, freshness
+        was_loaded = self._loaded
         self._generation, self._loaded = generation, True
         for key in [key for key in self._entries if key[0] not in self._live]:
             del self._entries[key]
-        for snapshot_id in [s for s in self._repositories if s not in snapshots_live]:
-            del self._repositories[snapshot_id]
+        for snapshot_id in [s for s in self._snapshots if s not in snapshots_live]:
+            self._forget(snapshot_id)
+        for snapshot_id in [s for s in self._encoded if s not in snapshots_live]:
+            self._encoded_bytes -= len(self._encoded.pop(snapshot_id)[1])
+        self._guild_dependent &= snapshots_live
+        self._dependence_known &= snapshots_live
+        if not was_loaded:
+            self._changes.clear()
+            self._changes_floor = generation
+        self._record(generation, changed, remember=was_loaded)
+
+    def _record(self, generation: int, changed: frozenset[str], *, remember: bool = True) -> None:
+        """Remember which guilds changed at `generation` (for resumes) and tell listeners."""
+        if remember:
+            self._changes.append((generation, changed))
+            if len(self._changes) > CHANGE_LOG:
+                self._changes_floor = self._changes.popleft()[0]
+        for listener in list(self._listeners):
+            try:
+                listener(generation, changed)
+            except Exception:  # a broken listener must not stop the cache from switching
+                log.exception("a resolver cache listener failed")
 
     # ---- introspection ------------------------------------------------------------------------
 
@@ -552,6 +660,8 @@ class ResolverCache:
             "generation": self._generation,
             "guilds": len(self._guilds),
             "entries": len(self._entries),
-            "repositories": len(self._repositories),
+            "repositories": len(self._snapshots),
             "repositories_loaded": self.repositories_loaded,
+            "snapshot_bytes": self._snapshot_bytes,
+            "stream_bytes": self._encoded_bytes,
         }

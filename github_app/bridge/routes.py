@@ -29,12 +29,24 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
-from starlette.requests import Request
+from starlette.authentication import (
+    AuthCredentials,
+    AuthenticationBackend,
+    AuthenticationError,
+    BaseUser,
+    SimpleUser,
+)
+from starlette.endpoints import HTTPEndpoint
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route, Router
-from starlette.types import Receive, Scope, Send
+from starlette.routing import BaseRoute, Mount, Route
 
 from github_app.bridge import pins, previews
 from github_app.bridge.binding_store import (
@@ -49,7 +61,8 @@ from github_app.bridge.binding_store import (
     request_refresh,
 )
 from github_app.bridge.repository_url import RepositoryNameError, parse_repository
-from github_app.bridge.resolver_cache import GUILD_ID, QueryError, ResolverCache
+from github_app.bridge.resolver_cache import GUILD_ID, Freshness, QueryError, ResolverCache
+from github_app.bridge.stream import StreamHub
 from github_app.logs import register_secret
 from github_app.runtime import Runtime
 from github_app.store.errors import ConcurrentUpdateError, DatabaseUnavailableError
@@ -64,7 +77,6 @@ BIND_WAIT = 8.0  # seconds PUT and refresh wait for the sync before answering 20
 POLL_INTERVAL = 0.1  # seconds between looks at the store while waiting
 PREVIEW_LIMIT = 4000  # characters of a test preview
 MAX_BODY = 64 * 1024
-_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # Git's ref-name rules, enough to refuse what GitHub would never accept as a branch name.
 _BAD_BRANCH = re.compile(r"(^[-/.])|(\.\.)|(@\{)|([\x00-\x20~^:?*\[\\\x7f])|([/.]$)|(\.lock$)|//")
 
@@ -79,27 +91,141 @@ def bridge_routes(
     """Everything under `/bridge/v1`, for the web app's route list.
 
     `wait` bounds how long PUT and refresh wait for the sync they queued (0: answer 202 at once).
+    Starlette does the plumbing: `AuthenticationMiddleware` with a bearer backend (every path,
+    unknown ones too, answers 401 first), `HTTPEndpoint` method dispatch (a wrong method is a
+    405 with `Allow`), and exception handlers that turn every error into `{"message", "error"}`.
     """
     api = _BridgeAPI(runtime, cache, wait, poll_interval)
-    router = Router(
-        routes=[
-            api.route("prompt", {"GET": api.prompt}),
-            api.route(
-                "config",
-                {"GET": api.get_config, "PUT": api.put_config, "DELETE": api.delete_config},
-            ),
-            api.route("refresh", {"POST": api.refresh}),
-            api.route("test", {"POST": api.test}),
-            api.route("events", {"GET": api.events}),
-            *pins.pin_routes(api),
-            *previews.preview_routes(api),
-        ],
-        default=api.not_found,
+    hub = StreamHub(cache, heartbeat=runtime.settings.stream_heartbeat)
+    guild_routes = {
+        "prompt": {"GET": api.prompt},
+        "config": {"GET": api.get_config, "PUT": api.put_config, "DELETE": api.delete_config},
+        "refresh": {"POST": api.refresh},
+        "test": {"POST": api.test},
+        "events": {"GET": api.events},
+    }
+    routes: list[BaseRoute] = [
+        *(api.route(suffix, handlers) for suffix, handlers in guild_routes.items()),
+        *pins.pin_routes(api),
+        *previews.preview_routes(api),
+        Route("/stream", hub.endpoint, methods=["GET"], name="bridge-stream"),
+    ]
+    tokens = runtime.settings.bridge_tokens
+    middleware = [
+        Middleware(
+            ExceptionMiddleware,
+            handlers={
+                Refusal: _refused,
+                HTTPException: _http_error,
+                DatabaseUnavailableError: _database_unavailable,
+                Exception: _internal_error,
+            },
+        ),
+        Middleware(AuthenticationMiddleware, backend=BearerTokens(tokens), on_error=_unauthorized),
+    ]
+    return [Mount(API_PREFIX, routes=routes, middleware=middleware, name="bridge")]
+
+
+GuildHandler = Callable[[Request, str], Awaitable[Response]]
+
+
+def _guild_endpoint(suffix: str, handlers: Mapping[str, GuildHandler]) -> type[HTTPEndpoint]:
+    """An `HTTPEndpoint` for `/guilds/{guild_id}/<suffix>`: one method per handler, each given
+    the checked guild id."""
+
+    def method(handler: GuildHandler) -> Callable[[HTTPEndpoint, Request], Awaitable[Response]]:
+        async def call(self: HTTPEndpoint, request: Request) -> Response:
+            return await handler(request, _guild_id(request))
+
+        return call
+
+    name = f"Guild{suffix.title()}Endpoint"
+    return type(name, (HTTPEndpoint,), {verb: method(fn) for verb, fn in handlers.items()})
+
+
+def _guild_id(request: Request) -> str:
+    guild_id: str = request.path_params["guild_id"]
+    if not GUILD_ID.fullmatch(guild_id):
+        raise Refusal(
+            400,
+            "bad_request",
+            f"invalid guild id {guild_id[:40]!r}: a Discord server id is 1 to 20 digits",
+        )
+    return guild_id
+
+
+class BearerTokens(AuthenticationBackend):
+    """Every bridge request carries one of BRIDGE_TOKENS (compared in constant time)."""
+
+    def __init__(self, tokens: tuple[str, ...]) -> None:
+        self._tokens = tuple(token.encode() for token in tokens)
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser]:
+        if not self._tokens:
+            raise AuthenticationError(
+                "the bridge is disabled: BRIDGE_TOKENS is unset on the guildprompts service"
+            )
+        scheme, _, presented = conn.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            raise AuthenticationError("missing bearer token: send Authorization: Bearer <token>")
+        candidate = presented.strip().encode("utf-8", "replace")
+        matched = False
+        for token in self._tokens:  # no early exit: timing does not tell which one matched
+            matched |= hmac.compare_digest(candidate, token)
+        if not matched:
+            raise AuthenticationError("invalid bearer token")
+        return AuthCredentials(["bridge"]), SimpleUser("bot")
+
+
+# ---- errors as {"message", "error"} -------------------------------------------------------------
+
+
+def _unauthorized(conn: HTTPConnection, exc: AuthenticationError) -> Response:
+    return _json(
+        {"message": str(exc), "error": "unauthorized"},
+        401,
+        headers={"WWW-Authenticate": 'Bearer realm="guildprompts bridge"'},
     )
-    return [Mount(API_PREFIX, app=router, name="bridge")]
 
 
-Handler = Callable[[Request, str], Awaitable[Response]]
+async def _refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Refusal)
+    return _json({"message": exc.message, "error": exc.error, **exc.extra}, exc.status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        allowed = headers.get("Allow", "")
+        body = {"message": f"use {allowed} here", "error": "method_not_allowed"}
+    elif exc.status_code == 404:
+        body = {"message": f"no such bridge endpoint: {request.url.path}", "error": "not_found"}
+    else:
+        body = {"message": str(exc.detail), "error": "bad_request"}
+    return _json(body, exc.status_code, headers=headers)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("bridge %s %s: the database did not answer", request.method, request.url.path)
+    return _json(
+        {
+            "message": "guildprompts' database did not answer; try again shortly",
+            "error": "unavailable",
+        },
+        503,
+    )
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.error("bridge %s %s failed", request.method, request.url.path, exc_info=exc)
+    return _json(
+        {
+            "message": "guildprompts failed to answer this request; the error is in its log",
+            "error": "internal",
+        },
+        500,
+    )
 
 
 class _BridgeAPI:
@@ -111,95 +237,16 @@ class _BridgeAPI:
         self.wait = max(0.0, wait)
         self.poll_interval = poll_interval
         self.github_url = runtime.settings.github_url
-        self._tokens = tuple(token.encode() for token in runtime.settings.bridge_tokens)
 
-    # ---- plumbing -----------------------------------------------------------------------------
-
-    def route(self, suffix: str, handlers: Mapping[str, Handler]) -> Route:
-        """`/guilds/{guild_id}/<suffix>` for every method, so that authentication comes first
-        and a wrong method is a JSON 405 like every other answer."""
+    def route(self, suffix: str, handlers: Mapping[str, GuildHandler]) -> Route:
+        """`/guilds/{guild_id}/<suffix>` answered by `handlers` (by HTTP method); the bridge's
+        authentication and errors apply (the pin and preview routes use it too)."""
+        by_verb = {method.lower(): handler for method, handler in handlers.items()}
         return Route(
             f"/guilds/{{guild_id}}/{suffix}",
-            self.endpoint(handlers),
-            methods=_METHODS,
+            _guild_endpoint(suffix, by_verb),
             name=f"bridge-{suffix}",
         )
-
-    def endpoint(self, handlers: Mapping[str, Handler]) -> Callable[[Request], Awaitable[Response]]:
-        """Authentication, method and guild id checks, and errors as JSON, around handlers."""
-        allowed = ", ".join(handlers)
-
-        async def endpoint(request: Request) -> Response:
-            denied = self._deny(request)
-            if denied is not None:
-                return denied
-            handler = handlers.get(request.method)
-            if handler is None:
-                return _json(
-                    {"message": f"use {allowed} here", "error": "method_not_allowed"},
-                    405,
-                    headers={"Allow": allowed},
-                )
-            guild_id = request.path_params["guild_id"]
-            try:
-                if not GUILD_ID.fullmatch(guild_id):
-                    raise Refusal(
-                        400,
-                        "bad_request",
-                        f"invalid guild id {guild_id[:40]!r}: a "
-                        "Discord server id is 1 to 20 digits",
-                    )
-                return await handler(request, guild_id)
-            except Refusal as refusal:
-                return _json(
-                    {"message": refusal.message, "error": refusal.error, **refusal.extra},
-                    refusal.status,
-                )
-            except DatabaseUnavailableError:
-                log.warning(
-                    "bridge %s %s: the database did not answer", request.method, request.url.path
-                )
-                return _json(
-                    {
-                        "message": "guildprompts' database did not answer; try again shortly",
-                        "error": "unavailable",
-                    },
-                    503,
-                )
-            except Exception:
-                log.exception("bridge %s %s failed", request.method, request.url.path)
-                return _json(
-                    {
-                        "message": "guildprompts failed to answer this request; the "
-                        "error is in its log",
-                        "error": "internal",
-                    },
-                    500,
-                )
-
-        return endpoint
-
-    async def not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        response = self._deny(request) or _json(
-            {"message": f"no such bridge endpoint: {request.url.path}", "error": "not_found"}, 404
-        )
-        await response(scope, receive, send)
-
-    def _deny(self, request: Request) -> JSONResponse | None:
-        """401 unless the request carries one of BRIDGE_TOKENS (compared in constant time)."""
-        if not self._tokens:
-            return _unauthorized(
-                "the bridge is disabled: BRIDGE_TOKENS is unset on the guildprompts service"
-            )
-        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not presented.strip():
-            return _unauthorized("missing bearer token: send Authorization: Bearer <token>")
-        candidate = presented.strip().encode("utf-8", "replace")
-        matched = False
-        for token in self._tokens:  # no early exit: timing does not tell which one matched
-            matched |= hmac.compare_digest(candidate, token)
-        return None if matched else _unauthorized("invalid bearer token")
 
     def install_url(self) -> str | None:
         slug = self.runtime.credentials.slug or self.runtime.settings.github_app_slug
@@ -225,6 +272,9 @@ class _BridgeAPI:
         view = await self._view(guild_id)
         if view is None:
             raise _no_binding(guild_id)
+        await self.cache.refresh_to(-1)  # loaded once; a no-op afterwards
+        served = self.cache.served(guild_id)
+        view["freshness"] = _freshness(served.commit_sha, self.cache.freshness(served))
         return _json(view)
 
     async def _view(self, guild_id: str) -> dict[str, Any] | None:
@@ -241,6 +291,13 @@ class _BridgeAPI:
             )
         except ConcurrentUpdateError as exc:
             raise _conflict(exc) from None
+        if plan.generation is not None and plan.state is not None:  # live at once
+            await self.cache.apply_guild(plan.generation, plan.state)  # this guild alone
+            await self.runtime.announce_activation(plan.generation)  # other processes
+            view = await self._view(guild_id)
+            if view is None:
+                raise _no_binding(guild_id)
+            return _json(view)
         if plan.guid is None:
             raise Refusal(
                 409,
@@ -429,12 +486,22 @@ def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
-def _unauthorized(message: str) -> JSONResponse:
-    return _json(
-        {"message": message, "error": "unauthorized"},
-        401,
-        headers={"WWW-Authenticate": 'Bearer realm="guildprompts bridge"'},
-    )
+def _freshness(sha: str | None, fresh: Freshness | None) -> dict[str, Any] | None:
+    """How fresh what this process serves is: "commit abc1234 live since 14:02:07 UTC, 0.3 s
+    after the push" (the push time is GitHub's `pushed_at`, which has whole seconds)."""
+    if sha is None or fresh is None or fresh.activated_at is None:
+        return None
+    live = _utc(fresh.activated_at)
+    text = f"commit {sha[:7]} live since {live:%H:%M:%S} UTC"
+    after = None
+    if fresh.head_at is not None:
+        after = max(0.0, (live - _utc(fresh.head_at)).total_seconds())
+        text += f", {after:.1f} s after the push"
+    return {"live_since": live.isoformat(), "after_push_seconds": after, "text": text}
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _no_binding(guild_id: str) -> Refusal:

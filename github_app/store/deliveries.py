@@ -23,6 +23,7 @@ from github_app.store.errors import NotFoundError
 from github_app.store.models import DeliveryRow, DeliveryState, utcnow
 
 DEFAULT_LEASE = timedelta(minutes=5)
+WORK_CHANNEL = "guildprompts_work"  # NOTIFYed (PostgreSQL) at the commit of new work
 _GUID_MAX = 64
 
 
@@ -59,7 +60,10 @@ def record_delivery(
         "state": DeliveryState.PENDING.value,
         "attempts": 0,
     }
-    return insert_ignoring_conflicts(session, DeliveryRow.__table__, row, ["guid"]) == 1
+    stored = insert_ignoring_conflicts(session, DeliveryRow.__table__, row, ["guid"]) == 1
+    if stored and dialect_of(session) == "postgresql":  # wakes workers listening elsewhere
+        session.execute(select(func.pg_notify(WORK_CHANNEL, "")))
+    return stored
 
 
 def get_delivery(session: Session, guid: str) -> DeliveryRow | None:

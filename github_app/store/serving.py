@@ -49,6 +49,7 @@ class GuildState:
     snapshot_id: int | None  # what to serve; None: the built-in defaults
     commit_sha: str | None  # commit of snapshot_id
     activated_at: datetime | None
+    head_at: datetime | None  # when the active commit became the branch head (the push)
     latest_sha: str | None  # newest head seen on the branch
     branch_status: str | None  # BranchStatus of the latest sync; None: never tracked
     status_message: str
@@ -166,6 +167,7 @@ def _to_state(
         snapshot_id=snapshot_id,
         commit_sha=commit_sha if snapshot_id is not None else None,
         activated_at=branch.activated_at if branch is not None else None,
+        head_at=branch.active_head_at if branch is not None else None,
         latest_sha=branch.latest_sha if branch is not None else None,
         branch_status=branch.status if branch is not None else None,
         status_message=message,

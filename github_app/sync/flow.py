@@ -154,10 +154,24 @@ class _Run:
             return await self._access_lost(exc, self.access)
 
     async def _sync_commit(self, state: RepoState) -> SyncOutcome:
+        checks_started: list[asyncio.Future[int | None]] = []
+        try:
+            return await self._sync_commit_checked(state, checks_started)
+        finally:  # a sync that failed before completing its check run leaves no task behind
+            for started in checks_started:
+                if not started.done():
+                    started.cancel()
+                elif not started.cancelled():
+                    started.exception()  # retrieved: the sync's own error is what propagates
+
+    async def _sync_commit_checked(
+        self, state: RepoState, checks_started: list[asyncio.Future[int | None]]
+    ) -> SyncOutcome:
         request, access = self.request, self.access
         assert access is not None
         etag = None
         sha = request.sha
+        looked_at = utcnow()  # the head is at least this old: a push received meanwhile is newer
         if sha is None:
             sha, etag = await self._head(state)
         self.sha = sha
@@ -168,14 +182,15 @@ class _Run:
             request.trigger,
             can_check=request.check_run and access.installation_id is not None,
         )
-        check_run_id = None
+        check_run: asyncio.Future[int | None] | None = None
         if stored.snapshot_id is not None:
             validation = await anyio.to_thread.run_sync(
                 analyse_commit, stored.files, stored.diagnostics
             )
             snapshot = CommitFiles(sha, {}, {}, validation)
             if stored.post_check:
-                check_run_id = await self._start_check(stored)
+                check_run = asyncio.ensure_future(self._start_check(stored))
+                checks_started.append(check_run)
         else:
             entries = await self._call(
                 self.runtime.github.get_tree(self.repo_id, sha, **access.kwargs)
@@ -189,8 +204,9 @@ class _Run:
                     (),
                     f"{sha[:7]} has no PATH file: not a prompt repository, nothing to check",
                 )
-            if stored.post_check:
-                check_run_id = await self._start_check(stored)
+            if stored.post_check:  # off the push-to-live path: created while blobs download
+                check_run = asyncio.ensure_future(self._start_check(stored))
+                checks_started.append(check_run)
             snapshot = await self._fetch(sha, entries)
         recorded = await self.runtime.run_db(
             record_commit,
@@ -199,7 +215,7 @@ class _Run:
             self.branch,
             snapshot,
             activate=request.activate,
-            head_at=utcnow() if request.head_at is None else _aware(request.head_at),
+            head_at=looked_at if request.head_at is None else _aware(request.head_at),
             etag=etag,
             full_name=request.full_name,
             trigger=request.trigger,
@@ -211,6 +227,7 @@ class _Run:
         if recorded.activated and request.received_at is not None:
             waited = (utcnow() - _aware(request.received_at)).total_seconds()
             metrics.observe_push_to_live(max(waited, 0.0))
+        check_run_id = await check_run if check_run is not None else None
         if check_run_id is not None:
             await self._complete_check(check_run_id, snapshot, recorded)
         validation = snapshot.validation
