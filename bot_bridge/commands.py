@@ -81,9 +81,15 @@ async def set_binding(
     repository: str,
     branch: str | None = None,
     *,
+    token: str | None = None,
     manager_roles: Collection[str | int] = (),
 ) -> Reply:
-    """`/prompt-config set <repository> [branch]`."""
+    """`/prompt-config set <repository> [branch] [token]`.
+
+    `token`: a personal access token that can read a private repository the App is not
+    installed on. It goes to the service (which stores it encrypted) and is never repeated in a
+    reply; the cog's replies are only visible to the caller.
+    """
     refused = _refuse_unless_manager(caller, manager_roles)
     if refused is not None:
         return refused
@@ -94,7 +100,13 @@ async def set_binding(
             "`/prompt-config set octo-org/prompts`."
         )
     try:
-        config = await client.set_config(caller.guild_id, repository, branch, actor=caller.user_id)
+        config = await client.set_config(
+            caller.guild_id,
+            repository,
+            branch,
+            token=(token or "").strip() or None,
+            actor=caller.user_id,
+        )
     except BridgeError as exc:
         return Reply(_refusal(exc, caller, repository))
     if config.in_progress:
@@ -103,7 +115,10 @@ async def set_binding(
             f"{_on_branch(config.branch or branch)}. The first sync is still running; "
             "`/prompt-config status` shows the result in a moment."
         )
-    return Reply(_describe(config, headline="Prompt repository set."))
+    headline = "Prompt repository set." + (
+        " The access token was stored encrypted." if (token or "").strip() else ""
+    )
+    return Reply(_describe(config, headline=headline))
 
 
 async def show_status(client: AsyncBridgeClient, caller: Caller) -> Reply:

@@ -64,6 +64,12 @@ async def _reply_for(run: Run, interaction: discord.Interaction) -> Reply:
         return UNEXPECTED
 
 
+# The `token` option's description (Discord allows 100 characters).
+_PAT_HELP = (
+    "Private repository without the App: a token that can read it (kept encrypted, never shown)"
+)
+
+
 @app_commands.guild_only()
 class PromptConfigCog(
     ext.GroupCog,
@@ -130,14 +136,24 @@ class PromptConfigCog(
     @app_commands.describe(
         repository="owner/name or the repository's GitHub URL",
         branch="Branch to follow (default: the repository's default branch)",
+        token=_PAT_HELP,
     )
     async def set_repository(
-        self, interaction: discord.Interaction, repository: str, branch: str | None = None
+        self,
+        interaction: discord.Interaction,
+        repository: str,
+        branch: str | None = None,
+        token: str | None = None,
     ) -> None:
         await self._respond(
             interaction,
             lambda caller: commands.set_binding(
-                self.client, caller, repository, branch, manager_roles=self.manager_roles
+                self.client,
+                caller,
+                repository,
+                branch,
+                token=token,
+                manager_roles=self.manager_roles,
             ),
         )
 

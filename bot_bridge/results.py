@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -48,6 +49,8 @@ class ResolvedPrompt:
     branch: str | None = None
     repository: str | None = None  # owner/name
     status_message: str | None = None
+    description: str | None = None  # the prompt file's `description:` (front matter)
+    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,8 @@ def prompt_from_answer(
         branch=answer.branch,
         repository=answer.repository,
         status_message=answer.status_message,
+        description=answer.description,
+        metadata=answer.metadata,
     )
 
 

@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="guildprompts",
         description="Prompt templates for a Discord summarization bot, kept in GitHub.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     format_console.register(commands)
     for module_name in _SERVICE_COMMANDS:
@@ -32,7 +33,17 @@ _SERVICE_COMMANDS: list[str] = [
     "github_app.store.maintenance",
     "github_app.service",
     "github_app.preview",
+    "github_app.bridge.tokens",
 ]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("guildprompts")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
 
 
 # Top-level modules of the `app` extra (pyproject.toml) that every service command imports.
@@ -64,9 +75,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     try:
-        return int(args.run(args) or 0)
+        status = int(args.run(args) or 0)
+        sys.stdout.flush()
+        return status
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader stopped early (`guildprompts resolve ... | head`): that is its choice, not
+        # an error. Point stdout at /dev/null so the interpreter's final flush stays quiet.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # last resort: a person reads this, never a traceback
         # A SettingsError can only come from a loaded settings module; importing it here would
         # pull the service's dependencies into a format command.

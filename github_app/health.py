@@ -14,12 +14,16 @@ Two situations are deliberately *ready*:
   `"status": "unverified"`.
 
 GitHub is asked (`GET /app`) at most once per `app_check_ttl` (less often than probes come), and
-never for longer than `app_check_timeout`.
+never for longer than `app_check_timeout`, always in the background: a probe never waits on
+GitHub (a slow or unreachable GitHub would fail a 1 s readiness probe). The probe that starts a
+check waits at most `app_check_budget` for its answer; until GitHub answers, probes say
+`"status": "checking"`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -33,6 +37,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from github_app.auth import AuthConfigError
+from github_app.bridge.tokens import DISABLED as BRIDGE_DISABLED
 from github_app.github import GitHubError, RateLimited, TransientError
 from github_app.logs import redact
 from github_app.runtime import Runtime
@@ -75,14 +80,16 @@ class Health:
         app_check_ttl: float = 300.0,
         app_retry_ttl: float = 30.0,
         app_check_timeout: float = 5.0,
+        app_check_budget: float = 0.02,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.runtime = runtime
         self.stuck_after = stuck_after
         self._ttl, self._retry_ttl, self._timeout = app_check_ttl, app_retry_ttl, app_check_timeout
+        self._budget = app_check_budget
         self._clock = clock
         self._app: _Cached | None = None
-        self._app_lock = anyio.Lock()
+        self._verifying: asyncio.Task[None] | None = None
         self._tasks: dict[str, asyncio.Task[Any]] = {}
 
     def watch(self, name: str, task: asyncio.Task[Any]) -> None:
@@ -109,7 +116,18 @@ class Health:
 
     async def checks(self) -> dict[str, dict[str, Any]]:
         store = await run_in_threadpool(self._store_checks)
-        return {**store, "app": await self._app_check(), "background": self._background_check()}
+        return {
+            **store,
+            "app": await self._app_check(),
+            "bridge": self._bridge_check(),
+            "background": self._background_check(),
+        }
+
+    def _bridge_check(self) -> dict[str, Any]:
+        """Whether a bot can use this process's bridge (a disabled one does not stop webhooks)."""
+        if self.runtime.settings.bridge_tokens:
+            return {"ok": True, "status": "enabled"}
+        return {"ok": True, "status": "disabled", "error": BRIDGE_DISABLED}
 
     # ---- database, schema, queue (one worker thread) ------------------------------------------
 
@@ -161,7 +179,7 @@ class Health:
     # ---- the App's credentials ----------------------------------------------------------------
 
     async def _app_check(self) -> dict[str, Any]:
-        if not self.runtime.app_configured:
+        if not await self.runtime.refresh_credentials():
             return {
                 "ok": True,
                 "status": "not configured",
@@ -169,15 +187,43 @@ class Health:
                 "missing": missing_credentials(self.runtime),
             }
         cached = self._app
-        if cached is not None and self._clock() < cached.expires:
-            return cached.result
-        async with self._app_lock:
-            cached = self._app
-            if cached is not None and self._clock() < cached.expires:
-                return cached.result
+        if cached is None or self._clock() >= cached.expires:
+            started = self._verifying is None or self._verifying.done()
+            verifying = self.verify_in_background()
+            if cached is None and started:  # only the probe that asked waits, and briefly
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(verifying), self._budget)
+                cached = self._app
+        if cached is None:
+            return {
+                "ok": True,
+                "status": "checking",
+                "app_id": self.runtime.credentials.app_id,
+                "error": "GitHub has not confirmed the credentials yet",
+            }
+        return cached.result
+
+    def verify_in_background(self) -> asyncio.Task[None]:
+        """Ask GitHub about the credentials unless a question is already under way."""
+        if self._verifying is None or self._verifying.done():
+            self._verifying = asyncio.create_task(self._verify(), name="guildprompts-app-check")
+        return self._verifying
+
+    async def _verify(self) -> None:
+        try:
             result, ttl = await self._ask_github()
-            self._app = _Cached(result, self._clock() + ttl)
-            return result
+        except Exception as exc:  # never an unretrieved task error; the next probe retries
+            log.warning("readyz: the App check failed: %s", redact(str(exc)))
+            result, ttl = (
+                {
+                    "ok": True,
+                    "status": "unverified",
+                    "app_id": self.runtime.credentials.app_id,
+                    "error": f"GitHub did not confirm the credentials: {type(exc).__name__}",
+                },
+                self._retry_ttl,
+            )
+        self._app = _Cached(result, self._clock() + ttl)
 
     async def _ask_github(self) -> tuple[dict[str, Any], float]:
         """GitHub's verdict on the App's JWT, and how long to keep it."""

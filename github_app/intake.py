@@ -35,6 +35,7 @@ WEBHOOK_PATH = "/api/github/webhooks"
 _INTERNAL_PREFIX = "guildprompts."  # internal work items' events: never accepted from outside
 _COLUMN_MAX = 64  # event and action columns
 STORE_WAIT = 3.0  # seconds intake waits for the database's write lock (GitHub waits 10)
+_MAX_ID = 2**63 - 1  # GitHub's ids are stored in BIGINT columns
 
 
 def webhook_route(runtime: Runtime) -> Route:
@@ -45,7 +46,7 @@ def webhook_route(runtime: Runtime) -> Route:
 
 
 async def receive_webhook(runtime: Runtime, request: Request) -> JSONResponse:
-    if not runtime.app_configured:
+    if not await runtime.refresh_credentials():
         return _error(503, "App not configured: open /setup")
     event_header = request.headers.get("x-github-event", "")
     try:
@@ -113,6 +114,14 @@ def _check_storable(delivery: Delivery) -> None:
         raise WebhookError(400, "malformed X-GitHub-Delivery header")
     if delivery.action is not None and len(delivery.action) > _COLUMN_MAX:
         raise WebhookError(400, "payload `action` is too long")
+    for field, value in (
+        ("installation.id", delivery.installation_id),
+        ("repository.id", delivery.repository_id),
+    ):
+        if value is not None and not 0 < value <= _MAX_ID:
+            raise WebhookError(
+                400, f"payload `{field}` {value} is not a GitHub id (a positive 64-bit integer)"
+            )
 
 
 def _unavailable(delivery: Delivery, reason: str) -> JSONResponse:

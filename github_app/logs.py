@@ -71,10 +71,13 @@ _TOKEN_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # user:password@host in URLs (x-access-token:TOKEN@github.com).
     (re.compile(r"(://[^/\s:@]+:)[^@\s/]+@"), r"\1" + REDACTED + "@"),
     # Values of keys that name a credential: "token": "...", client_secret=..., PASSWORD: ...
+    # Only values that look like credentials (a digit, inner punctuation, or 16+ characters):
+    # "the token: expired" and a logger named `guildprompts.secrets` stay readable.
     (
         re.compile(
-            r"""(?i)(\b[A-Za-z_]*(?:token|secret|password|passwd|private_key)s?['"]?\s*[:=]\s*"""
-            r"""['"]?)(?!\[REDACTED\])[^\s'",}]+"""
+            r"""(?i)((?<![\w.])[A-Za-z_]*(?:token|secret|password|passwd|private_key)s?['"]?"""
+            r"""\s*[:=]\s*['"]?)(?!\[REDACTED\])"""
+            r"""(?=[^\s'",}]*(?:\d|[A-Za-z0-9][._+/=-][A-Za-z0-9])|[^\s'",}]{16})[^\s'",}]+"""
         ),
         r"\1" + REDACTED,
     ),

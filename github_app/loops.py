@@ -61,7 +61,7 @@ STARTUP_SWEEP_HORIZON = timedelta(hours=24)  # the first sweep also covers a day
 async def reconcile(runtime: Runtime) -> int:
     """Check every followed branch's head once; returns how many syncs were queued."""
     targets = await runtime.run_db(serving.tracked_targets)
-    if not runtime.app_configured:
+    if not await runtime.refresh_credentials():
         targets = [target for target in targets if target.installation_id is None]
     limit = asyncio.Semaphore(RECONCILE_CONCURRENCY)
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import html
 import json
 import os
+import re
 import sys
 import threading
 from collections.abc import Mapping
@@ -28,7 +28,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
+from github_app.pages import document
+from github_app.pages import escape as _e
 from promptrepo import (
     Context,
     ContextError,
@@ -46,6 +49,7 @@ from promptrepo import (
 )
 from promptrepo.answer import Served, build_answer, routing_context
 from promptrepo.console import add_base_option
+from promptrepo.variables import canonical
 
 if TYPE_CHECKING:  # Starlette is imported when the app is built: `guildprompts --help` stays fast
     from starlette.applications import Starlette
@@ -300,25 +304,24 @@ def _trial_values(query: Mapping[str, str]) -> dict[str, str]:
 # ---- the page -------------------------------------------------------------------------------
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def _page(
     root: Path, version: Version, query: Mapping[str, str], values: Mapping[str, str] | None
 ) -> str:
     sections = [
+        f'<p class="meta"><code>{_e(root)}</code></p>',
         _status(root, version),
         _diagnostics(version),
         _table(version),
         _try_form(version, query, values),
         _api_hint(),
     ]
-    return _DOCUMENT.format(
-        title=_e(f"Preview · {root.name}"),
-        root=_e(root),
-        fingerprint=_e(version.fingerprint),
-        body="\n".join(sections),
+    return document(
+        f"Preview · {root.name}",
+        "\n".join(sections),
+        heading="guildprompts preview",
+        style=_STYLE,
+        head='<script src="/_preview/reload.js" defer></script>',
+        body_attributes=f' data-fingerprint="{_e(version.fingerprint)}"',
     )
 
 
@@ -360,7 +363,7 @@ def _diagnostics(version: Version) -> str:
         rows.append(
             f'<tr class="{_e(d.severity)}"><td><span class="sev">{_e(d.severity)}</span></td>'
             f"<td><code>{_e(where)}</code></td><td><code>{_e(d.code)}</code></td>"
-            f"<td>{_e(d.message)}<div class=hint>{_e(d.hint)}</div></td></tr>"
+            f"<td>{_message(d.message)}<div class=hint>{_e(d.hint)}</div></td></tr>"
         )
     return (
         '<h2>Diagnostics</h2><table id="diagnostics"><thead><tr><th>Severity</th>'
@@ -370,41 +373,87 @@ def _diagnostics(version: Version) -> str:
     )
 
 
+def _message(message: str) -> str:
+    """The message's first line, and the excerpt with its caret (YAML errors) as code."""
+    head, _, excerpt = message.partition("\n")
+    return _e(head) + (f'<pre class="excerpt">{_e(excerpt)}</pre>' if excerpt else "")
+
+
 def _table(version: Version) -> str:
+    perspectives = _perspectives(version.repository)
     layered = bool(version.repository and version.repository.layers)
     rows = []
-    for context in common_contexts():
+    for context in _table_contexts(perspectives):
+        cells = f"<td>{_e(context.category)}</td><td>{_e(context.type)}</td>"
+        if perspectives:
+            cells += f"<td>{_e(context.get('perspective') or '-')}</td>"
         try:
             resolution = resolve(version.repository, context)
         except RepositoryError as exc:
-            rows.append(
-                f"<tr><td>{_e(context.category)}</td><td>{_e(context.type)}</td>"
-                f'<td colspan=3 class="bad">{_e(exc)}</td></tr>'
-            )
+            rows.append(f'<tr>{cells}<td colspan=3 class="bad">{_e(exc)}</td></tr>')
             continue
-        link = f"?category={_e(context.category)}&amp;type={_e(context.type)}#try"
+        query = {key: value for key, value in context.to_dict().items() if value}
+        link = _e("?" + urlencode(query) + "#try")
         chosen = (
             f"<code>{_e(resolution.file_path)}</code>"
             if resolution.file_path
             else f"<i>{_e(resolution.description or 'built-in default')}</i>"
         )
         tried = ", ".join(resolution.tried_paths) or "no route applies"
+        source = _e(resolution.source)
         rows.append(
-            f"<tr><td>{_e(context.category)}</td><td>{_e(context.type)}</td>"
-            f'<td><a href="{link}" title="tried: {_e(tried)}">{chosen}</a></td>'
-            f"<td>{_e(resolution.route or '-')}</td>"
-            f'<td><span class="src {_e(resolution.source)}">{_e(resolution.source)}</span></td>'
+            f'<tr>{cells}<td><a href="{link}" title="tried: {_e(tried)}">{chosen}</a></td>'
+            f"<td>{_e(resolution.route_label or '-')}</td>"
+            f'<td><span class="src {source}">{source}</span></td>'
             + (f"<td>{_e(_layer(resolution))}</td>" if layered else "")
             + "</tr>"
         )
+    perspective = "<th>Perspective</th>" if perspectives else ""
     return (
         '<h2>Which file each context gets</h2><table id="resolution"><thead><tr>'
-        "<th>Category</th><th>Type</th><th>File</th><th>Route</th><th>Source</th>"
+        f"<th>Category</th><th>Type</th>{perspective}<th>File</th><th>Route</th><th>Source</th>"
         + ("<th>Layer</th>" if layered else "")
         + "</tr></thead><tbody>"
         + "".join(rows)
         + "</tbody></table>"
     )
+
+
+def _table_contexts(perspectives: list[str]) -> list[Context]:
+    """The common contexts, and each again with every perspective the repository has files for."""
+    contexts = common_contexts()
+    if not perspectives:
+        return contexts
+    return [
+        Context.from_mapping({**context.to_dict(), **({"perspective": p} if p else {})})
+        for context in contexts
+        for p in ["", *perspectives]
+    ]
+
+
+def _perspectives(repository: PromptRepository | None) -> list[str]:
+    """The `{perspective}` values the repository's files spell out, for routes that use one."""
+    if repository is None:
+        return []
+    found: set[str] = set()
+    for route in repository.routes:
+        if "perspective" not in (canonical(name) for name in route.names):
+            continue
+        pieces, named = [], False
+        for index, part in enumerate(route.parts):
+            if index % 2 == 0:
+                pieces.append(re.escape(part))
+            elif canonical(part) == "perspective" and not named:
+                pieces.append("(?P<p>[a-z0-9_-]+)")
+                named = True
+            else:
+                pieces.append("[a-z0-9_-]+")
+        regex = re.compile("".join(pieces))
+        for path in repository.files:
+            match = regex.fullmatch(path)
+            if match and match.group("p") != "default":
+                found.add(match.group("p"))
+    return sorted(found)
 
 
 def _layer(resolution: Resolution) -> str:
@@ -444,7 +493,7 @@ def _trial_result(version: Version, values: Mapping[str, str]) -> str:
     rows = [
         ("Context", context.key or "(empty)"),
         ("File", chosen),
-        ("Route", resolution.route or "-"),
+        ("Route", resolution.route_label or "-"),
         ("Source", resolution.source),
         *(
             (("Layer", _layer(resolution)),)
@@ -454,8 +503,13 @@ def _trial_result(version: Version, values: Mapping[str, str]) -> str:
         ("Tried", ", ".join(resolution.tried_paths) or "-"),
         ("Left for the bot", left),
     ]
+    if resolution.description:
+        rows.append(("Description", resolution.description))
     if parameters:
         rows.append(("Parameters", json.dumps(parameters, ensure_ascii=False)))
+    if resolution.metadata:
+        metadata = resolution.to_dict()["metadata"]
+        rows.append(("Metadata", json.dumps(metadata, ensure_ascii=False)))
     cells = "".join(f"<tr><th>{_e(k)}</th><td><code>{_e(v)}</code></td></tr>" for k, v in rows)
     return (
         f'<div id="result"><table class="facts">{cells}</table>'
@@ -473,37 +527,26 @@ def _api_hint() -> str:
     )
 
 
-_DOCUMENT = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>
-body{{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:68rem;margin:2rem auto;
-padding:0 1rem;color:#1f2328;line-height:1.45}}
-h1{{font-size:1.4rem;margin-bottom:.2rem}}h2{{font-size:1.1rem;margin-top:2rem}}
-code,pre{{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85rem}}
-table{{border-collapse:collapse;width:100%}}th,td{{text-align:left;padding:.35rem .5rem;
-border-bottom:1px solid #d0d7de;vertical-align:top}}thead th{{background:#f6f8fa}}
-.status{{padding:.5rem .8rem;border-radius:6px}}.good{{background:#dafbe1}}
-.bad{{background:#ffebe9}}.meta{{color:#656d76;font-size:.85rem}}
-.sev{{font-weight:600}}.error .sev{{color:#cf222e}}.warning .sev{{color:#9a6700}}
-.notice .sev{{color:#0969da}}.hint{{color:#656d76;font-size:.85rem}}
-.src{{border-radius:1rem;padding:0 .5rem;font-size:.8rem}}.src.custom{{background:#ddf4ff}}
-.src.default{{background:#eaeef2}}
-.try{{display:flex;flex-wrap:wrap;gap:.6rem;align-items:end}}
-.try label{{display:flex;flex-direction:column;font-size:.85rem}}
-.try .wide{{flex-basis:100%}}input,textarea{{padding:.3rem;font:inherit}}
-button{{background:#1f883d;color:#fff;border:0;border-radius:6px;padding:.45rem 1rem;
-font-size:.95rem;cursor:pointer}}
-.facts{{width:auto;margin-top:1rem}}.facts th{{background:none;color:#656d76}}
-pre{{background:#f6f8fa;padding:1rem;border-radius:6px;white-space:pre-wrap}}
-.none{{color:#1a7f37}}
-</style>
-<script src="/_preview/reload.js" defer></script></head>
-<body data-fingerprint="{fingerprint}"><h1>guildprompts preview</h1>
-<p class="meta"><code>{root}</code></p>
-{body}
-</body></html>
+_STYLE = """
+body{max-width:68rem;margin:2rem auto;line-height:1.45}
+h1{font-size:1.4rem;margin-bottom:.2rem}
+code{background:none;padding:0}
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.35rem .5rem;
+border-bottom:1px solid #d0d7de;vertical-align:top}thead th{background:#f6f8fa}
+.status{padding:.5rem .8rem;border-radius:6px}.good{background:#dafbe1}
+.bad{background:#ffebe9}
+.sev{font-weight:600}.error .sev{color:#cf222e}.warning .sev{color:#9a6700}
+.notice .sev{color:#0969da}.hint{color:#656d76;font-size:.85rem}
+.src{border-radius:1rem;padding:0 .5rem;font-size:.8rem}.src.custom{background:#ddf4ff}
+.src.default{background:#eaeef2}
+.try{display:flex;flex-wrap:wrap;gap:.6rem;align-items:end}
+.try label{display:flex;flex-direction:column;font-size:.85rem}
+.try .wide{flex-basis:100%}input,textarea{padding:.3rem;font:inherit}
+button{font-size:.95rem;padding:.45rem 1rem}
+.facts{width:auto;margin-top:1rem}.facts th{background:none;color:#656d76}
+pre{background:#f6f8fa;padding:1rem;border-radius:6px;white-space:pre-wrap}
+pre.excerpt{padding:.3rem .5rem;margin:.3rem 0;white-space:pre}
+.none{color:#1a7f37}
 """
 
 # Reloads the page (keeping the form's values, which are in its URL) once the files differ from

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -21,6 +22,7 @@ import httpx
 
 from github_app import metrics
 from github_app.auth import AppAuth
+from github_app.bridge.tokens import DISABLED, with_bridge_tokens
 from github_app.github import GitHubClient
 from github_app.logs import register_secret
 from github_app.secrets import Vault, load_vault
@@ -35,6 +37,8 @@ T = TypeVar("T")
 
 GIL_SWITCH_INTERVAL = 0.0005
 """Seconds a thread may hold the GIL before yielding (Python's default is 0.005)."""
+CREDENTIALS_RECHECK = 1.0
+"""Seconds between reads of stored App credentials while this process has none."""
 ActivationListener = Callable[[int], Awaitable[None] | None]
 
 
@@ -47,6 +51,11 @@ class AppCredentials:
     private_key: str = ""
     webhook_secrets: tuple[str, ...] = ()
 
+    @property
+    def complete(self) -> bool:
+        """Enough to authenticate and verify webhooks (what `refresh_credentials` waits for)."""
+        return bool(self.app_id and self.private_key and self.webhook_secrets)
+
 
 @dataclass
 class Runtime:
@@ -58,10 +67,45 @@ class Runtime:
     auth: AppAuth | None
     work_available: asyncio.Event = field(default_factory=asyncio.Event)
     _activation_listeners: list[ActivationListener] = field(default_factory=list)
+    _credentials_checked: float = 0.0
 
     @property
     def app_configured(self) -> bool:
         return self.auth is not None and bool(self.credentials.webhook_secrets)
+
+    async def refresh_credentials(self) -> bool:
+        """Whether the App is configured, reading credentials another process's /setup stored.
+
+        Every process picks up the App created through /setup at its next request or loop
+        turn, without a restart; while none is configured the database is asked at most once
+        per CREDENTIALS_RECHECK seconds, so a stream of requests costs nothing.
+        """
+        if self.app_configured:
+            return True
+        now = time.monotonic()
+        if now - self._credentials_checked < CREDENTIALS_RECHECK:
+            return False
+        self._credentials_checked = now
+        try:
+            found = await anyio.to_thread.run_sync(
+                _app_credentials, self.settings, self.database, self.vault
+            )
+            if found.complete and found != self.credentials:
+                self.use_credentials(found)
+                log.info("the GitHub App %s (id %s) is configured", found.slug, found.app_id)
+        except Exception as exc:  # the next check retries; serving goes on meanwhile
+            log.warning("could not load the stored App credentials: %s", exc)
+        return self.app_configured
+
+    def expect_credentials(self) -> None:
+        """New credentials were just stored: the next `refresh_credentials` reads them."""
+        self._credentials_checked = 0.0
+
+    def use_credentials(self, found: AppCredentials) -> None:
+        """Authenticate as `found` from now on (this process's client included)."""
+        self.auth = AppAuth(found.app_id, found.private_key) if found.complete else None
+        self.github.auth = self.auth
+        self.credentials = found
 
     async def run_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """`fn(session, *args, **kwargs)` in a thread, in one transaction; its result."""
@@ -119,7 +163,10 @@ def build_runtime(
 
     `transport` lets tests route the GitHub client to the fake GitHub in-process.
     """
+    settings = with_bridge_tokens(settings)
     _register_configured_secrets(settings)
+    if not settings.bridge_tokens:
+        log.warning(DISABLED)
     database = open_database(settings.database_url, auto_upgrade=auto_upgrade)
     try:
         vault = load_vault(settings)

@@ -94,7 +94,7 @@ def load_vault(settings: Settings) -> Vault:
     path = Path(settings.encryption_key_file)
     if path.is_file():
         return _vault_from_file(path)
-    if not settings.database_url.strip().startswith("sqlite"):
+    if not settings.embedded:
         raise KeyConfigurationError(
             "ENCRYPTION_KEYS is required with a shared database (every process must hold the "
             f"same keys): create one with `{KEY_GENERATE_COMMAND}`"
@@ -113,30 +113,39 @@ def _vault_from_file(path: Path) -> Vault:
 
 
 def _generate_key_file(path: Path) -> Path:
-    """Create the key file (mode 0600) atomically: a concurrent reader sees all of it or none.
+    """Create the key file (mode 0600); losing a race to another process is fine: its key wins."""
+    try:
+        created = create_private_file(path, generate_key())
+    except OSError as exc:
+        raise KeyConfigurationError(
+            f"ENCRYPTION_KEY_FILE {path}: cannot create the key file ({exc.strerror}); "
+            "set ENCRYPTION_KEYS instead"
+        ) from None
+    if created:
+        logger.warning(
+            "generated an encryption key for stored secrets in %s (readable only by you). Back "
+            "it up: without it the stored tokens cannot be read. To manage keys yourself, set "
+            "ENCRYPTION_KEYS.",
+            path.resolve(),
+        )
+    return path
 
-    Losing a race to another process is fine: its key is used.
+
+def create_private_file(path: Path, text: str) -> bool:
+    """Write `text` to a new file readable only by its owner (0600); False if it exists.
+
+    Atomic: the file appears whole (written beside it, then hard-linked), so a concurrent
+    reader sees all of it or none, and of two concurrent creators exactly one wins.
     """
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         temporary.unlink(missing_ok=True)  # a leftover of a crash may carry another mode
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w", encoding="ascii") as handle:
-            handle.write(generate_key() + "\n")
+            handle.write(text.strip() + "\n")
         os.link(temporary, path)
     except FileExistsError:
-        return path
-    except OSError as exc:
-        raise KeyConfigurationError(
-            f"ENCRYPTION_KEY_FILE {path}: cannot create the key file ({exc.strerror}); "
-            "set ENCRYPTION_KEYS instead"
-        ) from None
+        return False
     finally:
         temporary.unlink(missing_ok=True)
-    logger.warning(
-        "generated an encryption key for stored secrets in %s (readable only by you). Back it "
-        "up: without it the stored tokens cannot be read. To manage keys yourself, set "
-        "ENCRYPTION_KEYS.",
-        path.resolve(),
-    )
-    return path
+    return True

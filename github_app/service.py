@@ -66,6 +66,10 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     host = args.host or settings.host
     port = args.port or settings.port
+    busy = _address_in_use(host, port)
+    if busy:
+        print(f"guildprompts serve: {busy}", file=sys.stderr)
+        return 1
     setup = f"{settings.public_url or f'http://{_shown(host)}:{port}'}/setup"
     runtime, status = _open("serve", settings, setup)
     if runtime is None:
@@ -177,6 +181,33 @@ def _open(command: str, settings: Settings, setup: str) -> tuple[Runtime | None,
             ", ".join(missing_credentials(runtime)),
         )
     return runtime, 0
+
+
+def _address_in_use(host: str, port: int) -> str:
+    """Why `host:port` cannot be bound (one line saying what to do), or "" when it can.
+
+    uvicorn would log its own `[Errno 98]` with a traceback-like line; a person needs the fix.
+    """
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=1)
+    except socket.gaierror as exc:
+        return f"cannot listen on {host!r}: {exc.strerror}; use --host or HOST"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"port {port} on {host} is already in use (another guildprompts?): stop "
+                    "that process or choose another port with --port or PORT"
+                )
+            return f"cannot listen on {host}:{port} ({exc.strerror}): use --host/--port"
+    return ""
 
 
 def _shown(host: str) -> str:

@@ -35,16 +35,29 @@ def _bool(value: str) -> bool:
 
 
 def _positive_int(value: str) -> int:
-    number = int(value)
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
     if number <= 0:
-        raise ValueError("expected a whole number above 0")
+        raise ValueError(f"expected a whole number above 0, got {value.strip()!r}")
+    return number
+
+
+def _port(value: str) -> int:
+    number = _positive_int(value) if value.strip().isdigit() else 0
+    if not 0 < number < 65536:
+        raise ValueError(f"expected a port number from 1 to 65535, got {value.strip()!r}")
     return number
 
 
 def _positive_float(value: str) -> float:
-    number = float(value)
-    if number <= 0:
-        raise ValueError("expected a number above 0")
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not number > 0:
+        raise ValueError(f"expected a number above 0, got {value.strip()!r}")
     return number
 
 
@@ -72,8 +85,17 @@ def _http_url(value: str) -> str:
     return value.strip().rstrip("/")
 
 
-def _var(env: str, default: Any, parse: Callable[[str], Any] = str, doc: str = "") -> Any:
-    return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
+def _var(
+    env: str,
+    default: Any,
+    parse: Callable[[str], Any] = str,
+    doc: str = "",
+    aliases: tuple[str, ...] = (),
+) -> Any:
+    """A setting read from `env`, else from one of `aliases` (Probot's names for the same)."""
+    return field(
+        default=default, metadata={"env": env, "parse": parse, "doc": doc, "aliases": aliases}
+    )
 
 
 @dataclass(frozen=True)
@@ -113,19 +135,32 @@ class Settings:
     )
 
     # GitHub App
-    github_app_id: str = _var("GITHUB_APP_ID", "", doc="The App's numeric id.")
+    github_app_id: str = _var(
+        "GITHUB_APP_ID",
+        "",
+        doc="The App's numeric id (Probot's APP_ID works too).",
+        aliases=("APP_ID",),
+    )
     github_app_slug: str = _var("GITHUB_APP_SLUG", "", doc="The App's URL name, for install links.")
     github_private_key: str = _var(
-        "GITHUB_PRIVATE_KEY", "", doc="The App's private key (PEM text). Secret."
+        "GITHUB_PRIVATE_KEY",
+        "",
+        doc="The App's private key (PEM text; Probot's PRIVATE_KEY works too). Secret.",
+        aliases=("PRIVATE_KEY",),
     )
     github_private_key_path: str = _var(
-        "GITHUB_PRIVATE_KEY_PATH", "", doc="Path of a PEM file, instead of GITHUB_PRIVATE_KEY."
+        "GITHUB_PRIVATE_KEY_PATH",
+        "",
+        doc="Path of a PEM file, instead of GITHUB_PRIVATE_KEY (or PRIVATE_KEY_PATH).",
+        aliases=("PRIVATE_KEY_PATH",),
     )
     github_webhook_secrets: tuple[str, ...] = _var(
         "GITHUB_WEBHOOK_SECRET",
         (),
         _csv,
-        doc="Webhook secret; several comma-separated secrets allow rotation. Secret.",
+        doc="Webhook secret; several comma-separated secrets allow rotation (Probot's "
+        "WEBHOOK_SECRET works too). Secret.",
+        aliases=("WEBHOOK_SECRET",),
     )
     github_client_id: str = _var("GITHUB_CLIENT_ID", "", doc="The App's OAuth client id.")
     github_client_secret: str = _var(
@@ -156,6 +191,15 @@ class Settings:
         "",
         _http_url,
         doc="Where GitHub reaches this service (webhook and setup URLs). Default: the request's.",
+    )
+
+    webhook_proxy_url: str = _var(
+        "WEBHOOK_PROXY_URL",
+        "",
+        _http_url,
+        doc="A smee.io channel (as Probot uses), for trying the App on a machine GitHub cannot "
+        "reach: /setup makes it the App's webhook URL and `serve` forwards its deliveries to "
+        "its own webhook endpoint.",
     )
 
     # Processing
@@ -217,7 +261,15 @@ class Settings:
         "BRIDGE_TOKENS",
         (),
         _csv,
-        doc="Comma-separated bearer tokens the bot presents to /bridge/v1. Secret.",
+        doc="Comma-separated bearer tokens the bot presents to /bridge/v1. Secret. Empty on "
+        "an embedded install: a token is generated into BRIDGE_TOKEN_FILE "
+        "(`guildprompts bridge-token` prints it); empty with a shared database: the bridge is "
+        "disabled.",
+    )
+    bridge_token_file: str = _var(
+        "BRIDGE_TOKEN_FILE",
+        ".guildprompts.bridge-token",
+        doc="Where an embedded install keeps its generated bridge token (mode 0600).",
     )
     resolver_cache_size: int = _var(
         "RESOLVER_CACHE_SIZE",
@@ -249,7 +301,7 @@ class Settings:
 
     # Service
     host: str = _var("HOST", "127.0.0.1", doc="Address `serve` binds.")
-    port: int = _var("PORT", 8000, _positive_int, doc="Port `serve` listens on.")
+    port: int = _var("PORT", 8000, _port, doc="Port `serve` listens on.")
     log_format: str = _var(
         "LOG_FORMAT", "text", _choice("text", "json"), doc="text (readable) or json."
     )
@@ -270,6 +322,9 @@ class Settings:
         for spec in fields(cls):
             env, parse = spec.metadata["env"], spec.metadata["parse"]
             raw = config(env, default=None)
+            for alias in spec.metadata["aliases"]:
+                if raw is None:
+                    env, raw = alias, config(alias, default=None)
             if raw is None or (raw.strip() == "" and parse is not str):
                 continue
             try:
@@ -280,6 +335,11 @@ class Settings:
         if not settings.github_url:
             settings = replace(settings, github_url=_web_url(settings.github_api_url))
         return settings
+
+    @property
+    def embedded(self) -> bool:
+        """An SQLite file in one place: this machine may generate its own keys and tokens."""
+        return self.database_url.strip().startswith("sqlite")
 
     @property
     def app_configured(self) -> bool:

@@ -1,13 +1,15 @@
-"""Creating the GitHub App from its manifest: `GET /setup`, then `GET /setup/callback`.
+"""Creating the GitHub App from its manifest: `GET /setup`, `POST /setup`, `GET /setup/callback`.
 
-GitHub's manifest flow: a form POSTs the App's manifest to `{GITHUB_URL}/settings/apps/new`
-(or an organisation's), the person confirms on GitHub, and GitHub redirects back with a one-hour,
-single-use `code` that `POST /app-manifests/{code}/conversions` exchanges for the App's id, slug,
-private key, webhook secret and OAuth client credentials. Nobody copies a key by hand.
+`GET /setup` is one form (organisation, App name, Create); `POST /setup` issues a `state` and
+posts the manifest on to GitHub. GitHub's manifest flow: a form POSTs the App's manifest to
+`{GITHUB_URL}/settings/apps/new` (or an organisation's), the person confirms on GitHub, and
+GitHub redirects back with a one-hour, single-use `code` that
+`POST /app-manifests/{code}/conversions` exchanges for the App's id, slug, private key, webhook
+secret and OAuth client credentials. Nobody copies a key by hand.
 
-The `state` round trip ties the callback to a page this process served: states are random,
-expire after `SetupConfig.state_ttl` and work once, and they live in this process's memory (the
-flow runs once, on a fresh deployment, before any scaling out).
+The `state` round trip ties the callback to a form this deployment served: states are random,
+expire after `SetupConfig.state_ttl` and work once. The service keeps them in its database, so
+the callback may reach another web process than the form did.
 
 The manifest is defined here, in `MANIFEST_TEMPLATE`, so it ships with the package;
 `manifest/app.yml` shows the same manifest to people browsing the repository and a test keeps
@@ -18,21 +20,22 @@ served.
 from __future__ import annotations
 
 import copy
-import html
+import hashlib
 import inspect
 import json
 import logging
 import os
 import re
 import secrets
+import socket
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from typing import Any, Protocol
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import anyio
 from starlette.concurrency import run_in_threadpool
@@ -41,13 +44,16 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from github_app.logs import register_secret
+from github_app.pages import escape, page
 
 __all__ = [
     "MANIFEST_TEMPLATE",
     "ManifestCredentials",
     "SetupConfig",
     "StateStore",
+    "States",
     "build_manifest",
+    "default_app_name",
     "setup_routes",
     "write_env_file",
 ]
@@ -91,8 +97,9 @@ _MAX_APP_NAME = 34  # GitHub's limit for App names
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}  # noqa: S104 - compared only
 
 
-def build_manifest(base_url: str, name: str | None = None) -> dict[str, Any]:
-    """MANIFEST_TEMPLATE with every URL made absolute under `base_url` (and another name)."""
+def build_manifest(base_url: str, name: str | None = None, webhook_url: str = "") -> dict[str, Any]:
+    """MANIFEST_TEMPLATE with every URL made absolute under `base_url` (and another name);
+    `webhook_url` (a WEBHOOK_PROXY_URL channel) replaces the webhook's."""
     manifest = copy.deepcopy(MANIFEST_TEMPLATE)
     base = base_url.rstrip("/")
     for path in _URL_FIELDS:
@@ -102,7 +109,17 @@ def build_manifest(base_url: str, name: str | None = None) -> dict[str, Any]:
         holder[path[-1]] = base + holder[path[-1]]
     if name:
         manifest["name"] = name
+    if webhook_url:
+        manifest["hook_attributes"]["url"] = webhook_url
     return manifest
+
+
+class States(Protocol):
+    """Where one-time states live: `issue()` a new one, `consume(state)` is True once."""
+
+    def issue(self) -> str: ...
+
+    def consume(self, state: str) -> bool: ...
 
 
 class StateStore:
@@ -226,12 +243,15 @@ def _never_configured() -> bool:
 
 @dataclass(frozen=True)
 class SetupConfig:
-    """What the setup routes need from the deployment; the lead's web app builds it.
+    """What the setup routes need from the deployment; the web app builds it.
 
     `convert(code)` performs `POST /app-manifests/{code}/conversions` and returns GitHub's JSON.
     Credentials go to `save_credentials(values)` (values keyed by setting name, e.g. the
     encrypted secrets table; sync or async) and/or to the `.env` file at `env_file`.
     `is_configured()` says whether an App is already set up: then /setup is closed.
+    `states` issues and consumes the one-time `state` values (sync calls, run in a thread): the
+    web app passes the database's, so that any web process can finish a flow another started;
+    the default keeps them in this process's memory.
     """
 
     convert: Callable[[str], Awaitable[Mapping[str, Any]]]
@@ -239,92 +259,136 @@ class SetupConfig:
     public_url: str = ""
     save_credentials: Callable[[dict[str, str]], Any] | None = None
     env_file: str | Path | None = None
-    is_configured: Callable[[], bool] = _never_configured
-    restart_required: bool = False
-    app_name: str = "guildprompts"
+    is_configured: Callable[[], bool | Awaitable[bool]] = _never_configured
+    app_name: str = ""
     state_ttl: float = 600.0
     clock: Callable[[], float] = time.monotonic
+    states: States | None = None
+    webhook_url: str = ""  # WEBHOOK_PROXY_URL: GitHub sends webhooks there, `serve` fetches them
 
     def __post_init__(self) -> None:
         if self.save_credentials is None and self.env_file is None:
             raise ValueError("SetupConfig needs save_credentials, env_file or both")
 
 
+def default_app_name(base_url: str) -> str:
+    """A name no other deployment picks: GitHub gives each App name to one App only.
+
+    A public address names the deployment (`guildprompts-prompts-example-org`); a local one
+    gets a suffix derived from this machine and directory, stable across reloads.
+    """
+    host = (urlsplit(base_url).hostname or "").lower()
+    if host and host not in _LOCAL_HOSTS and not host.endswith(".localhost"):
+        label = re.sub(r"[^a-z0-9]+", "-", host).strip("-")
+    else:
+        seed = f"{socket.gethostname()}:{os.getcwd()}:{base_url}".encode()
+        label = hashlib.sha256(seed).hexdigest()[:8]
+    return f"guildprompts-{label}"[:_MAX_APP_NAME].rstrip("-")
+
+
 class _SetupFlow:
     def __init__(self, config: SetupConfig) -> None:
         self.config = config
         self.github_url = config.github_url.rstrip("/")
-        self.states = StateStore(ttl=config.state_ttl, clock=config.clock)
+        self.states = config.states or StateStore(ttl=config.state_ttl, clock=config.clock)
         self.completed = False
         self.lock = anyio.Lock()
 
     async def configured(self) -> bool:
-        return self.completed or bool(await run_in_threadpool(self.config.is_configured))
+        if self.completed:
+            return True
+        check = self.config.is_configured
+        if inspect.iscoroutinefunction(check):
+            return bool(await check())
+        return bool(await run_in_threadpool(check))
+
+    def _base(self, request: Request) -> str:
+        return self.config.public_url.rstrip("/") or str(request.base_url).rstrip("/")
 
     async def page(self, request: Request) -> HTMLResponse:
+        """The one form: owner and name above the button that creates the App."""
         if await self.configured():
             return _closed()
+        base = self._base(request)
         org = request.query_params.get("org", "").strip()
-        name = request.query_params.get("name", "").strip() or self.config.app_name
+        name = request.query_params.get("name", "").strip()
+        name = name or self.config.app_name or default_app_name(base)
+        host = urlsplit(self.github_url).netloc
+        hostname = urlsplit(base).hostname or ""
+        warning = ""
+        local = hostname in _LOCAL_HOSTS or hostname.endswith(".localhost")
+        if local and not self.config.webhook_url:
+            warning = (
+                f'<p class="warn">GitHub cannot reach {escape(base)}: set <code>PUBLIC_URL</code> '
+                "to an address it can reach (or <code>WEBHOOK_PROXY_URL</code> to a smee.io "
+                "channel for a local trial) and reload this page. You can also create the App "
+                "now and change its webhook URL in its settings later.</p>"
+            )
+        manifest = build_manifest(base, name, self.config.webhook_url)
+        permissions = ", ".join(f"{k}: {v}" for k, v in manifest["default_permissions"].items())
+        body = f"""
+<p>This creates the guildprompts GitHub App on <b>{escape(host)}</b> with the permissions and
+events it needs. GitHub asks you to confirm, then sends you back here and guildprompts stores the
+App's credentials itself: no key to copy.</p>
+{warning}
+<form method="post" action="setup" class="create">
+  <label>Organisation <input name="org" value="{escape(org)}" maxlength="39"
+    placeholder="empty: your personal account"></label>
+  <label>App name <input name="name" value="{escape(name)}" maxlength="{_MAX_APP_NAME}"
+    required></label>
+  <button type="submit">Create the GitHub App on {escape(host)}</button>
+</form>
+<details><summary>What the App asks for</summary>
+<ul>
+  <li>Webhook: <code>{escape(manifest["hook_attributes"]["url"])}</code></li>
+  <li>Permissions: {escape(permissions)}</li>
+  <li>Events: {escape(", ".join(manifest["default_events"]))}</li>
+</ul></details>"""
+        return _page("Create the GitHub App", 200, body, headers=self._csp())
+
+    async def start(self, request: Request) -> HTMLResponse:
+        """The form's answer: a fresh state and the manifest, posted on to GitHub at once."""
+        if await self.configured():
+            return _closed()
+        raw = await request.body()
+        if len(raw) > _MAX_FORM_BYTES:
+            return _page("Setup", 413, "<p>The form is too large.</p>" + _BACK)
+        form = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+        org = (form.get("org") or [""])[0].strip()
+        base = self._base(request)
+        name = (form.get("name") or [""])[0].strip() or default_app_name(base)
         if org and not _ORG_NAME.match(org):
             return _page(
-                "Setup",
-                400,
-                f"<p>{_e(org)} is not a GitHub organisation name.</p>"
-                '<p><a href="setup">Back</a></p>',
+                "Setup", 400, f"<p>{escape(org)} is not a GitHub organisation name.</p>" + _BACK
             )
         if len(name) > _MAX_APP_NAME:
             return _page(
                 "Setup",
                 400,
-                f"<p>The App name must be at most {_MAX_APP_NAME} "
-                'characters.</p><p><a href="setup">Back</a></p>',
+                f"<p>The App name must be at most {_MAX_APP_NAME} characters.</p>" + _BACK,
             )
-        base = self.config.public_url.rstrip("/") or str(request.base_url).rstrip("/")
-        manifest = build_manifest(base, name)
-        state = self.states.issue()
+        state = await run_in_threadpool(self.states.issue)
         owner_path = f"/organizations/{quote(org)}" if org else ""
         action = f"{self.github_url}{owner_path}/settings/apps/new?{urlencode({'state': state})}"
-        host = urlsplit(self.github_url).netloc
-        warning = ""
-        hostname = urlsplit(base).hostname or ""
-        if hostname in _LOCAL_HOSTS or hostname.endswith(".localhost"):
-            warning = (
-                f'<p class="warn">GitHub cannot reach {_e(base)}: set <code>PUBLIC_URL</code> to '
-                "an address it can reach (a tunnel for local trials) and reload this page. You "
-                "can also create the App now and change its webhook URL in its settings later."
-                "</p>"
-            )
-        owner = f"the organisation <b>{_e(org)}</b>" if org else "your personal account"
+        owner = f"the organisation <b>{escape(org)}</b>" if org else "your personal account"
+        nonce = secrets.token_urlsafe(16)
+        manifest = build_manifest(base, name, self.config.webhook_url)
         body = f"""
-<p>This creates the guildprompts GitHub App on <b>{_e(host)}</b>, owned by {owner}, with
-the permissions and events it needs. GitHub asks you to confirm, then sends you back here and
-guildprompts stores the App's credentials itself: no key to copy.</p>
-{warning}
-<form method="post" action="{_e(action)}">
-  <input type="hidden" name="manifest" value="{_e(json.dumps(manifest))}">
-  <button type="submit">Create the GitHub App on {_e(host)}</button>
+<p>Taking you to GitHub to create <b>{escape(name)}</b>, owned by {owner}.</p>
+<form method="post" action="{escape(action)}" id="to-github">
+  <input type="hidden" name="manifest" value="{escape(json.dumps(manifest))}">
+  <button type="submit">Continue to GitHub</button>
 </form>
-<details><summary>What the App asks for</summary>
-<ul>
-  <li>Webhook: <code>{_e(manifest["hook_attributes"]["url"])}</code></li>
-  <li>Permissions: {
-            _e(", ".join(f"{k}: {v}" for k, v in manifest["default_permissions"].items()))
-        }</li>
-  <li>Events: {_e(", ".join(manifest["default_events"]))}</li>
-</ul></details>
-<form method="get" action="setup" class="alt">
-  <label>Organisation <input name="org" value="{_e(org)}"
-    placeholder="empty: your account"></label>
-  <label>App name <input name="name" value="{_e(name)}" maxlength="{_MAX_APP_NAME}"></label>
-  <button type="submit">Update</button>
-</form>"""
-        response = _page("Create the GitHub App", 200, body)
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
-            f"frame-ancestors 'none'; form-action 'self' {self.github_url}"
-        )
-        return response
+<script nonce="{nonce}">document.getElementById("to-github").submit();</script>"""
+        return _page("Creating the GitHub App", 200, body, headers=self._csp(nonce))
+
+    def _csp(self, nonce: str = "") -> dict[str, str]:
+        script = f"script-src 'nonce-{nonce}'; " if nonce else ""
+        return {
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+            f"{script}base-uri 'none'; frame-ancestors 'none'; "
+            f"form-action 'self' {self.github_url}"
+        }
 
     async def callback(self, request: Request) -> HTMLResponse:
         code = request.query_params.get("code", "")
@@ -332,7 +396,7 @@ guildprompts stores the App's credentials itself: no key to copy.</p>
         register_secret(code)
         if await self.configured():
             return _closed()
-        if not state or not self.states.consume(state):
+        if not state or not await run_in_threadpool(self.states.consume, state):
             return _page(
                 "Setup link expired",
                 400,
@@ -377,9 +441,9 @@ guildprompts stores the App's credentials itself: no key to copy.</p>
                     "Credentials not saved",
                     500,
                     f"""
-<p>GitHub created the App <b>{_e(credentials.slug)}</b>, but guildprompts could not store its
-credentials (the log says why). In <a href="{_e(settings_url)}">the App's settings</a>, generate
-a new private key and webhook secret and configure them with the <code>GITHUB_*</code>
+<p>GitHub created the App <b>{escape(credentials.slug)}</b>, but guildprompts could not store its
+credentials (the log says why). In <a href="{escape(settings_url)}">the App's settings</a>,
+generate a new private key and webhook secret and configure them with the <code>GITHUB_*</code>
 variables.</p>""",
                 )
             self.completed = True
@@ -390,37 +454,34 @@ variables.</p>""",
             stored_where,
         )
         install = f"{self.github_url}/apps/{quote(credentials.slug)}/installations/new"
-        restart = self.config.restart_required or (
-            self.config.env_file is not None and self.config.save_credentials is None
-        )
+        # Credentials only in a .env file reach the processes when they start again.
+        restart = self.config.env_file is not None and self.config.save_credentials is None
         next_step = (
             "<p><b>Restart guildprompts</b> so it loads them, then install the App.</p>"
             if restart
-            else ""
+            else "<p>Every guildprompts process uses them from now on: no restart needed.</p>"
         )
         if credentials.webhook_secret_generated:
             settings_url = f"{self.github_url}/settings/apps/{quote(credentials.slug)}"
             next_step = (
                 f"""
 <p><b>GitHub sent no webhook secret</b>, so guildprompts made one. Paste it into
-<a href="{_e(settings_url)}">the App's settings</a> under <i>Webhook secret</i> and save;
+<a href="{escape(settings_url)}">the App's settings</a> under <i>Webhook secret</i> and save;
 until then GitHub's deliveries are refused. It is shown only here, once:</p>
-<p><code>{_e(credentials.webhook_secret)}</code></p>"""
+<p><code>{escape(credentials.webhook_secret)}</code></p>"""
                 + next_step
             )
-        response = _page(
+        return _page(
             "GitHub App created",
             200,
             f"""
-<p>The App <b>{_e(credentials.slug)}</b> (id {_e(credentials.app_id)}) exists; its credentials
-are {_e(stored_where)}.</p>
+<p>The App <b>{escape(credentials.slug)}</b> (id {escape(credentials.app_id)}) exists; its
+credentials are {escape(stored_where)}.</p>
 {next_step}
-<p><a class="button" href="{_e(install)}">Install it on your prompt repositories</a></p>
+<p><a class="button" href="{escape(install)}">Install it on your prompt repositories</a></p>
 <p>Then connect a guild from Discord with <code>/prompt-config set owner/repository</code>.</p>""",
+            headers={"Referrer-Policy": "no-referrer"},
         )
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Cache-Control"] = "no-store"
-        return response
 
     async def _save(self, credentials: ManifestCredentials) -> str:
         values = credentials.as_settings()
@@ -453,13 +514,19 @@ def setup_routes(config: SetupConfig) -> list[Route]:
     flow = _SetupFlow(config)
     return [
         Route("/setup", flow.page, methods=["GET"], name="setup"),
+        Route("/setup", flow.start, methods=["POST"], name="setup_start"),
         Route("/setup/callback", flow.callback, methods=["GET"], name="setup_callback"),
         Route("/setup/installed", flow.installed, methods=["GET"], name="setup_installed"),
     ]
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+_MAX_FORM_BYTES = 4096
+_BACK = '<p><a href="setup">Back</a></p>'
+_STYLE = """
+.create{display:flex;flex-direction:column;gap:.8rem;align-items:start;margin:1.5rem 0}
+.create label{display:flex;flex-direction:column;font-size:.9rem}
+.create input{padding:.35rem;font:inherit;min-width:18rem}
+details{margin:1.5rem 0}"""
 
 
 def _closed() -> HTMLResponse:
@@ -471,29 +538,7 @@ def _closed() -> HTMLResponse:
     )
 
 
-_STYLE = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:40rem;margin:3rem auto;
-padding:0 1rem;color:#1f2328;line-height:1.5}
-h1{font-size:1.5rem}code{background:#f6f8fa;padding:.1rem .3rem;border-radius:4px}
-button,.button{display:inline-block;background:#1f883d;color:#fff;border:0;border-radius:6px;
-padding:.6rem 1rem;font-size:1rem;text-decoration:none;cursor:pointer}
-.alt{margin-top:2rem;display:flex;gap:.5rem;flex-wrap:wrap;align-items:end;font-size:.9rem}
-.alt button{background:#6e7781;font-size:.9rem;padding:.35rem .7rem}
-.alt input{display:block;padding:.3rem}
-.warn{background:#fff8c5;border:1px solid #d4a72c;border-radius:6px;padding:.5rem .8rem}
-details{margin:1.5rem 0}"""
-
-
-def _page(title: str, status: int, body: str) -> HTMLResponse:
-    document = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>{_e(title)} · guildprompts</title><style>{_STYLE}</style></head>
-<body><h1>{_e(title)}</h1>{body}
-</body></html>"""
-    return HTMLResponse(
-        document,
-        status_code=status,
-        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
-    )
+def _page(
+    title: str, status: int, body: str, headers: Mapping[str, str] | None = None
+) -> HTMLResponse:
+    return page(title, body, status, headers=headers, style=_STYLE)

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import logging
 from collections.abc import AsyncIterator, Coroutine, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,12 +31,15 @@ from github_app import metrics
 from github_app.bridge.invalidation import listen
 from github_app.bridge.resolver_cache import ResolverCache
 from github_app.bridge.routes import bridge_routes
+from github_app.bridge.tokens import DISABLED, generated_token_file
 from github_app.health import Health, missing_credentials
 from github_app.intake import webhook_route
 from github_app.loops import run_background
+from github_app.pages import escape, page
 from github_app.runtime import Runtime, save_app_credentials
 from github_app.setup import SetupConfig, setup_routes
-from github_app.store import branches, deliveries, serving
+from github_app.store import branches, deliveries, serving, setup_states
+from github_app.webhook_proxy import forward
 
 log = logging.getLogger("guildprompts.web")
 
@@ -60,6 +65,8 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> Starlette:
         work: dict[str, Coroutine[Any, Any, Any]] = {"invalidation": listen(runtime, cache, stop)}
         if run_worker:
             work["worker"] = run_background(runtime, stop, worker=True)
+        if runtime.settings.webhook_proxy_url:
+            work["webhook proxy"] = forward(runtime.settings.webhook_proxy_url, app, stop)
         metrics.set_queue_probe(partial(_queue_probe, runtime))
         metrics.set_snapshot_probe(partial(_snapshot_probe, runtime))
         tasks = [_start(name, coroutine, health) for name, coroutine in work.items()]
@@ -82,19 +89,39 @@ def create_app(runtime: Runtime, *, run_worker: bool = True) -> Starlette:
 
 def _setup_config(runtime: Runtime) -> SetupConfig:
     settings = runtime.settings
+    in_database = settings.app_credentials_store == "database"
     return SetupConfig(
         convert=runtime.github.convert_manifest,
         github_url=settings.github_url,
         public_url=settings.public_url,
-        save_credentials=(
-            partial(save_app_credentials, runtime.database, runtime.vault)
-            if settings.app_credentials_store == "database"
-            else None
-        ),
-        env_file=".env" if settings.app_credentials_store == "env" else None,
-        is_configured=lambda: runtime.app_configured,
-        restart_required=True,
+        save_credentials=partial(_save_credentials, runtime) if in_database else None,
+        env_file=None if in_database else ".env",
+        is_configured=runtime.refresh_credentials,
+        states=_DatabaseStates(runtime),
+        webhook_url=settings.webhook_proxy_url,
     )
+
+
+async def _save_credentials(runtime: Runtime, values: dict[str, str]) -> None:
+    """Store the new App's credentials and use them in this process at once (the others read
+    them at their next request: `Runtime.refresh_credentials`)."""
+    await anyio.to_thread.run_sync(save_app_credentials, runtime.database, runtime.vault, values)
+    runtime.expect_credentials()
+    await runtime.refresh_credentials()
+
+
+@dataclass(frozen=True)
+class _DatabaseStates:
+    """/setup's states in the database: any web process can finish the flow."""
+
+    runtime: Runtime
+    ttl: timedelta = timedelta(minutes=10)
+
+    def issue(self) -> str:
+        return self.runtime.in_session(setup_states.issue_state, self.ttl)
+
+    def consume(self, state: str) -> bool:
+        return self.runtime.in_session(setup_states.consume_state, state)
 
 
 # ---- background tasks ------------------------------------------------------------------------
@@ -170,12 +197,12 @@ def _active_snapshots(session: Any) -> list[metrics.SnapshotAge]:
 
 async def _landing(runtime: Runtime, request: Request) -> HTMLResponse:
     """Where a person opening the service's address lands: what it is, and what to do next."""
-    if runtime.app_configured:
+    if await runtime.refresh_credentials():
         slug = runtime.credentials.slug
         github = runtime.settings.github_url
         install = (
-            f'<p><a href="{_e(github)}/apps/{_e(slug)}/installations/new">Install the '
-            f"App <b>{_e(slug)}</b></a> on your prompt repositories, then connect a "
+            f'<p><a href="{escape(github)}/apps/{escape(slug)}/installations/new">Install the '
+            f"App <b>{escape(slug)}</b></a> on your prompt repositories, then connect a "
             "guild from Discord with <code>/prompt-config set owner/repository</code>.</p>"
             if slug
             else ""
@@ -184,23 +211,28 @@ async def _landing(runtime: Runtime, request: Request) -> HTMLResponse:
     else:
         missing = ", ".join(missing_credentials(runtime))
         state = (
-            f"<p>No GitHub App is configured yet (missing: {_e(missing)}). "
+            f"<p>No GitHub App is configured yet (missing: {escape(missing)}). "
             '<a href="/setup">Create it from its manifest</a>: GitHub asks you to confirm '
             "and guildprompts stores its credentials itself.</p>"
-            "<p>Meanwhile the bridge serves the built-in default prompts.</p>"
         )
-    body = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>guildprompts</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;
-line-height:1.5;color:#1f2328}}code{{background:#f6f8fa;padding:.1rem .3rem}}</style></head>
-<body><h1>guildprompts</h1>
-<p>Keeps a Discord community's summarization prompts in a GitHub repository.</p>
+    settings = runtime.settings
+    if not settings.bridge_tokens:
+        bridge = f'<p class="warn" id="bridge">The bot bridge is off: {escape(DISABLED)}.</p>'
+    elif generated_token_file(settings) is not None:
+        bridge = (
+            '<p id="bridge">The bot bridge answers at <code>/bridge/v1</code> with the token '
+            f"generated into <code>{escape(settings.bridge_token_file)}</code> "
+            "(<code>guildprompts bridge-token</code> prints it); guilds without a repository get "
+            "the built-in default prompts.</p>"
+        )
+    else:
+        bridge = (
+            '<p id="bridge">The bot bridge answers at <code>/bridge/v1</code> with a token from '
+            "<code>BRIDGE_TOKENS</code>; guilds without a repository get the built-in default "
+            "prompts.</p>"
+        )
+    body = f"""<p>Keeps a Discord community's summarization prompts in a GitHub repository.</p>
 {state}
-<p><a href="/readyz">Readiness</a> · <a href="/metrics">Metrics</a></p>
-</body></html>"""
-    return HTMLResponse(body, headers={"Cache-Control": "no-store"})
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+{bridge}
+<p><a href="/readyz">Readiness</a> · <a href="/metrics">Metrics</a></p>"""
+    return page("guildprompts", body)

@@ -58,6 +58,8 @@ class Answer:
     commit_sha: str | None
     schema_version: int | str | None
     parameters: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    description: str | None = None  # the prompt file's `description:`
+    metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)  # its `metadata:`
     github_file_url: str | None = None
     is_stale: bool = False
     status_message: str | None = None
@@ -75,6 +77,8 @@ class Answer:
             "commit_sha": self.commit_sha,
             "schema_version": self.schema_version,
             "parameters": _thaw(self.parameters),
+            "description": self.description,
+            "metadata": _thaw(self.metadata),
             "github_file_url": self.github_file_url,
             "is_stale": self.is_stale,
             "status_message": self.status_message,
@@ -88,6 +92,7 @@ class Answer:
             return None
         version = body.get("schema_version")
         parameters = body.get("parameters")
+        metadata = body.get("metadata")
         tried = body.get("tried_paths")
         return cls(
             content=body["content"],
@@ -106,6 +111,8 @@ class Answer:
             parameters=MappingProxyType(dict(parameters))
             if isinstance(parameters, Mapping)
             else _EMPTY,
+            description=_text(body.get("description")),
+            metadata=MappingProxyType(dict(metadata)) if isinstance(metadata, Mapping) else _EMPTY,
             github_file_url=_text(body.get("github_file_url")),
             is_stale=body.get("is_stale") is True,
             status_message=_text(body.get("status_message")),
@@ -205,6 +212,8 @@ def build_answer(
         commit_sha=commit,
         schema_version=resolution.schema_version,
         parameters=_parameters(resolution),
+        description=resolution.description,
+        metadata=resolution.metadata,
         github_file_url=file_url(github_url, served.repository, commit, resolution.file_path)
         if custom
         else None,

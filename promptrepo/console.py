@@ -350,6 +350,9 @@ def run_resolve(args: argparse.Namespace) -> int:
         "source": resolution.source,
         "schema_version": resolution.schema_version,
         "parameters": resolution.to_dict()["parameters"],
+        "description": resolution.description,
+        "metadata": resolution.to_dict()["metadata"],
+        "expansion": resolution.expansion,
         "content": rendered.text,
         "unresolved": list(rendered.unresolved),
         "layer": resolution.layer,
@@ -362,12 +365,16 @@ def run_resolve(args: argparse.Namespace) -> int:
         f"file:       {chosen}",
         f"source:     {result['source']}",
         f"layer:      {result['layer'] or '-'}",
-        f"route:      {result['route'] or '-'}",
+        f"route:      {resolution.route_label or '-'}",
         f"schema:     {result['schema_version'] or '-'}",
         "tried:      " + (", ".join(result["tried_paths"]) or "-"),
     ]
+    if result["description"]:
+        lines.append(f"about:      {result['description']}")
     if result["parameters"]:
         lines.append(f"parameters: {json.dumps(result['parameters'], ensure_ascii=False)}")
+    if result["metadata"]:
+        lines.append(f"metadata:   {json.dumps(result['metadata'], ensure_ascii=False)}")
     lines.append("unresolved: " + (", ".join(result["unresolved"]) or "-"))
     print("\n".join(lines) + "\n\n" + rendered.text.rstrip("\n"))
     return 0

@@ -6,6 +6,8 @@ each has a default severity and a hint, so every call site reports a problem the
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -96,8 +98,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     ),
     "route-v2-only": (
         "error",
-        "Route mappings with `path`/`when` need schema v2: add a "
-        "`schema-version` file containing `v2`, or write the route as a string.",
+        "Route mappings with `path`/`when` need schema v2: add `version: v2` to PATH (or a "
+        "`schema-version` file containing `v2`), or write the route as a string.",
     ),
     "chain-undefined-route": (
         "error",
@@ -170,6 +172,11 @@ CODES: dict[str, tuple[Severity, str]] = {
         "(and prompt in .yaml files); check the spelling or move the value "
         "under `metadata:`.",
     ),
+    "front-matter-key-typo": (
+        "error",
+        "Correct the key's spelling: as written, its value (parameters or includes) would be "
+        "ignored and the prompt would ship without it.",
+    ),
     "front-matter-v1": (
         "warning",
         "Schema v1 sends this block to the model as prompt text; "
@@ -240,6 +247,12 @@ CODES: dict[str, tuple[Severity, str]] = {
         "otherwise rephrase it.",
     ),
 }
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str | None:
+    """The choice `name` is most likely a misspelling of, if one is close enough."""
+    found = difflib.get_close_matches(name.lower(), list(choices), n=1, cutoff=0.75)
+    return found[0] if found else None
 
 
 def diagnostic(

@@ -14,7 +14,7 @@ from typing import Any
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from . import safeyaml
-from .diagnostics import Diagnostic, diagnostic
+from .diagnostics import Diagnostic, diagnostic, did_you_mean
 from .pathfile import check_relative_path
 
 MAX_INCLUDE_DEPTH = 5
@@ -57,6 +57,10 @@ class PromptSource:
         line = self.text.count("\n", 0, index) + 1
         column = index - (self.text.rfind("\n", 0, index) + 1) + 1
         return line, column, index + len(token)
+
+
+# Keys whose misspelling silently drops what the model receives: an error, not a warning.
+_CARRY_VALUES = frozenset({"parameters", "includes"})
 
 
 def is_yaml_prompt(path: str) -> bool:
@@ -155,6 +159,31 @@ class _Reader:
         line, column = safeyaml.position(node)
         return line + self.line_offset, column
 
+    def unknown_key(self, name: str | None, key: Node, known: Collection[str], what: str) -> None:
+        """A warning, with "did you mean" when the key is a near miss; an error when it misses
+        `parameters` or `includes`, whose loss changes what the model gets."""
+        if name is None:
+            self.report(f"unknown key `(not text)` in {what}", key, "front-matter-key")
+            return
+        meant = did_you_mean(name, known)
+        if meant is None:
+            self.report(f"unknown key `{name}` in {what}", key, "front-matter-key")
+            return
+        line, column = self.where(key)
+        code = "front-matter-key-typo" if meant in _CARRY_VALUES else "front-matter-key"
+        self.diagnostics.append(
+            diagnostic(
+                code,
+                self.path,
+                f"unknown key `{name}` in {what}: did you mean `{meant}`?",
+                line,
+                column,
+                hint=f"Rename `{name}` to `{meant}` on line {line} of {self.path}.",
+            )
+        )
+        if code != "front-matter-key":
+            self.ok = False
+
     def yaml_prompt(self) -> tuple[PromptSource | None, list[Diagnostic]]:
         fields = self.mapping(allow_prompt=True)
         if fields is None:
@@ -174,10 +203,13 @@ class _Reader:
         except safeyaml.YamlProblem as exc:
             line = None if exc.line is None else exc.line + self.line_offset
             code = "yaml-limits" if exc.limits else self.code
+            if exc.limits:
+                message, hint = f"{what} is not valid YAML: {exc.message}", None
+            else:
+                message, hint = safeyaml.explain(exc, self.text, what, self.line_offset)
+                message = message[0].upper() + message[1:]
             self.diagnostics.append(
-                diagnostic(
-                    code, self.path, f"{what} is not valid YAML: {exc.message}", line, exc.column
-                )
+                diagnostic(code, self.path, message, line, exc.column, hint=hint)
             )
             return None
         if root is None and not allow_prompt:
@@ -190,8 +222,7 @@ class _Reader:
         for key, value in root.value:
             name = key.value if safeyaml.is_str(key) else None
             if name is None or name not in known:
-                shown = name if name is not None else "(not text)"
-                self.report(f"unknown key `{shown}` in {what}", key, "front-matter-key")
+                self.unknown_key(name, key, known, what)
                 continue
             self.read(name, value, fields)
         if allow_prompt and "prompt_node" not in fields and self.ok:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from . import safeyaml
 from .context import ContextError, normalise_key, normalise_variable
-from .diagnostics import Diagnostic, diagnostic
+from .diagnostics import Diagnostic, diagnostic, did_you_mean
 from .files import PATH_FILE
 from .variables import GUILD_LOCALE, LOCALE, canonical, is_valid_name
 from .versions import describe_supported, parse_version
@@ -263,6 +264,7 @@ class _YamlPath:
         self.text = "\n".join(
             line[min(self.indent, len(line) - len(line.lstrip(" "))) :] for line in lines
         )
+        self.original = "\n".join(lines)
         self.diagnostics: list[Diagnostic] = []
 
     def report(
@@ -278,6 +280,27 @@ class _YamlPath:
         line, column = safeyaml.position(node)
         return line, column + self.indent
 
+    def report_near_miss(
+        self,
+        code: str,
+        node: ScalarNode,
+        message: str,
+        choices: Iterable[str],
+        verb: str = "Rename",
+    ) -> None:
+        """`message` at `node`, with "did you mean" and the exact edit when one choice is close."""
+        meant = did_you_mean(node.value, choices)
+        if meant is None:
+            self.report(code, message, node)
+            return
+        line, column = self.where(node)
+        hint = f"{verb} `{node.value}` to `{meant}` on line {line} of PATH."
+        self.diagnostics.append(
+            diagnostic(
+                code, PATH_FILE, f"{message}: did you mean `{meant}`?", line, column, hint=hint
+            )
+        )
+
     def parse(self) -> tuple[PathFile | None, list[Diagnostic]]:
         try:
             root = safeyaml.compose(self.text)
@@ -285,11 +308,14 @@ class _YamlPath:
                 safeyaml.flatten(root)
         except safeyaml.YamlProblem as exc:
             column = None if exc.column is None else exc.column + self.indent
+            if exc.limits:
+                message, hint = f"PATH is not valid YAML: {exc.message}", None
+            else:
+                located = safeyaml.YamlProblem(exc.message, exc.line, column)
+                message, hint = safeyaml.explain(located, self.original, "PATH")
             code = "yaml-limits" if exc.limits else "path-syntax"
             self.diagnostics.append(
-                diagnostic(
-                    code, PATH_FILE, f"PATH is not valid YAML: {exc.message}", exc.line, column
-                )
+                diagnostic(code, PATH_FILE, message, exc.line, column, hint=hint)
             )
             return None, self.diagnostics
         if not isinstance(root, MappingNode):
@@ -306,7 +332,9 @@ class _YamlPath:
             if key.value in entries:
                 self.report("duplicate-key", f"`{key.value}` appears twice in PATH", key)
             elif key.value not in KNOWN_KEYS:
-                self.report("path-unknown-key", f"unknown PATH key `{key.value}`", key)
+                self.report_near_miss(
+                    "path-unknown-key", key, f"unknown PATH key `{key.value}`", KNOWN_KEYS
+                )
             entries[key.value] = (key, value)
         version, version_line, unsupported = self.read_version(entries.get("version"))
         extends = self.read_extends(entries.get("extends"))
@@ -543,10 +571,12 @@ class _YamlPath:
                 continue
             listed.add(item.value)
             if item.value not in defined:
-                self.report(
+                self.report_near_miss(
                     "chain-undefined-route",
-                    f"fallback_chain names `{item.value}`, which `routes:` does not define",
                     item,
+                    f"fallback_chain names `{item.value}`, which `routes:` does not define",
+                    defined,
+                    verb="Change",
                 )
                 continue
             route = defined[item.value]

@@ -210,9 +210,26 @@ def _read_version(result: Analysis, max_file_size: int | None) -> None:
                         "`path`/`when` form, but the repository uses schema v1",
                         route.line,
                         route.column,
+                        hint=_v2_hint(route.name, file_version, declared, path_file),
                     )
                 )
         result.routes = tuple(route for route in result.routes if not route.is_mapping)
+
+
+def _v2_hint(
+    route: str, file_version: str | None, declared: str | None, path_file: PathFile
+) -> str | None:
+    """Where this repository says v1, so the author changes that one place (never a second
+    declaration that would conflict with the first)."""
+    alternative = f", or write route `{route}` as a string"
+    if file_version == "v1":
+        return f"Change the `schema-version` file's `v1` to `v2`{alternative}" + (
+            f" (and PATH's `version:` on line {path_file.version_line})." if declared else "."
+        )
+    if declared == "v1":
+        line = path_file.version_line
+        return f"Change `version: v1` to `version: v2` on line {line} of PATH{alternative}."
+    return None
 
 
 def _decode(result: Analysis, path: str, data: bytes, max_file_size: int | None) -> str | None:

@@ -51,6 +51,17 @@ class Resolution:
     content: str
     # The context with PATH defaults applied: what `render` should fill placeholders from.
     variables: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    # "default" when v1 found the file through the route's `default` expansion (some of the
+    # route's variables replaced by `default`), None when through the context's own values.
+    expansion: str | None = None
+
+    @property
+    def route_label(self) -> str | None:
+        """The route as people read it: `channel_specific -> default` for an expansion."""
+        if self.route is None or self.expansion is None:
+            return self.route
+        return f"{self.route} -> {self.expansion}"
+
     layer: str | None = None  # the base (`owner/name`) the file came from; None: its own
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,6 +76,7 @@ class Resolution:
             "description": self.description,
             "content": self.content,
             "variables": dict(self.variables),
+            "expansion": self.expansion,
             "layer": self.layer,
         }
 
@@ -124,6 +136,7 @@ def resolve(repo: PromptRepository | None, context: Context | Mapping[str, objec
                     description=source.description,
                     content=content,
                     variables=MappingProxyType(values.rendering()),
+                    expansion=_expansion(route, values, path, repo.schema_version),
                     layer=repo.layer_of(path),
                 )
     fallback = builtin_default(values, tried_paths=tuple(tried), schema_version=repo.schema_version)
@@ -177,6 +190,16 @@ def _v1_candidates(route: Route, context: Context, fixed: str | None = None) -> 
         filled = [value or "default" for value in values[:kept]] + ["default"] * (count - kept)
         paths.append(_fill(route, {**given, **dict(zip(names, filled, strict=True))}))
     return paths
+
+
+def _expansion(route: Route, context: Context, path: str, version: str) -> str | None:
+    """Which of a v1 route's expansions `path` is: None for the context's own values."""
+    if version != "v1" or not route.names:
+        return None
+    values = [context.get(name) or "" for name in route.names]
+    if all(values) and path == _fill(route, dict(zip(route.names, values, strict=True))):
+        return None
+    return "default"
 
 
 def _fill(route: Route, values: Mapping[str, str]) -> str:

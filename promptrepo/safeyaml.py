@@ -66,6 +66,83 @@ def compose(text: str) -> Node | None:
     return node
 
 
+# PyYAML's problems in plain words, and what to do: (fragment of its message, ours, the fix).
+_PLAIN_WORDS: tuple[tuple[str, str, str], ...] = (
+    (
+        "cannot start any token",
+        "a character YAML does not allow here",
+        "quote a value that starts with `@`, `%` or a backtick",
+    ),
+    (
+        "did not find expected key",
+        "this line is indented differently from the keys above it",
+        "line the key up with its siblings (same number of spaces)",
+    ),
+    (
+        "mapping values are not allowed",
+        "a `: ` where YAML does not expect a key",
+        'put the value in quotes ("...") when it contains `: `, or give each key its own line',
+    ),
+    (
+        "did not find expected ',' or ']'",
+        "a `[` list is never closed",
+        "close the list with `]`, separating its items with commas",
+    ),
+    (
+        "did not find expected ',' or '}'",
+        "a `{` mapping is never closed",
+        "close the mapping with `}`, separating its entries with commas",
+    ),
+    (
+        "found unexpected end of stream",
+        "a quote is never closed",
+        "end the quoted value with the same quote it starts with",
+    ),
+    (
+        "found undefined alias",
+        "`*name` refers to an anchor `&name` that is not defined",
+        "define the anchor first, or quote the value if the `*` is meant literally",
+    ),
+    (
+        "did not find expected '-' indicator",
+        "a list item and a key are mixed at the same indentation",
+        "start every item of the list with `- `, or indent the key under an item",
+    ),
+    (
+        "could not find expected ':'",
+        "a line without `key: value`",
+        "write `key: value` (a space after the colon), or quote a multi-line value",
+    ),
+)
+
+
+def explain(problem: YamlProblem, text: str, where: str, line_offset: int = 0) -> tuple[str, str]:
+    """`problem` as a message in plain words, with the offending line and a caret under the
+    position, and a hint saying which line to change; `where` names the file or block."""
+    plain, fix = problem.message, "fix the YAML at this position"
+    for fragment, words, advice in _PLAIN_WORDS:
+        if fragment in problem.message:
+            plain, fix = words, advice
+            break
+    if problem.line is None:
+        return f"{where} is not valid YAML: {plain}", f"{fix[0].upper()}{fix[1:]}."
+    line = problem.line + line_offset
+    lines = text.split("\n")
+    shown = lines[problem.line - 1] if 0 < problem.line <= len(lines) else ""
+    column = max(1, problem.column or 1)
+    if shown[column - 1 : column] == "\t":
+        plain, fix = (
+            "a tab character: indent with spaces",
+            "replace the tab with spaces (YAML refuses tabs)",
+        )
+    excerpt = ""
+    if shown.strip():
+        visible = shown.replace("\t", " ")  # a tab would move the caret
+        excerpt = f"\n    {visible}\n    {' ' * (column - 1)}^"
+    message = f"{where} is not valid YAML on line {line}: {plain}{excerpt}"
+    return message, f"On line {line}, column {column}: {fix}."
+
+
 def construct(node: Node) -> Any:
     """The plain value of a checked node: JSON-like types, dates as ISO text."""
     constructor = SafeConstructor()

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .diagnostics import Diagnostic, diagnostic
+from .diagnostics import Diagnostic, diagnostic, did_you_mean
 from .files import PATH_FILE
 from .frontmatter import PromptSource, is_yaml_prompt
 from .pathfile import Route, without_variable
@@ -152,14 +152,20 @@ def _check_text(source: PromptSource, known: frozenset[str], strict: bool) -> li
         line, column, cursor = source.locate(first.start(), first.group(), cursor)
         more = f" ({len(matches)} times in this file)" if len(matches) > 1 else ""
         if group == "placeholder":
+            meant = did_you_mean(kind, known)
             out.append(
                 diagnostic(
                     "placeholder-unknown",
                     source.path,
                     f"`{{{kind}}}` is not supplied by the "
-                    f"routing context, PATH variables or the bot; it stays as written{more}",
+                    f"routing context, PATH variables or the bot; it stays as written{more}"
+                    + (f": did you mean `{{{meant}}}`?" if meant else ""),
                     line,
                     column,
+                    hint=f"Write `{{{meant}}}` instead of `{{{kind}}}` on line {line} of "
+                    f"{source.path}."
+                    if meant
+                    else None,
                 )
             )
         else:
@@ -266,6 +272,7 @@ def _check_reachability(result: Analysis) -> list[Diagnostic]:
                 )
             )
     reachable = _closure(routed, result.sources)
+    unrouted: dict[str, list[str]] = {}
     for path in prompts:
         if not result.is_own(path):
             continue
@@ -291,14 +298,44 @@ def _check_reachability(result: Analysis) -> list[Diagnostic]:
                 )
             )
         else:
-            out.append(
-                diagnostic(
-                    "file-unreachable",
-                    path,
-                    "no route can reach this file, and no reachable prompt includes it",
-                )
-            )
+            unrouted.setdefault(path.rpartition("/")[0], []).append(path)
+    for folder, paths in unrouted.items():
+        out.append(_unreachable(folder, paths))
     return out
+
+
+def _unreachable(folder: str, paths: list[str]) -> Diagnostic:
+    """One finding for the unreachable files of one folder (six perspective files are one
+    problem with one fix), with a route that would reach them when the folder says how."""
+    paths = sorted(paths)
+    if len(paths) == 1:
+        message = "no route can reach this file, and no reachable prompt includes it"
+    else:
+        names = ", ".join(path.rpartition("/")[2] for path in paths)
+        message = (
+            f"no route can reach these {len(paths)} files in {folder or 'the root'}/ "
+            f"({names}), and no reachable prompt includes them"
+        )
+    variable = _folder_variable(folder)
+    if variable is None:
+        return diagnostic("file-unreachable", paths[0], message)
+    suffix = paths[0].rpartition(".")[2]
+    example = f"{folder}/{{{variable}}}.{suffix}"
+    them = "it" if len(paths) == 1 else "them"
+    hint = (
+        f"Add a route for {them} to PATH, e.g. `by_{variable}: {example}` under `routes:` "
+        f"(and in `fallback_chain`), or delete {them}."
+    )
+    return diagnostic("file-unreachable", paths[0], message, hint=hint)
+
+
+def _folder_variable(folder: str) -> str | None:
+    """The context variable a folder's name says its files are named by (`perspectives/`)."""
+    name = folder.rpartition("/")[2].lower()
+    for variable in CONTEXT_VARIABLES:
+        if name in {variable, f"{variable}s", variable.removesuffix("y") + "ies"}:
+            return variable
+    return None
 
 
 def _closure(roots: Iterable[str], sources: Mapping[str, PromptSource]) -> set[str]:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.browser import browser  # noqa: F401 (the browser tests' shared fixture)
+
 if TYPE_CHECKING:
     from github_app.runtime import Runtime
     from tests.harness import Store

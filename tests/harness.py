@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -653,14 +654,14 @@ async def bridge_world(
 
 
 @contextlib.contextmanager
-def served(runtime: Runtime, *, run_worker: bool = True) -> Iterator[httpx.Client]:
+def served(runtime: Runtime, *, run_worker: bool = True, port: int = 0) -> Iterator[httpx.Client]:
     """`create_app(runtime)` under uvicorn on loopback (lifespan on, so the background tasks
     start and stop as in `serve`), and a client for it."""
     from github_app.web import create_app
 
     app = create_app(runtime, run_worker=run_worker)
     with (
-        serve_on_loopback(app, lifespan="on") as url,
+        serve_on_loopback(app, lifespan="on", port=port) as url,
         httpx.Client(base_url=url, timeout=15) as client,
     ):
         yield client
@@ -680,6 +681,16 @@ class ManifestForm(HTMLParser):
             self.action = values["action"] or ""
         if tag == "input" and values.get("name") == "manifest":
             self.manifest = json.loads(values["value"] or "{}")
+
+
+def setup_form(client: httpx.Client, **fields: str) -> ManifestForm:
+    """/setup's one form submitted with `fields`: the form it posts on to GitHub."""
+    page = client.get("/setup")
+    assert page.status_code == 200, page.text
+    form = ManifestForm()
+    form.feed(client.post("/setup", data=fields).text)
+    assert form.action and form.manifest, "no manifest form"
+    return form
 
 
 def wait_for(probe: Callable[[], T | None], timeout: float = 10.0, what: str = "") -> T:
@@ -739,6 +750,7 @@ def clean_env(**values: str) -> dict[str, str]:
     from github_app.settings import documented_variables
 
     ours = {name for name, _, _ in documented_variables()}
+    ours |= {alias for spec in dataclasses.fields(Settings) for alias in spec.metadata["aliases"]}
     env = {
         key: value
         for key, value in os.environ.items()

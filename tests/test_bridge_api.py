@@ -118,8 +118,9 @@ async def test_every_error_is_message_and_error(
     assert failed.json()["error"] == "internal" and "secret" not in failed.text
 
 
-async def test_without_bridge_tokens_the_bridge_says_what_is_missing(sqlite_url: str) -> None:
-    runtime = bridge_runtime(sqlite_url, BRIDGE_TOKENS="")
+async def test_without_bridge_tokens_the_bridge_says_what_is_missing(postgres_url: str) -> None:
+    # A shared database: no token is generated (an embedded install generates one instead).
+    runtime = bridge_runtime(postgres_url, BRIDGE_TOKENS="")
     try:
         transport = httpx.ASGITransport(app=bridge_app(runtime, ResolverCache(runtime, 10)))
         async with httpx.AsyncClient(transport=transport, base_url="http://b.test") as http:

@@ -69,6 +69,8 @@ async def test_a_bound_guild_gets_the_pinned_answer(runtime: Runtime, store: Sto
         "commit_sha": sha,
         "schema_version": "v2",
         "parameters": {"max_tokens": 300},
+        "description": None,
+        "metadata": {},
         "github_file_url": f"{GITHUB_URL}/octo-org/prompts/blob/{sha}/prompts/meeting/brief.md",
         "is_stale": False,
         "status_message": f"serving {sha[:7]}",

@@ -259,3 +259,23 @@ async def test_command_replies_for_each_refusal(sqlite_url: str) -> None:
     assert f"{GITHUB_URL}/apps/{fake.app_slug}/installations/new" in uninstalled.text
     assert "only repositories on github.test" in foreign.text
     assert "Pending" in status.text and "octo-org/elsewhere" in status.text
+
+
+def test_description_and_metadata_reach_the_bot(sqlite_url: str) -> None:
+    runtime = bridge_runtime(sqlite_url)
+    store = Store(runtime)
+    store.repository()
+    files = {
+        **prompt_files("live"),
+        "prompts/meeting/brief.md": b"---\ndescription: Short meeting notes.\n"
+        b"metadata: {owner: community-team, reviewed: 2024-05-01}\n---\nNotes: {messages}\n",
+    }
+    store.commit(1, files)
+    store.bind(GUILD)
+    with service(runtime) as url, BridgeClient(url, TOKEN) as client:
+        custom = client.resolve_prompt(GUILD, category="meeting", type="brief")
+        builtin = client.resolve_prompt("999", category="meeting")
+    assert custom.description == "Short meeting notes."
+    assert dict(custom.metadata) == {"owner": "community-team", "reviewed": "2024-05-01"}
+    assert builtin.description == "Built-in meeting prompt"
+    assert dict(builtin.metadata) == {"builtin": "meeting"}

@@ -153,6 +153,9 @@ def test_resolve_json_has_exactly_the_pinned_keys() -> None:
         "source",
         "schema_version",
         "parameters",
+        "description",
+        "metadata",
+        "expansion",
         "content",
         "unresolved",
         "layer",
@@ -238,6 +241,36 @@ def test_validate_and_resolve_a_checkout_with_windows_quirks(tmp_path) -> None:
     result = json.loads(done.stdout)
     assert result["tried_paths"] == ["p/meeting/stand-up.md", "p/meeting/default.md"]
     assert result["content"] == "Meeting notes for Stand-Up\n{messages}\n"
+
+
+def test_resolve_returns_description_metadata_and_the_expansion_used(tmp_path) -> None:
+    root = write(
+        tmp_path,
+        {
+            "PATH": b"routes:\n  channel_specific: p/{category}/{channel}.md\n",
+            "p/meeting/default.md": b"Notes {messages}",
+            "p/default/default.md": b"Any {messages}",
+        },
+    )
+    done = run("resolve", root, "--category", "meeting", "--channel", "ops", "--format", "json")
+    result = json.loads(done.stdout)
+    assert (result["route"], result["expansion"]) == ("channel_specific", "default")
+    assert result["file_path"] == "p/meeting/default.md"
+    text = run("resolve", root, "--category", "meeting", "--channel", "ops")
+    assert "route:      channel_specific -> default\n" in text.stdout
+    v2 = write(
+        tmp_path / "v2",
+        {
+            "PATH": b"version: v2\nroutes:\n  all: p/{category}.md\n",
+            "p/meeting.md": b"---\ndescription: Meeting notes.\nmetadata: {owner: me}\n---\nX",
+        },
+    )
+    result = json.loads(run("resolve", v2, "--category", "meeting", "--format", "json").stdout)
+    assert (result["description"], result["metadata"], result["expansion"]) == (
+        "Meeting notes.",
+        {"owner": "me"},
+        None,
+    )
 
 
 def test_validate_and_resolve_take_local_checkouts_of_bases() -> None:

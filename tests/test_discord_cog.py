@@ -320,6 +320,23 @@ async def test_without_a_bot_nothing_is_started(cog: PromptConfigCog) -> None:
     await cog.cog_unload()
 
 
+async def test_set_takes_a_token_sends_it_and_never_shows_it(
+    cog: PromptConfigCog, bridge: Bridge
+) -> None:
+    set_command = cog.__cog_app_commands_group__.get_command("set")
+    token = next(p for p in set_command.parameters if p.name == "token")
+    assert not token.required and len(token.description) <= 100  # Discord's limit
+    interaction = FakeInteraction(member(admin=True))
+    secret = "github_pat_11AAAAAAA0123456789_abcdefghijklmnop"
+    await cog.set_repository.callback(cog, interaction, "someone/private", None, secret)
+    assert json.loads(bridge.sent[-1].content)["token"] == secret
+    (message,) = interaction.sent
+    assert interaction.deferred == {"ephemeral": True, "thinking": True}
+    assert message["ephemeral"] is True
+    assert secret not in message["content"]
+    assert "The access token was stored encrypted." in message["content"]
+
+
 async def test_pin_and_history_are_for_managers(cog: PromptConfigCog, bridge: Bridge) -> None:
     manager, stranger = FakeInteraction(member(manage=True)), FakeInteraction(member())
     await cog.pin.callback(cog, manager, "aaaaaaa")

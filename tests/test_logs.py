@@ -208,3 +208,28 @@ def test_short_values_are_not_registered() -> None:
     register_secret("")
     register_secret(None)
     assert redact("tab and ab") == "tab and ab"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "guildprompts.secrets: generated an encryption key for stored secrets in /srv/.key",
+        "the token: expired, asking for a new one",
+        "password: required for this database",
+        "webhook secret: missing (GITHUB_WEBHOOK_SECRET)",
+    ],
+)
+def test_logger_names_and_ordinary_words_after_credential_names_are_kept(line: str) -> None:
+    assert redact(line) == line
+
+
+@pytest.mark.parametrize(
+    ("line", "masked"),
+    [
+        ("password=hunter22", "password=[REDACTED]"),
+        ("token: abc.def.ghi", "token: [REDACTED]"),
+        ("client_secret=averylongsecretvaluewithoutdigits", "client_secret=[REDACTED]"),
+    ],
+)
+def test_values_that_look_like_credentials_are_masked(line: str, masked: str) -> None:
+    assert redact(line) == masked

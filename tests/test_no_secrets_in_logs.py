@@ -12,16 +12,20 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
-from github_app.logs import configure_logging
+from github_app.bridge.tokens import with_bridge_tokens
+from github_app.logs import REDACTED, configure_logging, redact
+from github_app.secrets import load_vault
+from github_app.settings import Settings
 from tests.fakegithub import FakeGitHub
 from tests.harness import TOKEN as BRIDGE_TOKEN
-from tests.harness import ManifestForm, bearer, make_runtime, make_settings, served, wait_for
+from tests.harness import bearer, make_runtime, make_settings, served, setup_form, wait_for
 
 INSTALLED_REPO = "octo-org/private-prompts"
 PAT_REPO = "someone/own-prompts"
@@ -32,12 +36,31 @@ allowed_guilds: ["111"]
 """
 
 
+class Captured(io.StringIO):
+    """The service handler's output, and `raw`: each line (level, logger, message) before
+    redaction touched it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw: list[str] = []
+
+
+class _Raw(logging.Handler):
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(f"{record.levelname} {record.name}: {record.getMessage()}")
+
+
 @pytest.fixture
-def captured(request: pytest.FixtureRequest) -> Iterator[io.StringIO]:
+def captured(request: pytest.FixtureRequest) -> Iterator[Captured]:
     """Everything logged at debug level through the service's own handler, in one format."""
     root = logging.getLogger()
     level, handlers = root.level, list(root.handlers)
-    stream = io.StringIO()
+    stream = Captured()
+    root.handlers.insert(0, _Raw(stream.raw))  # runs before the redacting handler's filter
     configure_logging(request.param, "debug", stream=stream)
     try:
         yield stream
@@ -48,14 +71,14 @@ def captured(request: pytest.FixtureRequest) -> Iterator[io.StringIO]:
         root.setLevel(level)
 
 
-def create_app_through_setup(client: httpx.Client, fake: FakeGitHub) -> None:
-    form = ManifestForm()
-    form.feed(client.get("/setup").text)
+def create_app_through_setup(client: httpx.Client, fake: FakeGitHub) -> str:
+    form = setup_form(client)
     state = parse_qs(urlsplit(form.action).query)["state"][0]
     code = fake.add_manifest_code(form.manifest)
     assert client.get("/setup/callback", params={"code": code, "state": "wrong"}).status_code == 400
     done = client.get("/setup/callback", params={"code": code, "state": state})
     assert done.status_code == 200, done.text
+    return code
 
 
 def prompt_content(client: httpx.Client, guild: str) -> str:
@@ -68,11 +91,22 @@ def prompt_content(client: httpx.Client, guild: str) -> str:
 
 
 @pytest.mark.parametrize("captured", ["text", "json"], indirect=True)
-def test_a_full_flow_logs_no_secret(captured: io.StringIO, sqlite_url: str) -> None:
+def test_a_full_flow_logs_no_secret(captured: Captured, sqlite_url: str, tmp_path: Path) -> None:
+    # A first run generates the encryption key and the bridge token, and says where.
+    first_run = Settings.from_env(
+        {
+            "DATABASE_URL": sqlite_url,
+            "ENCRYPTION_KEY_FILE": str(tmp_path / "key"),
+            "BRIDGE_TOKEN_FILE": str(tmp_path / "bridge-token"),
+        },
+        env_file=None,
+    )
+    load_vault(first_run)
+    generated = [with_bridge_tokens(first_run).bridge_tokens[0], (tmp_path / "key").read_text()]
     fake = FakeGitHub()
     settings = make_settings(sqlite_url)
     with served(make_runtime(settings, fake), run_worker=False) as client:
-        create_app_through_setup(client, fake)
+        code = create_app_through_setup(client, fake)
 
     installation = fake.add_installation("octo-org")
     fake.add_repo(INSTALLED_REPO, private=True, installation=installation)
@@ -115,7 +149,10 @@ def test_a_full_flow_logs_no_secret(captured: io.StringIO, sqlite_url: str) -> N
             == 202
         )
         wait_for(lambda: prompt_content(client, "111").startswith("Two"), what="the push")
-        assert client.get("/readyz").json()["checks"]["app"]["status"] == "valid"
+        wait_for(
+            lambda: client.get("/readyz").json()["checks"]["app"]["status"] == "valid",
+            what="the App check",
+        )
 
     log = captured.getvalue()
     # The capture saw the flow (so an empty log cannot pass): setup, webhooks, syncs.
@@ -123,8 +160,17 @@ def test_a_full_flow_logs_no_secret(captured: io.StringIO, sqlite_url: str) -> N
     assert log.count("\n") > 50
     minted = [secret for secret in fake.issued_secrets() if secret.startswith("ghs_")]
     assert minted, "no installation token was minted"
-    secrets = [*fake.issued_secrets(), BRIDGE_TOKEN, *settings.encryption_keys, pat]
+    secrets = [*fake.issued_secrets(), BRIDGE_TOKEN, *settings.encryption_keys, pat, *generated]
     for secret in secrets:
         for piece in {secret.strip(), *(line.strip() for line in secret.splitlines())}:
             if len(piece) >= 8 and not piece.startswith("-----"):
                 assert piece not in log, f"a secret ({piece[:4]}...) reached the log"
+    # Redaction masks secrets and nothing else: a masked logger name or ordinary word would
+    # garble the lines people read. Each line as logged, with the flow's secrets replaced by
+    # hand, must come out of the redaction unchanged.
+    known = sorted({*secrets, code}, key=len, reverse=True)
+    assert len(captured.raw) > 50
+    for message in captured.raw:
+        for secret in known:
+            message = message.replace(secret, REDACTED)
+        assert redact(message) == message, f"masked where no secret was: {message[:300]}"

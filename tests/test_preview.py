@@ -11,7 +11,7 @@ import pytest
 
 from github_app.cli import main
 from github_app.preview import build_app
-from promptrepo import common_contexts, files_from_directory, load_repository, resolve
+from promptrepo import Context, common_contexts, files_from_directory, load_repository, resolve
 from tests.fakegithub import serve_on_loopback
 
 # The keys of the bridge's GET .../prompt answer (issue 5, section 2), which the preview mirrors.
@@ -26,6 +26,8 @@ BRIDGE_PROMPT_KEYS = {
     "commit_sha",
     "schema_version",
     "parameters",
+    "description",
+    "metadata",
     "github_file_url",
     "is_stale",
     "status_message",
@@ -61,11 +63,20 @@ def test_the_page_shows_a_clean_repository_and_what_each_context_resolves_to(
     assert "No problems found." in page
     table = rows(page, "resolution")
     repository = load_repository(files_from_directory(checkout))
-    assert len(table) == len(common_contexts())
-    for row, context in zip(table, common_contexts(), strict=True):
+    # The example's routes use {perspective}: each context again with each perspective it has.
+    perspectives = ["", "developer", "executive"]
+    assert "<th>Perspective</th>" in page
+    contexts = [
+        Context.from_mapping({**context.to_dict(), **({"perspective": p} if p else {})})
+        for context in common_contexts()
+        for p in perspectives
+    ]
+    assert len(table) == len(contexts)
+    for row, context in zip(table, contexts, strict=True):
         expected = resolve(repository, context)
         assert f"<code>{expected.file_path}</code>" in row
-        assert f">{expected.route}<" in row
+        assert f">{expected.route_label}<" in row
+        assert f"<td>{context.get('perspective') or '-'}</td>" in row
 
 
 def test_the_bridge_endpoint_has_the_bridges_shape_and_renders_routing_variables(

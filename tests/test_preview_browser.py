@@ -1,13 +1,7 @@
-"""The preview page in a real headless Chromium (Debian's package, driven by Playwright).
-
-Skipped when /usr/bin/chromium or Playwright is missing, except under
-GUILDPROMPTS_REQUIRE_SERVICES=1 (CI installs Chromium): there it fails. Screenshots go to
-test-artifacts/ at the repository root.
-"""
+"""The preview page in a real headless Chromium (see tests/browser.py)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,44 +9,12 @@ from typing import Any
 import pytest
 
 from github_app.preview import build_app
+from tests.browser import ARTIFACTS
 from tests.fakegithub import serve_on_loopback
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 RELOAD_TIMEOUT_MS = 10_000  # the page polls every second
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("GUILDPROMPTS_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason}; GUILDPROMPTS_REQUIRE_SERVICES=1 requires the browser test")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is not installed (the dev extra has it)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
@@ -77,7 +39,8 @@ def test_the_preview_page_in_chromium(page: Any, checkout: Path) -> None:
     expect(page.locator("#status")).to_contain_text("Valid (schema v2)")
     expect(page.locator("#diagnostics")).to_have_text("No problems found.")
     table = page.locator("#resolution tbody tr")
-    expect(table).to_have_count(9)
+    expect(table).to_have_count(27)  # 9 contexts, each also with the 2 perspectives it has
+    expect(page.locator("#resolution thead")).to_contain_text("Perspective")
     expect(table.first).to_contain_text("prompts/discussion/brief.md")
     expect(table.first).to_contain_text("category_type")
 

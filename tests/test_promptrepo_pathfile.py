@@ -101,7 +101,7 @@ def test_yaml_syntax_error_reports_the_parsers_line_and_column() -> None:
 def test_tab_indentation_is_a_syntax_error_with_a_hint_about_tabs() -> None:
     [problem] = validate({"PATH": b"routes:\n\tdefault: x.md\n", "x.md": b"x"})
     assert (problem.code, problem.line) == ("path-syntax", 2)
-    assert "tabs" in problem.hint
+    assert "tabs" in problem.hint and "a tab character: indent with spaces" in problem.message
 
 
 def test_fallback_chain_defaults_to_file_order() -> None:

@@ -234,7 +234,7 @@ def test_an_invalid_variable_stops_start_up_naming_it(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "guildprompts serve: configuration error: PORT: invalid value "
-        "(invalid literal for int() with base 10: 'eighty')"
+        "(expected a port number from 1 to 65535, got 'eighty')"
     ]
 
 

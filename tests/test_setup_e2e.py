@@ -1,8 +1,9 @@
 """App creation by manifest through the web app, against the fake GitHub's conversion endpoint.
 
 From a fresh install: /setup posts the manifest, a bad `state` is refused without spending the
-code, the good one stores the App's credentials encrypted, and after a restart the App is
-configured: webhooks signed with the new secret are accepted and /setup is closed.
+code, the good one stores the App's credentials encrypted, and at once, without a restart, the
+App is configured in every process: webhooks signed with the new secret are accepted, /setup is
+closed, and a second web process on the same database finishes a flow the first one started.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from github_app.settings import Settings
 from github_app.store import credentials
 from github_app.store.models import AppSecret
 from tests.fakegithub import FakeGitHub
-from tests.harness import ManifestForm, make_runtime, make_settings, served
+from tests.harness import make_runtime, make_settings, served, setup_form, wait_for
 from tests.store_helpers import secret_names
 
 
@@ -39,11 +40,9 @@ def test_manifest_flow_stores_credentials_encrypted_and_configures_the_app_after
     runtime = make_runtime(settings, fake)
     assert not runtime.app_configured
 
-    with served(runtime, run_worker=False) as client:
-        page = client.get("/setup")
-        assert page.status_code == 200
-        form = ManifestForm()
-        form.feed(page.text)
+    other = make_runtime(settings, fake)  # a second web process on the same database
+    with served(runtime, run_worker=False) as client, served(other, run_worker=False) as second:
+        form = setup_form(client)
         action = urlsplit(form.action)
         assert f"{action.scheme}://{action.netloc}{action.path}" == (f"{web_url}/settings/apps/new")
         state = parse_qs(action.query)["state"][0]
@@ -57,23 +56,33 @@ def test_manifest_flow_stores_credentials_encrypted_and_configures_the_app_after
         assert "expired" in refused.text
         assert fake.count(r"/app-manifests/") == 0  # the code was not spent
 
-        done = client.get("/setup/callback", params={"code": code, "state": state})
+        # The callback reaches the other process (as behind a load balancer): it finishes.
+        done = second.get("/setup/callback", params={"code": code, "state": state})
         assert done.status_code == 200, done.text
         assert f"{web_url}/apps/{fake.app_slug}/installations/new" in done.text
-        assert "Restart guildprompts" in done.text
+        assert "no restart needed" in done.text and "Restart" not in done.text
         assert fake.count(r"/app-manifests/[^/]+/conversions", method="POST") == 1
         assert (
-            client.get("/setup/callback", params={"code": code, "state": state}).status_code == 410
+            second.get("/setup/callback", params={"code": code, "state": state}).status_code == 410
+        )
+        # Both processes use the new credentials at once (the first within a second).
+        hook = fake.webhook("ping", fake.ping_payload())
+        assert (
+            second.post("/api/github/webhooks", content=hook.body, headers=hook.headers).status_code
+            == 202
+        )
+        first = fake.webhook("ping", fake.ping_payload())
+        wait_for(
+            lambda: (
+                client.post(
+                    "/api/github/webhooks", content=first.body, headers=first.headers
+                ).status_code
+                == 202
+            ),
+            what="the first process to use the new credentials",
         )
         assert client.get("/setup").status_code == 410
-        # Until the restart, webhooks still cannot be verified.
-        early = fake.webhook("ping", fake.ping_payload())
-        assert (
-            client.post(
-                "/api/github/webhooks", content=early.body, headers=early.headers
-            ).status_code
-            == 503
-        )
+        assert f"/apps/{fake.app_slug}/installations/new" in client.get("/").text
 
     vault = Vault(settings.encryption_keys)
     with runtime.database.session() as session:
@@ -97,8 +106,10 @@ def test_manifest_flow_stores_credentials_encrypted_and_configures_the_app_after
     assert restarted.credentials.app_id == str(fake.app_id)
     assert restarted.credentials.slug == fake.app_slug
     with served(restarted, run_worker=False) as client:
-        ready = client.get("/readyz").json()
-        assert ready["checks"]["app"]["status"] == "valid"
+        wait_for(
+            lambda: client.get("/readyz").json()["checks"]["app"]["status"] == "valid",
+            what="the App check",
+        )
         hook = fake.webhook("ping", fake.ping_payload())
         accepted = client.post("/api/github/webhooks", content=hook.body, headers=hook.headers)
         assert accepted.status_code == 202, accepted.text
@@ -109,8 +120,7 @@ def test_a_code_github_refuses_leaves_setup_open(sqlite_url: str) -> None:
     fake = FakeGitHub()
     runtime = make_runtime(make_settings(sqlite_url), fake)
     with served(runtime, run_worker=False) as client:
-        form = ManifestForm()
-        form.feed(client.get("/setup").text)
+        form = setup_form(client)
         state = parse_qs(urlsplit(form.action).query)["state"][0]
         refused = client.get("/setup/callback", params={"code": "not-issued", "state": state})
         assert refused.status_code == 502
@@ -127,8 +137,7 @@ def test_manifest_flow_can_write_a_private_env_file_instead(
     settings = make_settings(sqlite_url, APP_CREDENTIALS_STORE="env")
     runtime = make_runtime(settings, fake)
     with served(runtime, run_worker=False) as client:
-        form = ManifestForm()
-        form.feed(client.get("/setup").text)
+        form = setup_form(client)
         state = parse_qs(urlsplit(form.action).query)["state"][0]
         code = fake.add_manifest_code(form.manifest)
         done = client.get("/setup/callback", params={"code": code, "state": state})

@@ -12,6 +12,7 @@ import stat
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ import yaml
 from starlette.applications import Starlette
 
 from github_app.settings import Settings
-from github_app.setup import MANIFEST_TEMPLATE, SetupConfig, setup_routes
+from github_app.setup import MANIFEST_TEMPLATE, SetupConfig, default_app_name, setup_routes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PEM = (
@@ -87,7 +88,11 @@ def make_client(base_url: str = "http://testserver", **options: Any) -> httpx.As
 
 
 async def open_setup(client: httpx.AsyncClient, query: str = "") -> FormReader:
-    response = await client.get("/setup" + query)
+    """The page's one form submitted (with the fields in `query`): the form bound for GitHub."""
+    page = await client.get("/setup")
+    assert page.status_code == 200, page.text
+    assert page.headers["cache-control"] == "no-store"
+    response = await client.post("/setup", data=dict(parse_qsl(query.lstrip("?"))))
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
     form = FormReader()
@@ -151,6 +156,7 @@ async def test_without_public_url_the_request_address_is_used_and_flagged_when_l
     assert (await open_setup(client)).manifest["redirect_url"] == "http://testserver/setup/callback"
     local = make_client(base_url="http://127.0.0.1:8000")
     page = await local.get("/setup")
+    assert (await local.post("/setup")).status_code == 200
     assert "GitHub cannot reach http://127.0.0.1:8000" in page.text
 
 
@@ -159,10 +165,42 @@ async def test_organisation_and_name() -> None:
     form = await open_setup(client, "?org=acme-corp&name=acme+prompts")
     assert form.action.startswith("https://github.com/organizations/acme-corp/settings/apps/new?")
     assert form.manifest["name"] == "acme prompts"
-    bad = await client.get("/setup", params={"org": "../evil"})
+    bad = await client.post("/setup", data={"org": "../evil"})
     assert bad.status_code == 400
-    assert "is not a GitHub organisation name" in bad.text
-    assert (await client.get("/setup", params={"name": "x" * 35})).status_code == 400
+    assert "../evil is not a GitHub organisation name." in bad.text
+    too_long = await client.post("/setup", data={"name": "x" * 35})
+    assert too_long.status_code == 400
+    assert "The App name must be at most 34 characters." in too_long.text
+
+
+async def test_one_form_holds_owner_and_name_above_create_and_posts_on_to_github() -> None:
+    client = make_client(public_url="https://prompts.example.org")
+    page = (await client.get("/setup")).text
+    assert page.count("<form") == 1
+    form = page[page.index("<form") : page.index("</form>")]
+    assert form.startswith('<form method="post" action="setup"')
+    assert form.index('name="org"') < form.index('name="name"') < form.index("<button")
+    # The default name is this deployment's, never the bare "guildprompts" only one App can have.
+    assert 'name="name" value="guildprompts-prompts-example-org"' in form
+    response = await client.post("/setup", data={"org": "", "name": ""})
+    onward = FormReader()
+    onward.feed(response.text)
+    assert onward.manifest is not None
+    assert onward.manifest["name"] == "guildprompts-prompts-example-org"
+    nonce = response.headers["content-security-policy"].split("'nonce-")[1].split("'")[0]
+    assert f'<script nonce="{nonce}">document.getElementById("to-github").submit();' in (
+        response.text
+    )
+
+
+def test_default_names_differ_between_deployments() -> None:
+    assert default_app_name("https://a.example.org") == "guildprompts-a-example-org"
+    assert default_app_name("https://b.example.org") == "guildprompts-b-example-org"
+    local = default_app_name("http://127.0.0.1:8000")
+    assert local.startswith("guildprompts-") and local != "guildprompts-"
+    assert local == default_app_name("http://127.0.0.1:8000")  # stable across page loads
+    assert local != default_app_name("http://127.0.0.1:9000")
+    assert len(default_app_name("https://" + "x" * 60 + ".example")) <= 34
 
 
 async def test_callback_with_a_good_state_saves_the_credentials_and_links_the_install() -> None:
@@ -313,3 +351,12 @@ async def test_setup_is_closed_when_an_app_is_configured() -> None:
 def test_config_needs_somewhere_to_store_credentials() -> None:
     with pytest.raises(ValueError, match="save_credentials, env_file"):
         SetupConfig(convert=FakeGitHub().convert)
+
+
+async def test_a_webhook_proxy_channel_is_the_apps_webhook_url() -> None:
+    client = make_client(base_url="http://127.0.0.1:8000", webhook_url="https://smee.io/abc123")
+    page = await client.get("/setup")
+    assert "GitHub cannot reach" not in page.text  # the channel is reachable; the rest is local
+    form = await open_setup(client)
+    assert form.manifest["hook_attributes"]["url"] == "https://smee.io/abc123"
+    assert form.manifest["redirect_url"] == "http://127.0.0.1:8000/setup/callback"

@@ -99,6 +99,18 @@ def test_unreachable_database_is_a_clear_error() -> None:
 
 
 def test_db_commands(sqlite_url: str, tmp_path) -> None:
+    # A read-only command creates nothing: no database file, no key file.
+    missing = guildprompts("db", "current", database_url=sqlite_url, cwd=str(tmp_path))
+    assert missing.returncode == 1
+    assert missing.stderr == (
+        f"guildprompts: no database at {tmp_path / 'guildprompts.db'} (nothing was created): "
+        "`guildprompts serve` or `guildprompts db upgrade` creates it\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+    empty = Database(sqlite_url)
+    empty.engine.connect().close()  # an empty database file
+    empty.dispose()
     behind = guildprompts("db", "current", database_url=sqlite_url, cwd=str(tmp_path))
     assert behind.returncode == 1
     assert "base (empty)" in behind.stdout and "guildprompts db upgrade" in behind.stdout

@@ -17,7 +17,7 @@ from github_app.store import deliveries
 from github_app.store.db import Database
 from github_app.store.models import utcnow
 from tests.fakegithub import FakeGitHub, generate_rsa_key
-from tests.harness import app_env, bearer, make_runtime, make_settings, served
+from tests.harness import app_env, bearer, free_port, make_runtime, make_settings, served, wait_for
 
 
 @pytest.fixture
@@ -29,6 +29,16 @@ def readiness(client: httpx.Client) -> tuple[int, dict]:
     response = client.get("/readyz")
     assert response.headers["cache-control"] == "no-store"
     return response.status_code, response.json()
+
+
+def settled_readiness(client: httpx.Client) -> tuple[int, dict]:
+    """/readyz once GitHub has answered the background check of the App's credentials."""
+    return wait_for(
+        lambda: (
+            (answer := readiness(client))[1]["checks"]["app"]["status"] != "checking" and answer
+        ),
+        what="the App check",
+    )
 
 
 def test_healthz_says_alive(sqlite_url: str) -> None:
@@ -76,7 +86,7 @@ def test_valid_credentials_are_checked_with_github_once_per_interval(
 ) -> None:
     runtime = make_runtime(make_settings(sqlite_url, **app_env(fake)), fake)
     with served(runtime, run_worker=False) as client:
-        first = readiness(client)
+        first = settled_readiness(client)
         second = readiness(client)
         setup = client.get("/setup")
         landing = client.get("/")
@@ -98,7 +108,7 @@ def test_credentials_github_refuses_make_the_process_unready(
 ) -> None:
     env = {**app_env(fake), "GITHUB_PRIVATE_KEY": generate_rsa_key()}
     with served(make_runtime(make_settings(sqlite_url, **env), fake), run_worker=False) as client:
-        status, body = readiness(client)
+        status, body = settled_readiness(client)
     assert status == 503 and body["status"] == "not ready"
     app = body["checks"]["app"]
     assert app["ok"] is False and app["status"] == "invalid"
@@ -112,7 +122,7 @@ def test_github_unreachable_leaves_the_process_ready_but_unverified(
     fake.fail_next(r"^/app$", status=429, retry_after=3600)
     runtime = make_runtime(make_settings(sqlite_url, **app_env(fake)), fake)
     with served(runtime, run_worker=False) as client:
-        status, body = readiness(client)
+        status, body = settled_readiness(client)
     assert status == 200
     assert body["checks"]["app"]["status"] == "unverified"
     assert "GitHub did not confirm the credentials" in body["checks"]["app"]["error"]
@@ -220,3 +230,31 @@ def test_shutdown_stops_the_background_tasks_promptly(sqlite_url: str) -> None:
         assert client.get("/healthz").status_code == 200
         started = time.monotonic()
     assert time.monotonic() - started < web.SHUTDOWN_GRACE
+
+
+def test_readyz_answers_within_100_ms_while_github_refuses_connections(
+    sqlite_url: str, fake: FakeGitHub
+) -> None:
+    closed = free_port()  # nothing listens there: every connection is refused
+    settings = make_settings(
+        sqlite_url, **app_env(fake), GITHUB_API_URL=f"http://127.0.0.1:{closed}"
+    )
+    with served(make_runtime(settings), run_worker=False) as client:
+        client.get("/healthz")
+        timings, answers = [], []
+        for _ in range(5):
+            started = time.perf_counter()
+            answers.append(readiness(client))
+            timings.append(time.perf_counter() - started)
+        status, body = settled_readiness(client)
+    assert max(timings) < 0.1, timings
+    assert answers[0][0] == 200
+    assert answers[0][1]["checks"]["app"] == {
+        "ok": True,
+        "status": "checking",
+        "app_id": str(fake.app_id),
+        "error": "GitHub has not confirmed the credentials yet",
+    }
+    assert status == 200
+    assert body["checks"]["app"]["status"] == "unverified"
+    assert "GitHub did not confirm the credentials" in body["checks"]["app"]["error"]

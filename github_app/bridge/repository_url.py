@@ -11,7 +11,7 @@ here instead of a confusing 404 from a sync later.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 __all__ = ["RepositoryNameError", "parse_repository"]
 
@@ -51,13 +51,23 @@ def parse_repository(text: object, github_url: str) -> str:
             raise RepositoryNameError(
                 "give the repository's own address, without ?query or #fragment"
             )
-        _check_host(parts.hostname or "", expected_host, github_url, parts.port)
+        _check_host(parts.hostname or "", expected_host, github_url, _port(parts))
         path = _strip_prefix(parts.path, urlsplit(github_url).path)
     elif value.split("/", 1)[0].lower() in {expected_host, f"www.{expected_host}"}:
         path = value.split("/", 1)[1] if "/" in value else ""  # github.com/owner/name
     else:
         path = value
     return _owner_name(path)
+
+
+def _port(parts: SplitResult) -> int | None:
+    try:
+        return parts.port
+    except ValueError:  # urllib's own message names neither the input nor the fix
+        raise RepositoryNameError(
+            f"{parts.netloc} has an invalid port: give owner/name or the repository's https "
+            "URL as GitHub shows it"
+        ) from None
 
 
 def _host(url: str) -> str:

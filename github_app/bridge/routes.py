@@ -457,7 +457,7 @@ async def _body(request: Request, *, required: bool = True) -> dict[str, Any]:
         return {}
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
         raise Refusal(400, "bad_request", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise Refusal(400, "bad_request", "the body must be a JSON object")

@@ -82,11 +82,23 @@ def _guarded(command: Command) -> Command:
 
 
 @contextmanager
-def _opened_database() -> Iterator[Any]:
-    from github_app.settings import Settings
-    from github_app.store.db import Database
+def _opened_database(*, read_only: bool = False) -> Iterator[Any]:
+    """The configured database; `read_only` refuses to create an SQLite file that is missing."""
+    from pathlib import Path
 
-    database = Database(Settings.from_env().database_url)
+    from github_app.settings import Settings
+    from github_app.store.db import Database, normalize_url
+    from github_app.store.errors import StoreError
+
+    url = Settings.from_env().database_url
+    parsed = normalize_url(url)
+    path = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if read_only and path and path != ":memory:" and not Path(path).exists():
+        raise StoreError(
+            f"no database at {Path(path).resolve()} (nothing was created): "
+            "`guildprompts serve` or `guildprompts db upgrade` creates it"
+        )
+    database = Database(url)
     try:
         yield database
     finally:
@@ -116,7 +128,7 @@ def _migrate(revision: str, *, downgrade: bool) -> int:
 def _db_current(_args: argparse.Namespace) -> int:
     from github_app.store import migrate
 
-    with _opened_database() as database:
+    with _opened_database(read_only=True) as database:
         status = migrate.schema_status(database.engine)
     print(_describe(status))
     return 0 if status.up_to_date else 1

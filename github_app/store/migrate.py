@@ -8,6 +8,7 @@ the service itself; a shared PostgreSQL database is upgraded only by an operator
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,15 +52,22 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
+def _script() -> ScriptDirectory:
+    """The packaged migrations, read once: they cannot change under a running process, and
+    reading them executes every revision file (most of a /readyz probe's time otherwise)."""
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = _script().get_current_head()
     assert head is not None, "the migrations directory has no revision"
     return head
 
 
 def schema_status(engine: Engine) -> SchemaStatus:
     """Where the database stands relative to the migrations this code ships."""
-    script = ScriptDirectory.from_config(alembic_config())
+    script = _script()
     with _reachable(engine), engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
     known = current is None or _is_known(script, current)

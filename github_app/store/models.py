@@ -411,6 +411,16 @@ class AppSecret(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class SetupState(Base):
+    """A `state` issued by /setup, kept by its SHA-256 so that any web process can finish the
+    manifest flow; used once, until `expires_at`."""
+
+    __tablename__ = "setup_states"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
 def _refuse_update(_mapper: Any, _connection: Any, target: Any) -> None:
     raise ImmutableRowError(f"{type(target).__name__} rows are immutable once written")
 

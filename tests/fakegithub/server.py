@@ -13,14 +13,15 @@ import uvicorn
 
 
 @contextmanager
-def serve_on_loopback(app: Any, *, lifespan: str = "off") -> Iterator[str]:
-    """Run an ASGI app with uvicorn on a free 127.0.0.1 port in a thread; yield its base URL.
+def serve_on_loopback(app: Any, *, lifespan: str = "off", port: int = 0) -> Iterator[str]:
+    """Run an ASGI app with uvicorn on 127.0.0.1 (`port`, or a free one) in a thread; yield its
+    base URL.
 
     The socket is bound before the server starts, so the URL is valid as soon as it is yielded;
     on exit the server is asked to stop and the thread joined.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         app, log_level="warning", lifespan=lifespan, timeout_graceful_shutdown=1
