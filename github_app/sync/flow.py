@@ -27,8 +27,9 @@ request at all. When more than ARCHIVE_THRESHOLD blobs are missing (a first sync
 repository), the commit comes as one tarball instead, so cost never grows with the repository's
 size; and a sync never spends more than RATE_LIMIT_SHARE of its credential's remaining hourly
 limit (it waits for the reset and says so in the branch status). A push changing k prompt
-files costs at most k + 5 requests with a warm token: the tree, k blobs, the check run's create
-and complete, and the branch head read again before the branch is concluded.
+files costs k + 4 requests with a warm token (k + 5 when the routing diff's base commit is not
+stored yet): the tree, k blobs, the check run's create and complete, and the branch head, read
+beside the downloads so that it adds no round trip to the way to live.
 
 At-least-once delivery is safe: snapshots are keyed by commit, the activation is idempotent,
 statuses are written only when they change, and a check run already completed on a commit is
@@ -250,6 +251,27 @@ class _Run:
     ) -> SyncOutcome | _Reading:
         """Snapshot and validate `sha`, then conclude the branch if it is the head; else the
         newer head reading to follow."""
+        if not (self.request.activate and self.branch is not None) or reading is not None:
+            return await self._bring_reading(state, sha, check, reading)
+        # The head is read beside the content downloads rather than after them: a reading only
+        # has to follow the version it is compared against (`_read_head`), and this takes one
+        # GitHub round trip off every push's way to live.
+        early = asyncio.ensure_future(self._read_head())
+        try:
+            return await self._bring_reading(state, sha, check, early)
+        finally:
+            if not early.done():
+                early.cancel()
+            elif not early.cancelled():
+                early.exception()  # retrieved: the sync's own error is what propagates
+
+    async def _bring_reading(
+        self,
+        state: RepoState,
+        sha: str,
+        check: bool,
+        reading: _Reading | asyncio.Future[_Reading] | None,
+    ) -> SyncOutcome | _Reading:
         request, access = self.request, self.access
         assert access is not None
         self.sha = sha
@@ -289,6 +311,8 @@ class _Run:
         tracked = request.activate and self.branch is not None
         recorded = None
         for _race in range(MAX_RACES if tracked else 0):
+            if isinstance(reading, asyncio.Future):
+                reading = await reading
             reading = reading or await self._read_head()
             if reading.sha != sha:
                 break
@@ -313,7 +337,7 @@ class _Run:
         validation = snapshot.validation
         label, message = describe(request, self.branch, sha, validation, recorded)
         if tracked and recorded.superseded:
-            assert reading is not None
+            assert isinstance(reading, _Reading)
             await self._log(label, message, sha)
             return reading
         return await self._finish(
