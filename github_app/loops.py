@@ -95,17 +95,22 @@ async def _reconcile_target(runtime: Runtime, target: TrackedTarget) -> bool:
         log.info("reconcile: %s: the installation is gone; its events purge it", where)
         return False
     except NotFound:
-        queued = await runtime.run_db(_branch_missing, target)
-        if queued:
+        if await runtime.run_db(_branch_missing, target):
             log.info(
                 "reconcile: %s is not readable on GitHub: sync queued to find out why "
                 "(branch deleted, or access lost)",
                 where,
             )
-        return queued
+            return True
+        return await _check_tokens(runtime, target, where)
     except GitHubError as exc:
-        log.warning("reconcile: cannot read the head of %s: %s", where, exc)
-        return False
+        if not is_access_problem(exc):
+            log.warning("reconcile: cannot read the head of %s: %s", where, exc)
+            return False
+        # The credential read with (a guild's token, when the App is not installed) is
+        # refused: the guilds served through a token must still be checked, one by one.
+        log.info("reconcile: cannot read the head of %s: %s", where, exc)
+        return await _check_tokens(runtime, target, where)
     if not isinstance(head, NotModified):
         sha, _etag = head
         if await runtime.run_db(_record_head, target, sha):
