@@ -4,7 +4,9 @@
   conditional request (ETag: a 304 costs no rate limit); a new head, or a head that cannot be
   read any more, queues a `guildprompts.sync` (trigger reconcile), which records what
   happened. This is also what keeps branches read with a guild's personal access token
-  current, since no webhook comes for them.
+  current, since no webhook comes for them; and since no webhook says a token was revoked,
+  the tokens of guilds served only through them are tried on every pass, also when the
+  branch itself could not be read (the token read with may be the revoked one).
 - Redelivery sweep (every REDELIVERY_INTERVAL s): GitHub's log of the App's recent deliveries is
   read back to the sweep horizon (an hour, or three intervals; a day on the first sweep after
   start, to cover downtime); each failed delivery whose GUID is not in the `deliveries` table
