@@ -4,7 +4,9 @@
   conditional request (ETag: a 304 costs no rate limit); a new head, or a head that cannot be
   read any more, queues a `guildprompts.sync` (trigger reconcile), which records what
   happened. This is also what keeps branches read with a guild's personal access token
-  current, since no webhook comes for them.
+  current, since no webhook comes for them; and since no webhook says a token was revoked,
+  the tokens of guilds served only through them are tried on every pass, also when the
+  branch itself could not be read (the token read with may be the revoked one).
 - Redelivery sweep (every REDELIVERY_INTERVAL s): GitHub's log of the App's recent deliveries is
   read back to the sweep horizon (an hour, or three intervals; a day on the first sweep after
   start, to cover downtime); each failed delivery whose GUID is not in the `deliveries` table
@@ -95,17 +97,22 @@ async def _reconcile_target(runtime: Runtime, target: TrackedTarget) -> bool:
         log.info("reconcile: %s: the installation is gone; its events purge it", where)
         return False
     except NotFound:
-        queued = await runtime.run_db(_branch_missing, target)
-        if queued:
+        if await runtime.run_db(_branch_missing, target):
             log.info(
                 "reconcile: %s is not readable on GitHub: sync queued to find out why "
                 "(branch deleted, or access lost)",
                 where,
             )
-        return queued
+            return True
+        return await _check_tokens(runtime, target, where)
     except GitHubError as exc:
-        log.warning("reconcile: cannot read the head of %s: %s", where, exc)
-        return False
+        if not is_access_problem(exc):
+            log.warning("reconcile: cannot read the head of %s: %s", where, exc)
+            return False
+        # The credential read with (a guild's token, when the App is not installed) is
+        # refused: the guilds served through a token must still be checked, one by one.
+        log.info("reconcile: cannot read the head of %s: %s", where, exc)
+        return await _check_tokens(runtime, target, where)
     if not isinstance(head, NotModified):
         sha, _etag = head
         if await runtime.run_db(_record_head, target, sha):

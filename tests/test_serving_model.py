@@ -139,6 +139,12 @@ class ServingMachine(RuleBasedStateMachine):
         else:
             self.system.model.tokens[guild] = secret
 
+    @precondition(lambda self: bool(self.system.model.tokens))
+    @rule(data=st.data())
+    def revoke_token(self, data: st.DataObject) -> None:
+        guild = data.draw(st.sampled_from(sorted(self.system.model.tokens)), label="guild")
+        self.system.fake.revoke_pat(self.system.model.tokens[guild])
+
     @rule(guild=guilds)
     def unbind(self, guild: str) -> None:
         response = self.run(self.system.unbind(guild))
@@ -233,6 +239,37 @@ def test_binding_again_without_the_token_stops_serving_a_guild_the_path_does_not
         machine.bind(guild=GUILDS[2], name=SECRET, token="valid")
         machine.settle_and_check()
         machine.bind(guild=GUILDS[2], name=SECRET, token="none")
+        machine.settle_and_check()
+
+    _replay(upgraded, steps)
+
+
+def test_a_revoked_token_stops_serving_after_the_app_left(upgraded: str) -> None:
+    """The reconcile loop read the branch with the revoked token itself (the App was gone): its
+    401 was logged and the guilds' tokens were never tried, so the guild kept being served."""
+
+    def steps(machine: ServingMachine) -> None:
+        machine.bind(guild=GUILDS[2], name=SECRET, token="valid")
+        machine.uninstall()
+        machine.settle_and_check()
+        machine.system.fake.revoke_pat(machine.system.model.tokens[GUILDS[2]])
+        machine.settle_and_check()
+
+    _replay(upgraded, steps)
+
+
+def test_a_revoked_token_does_not_stand_in_for_another_guilds_token(upgraded: str) -> None:
+    """Once the revoked token's guild stopped being served, the branch was still read with that
+    token (the newest given), so a push never reached the guild whose token works."""
+
+    def steps(machine: ServingMachine) -> None:
+        machine.bind(guild=GUILDS[1], name=SECRET, token="valid")
+        machine.bind(guild=GUILDS[2], name=SECRET, token="valid")
+        machine.uninstall()
+        machine.settle_and_check()
+        machine.system.fake.revoke_pat(machine.system.model.tokens[GUILDS[2]])
+        machine.settle_and_check()
+        machine.push(name=SECRET, valid=True, allowed=frozenset())
         machine.settle_and_check()
 
     _replay(upgraded, steps)

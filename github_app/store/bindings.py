@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from github_app.secrets import Vault
@@ -304,8 +304,9 @@ def _by_repository(
 
 
 def repository_token(session: Session, vault: Vault, repository_id: int) -> str | None:
-    """A personal access token some guild gave for this repository (live bindings first),
-    for repositories the App is not installed on."""
+    """A personal access token some guild gave for this repository, for repositories the App
+    is not installed on: live bindings first, and among them those still served (a binding in
+    NO_ACCESS may hold a revoked token, which must not stand in for the others' tokens)."""
     holder = _newest_token_holder(session, GuildBinding, repository_id) or _newest_token_holder(
         session, PendingBinding, repository_id
     )
@@ -315,10 +316,9 @@ def repository_token(session: Session, vault: Vault, repository_id: int) -> str 
 def _newest_token_holder(
     session: Session, model: type[_Holder], repository_id: int
 ) -> _Holder | None:
-    query = (
-        select(model)
-        .where(model.repository_id == repository_id, model.token_ciphertext.is_not(None))
-        .order_by(model.set_at.desc())
-        .limit(1)
+    query = select(model).where(
+        model.repository_id == repository_id, model.token_ciphertext.is_not(None)
     )
-    return session.scalar(query)
+    if model is GuildBinding:
+        query = query.order_by(case((GuildBinding.state == BindingState.ACTIVE.value, 0), else_=1))
+    return session.scalar(query.order_by(model.set_at.desc()).limit(1))
