@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from github_app.store._sql import affected_rows, dialect_of, insert_ignoring_conflicts
 from github_app.store.errors import InvalidSnapshotError
+from github_app.store.layers import ServedLayer, layers_json
 from github_app.store.models import (
     ActivationGeneration,
     BranchStatus,
@@ -149,45 +150,48 @@ def activate(
     branch: str,
     snapshot_id: int,
     now: datetime | None = None,
+    *,
+    layers: Sequence[ServedLayer] = (),
+    valid: bool | None = None,
 ) -> bool:
-    """Make a valid snapshot the branch's active one; True if the pointer moved.
+    """Make a valid snapshot, with the bases it was validated with (`layers`), the branch's
+    active pair; True if the pointer moved (the commit or a base commit changed).
 
     Call it only in the transaction whose `conclude_head` succeeded for this commit. Raises
     `InvalidSnapshotError` for an invalid snapshot or one of another repository: an invalid
-    commit never becomes active.
+    commit never becomes active. `valid` is the validation of the commit over `layers` (a
+    commit with bases is valid or not with the bases it is checked with; the snapshot's own
+    flag records its first check); without bases the snapshot's flag decides.
     """
     snapshot = session.get(Snapshot, snapshot_id)
     if snapshot is None or snapshot.repository_id != repository_id:
         raise InvalidSnapshotError(
             f"snapshot {snapshot_id} is not a snapshot of repository {repository_id}"
         )
-    if not snapshot.valid:
+    if not (snapshot.valid if valid is None or not layers else valid):
         raise InvalidSnapshotError(
             f"commit {snapshot.commit_sha} failed validation and cannot become active"
         )
     now = now or utcnow()
     _ensure(session, repository_id, branch)
-    moved = affected_rows(
-        session,
+    current = get_branch(session, repository_id, branch)
+    assert current is not None
+    wanted = layers_json(layers)
+    if current.active_snapshot_id == snapshot_id and (current.active_layers or None) == wanted:
+        return False
+    session.execute(
         update(TrackedBranch)
-        .where(
-            _key(repository_id, branch),
-            or_(
-                TrackedBranch.active_snapshot_id.is_(None),
-                TrackedBranch.active_snapshot_id != snapshot_id,
-            ),
-        )
+        .where(_key(repository_id, branch))
         .values(
             active_snapshot_id=snapshot_id,
+            active_layers=wanted,
             active_head_at=now,
             activated_at=now,
             updated_at=now,
-        ),
+        )
     )
-    if moved == 1:
-        bump_generation(session)
-        return True
-    return False
+    bump_generation(session)
+    return True
 
 
 def _key(repository_id: int, branch: str) -> Any:

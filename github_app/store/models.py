@@ -244,6 +244,9 @@ class TrackedBranch(Base):
     )
     branch: Mapped[str] = mapped_column(NAME, primary_key=True)
     active_snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    # The bases served with it (`store.layers`): one JSON list, so that the pair moves in the
+    # same single-row update as the pointer. None or []: the commit has no bases.
+    active_layers: Mapped[list[Any] | None] = mapped_column(JSON)
     active_head_at: Mapped[datetime | None] = mapped_column()
     activated_at: Mapped[datetime | None] = mapped_column()
     latest_sha: Mapped[str | None] = mapped_column(SHA)
@@ -255,6 +258,24 @@ class TrackedBranch(Base):
     diagnostics: Mapped[list[Any]] = mapped_column(JSON, default=list)
     last_sync_at: Mapped[datetime | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BranchBase(Base):
+    """A base that the branch's head commit `extends` (by name and ref, as its PATH writes them),
+    so that a push to the base re-syncs every branch built on it (`store.layers`)."""
+
+    __tablename__ = "branch_bases"
+    __table_args__ = (
+        Index("ix_branch_bases_base_full_name_base_ref", "base_full_name", "base_ref"),
+    )
+
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
+    )
+    branch: Mapped[str] = mapped_column(NAME, primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    base_full_name: Mapped[str] = mapped_column(NAME)  # lower case
+    base_ref: Mapped[str] = mapped_column(NAME)
 
 
 class ActivationGeneration(Base):
@@ -354,6 +375,7 @@ class GuildPin(Base):
     )
     commit_sha: Mapped[str] = mapped_column(SHA)
     reason: Mapped[str] = mapped_column(String(16))  # "pin" or "rollback"
+    layers: Mapped[list[Any] | None] = mapped_column(JSON)  # the bases pinned with it
     pinned_by: Mapped[str] = mapped_column(String(64))
     pinned_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, exists
 from sqlalchemy.orm import Session
 
+from github_app.store import layers
 from github_app.store._sql import affected_rows
 from github_app.store.models import (
     Blob,
@@ -60,9 +61,11 @@ def prune(session: Session, older_than: timedelta, now: datetime | None = None) 
     )
     active = exists().where(TrackedBranch.active_snapshot_id == Snapshot.id)
     pinned = exists().where(GuildPin.snapshot_id == Snapshot.id)
-    snapshots = affected_rows(
-        session, delete(Snapshot).where(Snapshot.created_at < cutoff, ~active, ~pinned)
-    )
+    condition = [Snapshot.created_at < cutoff, ~active, ~pinned]
+    kept = sorted(layers.base_snapshot_ids(session))  # served as some branch's or pin's base
+    if kept:
+        condition.append(Snapshot.id.not_in(kept))
+    snapshots = affected_rows(session, delete(Snapshot).where(*condition))
     used = exists().where(SnapshotFile.blob_sha == Blob.sha)
     blobs = affected_rows(session, delete(Blob).where(Blob.created_at < cutoff, ~used))
     return PruneReport(

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from github_app.store.layers import Layers, layers_from, serving_key
 from github_app.store.models import (
     STALE_BRANCH_STATUSES,
     BindingState,
@@ -62,6 +63,14 @@ class GuildState:
     pinned_by: str | None = None
     pinned_at: datetime | None = None
     branch_sha: str | None = None  # the branch's active commit (what unpinning serves)
+    layers: Layers = ()  # the base commits served with snapshot_id (store.layers)
+
+    @property
+    def serving_key(self) -> int | str | None:
+        """What the guild is served, bases included (`layers.serving_key`); None: defaults."""
+        if self.snapshot_id is None:
+            return None
+        return serving_key(self.snapshot_id, self.layers)
 
 
 @dataclass(frozen=True)
@@ -142,9 +151,11 @@ def _to_state(
     else:
         message = branch.status_message if branch is not None else ""
     pinned = pin is not None and serving
+    layers = layers_from(branch.active_layers) if snapshot_id is not None and branch else ()
     if pin is not None and serving:
         # The pin is the one place a guild is served something else than its branch's head.
         snapshot_id, commit_sha = pin.snapshot_id, pin.commit_sha
+        layers = layers_from(pin.layers)
         meanwhile = f"{branch_sha[:7]}" if branch_sha else "no valid commit"
         message = (
             f"pinned to {pin.commit_sha[:7]} by {pin.pinned_by} ({pin.reason}); "
@@ -182,6 +193,7 @@ def _to_state(
         pinned_by=pin.pinned_by if pinned and pin is not None else None,
         pinned_at=pin.pinned_at if pinned and pin is not None else None,
         branch_sha=branch_sha,
+        layers=layers,
     )
 
 

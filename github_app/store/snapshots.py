@@ -19,6 +19,8 @@ from github_app.store._sql import insert_ignoring_conflicts
 from github_app.store.errors import InvalidSnapshotError
 from github_app.store.models import Blob, Snapshot, SnapshotFile, utcnow
 from promptrepo import RepositoryError, load_repository
+from promptrepo.files import PATH_FILE
+from promptrepo.pathfile import parse_path_file
 
 _CHUNK = 500  # keeps IN (...) lists well under SQLite's bound-parameter limit
 
@@ -140,8 +142,11 @@ def snapshot_files(session: Session, snapshot_id: int) -> dict[str, bytes]:
 
 
 def allowed_guilds(session: Session, snapshot_id: int) -> tuple[str, ...]:
-    """The `allowed_guilds` of a snapshot's PATH (none when it cannot be read)."""
+    """The `allowed_guilds` of a snapshot's PATH (none when it cannot be read); a commit that
+    `extends` bases is read without them, since only its own PATH says whom it allows."""
+    files = snapshot_files(session, snapshot_id)
     try:
-        return load_repository(snapshot_files(session, snapshot_id)).allowed_guilds
+        return load_repository(files).allowed_guilds
     except RepositoryError:
-        return ()
+        path_file = parse_path_file(files.get(PATH_FILE, b"").decode("utf-8", "replace"))[0]
+        return path_file.allowed_guilds if path_file is not None else ()
