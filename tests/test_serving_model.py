@@ -6,6 +6,9 @@ head of its branch when that head is valid and the guild may read it (or a valid
 that branch it may read, or nothing); no guild serves content it may not read; every delivered
 webhook is stored and done; at most one completed check run per commit.
 
+`LayeredMachine` (below) checks the same promise for a guild repository that may extend a base:
+what a guild serves is the pair (its commit, the base's commit).
+
 The CI profile (the default, registered in conftest) stays under two minutes per database;
 `--hypothesis-profile=long` runs thousands of steps. Failing examples found once are kept below
 as explicit regression tests.
@@ -18,6 +21,7 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -28,7 +32,22 @@ from hypothesis.stateful import (
 )
 
 from github_app.store.migrate import open_database
-from tests.serving_model import GUILDS, OPEN, REPOSITORIES, SECRET, System
+from github_app.sync.records import record_commit
+from github_app.worker import Worker
+from tests.serving_model import (
+    BASE,
+    BASE_GUILD,
+    BASE_KINDS,
+    DEPENDENT,
+    DEPENDENT_KINDS,
+    GUILDS,
+    LAYERED_GUILD,
+    OPEN,
+    REPOSITORIES,
+    SECRET,
+    LayeredSystem,
+    System,
+)
 
 repositories = st.sampled_from(REPOSITORIES)
 guilds = st.sampled_from(GUILDS)
@@ -273,3 +292,195 @@ def test_a_revoked_token_does_not_stand_in_for_another_guilds_token(upgraded: st
         machine.settle_and_check()
 
     _replay(upgraded, steps)
+
+
+# ---- layered repositories ----------------------------------------------------------------------
+#
+# The guild repository may extend a base (tests/serving_model.py `LayeredSystem`): a guild serves
+# exactly its head composed with the base's newest valid commit when that pair is valid (validity
+# computed with promptrepo, not the service); else it keeps its last good pair; at every step what
+# it serves is a valid pair, never an older head of either repository than before. The reconcile
+# loop runs only when a webhook was lost, so the webhooks alone must bring everything else.
+
+LAYERED_REPOSITORIES = (DEPENDENT, BASE)
+LAYERED_CI = {"max_examples": 3, "stateful_step_count": 15}  # a few seconds per database
+
+
+def layered_settings() -> settings:
+    """The CI profile's run is cut to a few seconds; a longer profile is taken as it is."""
+    current = settings()
+    if current.max_examples > settings.get_profile("ci").max_examples:
+        return current
+    return settings(current, **LAYERED_CI)
+
+
+class LayeredMachine(RuleBasedStateMachine):
+    database_url: str = ""
+    examples = 0
+    steps = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.system = LayeredSystem(self.database_url)
+        self.run(self.system.start())
+        LayeredMachine.examples += 1
+
+    @invariant()
+    def served_pairs_are_valid(self) -> None:
+        LayeredMachine.steps += 1
+        self.system.check_step()
+
+    def run(self, coroutine: Any) -> Any:
+        return self.loop.run_until_complete(coroutine)
+
+    def teardown(self) -> None:
+        try:
+            self.run(self.system.check_layers())
+        finally:
+            self.run(self.system.close())
+            self.loop.close()
+
+    # ---- GitHub ------------------------------------------------------------------------------
+
+    @rule(kind=st.sampled_from(BASE_KINDS))
+    def push_base(self, kind: str) -> None:
+        self.system.push_base(kind)
+
+    @rule(kind=st.sampled_from(DEPENDENT_KINDS))
+    def push_dependent(self, kind: str) -> None:
+        self.system.push_dependent(kind)
+
+    @rule(name=st.sampled_from(LAYERED_REPOSITORIES), data=st.data())
+    def force_push(self, name: str, data: st.DataObject) -> None:
+        history = self.system.layered.history[name]
+        self.system.force_push(name, data.draw(st.sampled_from(history), label="to"))
+
+    @precondition(lambda self: bool(self.system.outbox))
+    @rule(data=st.data(), again=st.booleans())
+    def deliver(self, data: st.DataObject, again: bool) -> None:
+        index = data.draw(st.integers(0, len(self.system.outbox) - 1), label="webhook")
+        self.run(self.system.deliver(index, again=again))
+
+    @precondition(lambda self: bool(self.system.outbox))
+    @rule(data=st.data())
+    def lose_push(self, data: st.DataObject) -> None:
+        index = data.draw(st.integers(0, len(self.system.outbox) - 1), label="lost")
+        self.system.outbox.pop(index)
+        self.system.lost = True
+
+    @rule(kind=st.sampled_from(sorted(FAULTS)), path=st.sampled_from(FAULT_PATHS))
+    def github_fails(self, kind: str, path: str) -> None:
+        self.system.fake.fail_next(path, times=2, **FAULTS[kind])
+
+    # ---- guilds --------------------------------------------------------------------------------
+
+    @precondition(lambda self: not self.system.base_bound)
+    @rule()
+    def bind_base(self) -> None:
+        """A guild serves the base itself (the base is then followed as a binding too)."""
+        response = self.run(self.system.bind(BASE_GUILD, BASE, None))
+        assert response.status_code in (200, 202), response.text
+        self.system.base_bound = True
+
+    @precondition(lambda self: self.system.base_bound)
+    @rule()
+    def unbind_base(self) -> None:
+        response = self.run(self.system.unbind(BASE_GUILD))
+        assert response.status_code == 200, response.text
+        self.system.base_bound = False
+
+    # ---- the service ---------------------------------------------------------------------------
+
+    @rule(count=st.integers(1, 4))
+    def process(self, count: int) -> None:
+        self.run(self.system.process(count))
+
+    @rule(steps=st.integers(1, 40))
+    def worker_crashes(self, steps: int) -> None:
+        self.run(self.system.crash(steps))
+
+    @rule()
+    def settle_and_check(self) -> None:
+        self.run(self.system.check_layers())
+
+
+def test_a_layered_guild_serves_its_newest_valid_pair(upgraded: str) -> None:
+    LayeredMachine.database_url = upgraded
+    LayeredMachine.examples = LayeredMachine.steps = 0
+    started = time.monotonic()
+    run_state_machine_as_test(LayeredMachine, settings=layered_settings())
+    print(
+        f"layered serving model: {LayeredMachine.examples} examples, {LayeredMachine.steps} "
+        f"steps in {time.monotonic() - started:.0f} s"
+    )
+
+
+# ---- failing examples of the layered model, kept as regression tests ---------------------------
+
+
+def _layered(database_url: str, scenario: Any) -> None:
+    async def run() -> None:
+        system = LayeredSystem(database_url)
+        try:
+            await system.start()
+            await scenario(system)
+        finally:
+            await system.close()
+
+    asyncio.run(run())
+
+
+def test_extending_again_a_base_nobody_followed_meanwhile_reads_its_new_head(upgraded: str) -> None:
+    """While nothing extended the base (and no guild bound it) its pushes were not synced; the
+    guild repository extending it again was built on the base commit stored before, and served
+    it until the reconcile loop came by: (D3, B1) instead of (D3, B2)."""
+
+    async def scenario(system: LayeredSystem) -> None:
+        system.push_dependent("standalone")
+        await system.check_layers()
+        base = system.push_base("valid")  # nobody follows the base: nothing syncs it
+        await system.check_layers()
+        own = system.push_dependent("plain")
+        await system.check_layers()  # no webhook lost: the reconcile loop does not run
+        assert system.served(LAYERED_GUILD) == (own, (base,))
+
+    _layered(upgraded, scenario)
+
+
+def test_a_sync_that_loses_the_branch_to_a_rebase_does_not_bring_back_the_older_base(
+    upgraded: str,
+) -> None:
+    """Two workers. The push of D2 is checked over the base commit B1; before it is recorded,
+    the base's push activates B2 and its `rebase` serves (D2, B2). The push's sync then lost the
+    branch's conclusion, read the head again (still D2) and recorded the composition it had
+    checked: the guild went back to (D2, B1), and nothing would move it again."""
+
+    async def scenario(system: LayeredSystem) -> None:
+        reached, release = asyncio.Event(), asyncio.Event()
+        run_db = system.runtime.run_db
+
+        async def held(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            mine = fn is record_commit and kwargs.get("head") and kwargs["full_name"] == DEPENDENT
+            if mine and not reached.is_set():
+                reached.set()
+                await release.wait()
+            return await run_db(fn, *args, **kwargs)
+
+        system.runtime.run_db = held  # type: ignore[method-assign]
+        own = system.push_dependent("plain")
+        await system.deliver(0, again=False)
+        first = asyncio.create_task(system.worker.run_once())
+        await asyncio.wait_for(reached.wait(), 30)
+        base = system.push_base("valid")
+        await system.deliver(0, again=False)
+        other = Worker(system.runtime, worker_id="other", clock=lambda: system.now)
+        while await other.run_once():  # the base's push, then the rebase it queued
+            pass
+        assert system.served(LAYERED_GUILD) == (own, (base,))
+        release.set()
+        await first
+        await system.check_layers()
+        assert system.served(LAYERED_GUILD) == (own, (base,))
+
+    _layered(upgraded, scenario)

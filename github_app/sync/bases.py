@@ -4,10 +4,13 @@ stored, with that commit's own bases (one database read; no GitHub request).
 A base is a branch like any other: the one sync path reads it (a `base` job the first time a
 branch extends it, then its pushes and the reconcile loop), concludes it at its head and keeps
 its last good commit. A dependent is composed from those last good commits, so a broken base
-push never reaches it, and re-synced (`rebase`) when one of them moves (`records`).
+push never reaches it, and re-synced (`rebase`) when one of them moves (`records`); a
+composition whose bases moved before it was recorded is not recorded (`is_current`).
 
 Each base is in one of three states for the dependent:
-- ready: it has an active commit, which (with its own layers) is what the dependent is built on;
+- ready: it has an active commit, which (with its own layers) is what the dependent is built on
+  (a base nothing followed until now, whose pushes were not synced, is also queued a read: a
+  newer head re-checks the dependent);
 - waiting: never read yet, or read but waiting on its own bases: the dependent waits too (a
   `pending` status, no rejection), and a sync that is not itself a `rebase` queues the first read;
 - failed: read, and it has no good commit (unreadable, deleted, rejected): the dependent is
@@ -24,7 +27,7 @@ from types import MappingProxyType
 
 from sqlalchemy.orm import Session
 
-from github_app.store import layers, snapshots
+from github_app.store import layers, serving, snapshots
 from github_app.store.layers import Layers, ServedLayer
 from github_app.store.models import BranchStatus
 from promptrepo import Diagnostic
@@ -34,6 +37,10 @@ from promptrepo.layers import MAX_DEPTH, extends_of, stack
 from promptrepo.pathfile import parse_path_file
 
 _EMPTY: Mapping[str, Mapping[str, bytes]] = MappingProxyType({})
+
+
+# (owner/name, ref, its active snapshot id, the snapshot ids of that commit's own bases)
+BaseReading = tuple[str, str, int | None, tuple[int, ...]]
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,7 @@ class Composition:
     to_read: tuple[tuple[str, str], ...] = ()  # bases to queue a first read of
     failed: Mapping[str, str] = field(default_factory=dict)  # `owner/name@ref` -> its status
     cycles: tuple[Diagnostic, ...] = ()
+    read: tuple[BaseReading, ...] = ()  # what each base served when it was composed
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -73,6 +81,24 @@ class Composition:
 
 
 NO_BASES = Composition()
+
+
+def _reading(name: str, ref: str, state: layers.BaseState) -> BaseReading:
+    return (
+        name.lower(),
+        ref,
+        state.snapshot_id,
+        tuple(layer.snapshot_id for layer in state.layers),
+    )
+
+
+def is_current(session: Session, composition: Composition) -> bool:
+    """Do its bases still serve what `composition` was built on? A commit checked over a base
+    commit that has moved since must not be recorded (it would serve the older base again)."""
+    return composition.read == tuple(
+        _reading(name, ref, layers.base_state(session, name, ref))
+        for name, ref in composition.extends
+    )
 
 
 def compose(
@@ -89,11 +115,15 @@ def compose(
     to_read: list[tuple[str, str]] = []
     failed: dict[str, str] = {}
     cycles: list[Diagnostic] = []
+    read: list[BaseReading] = []
     for name, ref in extends:
         key = f"{name}@{ref}"
         state = layers.base_state(session, name, ref)
+        read.append(_reading(name, ref, state))
         if state.snapshot_id is not None and state.repository_id is not None:
             assert state.commit_sha is not None
+            if may_queue and not serving.is_tracked(session, state.repository_id, ref):
+                to_read.append((name, ref))  # nothing synced its pushes: its head may be newer
             found[key] = snapshots.snapshot_files(session, state.snapshot_id)
             served[(name.lower(), ref)] = ServedLayer(
                 name, ref, state.repository_id, state.commit_sha, state.snapshot_id, state.private
@@ -131,6 +161,7 @@ def compose(
         to_read=tuple(to_read),
         failed=failed,
         cycles=tuple(cycles),
+        read=tuple(read),
     )
 
 

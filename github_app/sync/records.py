@@ -41,7 +41,7 @@ from github_app.store.models import (
     utcnow,
 )
 from github_app.sync.access import Access
-from github_app.sync.bases import BaseAccess
+from github_app.sync.bases import BaseAccess, is_current
 from github_app.sync.content import CommitFiles, Validation
 from github_app.sync.jobs import enqueue_sync
 from github_app.sync.messages import (
@@ -96,7 +96,9 @@ class Recorded:
     generation: int | None  # set when what guilds are served (or their status) changed
     serving: tuple[str, ...]
     pending: tuple[str, ...]
-    conflict: bool = False  # another sync concluded the branch first: read the head again
+    # another sync concluded the branch first, or a base the commit was checked over moved
+    # since: read the head again (`flow`)
+    conflict: bool = False
     labels: tuple[str, ...] = ()  # the base commits the commit was checked with
     live_labels: tuple[str, ...] = ()  # the base commits served with live_sha
     waiting: tuple[str, ...] = ()  # bases not read yet: the commit is neither valid nor not
@@ -220,6 +222,10 @@ def record_commit(
     generation = branches.current_generation(session) if previewed else None
     if head is None:  # not the branch head any more: stored and checked, never activated
         return Recorded(row.id, False, active_sha, True, generation, serving_now, pending_now)
+    if not is_current(session, snapshot.composition):  # a base moved since: check it again
+        return Recorded(
+            row.id, False, active_sha, True, generation, serving_now, pending_now, conflict=True
+        )
     if not branches.conclude_head(
         session, repository_id, branch, snapshot.sha, head.etag, head.version, now
     ):
@@ -234,10 +240,10 @@ def record_commit(
     waiting = composition.waiting if not composition.cycles else ()
     queued = False
     activated = False
+    for name, ref in composition.to_read if not composition.cycles else ():
+        enqueue_sync(session, full_name=name, branch=ref, trigger="base")
+        queued = True
     if waiting:
-        for name, ref in composition.to_read:
-            enqueue_sync(session, full_name=name, branch=ref, trigger="base")
-            queued = True
         status, message = BranchStatus.PENDING, waiting_message(snapshot.sha, waiting)
     elif validation.valid:
         activated = branches.activate(
