@@ -17,6 +17,7 @@ import pytest
 
 from github_app.store import installations, layers, serving, snapshots
 from github_app.store.models import BindingState, BranchStatus
+from github_app.worker import Worker
 from promptrepo import Layer, files_from_directory, load_layers
 from promptrepo.layers import OWN
 from tests.harness import EXAMPLES, GUILD, OTHER_GUILD, Harness, harness
@@ -194,3 +195,31 @@ async def test_extending_a_base_that_extends_back_is_a_cycle(world: Harness) -> 
     stored = world.db(installations.repository_by_name, BASE)
     assert stored is not None
     assert world.db(serving.is_tracked, stored.id, "main"), "a base is tracked: its pushes sync"
+
+
+async def test_a_base_made_private_stops_serving_the_guilds_it_does_not_allow_at_once(
+    world: Harness,
+) -> None:
+    files = example("base")
+    files["PATH"] = files["PATH"] + f'allowed_guilds: ["{GUILD}"]\n'.encode()
+    await push_base(world, files)
+    world.bind(OTHER_GUILD)
+    await world.push(example("guild"))
+    await world.drain()
+    assert world.state(OTHER_GUILD).snapshot_id is not None, "a public base serves everyone"
+    world.fake.update_repo(BASE, private=True)
+    response = await world.deliver(
+        "repository", world.fake.repository_payload(BASE, "privatized")
+    )
+    assert response.status_code == 202
+    assert await Worker(world.runtime, worker_id="one").run_once()  # the event alone
+    other = world.state(OTHER_GUILD)
+    assert other.snapshot_id is None and BASE in other.status_message
+    assert world.state(GUILD).snapshot_id is not None
+    await world.drain()  # the re-check queued by the event agrees
+    assert world.state(OTHER_GUILD).snapshot_id is None
+    assert world.state(GUILD).snapshot_id is not None
+    world.fake.update_repo(BASE, private=False)
+    await world.deliver("repository", world.fake.repository_payload(BASE, "publicized"))
+    await world.drain()
+    assert world.state(OTHER_GUILD).snapshot_id is not None, "served again once public"

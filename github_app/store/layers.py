@@ -178,6 +178,17 @@ def dependents(session: Session, full_name: str, ref: str) -> list[Dependent]:
     return [Dependent(int(r[0]), str(r[1]), str(r[2])) for r in session.execute(query)]
 
 
+def extended_refs(session: Session, full_name: str) -> list[str]:
+    """The refs of `full_name` that some branch extends."""
+    query = (
+        select(BranchBase.base_ref)
+        .where(BranchBase.base_full_name == full_name.lower())
+        .distinct()
+        .order_by(BranchBase.base_ref)
+    )
+    return [str(ref) for ref in session.scalars(query)]
+
+
 def is_base(session: Session, repository_id: int, ref: str) -> bool:
     """Does some branch extend this repository at `ref`? (A push to it then needs a sync.)"""
     full_name = session.scalar(select(Repository.full_name).where(Repository.id == repository_id))
