@@ -17,6 +17,7 @@ import pytest
 
 from github_app.store import installations, layers, serving, snapshots
 from github_app.store.models import BindingState, BranchStatus
+from github_app.sync import SyncRequest, sync
 from github_app.worker import Worker
 from promptrepo import Layer, files_from_directory, load_layers
 from promptrepo.layers import OWN
@@ -208,9 +209,7 @@ async def test_a_base_made_private_stops_serving_the_guilds_it_does_not_allow_at
     await world.drain()
     assert world.state(OTHER_GUILD).snapshot_id is not None, "a public base serves everyone"
     world.fake.update_repo(BASE, private=True)
-    response = await world.deliver(
-        "repository", world.fake.repository_payload(BASE, "privatized")
-    )
+    response = await world.deliver("repository", world.fake.repository_payload(BASE, "privatized"))
     assert response.status_code == 202
     assert await Worker(world.runtime, worker_id="one").run_once()  # the event alone
     other = world.state(OTHER_GUILD)
@@ -223,3 +222,33 @@ async def test_a_base_made_private_stops_serving_the_guilds_it_does_not_allow_at
     await world.deliver("repository", world.fake.repository_payload(BASE, "publicized"))
     await world.drain()
     assert world.state(OTHER_GUILD).snapshot_id is not None, "served again once public"
+
+
+async def test_a_base_moving_while_a_commit_is_composed_is_not_missed(
+    world: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guild repository's first commit is composed over the base's commit A; the base then
+    goes live at B before that commit concludes. No rebase can be queued for it yet (the base
+    does not know it as a dependent), so its conclusion must see B and compose again."""
+    from github_app.sync.flow import _Run
+
+    await push_base(world, example("base"))  # the base is read and live at A
+    files = example("base")
+    files["prompts/discussion.md"] += b"\nSecond edition.\n"
+    moved: list[str] = []
+    compose_once = _Run._validated
+
+    async def base_moves_meanwhile(self: _Run, *args: Any, **kwargs: Any) -> Any:
+        commit = await compose_once(self, *args, **kwargs)
+        if self.request.full_name == world.full_name and not moved:
+            moved.append(world.fake.push(BASE, "main", dict(files)))
+            stored = world.db(installations.repository_by_name, BASE)
+            await sync(world.runtime, SyncRequest(stored.id, BASE, "main", None, "reconcile"))
+        return commit
+
+    monkeypatch.setattr(_Run, "_validated", base_moves_meanwhile)
+    await world.push(example("guild"))
+    await world.drain()
+    assert moved
+    state = world.state()
+    assert [layer.commit_sha for layer in state.layers] == moved, "composed again over B"

@@ -210,6 +210,29 @@ def base_targets(session: Session) -> list[tuple[Repository, str]]:
     return [(repository, str(ref)) for repository, ref in session.execute(query)]
 
 
+def current_bases(
+    session: Session, bases: Sequence[tuple[str, str]], *, lock: bool = False
+) -> tuple[int | None, ...]:
+    """Each base's active snapshot id now (None: none, or not known). With `lock`, the bases'
+    branch rows stay locked until the transaction ends (PostgreSQL): a base activating now
+    waits, then sees this transaction's `branch_bases` and re-checks the branch."""
+    found: list[int | None] = []
+    for name, ref in bases:
+        repository_id = session.scalar(
+            select(Repository.id).where(func.lower(Repository.full_name) == name.lower())
+        )
+        if repository_id is None:
+            found.append(None)
+            continue
+        query = select(TrackedBranch.active_snapshot_id).where(
+            TrackedBranch.repository_id == repository_id, TrackedBranch.branch == ref
+        )
+        if lock:
+            query = query.with_for_update()
+        found.append(session.scalar(query))
+    return tuple(found)
+
+
 # ---- what a dependent composes with ------------------------------------------------------------
 
 
