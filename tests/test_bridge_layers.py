@@ -31,6 +31,8 @@ from tests.harness import (
     TOKEN,
     Store,
     bridge_runtime,
+    bridge_world,
+    eventually,
     running_bridge,
     wait_for,
 )
@@ -310,3 +312,33 @@ def test_a_saved_layered_snapshot_restores(fast_runtime: Runtime, tmp_path: Any)
     assert good.file_path == "prompts/discussion.md" and good.source == "custom"
     assert (down.content, down.github_file_url) == (good.content, good.github_file_url)
     assert down.commit_sha == good.commit_sha and down.is_stale
+
+
+# ---- through the App -----------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_through_the_app_a_base_push_changes_the_answer(sqlite_url: str) -> None:
+    async with bridge_world(sqlite_url) as world:
+        installation = world.fake.add_installation("guildprompts")
+        world.fake.add_repo(BASE, private=False, installation=installation)
+        first_base = world.fake.push(BASE, "main", BASE_FILES)
+        await world.deliver("installation", world.fake.installation_payload(installation))
+        sha = world.push(GUILD_FILES)
+        bound = await world.bind(GUILD)
+        assert bound.status_code == 200, bound.text  # once its base is read (no 422)
+
+        async def from_base(base_sha: str) -> dict[str, Any] | None:
+            body = await world.prompt(GUILD, category="discussion")
+            wanted = url(BASE, base_sha, "prompts/discussion.md")
+            return body if body["github_file_url"] == wanted else None
+
+        before = await eventually(lambda: from_base(first_base), timeout=15)
+        world.fake.push(BASE, "main", {**BASE_FILES, "prompts/discussion.md": NEW_DISCUSSION})
+        await world.deliver("push", world.fake.push_payload(BASE, "main"))
+        after = await eventually(lambda: from_base(world.fake.head(BASE, "main")), timeout=15)
+        meeting = await world.prompt(GUILD, category="meeting")
+
+    assert before["content"].startswith("Summarise the discussion")
+    assert after["content"].startswith("v2 of the base") and after["commit_sha"] == sha
+    assert meeting["github_file_url"] == url(FULL_NAME, sha, "prompts/meeting.md")
