@@ -176,9 +176,25 @@ def decide(
             "the binding of this server was changed by someone "
             "else meanwhile: look at it with the config and try again if needed",
         )
-    if running:
+    if running or _waits_for_bases(session, pending):
         return None
     return _why_pending(session, guild_id, pending, delivery, install_url)
+
+
+def _waits_for_bases(session: Session, pending: PendingBinding) -> bool:
+    """The branch's commit was read and waits for a base it `extends` to be read (the branch
+    stays pending): the request completes by itself once it is, like a sync still running."""
+    repository = _pending_repository(session, pending)
+    if repository is None:
+        return False
+    tracked = branches.get_branch(
+        session, repository.id, pending.branch or repository.default_branch
+    )
+    return (
+        tracked is not None
+        and tracked.status == BranchStatus.PENDING
+        and tracked.latest_sha is not None
+    )
 
 
 def _why_pending(
