@@ -281,11 +281,11 @@ def _why_pending(
 
 def _checked_valid(tracked: TrackedBranch | None, latest: Snapshot) -> bool:
     """Is the branch's latest commit valid? A commit that extends bases is valid or not with
-    the base commits it is checked with: it is when the branch serves it, and not known yet
-    while it waits for a base (its snapshot's own flag records its first check)."""
+    the base commits it is checked with: it is when the branch serves it (its snapshot's own
+    flag records its first check; one waiting for a base is `_waits_for_bases`)."""
     if latest.valid or tracked is None:
         return latest.valid
-    return tracked.active_snapshot_id == latest.id or tracked.status == BranchStatus.PENDING
+    return tracked.active_snapshot_id == latest.id
 
 
 def _last_sync_message(
