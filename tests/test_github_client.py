@@ -502,7 +502,12 @@ async def test_the_client_works_against_the_fake_on_loopback(fake: FakeGitHub) -
 
 CASSETTES = Path(__file__).parent / "cassettes"
 REPLAY_URL = "http://github-docs.invalid"
-DOCUMENTED = ("documented_content.yaml", "documented_moved.yaml", "documented_deliveries.yaml")
+DOCUMENTED = (
+    "documented_content.yaml",
+    "documented_moved.yaml",
+    "documented_deliveries.yaml",
+    "documented_tag.yaml",
+)
 # Before the documented token's expiry (2016-07-11T22:14:10Z): the JWT and the token are fresh.
 DOCS_CLOCK = datetime(2016, 7, 11, 21, 30, tzinfo=UTC).timestamp()
 
@@ -541,6 +546,13 @@ async def test_documented_ref_tree_and_blob_answers_are_read() -> None:
     assert (sha, etag) == ("aa218f56b14c9653891f9e74264a383fa43fefbd", 'W/"doc"')
     assert [(e.path, e.type, e.mode) for e in tree] == [("subdir/file.txt", "blob", "100644")]
     assert content == b"Content of the blob"
+
+
+async def test_a_documented_annotated_tag_is_followed_to_its_commit() -> None:
+    with _cassette("documented_tag.yaml"):
+        async with _client() as gh:
+            head = await gh.get_ref_head("octocat/Hello-World", "v0.0.1", installation_id=1000)
+    assert head == RefHead("c3d0be41ecbe669545ee3e94d31ed9a4bc91ee3c", 'W/"tag"', "tags")
 
 
 async def test_a_documented_301_leads_to_the_repository_by_id() -> None:
