@@ -71,6 +71,8 @@ class CheckReport:
     base_label: str = ""  # what the diff compares with, e.g. "main (`abc1234`)"
     base_followers: int | None = None  # guilds following the base branch (a count, never ids)
     diff_note: str = ""  # why there is no diff, when one was wanted
+    bases: tuple[str, ...] = ()  # `owner/base@abc1234`: the base commits it was checked with
+    waiting: tuple[str, ...] = ()  # bases not read yet: neither valid nor rejected
 
     @property
     def errors(self) -> int:
@@ -101,7 +103,7 @@ def render_output(report: CheckReport) -> CheckOutput:
     return CheckOutput(
         title=_title(report),
         summary=_fit(_summary(report)),
-        conclusion="success" if report.valid else "failure",
+        conclusion="neutral" if report.waiting else ("success" if report.valid else "failure"),
         annotations=tuple(a for a in map(annotation, report.diagnostics) if a is not None),
     )
 
@@ -127,6 +129,8 @@ def annotation(diagnostic: Diagnostic) -> dict[str, Any] | None:
 
 def _title(report: CheckReport) -> str:
     counts = _counts(report.diagnostics)
+    if report.waiting:
+        return f"Waiting for the base {', '.join(report.waiting)}"
     if not report.valid:
         return f"Rejected: {counts}"
     return f"Valid: {counts}"
@@ -143,8 +147,12 @@ def _counts(diagnostics: Sequence[Diagnostic]) -> str:
 
 def _summary(report: CheckReport) -> str:
     """Most useful first, so a truncation only ever cuts the long list of problems."""
+    verdict = (
+        "waiting for its bases" if report.waiting else ("valid" if report.valid else "rejected")
+    )
     sections = [
-        f"## `{report.sha[:7]}` is {'valid' if report.valid else 'rejected'}",
+        f"## `{report.sha[:7]}` is {verdict}",
+        _layers(report),
         _standing(report),
         _guilds(report),
         _diff(report),
@@ -153,6 +161,21 @@ def _summary(report: CheckReport) -> str:
         _problems(report.diagnostics),
     ]
     return "\n\n".join(section for section in sections if section) + "\n"
+
+
+def _layers(report: CheckReport) -> str:
+    """Which base commits the commit was checked with (a base push checks it again)."""
+    if report.waiting:
+        names = ", ".join(_code(name) for name in report.waiting)
+        return (
+            f"This commit extends {names}, which guildprompts has not read yet: it is checked "
+            "again, and may go live, once the base is read (the GitHub App installed on it, or "
+            "the base public)."
+        )
+    if not report.bases:
+        return ""
+    names = ", ".join(_code(label) for label in report.bases)
+    return f"Checked with the base commits {names}."
 
 
 def _standing(report: CheckReport) -> str:

@@ -103,8 +103,8 @@ def _merge_files(result: Analysis, layers: list[tuple[str, Analysis]]) -> None:
             locker = _locker(path, locks)
             if locker is not None:
                 message = f"this file is locked by {locker}: remove it"
-                if name == OWN:
-                    result.diagnostics.append(diagnostic("file-locked", path, message))
+                if name == OWN:  # on the file's first line, where an annotation can point
+                    result.diagnostics.append(diagnostic("file-locked", path, message, 1))
                 else:
                     problem = diagnostic("file-locked", path, message)
                     result.diagnostics += _as_base_problem(name, [problem], extends_at)

@@ -38,6 +38,7 @@ from github_app.sync.request import JOB_TRIGGERS
 from github_app.webhooks import Delivery, Router
 
 log = logging.getLogger("guildprompts.handlers.sync")
+BASE_TRIGGERS = frozenset({"base", "rebase"})  # syncs of a branch as another one's base
 router = Router()
 
 
@@ -81,10 +82,13 @@ class _Target:
     installation_id: int | None
     token: str | None
     check_run: bool
+    public: bool = False
 
     @property
     def readable(self) -> bool:
-        return self.installation_id is not None or self.token is not None
+        """A base may be read anonymously when public; a bound repository needs the App or a
+        token (its guilds' access rules are about who gave them)."""
+        return self.installation_id is not None or self.token is not None or self.public
 
 
 @router.register(SYNC_EVENT)
@@ -137,11 +141,13 @@ def _target(session: Session, job: SyncJob, vault: Vault) -> _Target | None:
         installation_id = repository.installation_id
     else:
         token = _token(session, vault, job, repository)
-    check_run = (
-        job.trigger == "reconcile"
-        and job.sha is not None
-        and installation_id is not None
-        and not checkruns.check_runs_for(session, repository.id, job.sha)
+    check_run = installation_id is not None and (
+        job.trigger == "rebase"  # says which base commits the head was checked with
+        or (
+            job.trigger == "reconcile"
+            and job.sha is not None
+            and not checkruns.check_runs_for(session, repository.id, job.sha)
+        )
     )
     return _Target(
         repository.id,
@@ -150,6 +156,7 @@ def _target(session: Session, job: SyncJob, vault: Vault) -> _Target | None:
         installation_id,
         token,
         check_run,
+        public=job.trigger in BASE_TRIGGERS and not repository.private,
     )
 
 
@@ -214,9 +221,9 @@ async def _discover(ctx: HandlerContext, job: SyncJob) -> int | None:
                 return None  # uninstalled or suspended a moment ago: its event follows
             return await ctx.db(_store, job, repository, installation)
     token = await ctx.db(_token, ctx.runtime.vault, job, None)
-    if token is None:
+    if token is None and job.trigger not in BASE_TRIGGERS:
         return None
-    try:
+    try:  # a base nobody gave a token for is read anonymously when it is public
         repository = await github.get_repository(job.full_name, token=token)
     except NotFound:
         return None

@@ -22,7 +22,14 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from github_app.store.models import BranchBase, GuildPin, Repository, Snapshot, TrackedBranch
+from github_app.store.models import (
+    BranchBase,
+    BranchStatus,
+    GuildPin,
+    Repository,
+    Snapshot,
+    TrackedBranch,
+)
 
 
 @dataclass(frozen=True)
@@ -228,7 +235,9 @@ def base_state(session: Session, full_name: str, ref: str) -> BaseState:
             select(Snapshot.commit_sha).where(Snapshot.id == tracked.active_snapshot_id)
         )
     return BaseState(
-        known=tracked.last_sync_at is not None or tracked.active_snapshot_id is not None,
+        known=tracked.last_sync_at is not None
+        or tracked.active_snapshot_id is not None
+        or tracked.status != BranchStatus.PENDING.value,
         repository_id=repository.id,
         full_name=repository.full_name,
         private=repository.private,

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from github_app.store import layers
 from github_app.store.layers import Layers, layers_from, serving_key
 from github_app.store.models import (
     STALE_BRANCH_STATUSES,
@@ -216,10 +217,12 @@ def guilds_for_branch(
 
 
 def is_tracked(session: Session, repository_id: int, branch: str) -> bool:
-    """Does a push to this branch need a sync? (Tag pushes and untracked branches do not.)"""
+    """Does a push to this branch need a sync? (Tag pushes and untracked branches do not.)
+    A branch that another branch `extends` is tracked too: its dependents are built on it."""
     return bool(
         guilds_for_branch(session, repository_id, branch)
         or guilds_for_branch(session, repository_id, branch, pending=True)
+        or layers.is_base(session, repository_id, branch)
     )
 
 
@@ -269,4 +272,31 @@ def tracked_targets(session: Session) -> list[TrackedTarget]:
                 latest_sha=branch.latest_sha if branch is not None else None,
                 active_sha=active_sha,
             )
+    for repository, ref in layers.base_targets(session):  # bases some branch extends
+        key = (repository.id, ref)
+        if key in readable:
+            continue
+        branch = session.get(TrackedBranch, key)
+        installation = (
+            session.get(Installation, repository.installation_id)
+            if repository.installation_id is not None
+            else None
+        )
+        installed = installation is not None and not installation.suspended
+        if not installed and repository.private:
+            continue
+        active_sha = None
+        if branch is not None and branch.active_snapshot_id is not None:
+            active_sha = session.scalar(
+                select(Snapshot.commit_sha).where(Snapshot.id == branch.active_snapshot_id)
+            )
+        readable[key] = TrackedTarget(
+            repository_id=repository.id,
+            full_name=repository.full_name,
+            branch=ref,
+            installation_id=repository.installation_id if installed else None,
+            etag=branch.etag if branch is not None else None,
+            latest_sha=branch.latest_sha if branch is not None else None,
+            active_sha=active_sha,
+        )
     return sorted(readable.values(), key=lambda target: (target.repository_id, target.branch))

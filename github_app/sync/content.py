@@ -13,6 +13,7 @@ from typing import Any
 
 import promptrepo
 from github_app.github import TreeEntry
+from github_app.sync.bases import NO_BASES, Composition, explained
 from promptrepo import Diagnostic, PromptRepository, RepositoryError
 
 
@@ -41,6 +42,7 @@ class CommitFiles:
     blob_ids: Mapping[str, str]  # path -> blob sha
     downloaded: Mapping[str, bytes]  # blob sha -> content, new
     validation: Validation
+    composition: Composition = NO_BASES  # the bases it was checked with (sync.bases)
 
 
 def select_files(
@@ -103,17 +105,39 @@ def _diagnostic(path: str, code: str, severity: Any, message: str, hint: str) ->
     )
 
 
+TREE_CODES = frozenset({"submodule-ignored", "symlink-ignored", "file-too-large"})  # not in files
+
+
 def validate_files(
-    files: Mapping[str, bytes], extra: Sequence[Diagnostic], strict: bool, max_size: int
+    files: Mapping[str, bytes],
+    extra: Sequence[Diagnostic],
+    strict: bool,
+    max_size: int,
+    composition: Composition = NO_BASES,
+    name: str = "",
 ) -> Validation:
-    found = promptrepo.validate(files, strict=strict, max_file_size=max_size)
-    diagnostics = tuple(sorted([*found, *extra], key=Diagnostic.sort_key))
-    return analyse_commit(files, diagnostics)
+    """Validate a commit's files, over the bases it extends (`composition`) when it has any."""
+    report = promptrepo.validate_report(
+        files,
+        strict=strict,
+        max_file_size=max_size,
+        bases=composition.files or None,
+        name=name,
+    )
+    found = explained(report.diagnostics, composition)
+    diagnostics = tuple(sorted([*found, *composition.cycles, *extra], key=Diagnostic.sort_key))
+    return analyse_commit(files, diagnostics, composition, name)
 
 
-def analyse_commit(files: Mapping[str, bytes], diagnostics: tuple[Diagnostic, ...]) -> Validation:
+def analyse_commit(
+    files: Mapping[str, bytes],
+    diagnostics: tuple[Diagnostic, ...],
+    composition: Composition = NO_BASES,
+    name: str = "",
+) -> Validation:
     """The parsed repository next to its diagnostics (for allowed_guilds and the preview)."""
     try:
-        return Validation(diagnostics, promptrepo.load_repository(files), "")
+        repository = promptrepo.load_repository(files, bases=composition.files or None, name=name)
+        return Validation(diagnostics, repository, "")
     except RepositoryError as exc:
         return Validation(diagnostics, None, str(exc))

@@ -51,7 +51,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -76,7 +76,9 @@ from github_app.store.branches import head_state
 from github_app.store.models import BranchStatus, utcnow
 from github_app.sync.access import Access, choose_access, is_access_problem, requested_access
 from github_app.sync.archive import ArchiveError, blobs_from_tarball
+from github_app.sync.bases import NO_BASES, Composition, compose
 from github_app.sync.content import (
+    TREE_CODES,
     CommitFiles,
     Validation,
     analyse_commit,
@@ -101,6 +103,7 @@ from github_app.sync.records import (
 from github_app.sync.request import SyncOutcome, SyncRequest
 from promptrepo import Diagnostic, RepositoryError, load_repository
 from promptrepo.files import PATH_FILE
+from promptrepo.layers import extends_of
 from promptrepo.routing_diff import RoutingDiff, diff_repositories
 
 log = logging.getLogger(__name__)
@@ -284,10 +287,14 @@ class _Run:
         )
         check_run: asyncio.Future[int | None] | None = None
         if stored.snapshot_id is not None:
-            validation = await anyio.to_thread.run_sync(
-                analyse_commit, stored.files, stored.diagnostics
-            )
-            snapshot = CommitFiles(sha, {}, {}, validation)
+            if extends_of(stored.files):  # checked again: its bases may have moved since
+                tree = [item for item in stored.diagnostics if item.code in TREE_CODES]
+                snapshot = await self._validated(sha, stored.files, tree, {}, {})
+            else:
+                validation = await anyio.to_thread.run_sync(
+                    analyse_commit, stored.files, stored.diagnostics
+                )
+                snapshot = CommitFiles(sha, {}, {}, validation)
             if stored.post_check:
                 check_run = asyncio.ensure_future(self._start_check(stored))
                 self.checks_started.append(check_run)
@@ -366,6 +373,8 @@ class _Run:
         )
         if recorded.generation is not None:
             await self.runtime.announce_activation(recorded.generation)
+        if recorded.queued:  # bases to read, or branches built on this one to re-check
+            self.runtime.wake_worker()
         return recorded
 
     # ---- GitHub ---------------------------------------------------------------------------
@@ -457,14 +466,32 @@ class _Run:
         if present:
             contents.update(await self.runtime.run_db(snapshots.load_blobs, present))
         files = {path: contents[blob] for path, blob in wanted.items()}
+        return await self._validated(sha, files, tree_diagnostics, wanted, downloaded)
+
+    async def _validated(
+        self,
+        sha: str,
+        files: Mapping[str, bytes],
+        tree_diagnostics: Sequence[Diagnostic],
+        blob_ids: Mapping[str, str],
+        downloaded: Mapping[str, bytes],
+    ) -> CommitFiles:
+        """Validate a commit's files, over the stored bases its PATH extends (`sync.bases`)."""
+        settings, full_name = self.runtime.settings, self.request.full_name
+        composition = NO_BASES
+        if extends_of(files):
+            may_queue = self.request.trigger != "rebase" and self.request.activate
+            composition = await self.runtime.run_db(compose, full_name, files, may_queue=may_queue)
         validation = await anyio.to_thread.run_sync(
             validate_files,
             files,
             tree_diagnostics,
             settings.strict_validation,
             settings.max_prompt_file_size,
+            composition,
+            full_name,
         )
-        return CommitFiles(sha, wanted, downloaded, validation)
+        return CommitFiles(sha, blob_ids, downloaded, validation, composition)
 
     async def _download(
         self, sha: str, wanted: dict[str, str], shas: Sequence[str]
@@ -563,7 +590,7 @@ class _Run:
     ) -> None:
         assert self.access is not None and self.access.installation_id is not None
         validation = snapshot.validation
-        routing_diff, diff_note = await self._routing_diff(validation)
+        routing_diff, diff_note = await self._routing_diff(snapshot)
         followers = None
         if routing_diff is not None and self.request.base_branch is not None:
             following = await self.runtime.run_db(
@@ -590,6 +617,8 @@ class _Run:
             base_label=label if routing_diff is not None else "",
             base_followers=followers,
             diff_note=diff_note,
+            bases=snapshot.composition.labels,
+            waiting=recorded.waiting,
         )
         output = await anyio.to_thread.run_sync(checks.render_output, report)
         try:
@@ -601,13 +630,14 @@ class _Run:
                 raise
             log.warning("could not complete check run %s: %s", check_run_id, exc)
 
-    async def _routing_diff(self, head: Validation) -> tuple[RoutingDiff | None, str]:
+    async def _routing_diff(self, commit: CommitFiles) -> tuple[RoutingDiff | None, str]:
         """What this commit changes against the request's base, or why that cannot be told.
 
         The base is read like any commit (stored snapshot, else tree and missing blobs, then
         stored without activation), so a later diff against it costs nothing. Only transient
         GitHub errors propagate (the worker retries); others leave the check without a diff.
         """
+        head, bases_now = commit.validation, commit.composition
         base_sha = self.request.base_sha
         if base_sha is None or base_sha == self.sha:
             return None, ""
@@ -618,7 +648,7 @@ class _Run:
                 raise
             log.info("no routing diff against %s: %s", base_sha[:7], exc)
             return None, f"The base commit {base_sha[:7]} could not be read, so no comparison."
-        return await anyio.to_thread.run_sync(_diff_against, files, head), ""
+        return await anyio.to_thread.run_sync(_diff_against, files, head, bases_now), ""
 
     async def _base_files(self, base_sha: str) -> dict[str, bytes] | None:
         """The base commit's repository files (None: it has no PATH, guilds got built-ins)."""
@@ -768,11 +798,15 @@ class _Run:
         metrics.count_sync(label, self.request.trigger)
 
 
-def _diff_against(base: dict[str, bytes] | None, head: Validation) -> RoutingDiff:
+def _diff_against(
+    base: dict[str, bytes] | None, head: Validation, bases: Composition
+) -> RoutingDiff:
+    """The routing diff of two commits, both read over the bases the head was checked with
+    (what a push changes, base commits aside)."""
     repository, error = None, None
     if base is not None:
         try:
-            repository = load_repository(base)
+            repository = load_repository(base, bases=bases.files or None)
         except RepositoryError as exc:
             error = str(exc)
     return diff_repositories(

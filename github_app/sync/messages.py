@@ -69,21 +69,63 @@ def describe(
             f"{short} is not the head of {branch} on GitHub any more "
             f"(serving {live}): not activated",
         )
+    labels = recorded.labels
+    if recorded.waiting:
+        return "waiting", waiting_message(sha, recorded.waiting)
     if not validation.valid:
-        return "rejected", rejected_message(recorded.live_sha, sha, validation.errors)
+        return "rejected", rejected_message(
+            recorded.live_sha,
+            sha,
+            validation.errors,
+            live_labels=recorded.live_labels,
+            labels=labels,
+            first=first_error(validation.diagnostics) if labels else "",
+        )
     if recorded.activated:
-        return "activated", f"{short} is now live on {branch}"
-    return "unchanged", f"{short} is already live on {branch}"
+        return "activated", f"{short}{with_bases(labels)} is now live on {branch}"
+    return "unchanged", f"{short}{with_bases(labels)} is already live on {branch}"
 
 
-def rejected_message(live_sha: str | None, sha: str, errors: int) -> str:
-    live = live_sha[:7] if live_sha else "the built-in defaults"
-    return f"serving {live}, {sha[:7]} rejected: {plural(errors, 'error')}"
+def with_bases(labels: Sequence[str]) -> str:
+    """` with owner/base@abc1234`: the base commits a commit is served or checked with."""
+    return f" with {', '.join(labels)}" if labels else ""
 
 
-def serving_message(sha: str, diagnostics: Sequence[Diagnostic]) -> str:
+def rejected_message(
+    live_sha: str | None,
+    sha: str,
+    errors: int,
+    *,
+    live_labels: Sequence[str] = (),
+    labels: Sequence[str] = (),
+    first: str = "",
+) -> str:
+    """What serves and what was rejected; with bases, both name their base commits (a base
+    push can reject a commit that was valid over the previous base commit)."""
+    live = f"{live_sha[:7]}{with_bases(live_labels)}" if live_sha else "the built-in defaults"
+    detail = f" (first: {first})" if first else ""
+    rejected = f"{sha[:7]}{with_bases(labels)}"
+    return f"serving {live}, {rejected} rejected: {plural(errors, 'error')}{detail}"
+
+
+def serving_message(sha: str, diagnostics: Sequence[Diagnostic], labels: Sequence[str] = ()) -> str:
     warnings = sum(1 for item in diagnostics if item.severity == "warning")
-    return f"serving {sha[:7]}" + (f" ({plural(warnings, 'warning')})" if warnings else "")
+    return f"serving {sha[:7]}{with_bases(labels)}" + (
+        f" ({plural(warnings, 'warning')})" if warnings else ""
+    )
+
+
+def waiting_message(sha: str, waiting: Sequence[str]) -> str:
+    """A commit whose bases have not been read yet: neither valid nor rejected."""
+    names = ", ".join(waiting)
+    return (
+        f"{sha[:7]} waits for its base {names} to be read (guildprompts reads a base through "
+        "the GitHub App installed on it, or anonymously when it is public)"
+    )
+
+
+def base_refused_message(guild_id: str, base: str) -> str:
+    return f'the base {base} is private: add "{guild_id}" to allowed_guilds in its PATH'
 
 
 def private_message(guild_id: str) -> str:

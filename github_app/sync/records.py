@@ -23,12 +23,14 @@ from github_app.store import (
     checkruns,
     history,
     installations,
+    layers,
     pins,
     previews,
     serving,
     snapshots,
 )
 from github_app.store.errors import ConcurrentUpdateError
+from github_app.store.layers import Layers, layers_from
 from github_app.store.models import (
     BindingState,
     BranchStatus,
@@ -39,19 +41,25 @@ from github_app.store.models import (
     utcnow,
 )
 from github_app.sync.access import Access
+from github_app.sync.bases import BaseAccess
 from github_app.sync.content import CommitFiles, Validation
+from github_app.sync.jobs import enqueue_sync
 from github_app.sync.messages import (
+    base_refused_message,
     first_error,
     plural,
     private_message,
     rejected_message,
     serving_message,
+    waiting_message,
 )
 from promptrepo import Diagnostic
 
 log = logging.getLogger(__name__)
 
-RERUN_TRIGGERS = frozenset({"check_suite", "check_run"})  # a person asked for a new check run
+# A new check run is posted on a commit already checked: a person asked for one, or a base it
+# extends moved (the run says which base commits it was checked with).
+RERUN_TRIGGERS = frozenset({"check_suite", "check_run", "rebase"})
 ACTOR = "guildprompts-sync"  # the audit log's actor for promotions made by a sync
 
 
@@ -89,6 +97,10 @@ class Recorded:
     serving: tuple[str, ...]
     pending: tuple[str, ...]
     conflict: bool = False  # another sync concluded the branch first: read the head again
+    labels: tuple[str, ...] = ()  # the base commits the commit was checked with
+    live_labels: tuple[str, ...] = ()  # the base commits served with live_sha
+    waiting: tuple[str, ...] = ()  # bases not read yet: the commit is neither valid nor not
+    queued: bool = False  # syncs were queued (bases to read, dependents to re-check)
 
 
 def read_repository(
@@ -214,9 +226,23 @@ def record_commit(
         return Recorded(
             row.id, False, active_sha, True, generation, serving_now, pending_now, conflict=True
         )
+    composition = snapshot.composition
+    layers.set_bases(session, repository_id, branch, composition.extends)
+    live_labels = tuple(
+        layer.label for layer in layers_from(before.active_layers if before else None)
+    )
+    waiting = composition.waiting if not composition.cycles else ()
+    queued = False
     activated = False
-    if validation.valid:
-        activated = branches.activate(session, repository_id, branch, row.id, now)
+    if waiting:
+        for name, ref in composition.to_read:
+            enqueue_sync(session, full_name=name, branch=ref, trigger="base")
+            queued = True
+        status, message = BranchStatus.PENDING, waiting_message(snapshot.sha, waiting)
+    elif validation.valid:
+        activated = branches.activate(
+            session, repository_id, branch, row.id, now, layers=composition.layers, valid=True
+        )
         if activated:
             history.record_for_guilds(
                 session,
@@ -228,11 +254,20 @@ def record_commit(
                 keep=history_keep,
                 now=now,
             )
-        status, message = BranchStatus.OK, serving_message(snapshot.sha, validation.diagnostics)
+        status = BranchStatus.OK
+        message = serving_message(snapshot.sha, validation.diagnostics, composition.labels)
     else:
         status = BranchStatus.REJECTED
-        message = rejected_message(active_sha, snapshot.sha, validation.errors)
-    live_sha = snapshot.sha if validation.valid else active_sha
+        message = rejected_message(
+            active_sha,
+            snapshot.sha,
+            validation.errors,
+            live_labels=live_labels,
+            labels=composition.labels,
+            first=first_error(validation.diagnostics) if composition.extends else "",
+        )
+    good = validation.valid and not waiting
+    live_sha = snapshot.sha if good else active_sha
     changed = activated
     branches.set_branch_status(
         session,
@@ -244,18 +279,37 @@ def record_commit(
         synced_at=now,
     )
     readers = head.token_readers
+    served_bases = (
+        composition.access
+        if good
+        else _base_access(session, layers_from(before.active_layers if before else None))
+    )
     changed = (
-        _bindings_follow(session, vault, repository, branch, validation, message, readers)
+        _bindings_follow(
+            session, vault, repository, branch, validation, message, readers, served_bases, good
+        )
         or changed
     )
     changed = (
         _settle_pending(
-            session, vault, repository, branch, snapshot, full_name, readers, history_keep
+            session,
+            vault,
+            repository,
+            branch,
+            snapshot,
+            full_name,
+            readers,
+            history_keep,
+            message if waiting else None,
         )
         or changed
     )
     if status_before != (status.value, message):
         changed = True
+        if active_sha is None and not activated:  # dependents waiting on it learn it failed
+            queued = _queue_dependents(session, repository, branch) or queued
+    if activated:
+        queued = _queue_dependents(session, repository, branch) or queued
     if changed and not activated:
         branches.bump_generation(session)
     return Recorded(
@@ -266,6 +320,36 @@ def record_commit(
         generation=branches.current_generation(session) if changed or previewed else None,
         serving=tuple(serving.guilds_for_branch(session, repository_id, branch)),
         pending=tuple(serving.guilds_for_branch(session, repository_id, branch, pending=True)),
+        labels=composition.labels,
+        live_labels=composition.labels if activated else live_labels,
+        waiting=waiting,
+        queued=queued,
+    )
+
+
+def _queue_dependents(session: Session, repository: Repository, branch: str) -> bool:
+    """Re-check every branch built on this one (`rebase`): it serves a new commit, or it has
+    none and its dependents wait on it. True if any was queued."""
+    queued = False
+    for dependent in layers.dependents(session, repository.full_name, branch):
+        if (dependent.repository_id, dependent.branch) == (repository.id, branch):
+            continue
+        enqueue_sync(
+            session,
+            full_name=dependent.full_name,
+            repository_id=dependent.repository_id,
+            branch=dependent.branch,
+            trigger="rebase",
+        )
+        queued = True
+    return queued
+
+
+def _base_access(session: Session, served: Layers) -> tuple[BaseAccess, ...]:
+    """Who may be served the base commits a branch serves now (its last good pair)."""
+    return tuple(
+        BaseAccess(layer.name, layer.private, snapshots.allowed_guilds(session, layer.snapshot_id))
+        for layer in served
     )
 
 
@@ -323,12 +407,15 @@ def _bindings_follow(
     validation: Validation,
     message: str,
     token_readers: frozenset[str],
+    bases: Sequence[BaseAccess] = (),
+    good: bool = True,
 ) -> bool:
     """Live bindings on the branch: the sync's status, and access checked again against the
     allowed_guilds of what the branch serves now (the new commit if valid, else the last good
-    one: the owner may have removed a guild) and the tokens that just worked. True if changed."""
+    one: the owner may have removed a guild), those of its private bases, and the tokens that
+    just worked. True if changed."""
     changed = False
-    allowed = _serving_allowed_guilds(session, repository.id, branch, validation)
+    allowed = _serving_allowed_guilds(session, repository.id, branch, validation, good)
     for binding in bindings.bindings_for_repository(session, repository_id=repository.id):
         if not _follows(binding, repository, branch):
             continue
@@ -336,10 +423,12 @@ def _bindings_follow(
             if binding.state != BindingState.ACTIVE:
                 continue
             wanted = (BindingState.ACTIVE.value, message)
-        elif _allowed(binding, repository, allowed, token_readers, vault):
-            wanted = (BindingState.ACTIVE.value, message)
-        else:
+        elif not _allowed(binding, repository, allowed, token_readers, vault):
             wanted = (BindingState.NO_ACCESS.value, private_message(binding.guild_id))
+        elif (refused := _refused_base(bases, binding.guild_id)) is not None:
+            wanted = (BindingState.NO_ACCESS.value, base_refused_message(binding.guild_id, refused))
+        else:
+            wanted = (BindingState.ACTIVE.value, message)
         if (binding.state, binding.status_message) != wanted:
             bindings.set_binding_state(
                 session, binding.guild_id, BindingState(wanted[0]), wanted[1]
@@ -371,12 +460,17 @@ def _previews_follow(
     return True
 
 
+def _refused_base(bases: Sequence[BaseAccess], guild_id: str) -> str | None:
+    """The first private base this guild may not be served (its name), if any."""
+    return next((base.name for base in bases if not base.allows(guild_id)), None)
+
+
 def _serving_allowed_guilds(
-    session: Session, repository_id: int, branch: str, validation: Validation
+    session: Session, repository_id: int, branch: str, validation: Validation, good: bool = True
 ) -> Sequence[str] | None:
     """allowed_guilds of the commit the branch serves after this sync; None when it serves
     none (no valid commit yet)."""
-    if validation.valid and validation.repository is not None:
+    if good and validation.valid and validation.repository is not None:
         return validation.repository.allowed_guilds
     tracked = branches.get_branch(session, repository_id, branch)
     if tracked is None or tracked.active_snapshot_id is None:
@@ -393,9 +487,10 @@ def _settle_pending(
     full_name: str,
     token_readers: frozenset[str],
     history_keep: int,
+    waiting: str | None = None,
 ) -> bool:
-    """Promote the pending requests on this branch that may read it; tell the others why not.
-    True if a binding went live."""
+    """Promote the pending requests on this branch that may read it; tell the others why not
+    (`waiting`: the commit waits for its bases). True if a binding went live."""
     validation = snapshot.validation
     promoted = False
     pending = bindings.pending_for_repository(
@@ -404,7 +499,10 @@ def _settle_pending(
     for request in pending:
         if not _follows(request, repository, branch):
             continue
-        if not validation.valid or validation.repository is None:
+        refused = _refused_base(snapshot.composition.access, request.guild_id)
+        if waiting is not None:
+            message = waiting
+        elif not validation.valid or validation.repository is None:
             first = first_error(validation.diagnostics)
             message = (
                 f"waiting for a valid commit on {branch}: {snapshot.sha[:7]} was rejected "
@@ -414,6 +512,8 @@ def _settle_pending(
             request, repository, validation.repository.allowed_guilds, token_readers, vault
         ):
             message = private_message(request.guild_id)
+        elif refused is not None:
+            message = base_refused_message(request.guild_id, refused)
         else:
             try:
                 if request.repository_id is None:  # asked by name before the repository was known

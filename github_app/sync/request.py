@@ -14,7 +14,10 @@ from promptrepo import Diagnostic
 
 # Why a sync runs: the service queues the first kind itself (a `guildprompts.sync` job, see
 # sync.jobs); webhooks start the second.
-JOB_TRIGGERS = frozenset({"reconcile", "bind", "refresh", "access-restored", "pin"})
+# `base`: the first read of a base some branch extends; `rebase`: a base a branch extends moved.
+JOB_TRIGGERS = frozenset(
+    {"reconcile", "bind", "refresh", "access-restored", "pin", "base", "rebase"}
+)
 WEBHOOK_TRIGGERS = frozenset({"push", "pull_request", "check_suite", "check_run"})
 TRIGGERS = JOB_TRIGGERS | WEBHOOK_TRIGGERS
 _SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")

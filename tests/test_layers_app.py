@@ -1,0 +1,196 @@
+"""`extends` through the App: webhooks into intake, the real worker, the fake GitHub.
+
+A guild repository (`octo-org/prompts`) extends a base pack (`guildprompts/base-pack`, the
+repository's `examples/base`) with one override, locale variants and a routing test
+(`examples/guild`). What a guild serves is the pair (its commit, the base's commit): a push to
+the base re-checks and re-activates the guild repository, a breaking one leaves it on its last
+good pair with a status naming the base commit, and a file the base locks is refused with an
+annotation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import pytest
+
+from github_app.store import installations, layers, serving, snapshots
+from github_app.store.models import BindingState, BranchStatus
+from promptrepo import Layer, files_from_directory, load_layers
+from promptrepo.layers import OWN
+from tests.harness import EXAMPLES, GUILD, OTHER_GUILD, Harness, harness
+
+pytestmark = pytest.mark.anyio
+BASE = "guildprompts/base-pack"
+
+
+def example(name: str) -> dict[str, bytes]:
+    return dict(files_from_directory(EXAMPLES / name))
+
+
+@pytest.fixture
+async def world(database_url: str) -> AsyncIterator[Harness]:
+    """The guild repository (public, App installed) bound to GUILD; the base pack public, on
+    its own installation; nothing synced yet."""
+    async with harness(database_url, private=False) as h:
+        base_installation = h.fake.add_installation("guildprompts")
+        h.fake.add_repo(BASE, private=False, installation=base_installation)
+        h.fake.push(BASE, "main", example("base"))
+        response = await h.deliver("installation", h.fake.installation_payload(base_installation))
+        assert response.status_code == 202
+        await h.drain()
+        h.bind(GUILD)
+        yield h
+
+
+async def push_base(h: Harness, files: Mapping[str, Any]) -> str:
+    sha = h.fake.push(BASE, "main", dict(files))
+    response = await h.deliver("push", h.fake.push_payload(BASE, "main"))
+    assert response.status_code == 202, response.text
+    await h.drain()
+    return sha
+
+
+async def served_files(h: Harness, guild: str = GUILD) -> tuple[Any, dict[str, str]]:
+    """The guild's state and, for each prompt path, which layer serves it (what resolves)."""
+    state = h.state(guild)
+    assert state.snapshot_id is not None, state.status_message
+    own = h.db(snapshots.snapshot_files, state.snapshot_id)
+    below = [
+        Layer(layer.name, h.db(snapshots.snapshot_files, layer.snapshot_id))
+        for layer in state.layers
+    ]
+    repository = load_layers([Layer(OWN, own), *below])
+    paths = ["prompts/meeting.md", "prompts/fr/meeting.md", "prompts/discussion.md"]
+    paths.append("prompts/moderation.md")
+    owners = {path: repository.layer_of(path) or "own" for path in paths}
+    return state, owners
+
+
+async def test_a_guild_serves_the_base_where_it_has_no_file_and_its_own_where_it_has(
+    world: Harness,
+) -> None:
+    sha = await world.push(example("guild"))
+    await world.drain()
+    state, owners = await served_files(world)
+    assert state.commit_sha == sha
+    base_sha = world.fake.head(BASE, "main")
+    assert [(layer.name, layer.commit_sha) for layer in state.layers] == [(BASE, base_sha)]
+    assert owners["prompts/meeting.md"] == "own"  # the override
+    assert owners["prompts/fr/meeting.md"] == "own"
+    assert owners["prompts/discussion.md"] == BASE  # only in the base
+    assert owners["prompts/moderation.md"] == BASE
+    assert state.branch_status == BranchStatus.OK
+    assert f"{BASE}@{base_sha[:7]}" in state.status_message
+    runs = world.check_runs(sha)
+    assert runs and runs[-1]["conclusion"] == "success"
+    assert f"{BASE}@{base_sha[:7]}" in runs[-1]["output"]["summary"]
+
+
+async def test_a_base_push_reactivates_the_guild_repository_with_a_check_run_naming_it(
+    world: Harness,
+) -> None:
+    sha = await world.push(example("guild"))
+    await world.drain()
+    runs_before = len(world.check_runs(sha))
+    files = example("base")
+    files["prompts/discussion.md"] = files["prompts/discussion.md"] + b"\nSecond edition.\n"
+    base_sha = await push_base(world, files)
+    state = world.state()
+    assert state.commit_sha == sha  # the guild's own commit is unchanged
+    assert [layer.commit_sha for layer in state.layers] == [base_sha]
+    assert f"{BASE}@{base_sha[:7]}" in state.status_message
+    runs = world.check_runs(sha)
+    assert len(runs) == runs_before + 1, "the base push posts a check run on the guild's head"
+    assert runs[-1]["conclusion"] == "success"
+    assert f"{BASE}@{base_sha[:7]}" in runs[-1]["output"]["summary"]
+
+
+async def test_a_breaking_base_push_keeps_the_last_good_pair_and_names_the_base_commit(
+    world: Harness,
+) -> None:
+    sha = await world.push(example("guild"))
+    await world.drain()
+    good_base = world.fake.head(BASE, "main")
+    # The base stays valid on its own, but no longer says what the guild's routing tests expect.
+    files = example("base")
+    safety = files["partials/safety.md"].replace(b"Never repeat personal data", b"Quote freely")
+    assert safety != files["partials/safety.md"]
+    files["partials/safety.md"] = safety
+    bad_base = await push_base(world, files)
+    base_branch = world.db(layers.base_state, BASE, "main")
+    assert base_branch.commit_sha == bad_base, "the base itself is valid and live"
+    state = world.state()
+    assert state.commit_sha == sha
+    assert [layer.commit_sha for layer in state.layers] == [good_base], "last good pair kept"
+    assert state.branch_status == BranchStatus.REJECTED
+    assert f"{BASE}@{bad_base[:7]}" in state.status_message
+    assert f"{BASE}@{good_base[:7]}" in state.status_message
+    runs = world.check_runs(sha)
+    assert runs[-1]["conclusion"] == "failure"
+    assert f"{BASE}@{bad_base[:7]}" in runs[-1]["output"]["summary"]
+
+
+async def test_a_file_the_base_locks_is_rejected_with_an_annotation(world: Harness) -> None:
+    good = await world.push(example("guild"))
+    await world.drain()
+    files = example("guild")
+    files["prompts/moderation.md"] = b"Be lenient.\n{messages}\n"
+    bad = await world.push(files)
+    await world.drain()
+    state = world.state()
+    assert state.commit_sha == good
+    assert state.branch_status == BranchStatus.REJECTED
+    run = world.check_runs(bad)[-1]
+    assert run["conclusion"] == "failure"
+    notes = [n for n in run["annotations"] if n["path"] == "prompts/moderation.md"]
+    assert notes and notes[0]["title"] == "file-locked"
+    assert f"locked by {BASE}" in notes[0]["message"]
+
+
+async def test_a_private_base_serves_only_the_guilds_its_path_allows(world: Harness) -> None:
+    world.fake.update_repo(BASE, private=True)
+    response = await world.deliver("repository", world.fake.repository_payload(BASE, "privatized"))
+    assert response.status_code == 202
+    await world.drain()
+    files = example("base")
+    files["PATH"] = files["PATH"] + f'allowed_guilds: ["{GUILD}"]\n'.encode()
+    await push_base(world, files)
+    world.bind(OTHER_GUILD)
+    await world.push(example("guild"))
+    await world.drain()
+    assert world.state(GUILD).state == BindingState.ACTIVE
+    other = world.state(OTHER_GUILD)
+    assert other.state == BindingState.NO_ACCESS
+    assert other.snapshot_id is None
+    assert BASE in other.status_message and OTHER_GUILD in other.status_message
+
+
+async def test_a_guild_waits_for_a_base_nobody_can_read_without_being_rejected(
+    world: Harness,
+) -> None:
+    files = example("guild")
+    files["PATH"] = files["PATH"].replace(BASE.encode(), b"someone/secret-pack")
+    sha = await world.push(files)
+    await world.drain()
+    state = world.state()
+    assert state.snapshot_id is None
+    assert state.branch_status == BranchStatus.PENDING
+    assert "someone/secret-pack@main" in state.status_message
+    runs = world.check_runs(sha)
+    assert runs and runs[-1]["conclusion"] == "neutral"
+
+
+async def test_extending_a_base_that_extends_back_is_a_cycle(world: Harness) -> None:
+    await world.push(example("guild"))
+    await world.drain()
+    files = example("base")
+    files["PATH"] = files["PATH"] + b"extends: octo-org/prompts@main\n"
+    await push_base(world, files)
+    base_branch = world.db(layers.base_state, BASE, "main")
+    assert base_branch.status == BranchStatus.REJECTED
+    assert world.state().layers, "the guild keeps its last good pair"
+    stored = world.db(installations.repository_by_name, BASE)
+    assert stored is not None
+    assert world.db(serving.is_tracked, stored.id, "main"), "a base is tracked: its pushes sync"
