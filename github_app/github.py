@@ -16,8 +16,8 @@ fake GitHub (an httpx transport) and vcrpy cassettes serve both paths.
 
 Two content reads stay plain httpx calls of `_send` (docs/github-client.md has the numbers):
 the head of a branch or tag ref (a conditional request with the ETag stored in the database: a
-304 is free, and PyGithub sends no If-None-Match per call) and the tarball (a 302 to a signed URL, streamed to
-memory with a size cap; PyGithub only returns the link).
+304 is free, and PyGithub sends no If-None-Match per call) and the tarball (a 302 to a signed
+URL, streamed to memory with a size cap; PyGithub only returns the link).
 Error messages name the endpoint template and GitHub's message, never a URL's data, a header or a
 token.
 """
