@@ -475,13 +475,16 @@ def _pin_refusal(exc: BridgeError, caller: Caller) -> str:
 
 def _describe_pin(status: PinStatus, headline: str) -> str:
     lines = [headline]
+    bases = f" (with {', '.join(f'`{base}`' for base in status.bases)})" if status.bases else ""
     if status.pinned_sha:
         lines.append(
-            f"Serving commit `{status.pinned_sha[:7]}` until `/prompt-config unpin`, whatever "
-            "is pushed meanwhile."
+            f"Serving commit `{status.pinned_sha[:7]}`{bases} until `/prompt-config unpin`, "
+            "whatever is pushed meanwhile."
         )
     elif status.active_sha:
-        lines.append(f"Following the branch again: serving commit `{status.active_sha[:7]}`.")
+        lines.append(
+            f"Following the branch again: serving commit `{status.active_sha[:7]}`{bases}."
+        )
     if status.branch_sha and status.pinned_sha and status.branch_sha != status.pinned_sha:
         lines.append(f"The branch has `{status.branch_sha[:7]}` meanwhile.")
     return "\n".join(lines)

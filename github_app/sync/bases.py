@@ -61,6 +61,7 @@ class Composition:
     to_read: tuple[tuple[str, str], ...] = ()  # bases to queue a first read of
     failed: Mapping[str, str] = field(default_factory=dict)  # `owner/name@ref` -> its status
     cycles: tuple[Diagnostic, ...] = ()
+    bases_at: tuple[int | None, ...] = ()  # each direct base's active snapshot when composed
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -116,6 +117,7 @@ def compose(
                 to_read.append((name, ref))
         else:
             failed[key] = state.status_message or f"{key} has no valid commit"
+    bases_at = layers.current_bases(session, extends)
     stacked, _ = stack(files, found, full_name)
     chosen = tuple(
         served[(layer.name.lower(), layer.ref.ref)]
@@ -131,6 +133,7 @@ def compose(
         to_read=tuple(to_read),
         failed=failed,
         cycles=tuple(cycles),
+        bases_at=bases_at,
     )
 
 

@@ -49,6 +49,7 @@ sync is asked to do, and what it did).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -329,6 +330,8 @@ class _Run:
             )
             if not recorded.conflict:
                 break
+            if recorded.stale_bases:  # a base moved since the commit was composed: again
+                snapshot = await self._recomposed(snapshot)
             recorded = reading = None  # another sync concluded the branch: read the head again
         else:
             if tracked:
@@ -467,6 +470,13 @@ class _Run:
             contents.update(await self.runtime.run_db(snapshots.load_blobs, present))
         files = {path: contents[blob] for path, blob in wanted.items()}
         return await self._validated(sha, files, tree_diagnostics, wanted, downloaded)
+
+    async def _recomposed(self, commit: CommitFiles) -> CommitFiles:
+        """The commit checked again over its bases as stored now (its snapshot is stored)."""
+        files = await self.runtime.run_db(_stored_files, self.repo_id, commit.sha)
+        tree = [item for item in commit.validation.diagnostics if item.code in TREE_CODES]
+        again = await self._validated(commit.sha, files, tree, {}, {})
+        return dataclasses.replace(again, blob_ids=commit.blob_ids, downloaded=commit.downloaded)
 
     async def _validated(
         self,

@@ -97,6 +97,7 @@ class Recorded:
     serving: tuple[str, ...]
     pending: tuple[str, ...]
     conflict: bool = False  # another sync concluded the branch first: read the head again
+    stale_bases: bool = False  # ... or a base moved since the commit was composed: compose again
     labels: tuple[str, ...] = ()  # the base commits the commit was checked with
     live_labels: tuple[str, ...] = ()  # the base commits served with live_sha
     waiting: tuple[str, ...] = ()  # bases not read yet: the commit is neither valid nor not
@@ -220,13 +221,27 @@ def record_commit(
     generation = branches.current_generation(session) if previewed else None
     if head is None:  # not the branch head any more: stored and checked, never activated
         return Recorded(row.id, False, active_sha, True, generation, serving_now, pending_now)
+    composition = snapshot.composition
+    if layers.current_bases(session, composition.extends, lock=True) != composition.bases_at:
+        # A base moved after the commit was composed: the base's sync may not see this branch
+        # as its dependent yet, so this one composes again (the bases' rows stay locked).
+        return Recorded(
+            row.id,
+            False,
+            active_sha,
+            True,
+            generation,
+            serving_now,
+            pending_now,
+            conflict=True,
+            stale_bases=True,
+        )
     if not branches.conclude_head(
         session, repository_id, branch, snapshot.sha, head.etag, head.version, now
     ):
         return Recorded(
             row.id, False, active_sha, True, generation, serving_now, pending_now, conflict=True
         )
-    composition = snapshot.composition
     layers.set_bases(session, repository_id, branch, composition.extends)
     live_labels = tuple(
         layer.label for layer in layers_from(before.active_layers if before else None)
