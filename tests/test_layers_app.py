@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from github_app.loops import reconcile
 from github_app.store import installations, layers, serving, snapshots
 from github_app.store.models import BindingState, BranchStatus
 from github_app.sync import SyncRequest, sync
@@ -252,3 +253,23 @@ async def test_a_base_moving_while_a_commit_is_composed_is_not_missed(
     assert moved
     state = world.state()
     assert [layer.commit_sha for layer in state.layers] == moved, "composed again over B"
+
+
+async def test_a_base_followed_at_a_tag_is_read_there_and_moves_with_it(world: Harness) -> None:
+    world.fake.tag(BASE, "v1", "main", message="the first pack")  # an annotated tag
+    files = example("guild")
+    files["PATH"] = files["PATH"].replace(b"@main", b"@v1")
+    await world.push(files)
+    await world.drain()
+    state = world.state()
+    v1 = world.fake.tagged(BASE, "v1")
+    assert [(layer.ref, layer.commit_sha) for layer in state.layers] == [("v1", v1)]
+    changed = example("base")
+    changed["prompts/discussion.md"] += b"\nSecond edition.\n"
+    world.fake.push(BASE, "main", changed)
+    world.fake.tag(BASE, "v1", "main", message="the second pack")  # moved: no webhook serves it
+    assert await reconcile(world.runtime) >= 1
+    await world.drain()
+    moved = world.fake.tagged(BASE, "v1")
+    assert moved != v1
+    assert [layer.commit_sha for layer in world.state().layers] == [moved]

@@ -175,6 +175,7 @@ class Concluding:
     version: int
     etag: str | None
     token_readers: frozenset[str] = field(default=frozenset(), repr=False)  # tokens that read it
+    kind: str | None = None  # "tags" when the followed ref is a tag (a base may be)
 
 
 def record_commit(
@@ -237,7 +238,7 @@ def record_commit(
             stale_bases=True,
         )
     if not branches.conclude_head(
-        session, repository_id, branch, snapshot.sha, head.etag, head.version, now
+        session, repository_id, branch, snapshot.sha, head.etag, head.version, now, head.kind
     ):
         return Recorded(
             row.id, False, active_sha, True, generation, serving_now, pending_now, conflict=True
