@@ -380,7 +380,8 @@ def _describe(config: GuildConfig, headline: str | None = None) -> str:
 
 
 def _serving_line(config: GuildConfig) -> str:
-    active = f"`{config.active_sha[:7]}`" if config.active_sha else None
+    bases = " with " + ", ".join(f"`{base}`" for base in config.bases) if config.bases else ""
+    active = f"`{config.active_sha[:7]}`{bases}" if config.active_sha else None
     latest = f"`{config.latest_sha[:7]}`" if config.latest_sha else "the latest commit"
     if not config.enabled:
         return "Disabled: the bot uses its built-in prompts."

@@ -338,6 +338,12 @@ async def test_through_the_app_a_base_push_changes_the_answer(sqlite_url: str) -
         await world.deliver("push", world.fake.push_payload(BASE, "main"))
         after = await eventually(lambda: from_base(world.fake.head(BASE, "main")), timeout=15)
         meeting = await world.prompt(GUILD, category="meeting")
+        config = (await world.http.get(f"/bridge/v1/guilds/{GUILD}/config")).json()
+
+    assert config["active_sha"] == sha
+    assert [(b["repository"], b["ref"], b["commit_sha"]) for b in config["bases"]] == [
+        (BASE, "main", world.fake.head(BASE, "main"))
+    ]
 
     assert before["content"].startswith("Summarise the discussion")
     assert after["content"].startswith("v2 of the base") and after["commit_sha"] == sha

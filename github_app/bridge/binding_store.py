@@ -391,6 +391,15 @@ def _live_view(state: GuildState, github_url: str) -> dict[str, Any]:
         "version": state.version,
         "install_url": None,
         "pinned": pin_view(state),
+        "bases": [
+            {
+                "repository": layer.name,
+                "ref": layer.ref,
+                "commit_sha": layer.commit_sha,
+                "repo_url": f"{github_url}/{layer.name}",
+            }
+            for layer in state.layers
+        ],
     }
 
 
