@@ -380,7 +380,8 @@ def _describe(config: GuildConfig, headline: str | None = None) -> str:
 
 
 def _serving_line(config: GuildConfig) -> str:
-    active = f"`{config.active_sha[:7]}`" if config.active_sha else None
+    bases = " with " + ", ".join(f"`{base}`" for base in config.bases) if config.bases else ""
+    active = f"`{config.active_sha[:7]}`{bases}" if config.active_sha else None
     latest = f"`{config.latest_sha[:7]}`" if config.latest_sha else "the latest commit"
     if not config.enabled:
         return "Disabled: the bot uses its built-in prompts."
@@ -475,13 +476,16 @@ def _pin_refusal(exc: BridgeError, caller: Caller) -> str:
 
 def _describe_pin(status: PinStatus, headline: str) -> str:
     lines = [headline]
+    bases = f" (with {', '.join(f'`{base}`' for base in status.bases)})" if status.bases else ""
     if status.pinned_sha:
         lines.append(
-            f"Serving commit `{status.pinned_sha[:7]}` until `/prompt-config unpin`, whatever "
-            "is pushed meanwhile."
+            f"Serving commit `{status.pinned_sha[:7]}`{bases} until `/prompt-config unpin`, "
+            "whatever is pushed meanwhile."
         )
     elif status.active_sha:
-        lines.append(f"Following the branch again: serving commit `{status.active_sha[:7]}`.")
+        lines.append(
+            f"Following the branch again: serving commit `{status.active_sha[:7]}`{bases}."
+        )
     if status.branch_sha and status.pinned_sha and status.branch_sha != status.pinned_sha:
         lines.append(f"The branch has `{status.branch_sha[:7]}` meanwhile.")
     return "\n".join(lines)

@@ -24,6 +24,7 @@ class PinStatus:
     pinned_by: str | None
     status_message: str | None
     in_progress: bool = False  # 202: the commit is still being synced, nothing changed yet
+    bases: tuple[str, ...] = ()  # base commits served with it (`owner/name@abc1234`), if any
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -51,6 +52,10 @@ def _pinned(body: dict[str, Any]) -> dict[str, Any]:
     return pinned if isinstance(pinned, dict) else {}
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def pin_status_from_body(guild: str, body: Any, status_code: int) -> PinStatus:
     body = body if isinstance(body, dict) else {}
     pinned = _pinned(body)
@@ -62,6 +67,7 @@ def pin_status_from_body(guild: str, body: Any, status_code: int) -> PinStatus:
         pinned_by=text_field(pinned.get("pinned_by")),
         status_message=text_field(body.get("status_message") or body.get("message")),
         in_progress=status_code == 202,
+        bases=tuple(text for item in _list(body.get("bases")) if (text := text_field(item))),
         raw=body,
     )
 

@@ -81,6 +81,8 @@ class GuildConfig:
     in_progress: bool = False  # the server answered 202: the sync is still running
     # "commit abc1234 live since 14:02:07 UTC, 0.3 s after the push" (None: nothing live)
     freshness: str | None = None
+    # the base commits served with active_sha, as `owner/name@abc1234` (PATH `extends`)
+    bases: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -134,6 +136,17 @@ class BridgeError(Exception):
     def diagnostics(self) -> tuple[Diagnostic, ...]:
         """Problems the server listed with its refusal (e.g. a first sync that failed)."""
         return _diagnostics(self.body.get("errors") or self.body.get("diagnostics"))
+
+
+def _bases(value: Any) -> tuple[str, ...]:
+    """`owner/name@abc1234` for each well-formed entry of the config's `bases`."""
+    found = []
+    for item in value if isinstance(value, list) else ():
+        if isinstance(item, Mapping):
+            name, sha = text_field(item.get("repository")), text_field(item.get("commit_sha"))
+            if name and sha:
+                found.append(f"{name}@{sha[:7]}")
+    return tuple(found)
 
 
 def text_field(value: Any) -> str | None:
@@ -241,6 +254,7 @@ def config_from_body(guild: str, body: Any, status_code: int) -> GuildConfig:
         freshness=text_field((body.get("freshness") or {}).get("text"))
         if isinstance(body.get("freshness"), dict)
         else None,
+        bases=_bases(body.get("bases")),
         raw=body,
     )
 

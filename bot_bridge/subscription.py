@@ -26,7 +26,14 @@ from typing import Any
 import httpx
 
 from bot_bridge.results import ResolvedPrompt, prompt_from_answer
-from promptrepo import Context, PromptRepository, RepositoryError, load_repository
+from promptrepo import (
+    Context,
+    Layer,
+    PromptRepository,
+    RepositoryError,
+    load_layers,
+    load_repository,
+)
 from promptrepo.answer import (
     UNBOUND,
     Served,
@@ -35,6 +42,7 @@ from promptrepo.answer import (
     uses_guild,
     without_guild,
 )
+from promptrepo.layers import OWN
 
 __all__ = ["LocalState", "Subscription"]
 
@@ -57,7 +65,7 @@ class LocalState:
         self._persist = persist
         self._keep_files = persist is not None
         self._snapshots: dict[str, PromptRepository | None] = {}
-        self._files: dict[str, dict[str, str]] = {}
+        self._files: dict[str, dict[str, Any]] = {}  # digest -> the snapshot event, to persist
         self._dependent: set[str] = set()
         self._guilds: dict[str, Served] = {}
         self._previews: dict[str, dict[str, Served]] = {}  # guild -> channel id -> preview
@@ -148,26 +156,35 @@ class LocalState:
                 self.github_url = body["github_url"]
             self._seen = None if body.get("resumed") is True else set()
         elif event == "snapshot" and isinstance(body, dict):
-            self._add_snapshot(body.get("digest"), body.get("files"))
+            self._add_snapshot(body)
         elif event == "guild" and isinstance(body, dict):
             self._set_guild(body)
         elif event == "sync" and isinstance(body, int):
             self._synced(body)
 
-    def _add_snapshot(self, digest: Any, files: Any) -> None:
+    def _add_snapshot(self, body: Mapping[str, Any]) -> None:
+        """A `snapshot` event (or its saved record): its files, and with `layers` (a repository
+        that `extends` bases) each base's files, nearest first."""
+        digest, files, bases = body.get("digest"), body.get("files"), body.get("layers")
         if not isinstance(digest, str) or not isinstance(files, dict):
             return
-        encoded = {str(path): str(text).encode() for path, text in files.items()}
+        stack = [Layer(OWN, _encoded(files))]
+        for base in bases if isinstance(bases, list) else ():
+            if isinstance(base, dict) and isinstance(base.get("files"), dict):
+                stack.append(Layer(str(base.get("name") or ""), _encoded(base["files"])))
         try:
-            self._snapshots[digest] = load_repository(encoded)
+            self._snapshots[digest] = (
+                load_layers(stack) if len(stack) > 1 else load_repository(stack[0].files)
+            )
         except RepositoryError as exc:
             logger.warning("a streamed snapshot cannot be loaded (%s)", exc)
             self._snapshots[digest] = None
-        if uses_guild(encoded):
+        if any(uses_guild(layer.files) for layer in stack):
             self._dependent.add(digest)
+        record = {key: body[key] for key in ("files", "layers") if key in body}
         if self._keep_files:
-            self._files[digest] = {str(path): str(text) for path, text in files.items()}
-        self._save(f"s:{digest}", {"files": files})
+            self._files[digest] = record
+        self._save(f"s:{digest}", record)
 
     def _set_guild(self, body: Mapping[str, Any], *, loading: bool = False) -> None:
         guild = body.get("guild_id")
@@ -244,7 +261,7 @@ class LocalState:
 
     def records(self) -> dict[str, Any]:
         """Everything needed for a warm restart, as cache-file records."""
-        records: dict[str, Any] = {f"s:{d}": {"files": f} for d, f in list(self._files.items())}
+        records: dict[str, Any] = {f"s:{d}": record for d, record in list(self._files.items())}
         for guild, served in list(self._guilds.items()):
             activated, head = self._freshness.get(guild, (None, None))
             records[f"g:{guild}"] = {
@@ -263,7 +280,7 @@ class LocalState:
         for key, record in records.items():
             if key.startswith("s:") and isinstance(record, dict):
                 persist, self._persist = self._persist, None
-                self._add_snapshot(key[2:], record.get("files"))
+                self._add_snapshot({**record, "digest": key[2:]})
                 self._persist = persist
             elif key.startswith("g:") and isinstance(record, dict):
                 self._set_guild(record, loading=True)
@@ -406,6 +423,10 @@ def _events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
                 event = value
             elif name == "data":
                 data.append(value)
+
+
+def _encoded(files: Mapping[Any, Any]) -> dict[str, bytes]:
+    return {str(path): str(text).encode() for path, text in files.items()}
 
 
 def _message(response: httpx.Response) -> str:

@@ -15,9 +15,9 @@ into typed errors. So PyGithub adds no second retry or pool policy, and the test
 fake GitHub (an httpx transport) and vcrpy cassettes serve both paths.
 
 Two content reads stay plain httpx calls of `_send` (docs/github-client.md has the numbers):
-the branch head (a conditional request with the ETag stored in the database: a 304 is free, and
-PyGithub sends no If-None-Match per call) and the tarball (a 302 to a signed URL, streamed to
-memory with a size cap; PyGithub only returns the link).
+the head of a branch or tag ref (a conditional request with the ETag stored in the database: a
+304 is free, and PyGithub sends no If-None-Match per call) and the tarball (a 302 to a signed
+URL, streamed to memory with a size cap; PyGithub only returns the link).
 Error messages name the endpoint template and GitHub's message, never a URL's data, a header or a
 token.
 """
@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -60,6 +60,7 @@ MAX_REDIRECTS = 3
 MAX_ARCHIVE_BYTES = 512 * 1024 * 1024  # a repository archive larger than this is refused
 ARCHIVE_TIMEOUT = 300.0  # seconds a whole archive download may take
 PYGITHUB_CALL_TIMEOUT = 600.0  # seconds one PyGithub request may take, its retries included
+MAX_TAG_HOPS = 4  # annotated tags of annotated tags followed to their commit, at most
 
 RequestHook = Callable[[str, int, float, int | str, int | None], None]
 """on_request(endpoint, status, duration_seconds, installation, rate_remaining), once per attempt
@@ -70,6 +71,9 @@ back (timeout, connection error); `installation` is the installation id whose to
 
 RepoRef = str | int
 """A repository: its "owner/name" full name, or its numeric id (which survives renames)."""
+
+RefKind = Literal["heads", "tags"]
+"""Where a ref name lives: "heads" (a branch, refs/heads/NAME) or "tags" (refs/tags/NAME)."""
 
 
 class GitHubError(Exception):
@@ -130,6 +134,17 @@ class RetryPolicy:
     backoff: float = 0.5
     max_backoff: float = 8.0
     max_rate_limit_wait: float = 60.0
+
+
+@dataclass(frozen=True)
+class RefHead:
+    """What `get_ref_head` read: `sha` the commit (an annotated tag already dereferenced),
+    `etag` the ETag of the ref's own answer, `kind` where the name was found. Store `etag` and
+    `kind` together and pass both back: the ETag is only valid on that kind's route."""
+
+    sha: str
+    etag: str | None
+    kind: RefKind
 
 
 @dataclass(frozen=True)
@@ -244,22 +259,89 @@ class GitHubClient:
 
         Raises NotFound when the branch (or the repository) does not exist.
         """
+        auth = self._repo_auth(installation_id, token)
+        answer = await self._read_ref(repo, "heads", branch, etag, auth)
+        if isinstance(answer, NotModified):
+            return NOT_MODIFIED
+        _kind, sha, new_etag = answer
+        return sha, new_etag
+
+    async def get_ref_head(
+        self,
+        repo: RepoRef,
+        ref: str,
+        *,
+        kind: RefKind | None = None,
+        etag: str | None = None,
+        installation_id: int | None = None,
+        token: str | None = None,
+    ) -> RefHead | NotModified:
+        """The commit a followed ref (`owner/name@ref`: a branch or a tag) points to now, or
+        NOT_MODIFIED when `etag` still matches (a 304: free, and the commit is unchanged, since
+        a tag object never changes).
+
+        `ref` is the bare name ("main", "v1"). `kind` is the `RefHead.kind` of the last read,
+        asked first; None asks "heads" first. When that route answers 404 the other one is
+        asked, so a branch costs one request (as `get_branch_head`), a tag one more the first
+        time and none more once its `kind` is passed back; a moved tag's read is one request
+        (lightweight) or one per annotated tag object on the way to the commit
+        (`GET .../git/tags/{tag_sha}`, at most MAX_TAG_HOPS). `etag` is sent only to the route
+        of `kind` (heads when None), the route it came from. A name that is both a branch and a
+        tag is read where it was found first (git itself would pick the tag): a first read picks
+        the branch, and a followed tag stays a tag until it is deleted.
+
+        Raises NotFound when neither a branch nor a tag has this name (or the repository is not
+        visible), EmptyRepository on a repository without commits, GitHubError when the tag
+        points at no commit (a tree or a blob) or nests more than MAX_TAG_HOPS tags.
+        """
+        auth = self._repo_auth(installation_id, token)
+        first: RefKind = kind or "heads"
+        other: RefKind = "tags" if first == "heads" else "heads"
+        try:
+            answer = await self._read_ref(repo, first, ref, etag, auth)
+        except NotFound:
+            answer = await self._read_ref(repo, other, ref, None, auth)
+        if isinstance(answer, NotModified):
+            return NOT_MODIFIED
+        found, sha, new_etag = answer
+        return RefHead(sha, new_etag, found)
+
+    async def _read_ref(
+        self, repo: RepoRef, kind: RefKind, name: str, etag: str | None, auth: _Auth
+    ) -> tuple[RefKind, str, str | None] | NotModified:
+        """(kind, commit sha, ETag) of `refs/{kind}/{name}`: one conditional request, and for
+        an annotated tag the tag objects down to its commit."""
         prefix, params = _repo_route(repo)
-        params["branch"] = quote(branch, safe="/")
-        headers = {"If-None-Match": etag} if etag else None
+        field = "branch" if kind == "heads" else "tag"
+        params[field] = quote(name, safe="/")
         response = await self._send(
             "GET",
-            prefix + "/git/ref/heads/{branch}",
+            prefix + f"/git/ref/{kind}/{{{field}}}",
             params,
-            auth=self._repo_auth(installation_id, token),
-            headers=headers,
+            auth=auth,
+            headers={"If-None-Match": etag} if etag else None,
         )
         if response.status_code == 304:
             return NOT_MODIFIED
-        sha = (_json(response).get("object") or {}).get("sha")
-        if not isinstance(sha, str):
-            raise GitHubError(response.status_code, "branch answer has no object.sha")
-        return sha, response.headers.get("etag")
+        sha, kind_of_object = _target(_json(response), field, response.status_code)
+        for _ in range(MAX_TAG_HOPS):
+            if kind_of_object != "tag":
+                break
+            sha, kind_of_object = await self._tag_target(repo, sha, auth)
+        if kind_of_object not in ("commit", None):
+            what = (
+                "nests too many tags"
+                if kind_of_object == "tag"
+                else f"points to a {kind_of_object}"
+            )
+            raise GitHubError(200, f"the {field} {what}, not a commit")
+        return kind, sha, response.headers.get("etag")
+
+    async def _tag_target(self, repo: RepoRef, tag_sha: str, auth: _Auth) -> tuple[str, str | None]:
+        """(sha, type) of what an annotated tag object points to (a commit, or another tag)."""
+        url = _repo_url(repo) + f"/git/tags/{quote(tag_sha, safe='')}"
+        data = await self._pygithub(auth, lambda gh: _request(gh, "GET", url))
+        return _target(data, "tag", 200)
 
     async def get_tree(
         self,
@@ -773,6 +855,7 @@ ENDPOINTS: tuple[tuple[str, str], ...] = (
     ("GET", "/repos/{owner}/{repo}"),
     ("GET", "/repos/{owner}/{repo}/installation"),
     ("GET", "/repos/{owner}/{repo}/git/ref/{ref}"),
+    ("GET", "/repos/{owner}/{repo}/git/tags/{tag_sha}"),
     ("GET", "/repos/{owner}/{repo}/git/trees/{tree_sha}"),
     ("GET", "/repos/{owner}/{repo}/git/blobs/{file_sha}"),
     ("GET", "/repos/{owner}/{repo}/tarball/{ref}"),
@@ -849,6 +932,17 @@ def _tree_entry(base: str, item: Any) -> TreeEntry:
         )
     except (KeyError, TypeError):
         raise GitHubError(200, "a tree entry lacks path, mode, type or sha") from None
+
+
+def _target(data: Any, what: str, status: int) -> tuple[str, str | None]:
+    """(sha, type) of the `object` a ref or tag answer points to; a malformed answer is an
+    error naming `what` was read ("branch", "tag")."""
+    target = data.get("object") if isinstance(data, dict) else None
+    sha = target.get("sha") if isinstance(target, dict) else None
+    if not isinstance(target, dict) or not isinstance(sha, str):
+        raise GitHubError(status, f"{what} answer has no object.sha")
+    kind = target.get("type")
+    return sha, kind if isinstance(kind, str) else None
 
 
 def _json(response: httpx.Response, kind: type = dict) -> Any:

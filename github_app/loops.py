@@ -86,13 +86,24 @@ async def _reconcile_target(runtime: Runtime, target: TrackedTarget) -> bool:
             return False
     where = f"{target.full_name}@{target.branch}"
     try:
-        head = await runtime.github.get_branch_head(
-            target.repository_id,
-            target.branch,
-            etag=target.etag,
-            installation_id=target.installation_id,
-            token=token,
-        )
+        if target.kind == "tags":  # a base following a tag
+            found = await runtime.github.get_ref_head(
+                target.repository_id,
+                target.branch,
+                kind="tags",
+                etag=target.etag,
+                installation_id=target.installation_id,
+                token=token,
+            )
+            head = found if isinstance(found, NotModified) else (found.sha, found.etag)
+        else:
+            head = await runtime.github.get_branch_head(
+                target.repository_id,
+                target.branch,
+                etag=target.etag,
+                installation_id=target.installation_id,
+                token=token,
+            )
     except InstallationUnavailable:
         log.info("reconcile: %s: the installation is gone; its events purge it", where)
         return False

@@ -231,6 +231,7 @@ _ROUTES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (_REPO + r"/git/trees/.+", "/repos/{owner}/{repo}/git/trees/{sha}"),
         (_REPO + r"/git/blobs/.+", "/repos/{owner}/{repo}/git/blobs/{sha}"),
         (_REPO + r"/git/(?:ref|refs)/.+", "/repos/{owner}/{repo}/git/ref/{ref}"),
+        (_REPO + r"/git/tags/.+", "/repos/{owner}/{repo}/git/tags/{tag_sha}"),
         (_REPO + r"/branches/.+", "/repos/{owner}/{repo}/branches/{branch}"),
         (_REPO + r"/commits/.+", "/repos/{owner}/{repo}/commits/{ref}"),
         (_REPO + r"/check-runs/\d+", "/repos/{owner}/{repo}/check-runs/{id}"),

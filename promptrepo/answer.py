@@ -126,7 +126,9 @@ ANSWER_KEYS: tuple[str, ...] = tuple(Answer.__dataclass_fields__)
 class Served:
     """What a guild is served and how it is going: everything an answer needs besides the
     parsed snapshot and the context. `snapshot` identifies the content (the service's
-    snapshot id, the stream's content digest); None serves the built-in defaults."""
+    serving key, the stream's content digest); None serves the built-in defaults. `bases`:
+    (`owner/name`, commit sha) of each base the content is built on (`extends`), so that a
+    file coming from a base links to that base's commit."""
 
     snapshot: int | str | None
     repository: str | None
@@ -135,13 +137,19 @@ class Served:
     is_stale: bool
     status_message: str
     bound: bool  # the guild has a live binding (False: built-in defaults, source "default")
+    bases: tuple[tuple[str, str], ...] = ()
     _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Hashed once: caches key their answers by (Served, context) on every lookup.
         fields = (self.snapshot, self.repository, self.branch, self.commit_sha)
-        more = (self.is_stale, self.status_message, self.bound)
+        more = (self.is_stale, self.status_message, self.bound, self.bases)
         object.__setattr__(self, "_hash", hash(fields + more))
+
+    def base_commit(self, name: str) -> str | None:
+        """The commit of the base `name` (`owner/name`, any case) this content is built on."""
+        wanted = name.lower()
+        return next((sha for base, sha in self.bases if base.lower() == wanted), None)
 
     def __hash__(self) -> int:
         return self._hash
@@ -155,6 +163,7 @@ class Served:
             "is_stale": self.is_stale,
             "status_message": self.status_message,
             "bound": self.bound,
+            "bases": [{"name": name, "commit_sha": sha} for name, sha in self.bases],
         }
 
     @classmethod
@@ -163,6 +172,7 @@ class Served:
         if not isinstance(data, Mapping):
             return None
         snapshot = data.get("snapshot")
+        bases = data.get("bases")
         return cls(
             snapshot=snapshot if isinstance(snapshot, str | int) else None,
             repository=_text(data.get("repository")),
@@ -171,6 +181,13 @@ class Served:
             is_stale=data.get("is_stale") is True,
             status_message=_text(data.get("status_message")) or "",
             bound=data.get("bound") is True,
+            bases=tuple(
+                (base["name"], base["commit_sha"])
+                for base in (bases if isinstance(bases, list) else ())
+                if isinstance(base, Mapping)
+                and _text(base.get("name"))
+                and _text(base.get("commit_sha"))
+            ),
         )
 
 
@@ -214,12 +231,27 @@ def build_answer(
         parameters=_parameters(resolution),
         description=resolution.description,
         metadata=resolution.metadata,
-        github_file_url=file_url(github_url, served.repository, commit, resolution.file_path)
+        github_file_url=_file_url(github_url, served, repository, commit, resolution.file_path)
         if custom
         else None,
         is_stale=served.is_stale and repository is not None,
         status_message=status,
     )
+
+
+def _file_url(
+    github_url: str,
+    served: Served,
+    repository: PromptRepository | None,
+    commit: str | None,
+    path: str | None,
+) -> str | None:
+    """Where the file is on GitHub: in the base it came from, at the base commit served, or in
+    the guild's repository (None for a base commit this state does not name)."""
+    base = repository.layer_of(path) if repository is not None and path else None
+    if base is None:
+        return file_url(github_url, served.repository, commit, path)
+    return file_url(github_url, base, served.base_commit(base), path)
 
 
 def file_url(

@@ -90,6 +90,15 @@ def register(subparsers: Any) -> None:
     diff.add_argument("directory", metavar="DIR", help="the repository's root in a git checkout")
     diff.add_argument("--base", required=True, metavar="REF", help="the commit to compare with")
     diff.add_argument("--head", metavar="REF", help="the changed commit (default: working tree)")
+    diff.add_argument(
+        "--layer",
+        action="append",
+        default=[],
+        type=_base,
+        metavar="OWNER/NAME=DIR",
+        help="a local checkout of a base PATH `extends`, read under both commits (repeatable; "
+        "`--base` is the commit to compare with here)",
+    )
     _format_option(diff, "Markdown as the check run shows it ($GITHUB_STEP_SUMMARY, a comment)")
     diff.set_defaults(run=run_diff)
 
@@ -296,10 +305,11 @@ def run_diff(args: argparse.Namespace) -> int:
     except GitError as exc:
         print(f"guildprompts diff: {exc.strerror}", file=sys.stderr)
         return 2
-    if head is None:
+    bases = _read_bases(args.layer, "diff")
+    if head is None or bases is None:
         return 2
     _tolerant_stdout()
-    result = diff_files(base or None, head or None)
+    result = diff_files(base or None, head or None, bases=bases or None)
     if args.format == "json":
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     elif args.format == "github":

@@ -185,18 +185,27 @@ def diff_repositories(
     return RoutingDiff(len(contexts), tuple(changes), base_error, head_error, truncated)
 
 
-def diff_files(base: Mapping[str, bytes] | None, head: Mapping[str, bytes] | None) -> RoutingDiff:
-    """`diff_repositories` for two sets of files (None: no such commit, the built-in prompts)."""
-    base_repo, base_error = _load(base)
-    head_repo, head_error = _load(head)
+def diff_files(
+    base: Mapping[str, bytes] | None,
+    head: Mapping[str, bytes] | None,
+    *,
+    bases: Mapping[str, Mapping[str, bytes]] | None = None,
+) -> RoutingDiff:
+    """`diff_repositories` for two sets of files (None: no such commit, the built-in prompts),
+    both read over the same `bases` when their PATH `extends` some (what the change does,
+    base commits aside)."""
+    base_repo, base_error = _load(base, bases)
+    head_repo, head_error = _load(head, bases)
     return diff_repositories(base_repo, head_repo, base_error=base_error, head_error=head_error)
 
 
-def _load(files: Mapping[str, bytes] | None) -> tuple[PromptRepository | None, str | None]:
+def _load(
+    files: Mapping[str, bytes] | None, bases: Mapping[str, Mapping[str, bytes]] | None
+) -> tuple[PromptRepository | None, str | None]:
     if files is None:
         return None, None
     try:
-        return load_repository(files), None
+        return load_repository(files, bases=bases), None
     except RepositoryError as exc:
         return None, str(exc)
 

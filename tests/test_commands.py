@@ -259,6 +259,17 @@ async def test_status_shows_how_fresh_the_served_commit_is(
     assert f"Serving {text}." in reply.text
 
 
+async def test_status_of_a_guild_whose_base_broke_names_the_base_commit_it_keeps(
+    client: AsyncBridgeClient, script: Script
+) -> None:
+    """The commit is the same; a base push broke it: the line says which base still serves."""
+    base = {"repository": "guildprompts/base-pack", "ref": "main", "commit_sha": LATEST}
+    rejected = {**CONFIG, "last_sync_outcome": "rejected", "bases": [base, {"bad": 1}]}
+    script.answers[("GET", "config")] = (200, rejected)
+    reply = await show_status(client, MEMBER)
+    assert "still serving `0123456` with `guildprompts/base-pack@89abcde`" in reply.text
+
+
 async def test_status_when_guildprompts_is_down(client: AsyncBridgeClient, script: Script) -> None:
     script.answers[("GET", "config")] = httpx.ReadTimeout("slow")
     reply = await show_status(client, MEMBER)

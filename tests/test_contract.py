@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from github_app.github import ENDPOINTS, NotFound
+from github_app.github import ENDPOINTS, NotFound, RefHead
 from tests.contract.openapi import check_request, check_response, description
 from tests.fakegithub import FakeGitHub, LoggedRequest
 from tests.harness import GUILD, Harness, harness, prompt_files, valid_files
@@ -22,8 +22,9 @@ def _api_requests(fake: FakeGitHub) -> list[LoggedRequest]:
 async def _everything_the_app_does(world: Harness) -> None:
     """Drive every GitHub call of the App: installation, pushes (check runs with annotations,
     the archive of a large first sync), a rename, an empty repository, a private repository
-    read without access, the reconcile's conditional head request, deliveries and redelivery,
-    and the manifest conversion."""
+    read without access, the reconcile's conditional head request, a followed tag (lightweight
+    and annotated, conditional, missing), deliveries and redelivery, and the manifest
+    conversion."""
     world.bind(GUILD)
     bulk = {f"prompts/bulk/p{n:03}.md": f"prompt {n}\n" for n in range(60)}
     await world.push({**valid_files(GUILD), **bulk})  # a first sync past ARCHIVE_THRESHOLD
@@ -40,6 +41,22 @@ async def _everything_the_app_does(world: Harness) -> None:
     await github.get_branch_head(  # a conditional request: 304
         world.full_name, "main", etag=head[1], installation_id=world.installation_id
     )
+    world.fake.tag(world.full_name, "v1", "main")
+    world.fake.tag(world.full_name, "v2", "main", message="Release 2")
+    tag = await github.get_ref_head(world.full_name, "v1", installation_id=world.installation_id)
+    annotated = await github.get_ref_head(  # the ref, then its tag object
+        world.repository_id, "v2", kind="tags", installation_id=world.installation_id
+    )
+    assert isinstance(tag, RefHead) and isinstance(annotated, RefHead)
+    await github.get_ref_head(  # a conditional request on the tag's ref: 304
+        world.full_name,
+        "v2",
+        kind="tags",
+        etag=annotated.etag,
+        installation_id=world.installation_id,
+    )
+    with pytest.raises(NotFound):  # neither a branch nor a tag
+        await github.get_ref_head(world.full_name, "v3", installation_id=world.installation_id)
     world.fake.update_repo(world.full_name, new_full_name="octo-org/renamed")
     await github.get_repository(world.full_name, installation_id=world.installation_id)
     assert await github.get_repo_installation(world.full_name) is not None
@@ -71,6 +88,9 @@ async def test_every_request_and_answer_is_one_github_documents(sqlite_url: str)
             )
         statuses = {r.status for r in sent}
         assert {200, 201, 202, 301, 302, 304, 404, 409} <= statuses, statuses
+        routes = {r.endpoint.split("/git/", 1)[-1] for r in sent if "/git/" in r.endpoint}
+        assert {"ref/{ref:path}", "tags/{sha}"} <= routes, routes
+        assert any("/git/ref/tags/" in r.path and r.status == 304 for r in sent)
 
 
 def test_every_endpoint_the_app_names_is_documented() -> None:

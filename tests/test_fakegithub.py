@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -131,6 +132,108 @@ async def test_conditional_requests_answer_304_without_spending_rate_limit(
     assert changed.json()["object"]["sha"] == fake.head("octo/prompts", "main")
 
 
+async def test_tags_are_served_like_github(fake: FakeGitHub) -> None:
+    light = fake.tag("octo/prompts", "v1", "main")
+    annotated = fake.tag("octo/prompts", "v2", "main", message="Release 2")
+    nested = fake.tag("octo/prompts", "v2-ok", annotated, message="Approved")
+    repo = "/repos/octo/prompts"
+    async with http(fake) as client:
+        auth = {"Authorization": f"token {await mint(client, fake)}"}
+        lightweight = await client.get(f"{repo}/git/ref/tags/v1", headers=auth)
+        ref = await client.get(f"{repo}/git/ref/tags/v2", headers=auth)
+        tag = await client.get(f"{repo}/git/tags/{annotated}", headers=auth)
+        tag_of_tag = await client.get(f"{repo}/git/tags/{nested}", headers=auth)
+        missing = [
+            await client.get(path, headers=auth)
+            for path in (
+                f"{repo}/git/ref/tags/v3",
+                f"{repo}/git/ref/v1",  # a ref is named with its kind
+                f"{repo}/git/ref/heads/v1",
+                f"{repo}/git/tags/{fake.head_sha}",  # a commit is no tag object
+            )
+        ]
+        etag = {**auth, "If-None-Match": lightweight.headers["ETag"]}
+        unchanged = await client.get(f"{repo}/git/ref/tags/v1", headers=etag)
+        moved_to = fake.push("octo/prompts", "main", {"new.md": "x"})
+        fake.tag("octo/prompts", "v1", moved_to)
+        moved = await client.get(f"{repo}/git/ref/tags/v1", headers=etag)
+        fake.delete_tag("octo/prompts", "v1")
+        deleted = await client.get(f"{repo}/git/ref/tags/v1", headers=auth)
+    assert light == fake.head_sha == fake.tagged("octo/prompts", "v2-ok")
+    assert lightweight.json()["ref"] == "refs/tags/v1"
+    assert lightweight.json()["object"] | {"url": ""} == {
+        "sha": fake.head_sha,
+        "type": "commit",
+        "url": "",
+    }
+    assert ref.json()["object"]["sha"] == annotated and ref.json()["object"]["type"] == "tag"
+    assert tag.json()["sha"] == annotated and tag.json()["tag"] == "v2"
+    assert tag.json()["message"] == "Release 2\n"
+    assert (tag.json()["object"]["sha"], tag.json()["object"]["type"]) == (fake.head_sha, "commit")
+    assert (tag_of_tag.json()["object"]["sha"], tag_of_tag.json()["object"]["type"]) == (
+        annotated,
+        "tag",
+    )
+    assert [r.status_code for r in missing] == [404, 404, 404, 404]
+    assert unchanged.status_code == 304 and unchanged.content == b""
+    remaining = [int(r.headers["X-RateLimit-Remaining"]) for r in (unchanged, moved)]
+    assert remaining[1] == remaining[0] - 1  # the 304 spent nothing, the 200 one request
+    assert moved.status_code == 200 and moved.json()["object"]["sha"] == moved_to
+    assert deleted.status_code == 404
+    assert fake.tagged("octo/prompts", "v1") is None
+
+
+def test_tag_objects_hash_exactly_like_git(fake: FakeGitHub, tmp_path: Path) -> None:
+    annotated = fake.tag("octo/prompts", "v1", "main", message="Release 1")
+    nested = fake.tag("octo/prompts", "v1-ok", annotated, message="Approved")
+    git = ["git", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    for path, content in fake.files("octo/prompts", "main").items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(content)
+    subprocess.run([*git, "add", "-A"], check=True)
+    tree = subprocess.run([*git, "write-tree"], check=True, capture_output=True, text=True)
+    at = f"@{fake.repo('octo/prompts').commits[fake.head_sha]['at']} +0000"
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "GIT_AUTHOR_NAME": "Fake Author",
+        "GIT_AUTHOR_EMAIL": "author@example.com",
+        "GIT_AUTHOR_DATE": at,
+        "GIT_COMMITTER_NAME": "Fake Author",
+        "GIT_COMMITTER_EMAIL": "author@example.com",
+        "GIT_COMMITTER_DATE": at,
+    }
+    commit = subprocess.run(
+        [*git, "commit-tree", tree.stdout.strip(), "-m", "Update prompts"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout.strip()
+    tagger = {
+        **env,
+        "GIT_COMMITTER_NAME": "Fake Tagger",
+        "GIT_COMMITTER_EMAIL": "tagger@example.com",
+        "GIT_COMMITTER_DATE": f"@{int(fake.clock())} +0000",
+    }
+    subprocess.run([*git, "tag", "-a", "v1", "-m", "Release 1", commit], check=True, env=tagger)
+    subprocess.run(
+        [*git, "tag", "-a", "v1-ok", "-m", "Approved", "v1"],
+        check=True,
+        env=tagger,
+        capture_output=True,  # git hints that a tag of a tag is unusual
+    )
+    shas = subprocess.run(
+        [*git, "rev-parse", "refs/tags/v1", "refs/tags/v1-ok"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert commit == fake.head_sha
+    assert shas == [annotated, nested]
+
+
 async def test_check_runs_enforce_annotation_and_summary_limits(fake: FakeGitHub) -> None:
     note = {
         "path": "PATH",
@@ -212,6 +315,25 @@ def test_webhooks_are_signed_and_logged_as_deliveries(fake: FakeGitHub) -> None:
     deleted = fake.push_payload("octo/prompts", "main")
     assert (deleted["before"], deleted["after"]) == (fake.head_sha, ZERO_SHA)
     assert deleted["deleted"] is True and deleted["head_commit"] is None
+
+
+def test_a_tag_push_has_the_shape_of_githubs(fake: FakeGitHub) -> None:
+    tag_object = fake.tag("octo/prompts", "simple-tag", "main", message="Release")
+    created = fake.push_payload("octo/prompts", "refs/tags/simple-tag")
+    fake.delete_tag("octo/prompts", "simple-tag")
+    deleted = fake.push_payload("octo/prompts", "refs/tags/simple-tag")
+    real = json.loads((EXAMPLES / "push" / "payload.json").read_text())  # a deleted tag
+    assert set(real) - {"organization", "enterprise"} <= set(deleted)
+    for key in ("ref", "after", "created", "deleted", "commits", "head_commit"):
+        assert deleted[key] == real[key], key
+    assert deleted["before"] == tag_object
+    assert (created["ref"], created["before"], created["after"]) == (
+        "refs/tags/simple-tag",
+        ZERO_SHA,
+        tag_object,
+    )
+    assert created["created"] is True and created["commits"] == []
+    assert created["head_commit"]["id"] == fake.head_sha
 
 
 async def test_failure_injection_and_request_log(fake: FakeGitHub) -> None:

@@ -17,12 +17,14 @@ import vcr
 
 from github_app.auth import AppAuth
 from github_app.github import (
+    MAX_TAG_HOPS,
     NOT_MODIFIED,
     GitHubClient,
     GitHubError,
     InstallationUnavailable,
     NotFound,
     RateLimited,
+    RefHead,
     RetryPolicy,
     TransientError,
 )
@@ -92,6 +94,140 @@ async def test_branch_head_uses_etags_and_a_304_is_free(fake: FakeGitHub) -> Non
     ]
     assert calls[1][2] == calls[2][2] == calls[3][2] + 1  # the 304 spent nothing
     assert calls.who == ["app", *[fake.installation_id] * 4]
+
+
+HEADS = "GET /repos/{owner}/{repo}/git/ref/heads/{branch}"
+TAGS = "GET /repos/{owner}/{repo}/git/ref/tags/{tag}"
+TAG_OBJECT = "GET /repos/{owner}/{repo}/git/tags/{tag_sha}"
+
+
+async def test_a_followed_branch_costs_what_get_branch_head_costs(fake: FakeGitHub) -> None:
+    calls = Calls()
+    auth = {"installation_id": fake.installation_id}
+    async with fake.github_client(on_request=calls) as gh:
+        sha, etag = await gh.get_branch_head(REPO, "main", **auth)
+        start = len(calls)
+        head = await gh.get_ref_head(REPO, "main", **auth)
+        unchanged = await gh.get_ref_head(REPO, "main", kind=head.kind, etag=head.etag, **auth)
+        assert not isinstance(head, type(NOT_MODIFIED))
+        still = await gh.get_branch_head(REPO, "main", etag=head.etag, **auth)
+    assert head == RefHead(sha, etag, "heads")
+    assert unchanged is NOT_MODIFIED and still is NOT_MODIFIED  # one ETag for both methods
+    assert [c[:2] for c in calls[start:]] == [(HEADS, 200), (HEADS, 304), (HEADS, 304)]
+
+
+async def test_a_lightweight_tag_is_found_after_the_branch_and_then_read_first(
+    fake: FakeGitHub,
+) -> None:
+    fake.tag(REPO, "v1", "main")
+    calls = Calls()
+    auth = {"installation_id": fake.installation_id}
+    async with fake.github_client(on_request=calls) as gh:
+        first = await gh.get_ref_head(REPO, "v1", **auth)
+        assert isinstance(first, RefHead)
+        start = len(calls)
+        unchanged = await gh.get_ref_head(REPO, "v1", kind=first.kind, etag=first.etag, **auth)
+        by_id = await gh.get_ref_head(fake.repo_id, "v1", kind="tags", **auth)
+    assert first.sha == fake.head_sha and first.kind == "tags" and first.etag
+    assert unchanged is NOT_MODIFIED
+    assert isinstance(by_id, RefHead) and by_id.sha == fake.head_sha
+    assert [c[:2] for c in calls[1:start]] == [(HEADS, 404), (TAGS, 200)]
+    assert [c[:2] for c in calls[start:]] == [
+        (TAGS, 304),
+        ("GET /repositories/{repository_id}/git/ref/tags/{tag}", 200),
+    ]
+    assert calls[start - 1][2] == calls[start][2] == calls[start + 1][2] + 1  # 304: free
+
+
+async def test_an_annotated_tag_is_dereferenced_to_its_commit(fake: FakeGitHub) -> None:
+    tag_object = fake.tag(REPO, "v2", "main", message="Release 2")
+    nested = fake.tag(REPO, "v2-signed-off", tag_object, message="Approved")
+    calls = Calls()
+    auth = {"installation_id": fake.installation_id}
+    async with fake.github_client(on_request=calls) as gh:
+        head = await gh.get_ref_head(REPO, "v2", kind="tags", **auth)
+        assert isinstance(head, RefHead)
+        unchanged = await gh.get_ref_head(REPO, "v2", kind="tags", etag=head.etag, **auth)
+        start = len(calls)
+        deep = await gh.get_ref_head(fake.repo_id, "v2-signed-off", kind="tags", **auth)
+    assert tag_object != fake.head_sha and nested != tag_object
+    assert head.sha == fake.head_sha and head.kind == "tags"
+    assert unchanged is NOT_MODIFIED  # the tag ref's ETag: no tag object read either
+    assert isinstance(deep, RefHead) and deep.sha == fake.head_sha
+    assert [c[:2] for c in calls[1:start]] == [(TAGS, 200), (TAG_OBJECT, 200), (TAGS, 304)]
+    by_id = "GET /repositories/{repository_id}/git/tags/{tag_sha}"
+    assert [c[0] for c in calls[start:]][1:] == [by_id, by_id]
+
+
+async def test_a_moved_tag_is_read_in_one_request_and_its_old_etag_no_longer_matches(
+    fake: FakeGitHub,
+) -> None:
+    fake.tag(REPO, "stable", "main")
+    fake.tag(REPO, "release", "main", message="first")
+    calls = Calls()
+    auth = {"installation_id": fake.installation_id}
+    async with fake.github_client(on_request=calls) as gh:
+        light = await gh.get_ref_head(REPO, "stable", kind="tags", **auth)
+        annotated = await gh.get_ref_head(REPO, "release", kind="tags", **auth)
+        assert isinstance(light, RefHead) and isinstance(annotated, RefHead)
+        new_sha = fake.push(REPO, "main", {"summaries/daily.md": "v2"})
+        fake.tag(REPO, "stable", new_sha)
+        fake.tag(REPO, "release", new_sha, message="second")
+        start = len(calls)
+        moved = await gh.get_ref_head(REPO, "stable", kind="tags", etag=light.etag, **auth)
+        moved_annotated = await gh.get_ref_head(
+            REPO, "release", kind="tags", etag=annotated.etag, **auth
+        )
+    assert light.sha == annotated.sha == fake.head_sha
+    assert isinstance(moved, RefHead) and isinstance(moved_annotated, RefHead)
+    assert (moved.sha, moved_annotated.sha) == (new_sha, new_sha)
+    assert moved.etag != light.etag and moved_annotated.etag != annotated.etag
+    assert [c[:2] for c in calls[start:]] == [(TAGS, 200), (TAGS, 200), (TAG_OBJECT, 200)]
+
+
+async def test_a_ref_of_neither_kind_is_not_found_and_a_kind_that_changed_is_followed(
+    fake: FakeGitHub,
+) -> None:
+    calls = Calls()
+    auth = {"installation_id": fake.installation_id}
+    async with fake.github_client(on_request=calls) as gh:
+        with pytest.raises(NotFound):
+            await gh.get_ref_head(REPO, "nowhere", **auth)
+        with pytest.raises(NotFound):
+            await gh.get_ref_head(REPO, "nowhere", kind="tags", **auth)
+        fake.push(REPO, "next", {"README.md": "next"})
+        as_branch = await gh.get_ref_head(REPO, "next", **auth)
+        assert isinstance(as_branch, RefHead)
+        fake.delete_branch(REPO, "next")
+        fake.tag(REPO, "next", fake.head_sha)
+        start = len(calls)
+        as_tag = await gh.get_ref_head(
+            REPO, "next", kind=as_branch.kind, etag=as_branch.etag, **auth
+        )
+        fake.delete_tag(REPO, "next")
+        with pytest.raises(NotFound):
+            await gh.get_ref_head(REPO, "next", kind="tags", **auth)
+    assert [c[:2] for c in calls[1:5]] == [(HEADS, 404), (TAGS, 404), (TAGS, 404), (HEADS, 404)]
+    assert as_branch.kind == "heads"
+    assert isinstance(as_tag, RefHead) and (as_tag.kind, as_tag.sha) == ("tags", fake.head_sha)
+    assert [c[:2] for c in calls[start : start + 2]] == [(HEADS, 404), (TAGS, 200)]
+
+
+async def test_a_tag_of_no_commit_or_of_too_many_tags_is_an_error(fake: FakeGitHub) -> None:
+    tree = fake.repo(REPO).commits[fake.head_sha]["tree"]
+    fake.tag(REPO, "a-tree", tree, message="a tree")
+    target = fake.head_sha
+    for n in range(MAX_TAG_HOPS + 1):
+        target = fake.tag(REPO, "deep", target, message=f"level {n}")
+    auth = {"installation_id": fake.installation_id}
+    async with fake.github_client() as gh:
+        with pytest.raises(GitHubError, match="points to a tree, not a commit"):
+            await gh.get_ref_head(REPO, "a-tree", kind="tags", **auth)
+        with pytest.raises(GitHubError, match="nests too many tags"):
+            await gh.get_ref_head(REPO, "deep", kind="tags", **auth)
+        fake.tag(REPO, "deep", fake.head_sha, message="flat again")
+        flat = await gh.get_ref_head(REPO, "deep", kind="tags", **auth)
+    assert isinstance(flat, RefHead) and flat.sha == fake.head_sha
 
 
 async def test_tree_reports_paths_modes_symlinks_and_submodules(fake: FakeGitHub) -> None:
@@ -366,7 +502,12 @@ async def test_the_client_works_against_the_fake_on_loopback(fake: FakeGitHub) -
 
 CASSETTES = Path(__file__).parent / "cassettes"
 REPLAY_URL = "http://github-docs.invalid"
-DOCUMENTED = ("documented_content.yaml", "documented_moved.yaml", "documented_deliveries.yaml")
+DOCUMENTED = (
+    "documented_content.yaml",
+    "documented_moved.yaml",
+    "documented_deliveries.yaml",
+    "documented_tag.yaml",
+)
 # Before the documented token's expiry (2016-07-11T22:14:10Z): the JWT and the token are fresh.
 DOCS_CLOCK = datetime(2016, 7, 11, 21, 30, tzinfo=UTC).timestamp()
 
@@ -405,6 +546,13 @@ async def test_documented_ref_tree_and_blob_answers_are_read() -> None:
     assert (sha, etag) == ("aa218f56b14c9653891f9e74264a383fa43fefbd", 'W/"doc"')
     assert [(e.path, e.type, e.mode) for e in tree] == [("subdir/file.txt", "blob", "100644")]
     assert content == b"Content of the blob"
+
+
+async def test_a_documented_annotated_tag_is_followed_to_its_commit() -> None:
+    with _cassette("documented_tag.yaml"):
+        async with _client() as gh:
+            head = await gh.get_ref_head("octocat/Hello-World", "v0.0.1", installation_id=1000)
+    assert head == RefHead("c3d0be41ecbe669545ee3e94d31ed9a4bc91ee3c", 'W/"tag"', "tags")
 
 
 async def test_a_documented_301_leads_to_the_repository_by_id() -> None:

@@ -15,8 +15,11 @@ from typing import Any
 
 import pytest
 
+from github_app.loops import reconcile
 from github_app.store import installations, layers, serving, snapshots
 from github_app.store.models import BindingState, BranchStatus
+from github_app.sync import SyncRequest, sync
+from github_app.worker import Worker
 from promptrepo import Layer, files_from_directory, load_layers
 from promptrepo.layers import OWN
 from tests.harness import EXAMPLES, GUILD, OTHER_GUILD, Harness, harness
@@ -194,3 +197,79 @@ async def test_extending_a_base_that_extends_back_is_a_cycle(world: Harness) -> 
     stored = world.db(installations.repository_by_name, BASE)
     assert stored is not None
     assert world.db(serving.is_tracked, stored.id, "main"), "a base is tracked: its pushes sync"
+
+
+async def test_a_base_made_private_stops_serving_the_guilds_it_does_not_allow_at_once(
+    world: Harness,
+) -> None:
+    files = example("base")
+    files["PATH"] = files["PATH"] + f'allowed_guilds: ["{GUILD}"]\n'.encode()
+    await push_base(world, files)
+    world.bind(OTHER_GUILD)
+    await world.push(example("guild"))
+    await world.drain()
+    assert world.state(OTHER_GUILD).snapshot_id is not None, "a public base serves everyone"
+    world.fake.update_repo(BASE, private=True)
+    response = await world.deliver("repository", world.fake.repository_payload(BASE, "privatized"))
+    assert response.status_code == 202
+    assert await Worker(world.runtime, worker_id="one").run_once()  # the event alone
+    other = world.state(OTHER_GUILD)
+    assert other.snapshot_id is None and BASE in other.status_message
+    assert world.state(GUILD).snapshot_id is not None
+    await world.drain()  # the re-check queued by the event agrees
+    assert world.state(OTHER_GUILD).snapshot_id is None
+    assert world.state(GUILD).snapshot_id is not None
+    world.fake.update_repo(BASE, private=False)
+    await world.deliver("repository", world.fake.repository_payload(BASE, "publicized"))
+    await world.drain()
+    assert world.state(OTHER_GUILD).snapshot_id is not None, "served again once public"
+
+
+async def test_a_base_moving_while_a_commit_is_composed_is_not_missed(
+    world: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guild repository's first commit is composed over the base's commit A; the base then
+    goes live at B before that commit concludes. No rebase can be queued for it yet (the base
+    does not know it as a dependent), so its conclusion must see B and compose again."""
+    from github_app.sync.flow import _Run
+
+    await push_base(world, example("base"))  # the base is read and live at A
+    files = example("base")
+    files["prompts/discussion.md"] += b"\nSecond edition.\n"
+    moved: list[str] = []
+    compose_once = _Run._validated
+
+    async def base_moves_meanwhile(self: _Run, *args: Any, **kwargs: Any) -> Any:
+        commit = await compose_once(self, *args, **kwargs)
+        if self.request.full_name == world.full_name and not moved:
+            moved.append(world.fake.push(BASE, "main", dict(files)))
+            stored = world.db(installations.repository_by_name, BASE)
+            await sync(world.runtime, SyncRequest(stored.id, BASE, "main", None, "reconcile"))
+        return commit
+
+    monkeypatch.setattr(_Run, "_validated", base_moves_meanwhile)
+    await world.push(example("guild"))
+    await world.drain()
+    assert moved
+    state = world.state()
+    assert [layer.commit_sha for layer in state.layers] == moved, "composed again over B"
+
+
+async def test_a_base_followed_at_a_tag_is_read_there_and_moves_with_it(world: Harness) -> None:
+    world.fake.tag(BASE, "v1", "main", message="the first pack")  # an annotated tag
+    files = example("guild")
+    files["PATH"] = files["PATH"].replace(b"@main", b"@v1")
+    await world.push(files)
+    await world.drain()
+    state = world.state()
+    v1 = world.fake.tagged(BASE, "v1")
+    assert [(layer.ref, layer.commit_sha) for layer in state.layers] == [("v1", v1)]
+    changed = example("base")
+    changed["prompts/discussion.md"] += b"\nSecond edition.\n"
+    world.fake.push(BASE, "main", changed)
+    world.fake.tag(BASE, "v1", "main", message="the second pack")  # moved: no webhook serves it
+    assert await reconcile(world.runtime) >= 1
+    await world.drain()
+    moved = world.fake.tagged(BASE, "v1")
+    assert moved != v1
+    assert [layer.commit_sha for layer in world.state().layers] == [moved]

@@ -123,6 +123,8 @@ def test_github_requests_by_template_status_and_rate_limit_per_installation() ->
             "GET https://ghe.example/api/v3/repos/o/r/git/blobs/f00d",
             "GET /repos/{owner}/{repo}/git/blobs/{sha}",
         ),
+        ("GET /repos/o/r/git/ref/tags/v1", "GET /repos/{owner}/{repo}/git/ref/{ref}"),
+        ("GET /repos/o/r/git/tags/940bd33", "GET /repos/{owner}/{repo}/git/tags/{tag_sha}"),
         ("PATCH /repos/o/r/check-runs/77", "PATCH /repos/{owner}/{repo}/check-runs/{id}"),
         ("GET /repos/o/r/branches/feature/x", "GET /repos/{owner}/{repo}/branches/{branch}"),
         ("GET /repos/o/r/", "GET /repos/{owner}/{repo}"),

@@ -147,6 +147,33 @@ def test_cli_diff_working_tree_and_two_commits(checkout: Path) -> None:
     assert json.loads(reverse.stdout)["changes"][0]["parameters"] == {"temperature": [0.5, 0.2]}
 
 
+def test_cli_diff_of_a_layered_repository_reads_both_commits_over_the_bases(
+    tmp_path: Path,
+) -> None:
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    root = tmp_path / "guild"
+    root.mkdir()
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "config", "user.email", "t@example.com")
+    _git(root, "config", "user.name", "t")
+    for path in (examples / "guild").rglob("*"):
+        if path.is_file():
+            target = root / path.relative_to(examples / "guild")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    _git(root, "add", "-A")
+    _git(root, "commit", "-qm", "guild")
+    layer = f"guildprompts/base-pack={examples / 'base'}"
+    (root / "prompts" / "meeting.md").unlink()  # the base's meeting prompt serves again
+    text = run("diff", root, "--base", "HEAD", "--layer", layer, "--format", "json")
+    assert text.returncode == 0, text.stderr
+    result = json.loads(text.stdout)
+    assert result["changed"] and result["base_error"] is None and result["head_error"] is None
+    assert any(change["base"] == "prompts/meeting.md" for change in result["changes"])
+    without = json.loads(run("diff", root, "--base", "HEAD", "--format", "json").stdout)
+    assert without["head_error"], "without the base the repository cannot be read"
+
+
 def test_cli_diff_of_a_subdirectory_and_bad_refs(checkout: Path) -> None:
     sub = checkout / "prompts-repo"
     write(sub, BASE)

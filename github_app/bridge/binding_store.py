@@ -20,11 +20,19 @@ from github_app.store import (
     branches,
     deliveries,
     installations,
+    layers,
     pins,
     serving,
     snapshots,
 )
-from github_app.store.models import BranchStatus, DeliveryState, PendingBinding, Repository
+from github_app.store.models import (
+    BranchStatus,
+    DeliveryState,
+    PendingBinding,
+    Repository,
+    Snapshot,
+    TrackedBranch,
+)
 from github_app.store.serving import GuildState
 from github_app.sync import jobs
 
@@ -168,9 +176,25 @@ def decide(
             "the binding of this server was changed by someone "
             "else meanwhile: look at it with the config and try again if needed",
         )
-    if running:
+    if running or _waits_for_bases(session, pending):
         return None
     return _why_pending(session, guild_id, pending, delivery, install_url)
+
+
+def _waits_for_bases(session: Session, pending: PendingBinding) -> bool:
+    """The branch's commit was read and waits for a base it `extends` to be read (the branch
+    stays pending): the request completes by itself once it is, like a sync still running."""
+    repository = _pending_repository(session, pending)
+    if repository is None:
+        return False
+    tracked = branches.get_branch(
+        session, repository.id, pending.branch or repository.default_branch
+    )
+    return (
+        tracked is not None
+        and tracked.status == BranchStatus.PENDING
+        and tracked.latest_sha is not None
+    )
 
 
 def _why_pending(
@@ -214,7 +238,7 @@ def _why_pending(
     latest = None
     if tracked is not None and tracked.latest_sha:
         latest = snapshots.find_snapshot(session, repository.id, tracked.latest_sha)
-    if latest is not None and not latest.valid:
+    if latest is not None and not _checked_valid(tracked, latest):
         diagnostics = list(latest.diagnostics)
         return Refusal(
             422,
@@ -255,6 +279,15 @@ def _why_pending(
     return Refusal(502 if failed else 422, "sync_failed" if failed else "not_synced", reason)
 
 
+def _checked_valid(tracked: TrackedBranch | None, latest: Snapshot) -> bool:
+    """Is the branch's latest commit valid? A commit that extends bases is valid or not with
+    the base commits it is checked with: it is when the branch serves it (its snapshot's own
+    flag records its first check; one waiting for a base is `_waits_for_bases`)."""
+    if latest.valid or tracked is None:
+        return latest.valid
+    return tracked.active_snapshot_id == latest.id
+
+
 def _last_sync_message(
     session: Session, repository_id: int, branch: str, since: datetime
 ) -> str | None:
@@ -286,6 +319,9 @@ def _live_already(
         return False  # a newer head is being synced: let that sync decide
     if not installations.has_app_access(session, repository.id):
         return False
+    for base in layers.layers_from(tracked.active_layers):  # a private base allows it too
+        if base.private and guild_id not in snapshots.allowed_guilds(session, base.snapshot_id):
+            return False
     return not repository.private or guild_id in snapshots.allowed_guilds(session, active.id)
 
 
@@ -355,6 +391,15 @@ def _live_view(state: GuildState, github_url: str) -> dict[str, Any]:
         "version": state.version,
         "install_url": None,
         "pinned": pin_view(state),
+        "bases": [
+            {
+                "repository": layer.name,
+                "ref": layer.ref,
+                "commit_sha": layer.commit_sha,
+                "repo_url": f"{github_url}/{layer.name}",
+            }
+            for layer in state.layers
+        ],
     }
 
 

@@ -11,7 +11,9 @@
   one (from its history).
 - `GET /guilds/{id}/history?limit=N`: the guild's last activations, newest first, and its pin.
 
-The pin itself lives in `store.pins` and is applied where guild states are read
+A commit whose PATH `extends` bases is pinned with base commits (`store.layers`): the ones the
+guild is served with when it pins the commit it serves, else the ones its branch is served with
+now. The pin itself lives in `store.pins` and is applied where guild states are read
 (`store.serving`), so the resolver cache and every other reader serve it with no hook of their
 own. Mounted by `bridge.routes` (`pin_routes`).
 """
@@ -32,10 +34,11 @@ from starlette.routing import Route
 
 from github_app.bridge.binding_store import Refusal, pin_view
 from github_app.store import branches, deliveries, history, pins, serving, snapshots
+from github_app.store.layers import Layers, layers_from
 from github_app.store.models import BindingState, DeliveryState, Snapshot
 from github_app.store.serving import GuildState
 from github_app.sync import jobs
-from promptrepo import RepositoryError, load_repository
+from promptrepo.layers import extends_of
 
 __all__ = ["pin_routes"]
 
@@ -145,6 +148,7 @@ def status_view(state: GuildState) -> dict[str, Any]:
         "branch": state.effective_branch,
         "active_sha": state.commit_sha,
         "branch_sha": state.branch_sha,
+        "bases": [layer.label for layer in state.layers],
         "pinned": pin_view(state),
         "status_message": state.status_message,
     }
@@ -221,8 +225,35 @@ def _apply(
 ) -> int:
     check_valid(snapshot)
     check_readable(session, state, snapshot)
-    pins.set_pin(session, state.guild_id, snapshot, actor=actor, reason=reason, keep=keep)
+    layers = pinned_layers(session, state, snapshot)
+    pins.set_pin(
+        session, state.guild_id, snapshot, actor=actor, reason=reason, keep=keep, layers=layers
+    )
     return branches.current_generation(session)
+
+
+def pinned_layers(session: Session, state: GuildState, snapshot: Snapshot) -> Layers:
+    """The base commits a pin of `snapshot` is served with: the guild's own when it is the
+    commit the guild serves now, else its branch's active ones; none for a commit whose PATH
+    extends nothing. 409 when the commit extends a base the branch is not served with (it
+    could not be served whole)."""
+    if snapshot.id == state.snapshot_id:
+        return state.layers
+    extends = extends_of(snapshots.snapshot_files(session, snapshot.id))
+    if not extends:
+        return ()
+    tracked = branches.get_branch(session, snapshot.repository_id, state.effective_branch or "")
+    layers = layers_from(tracked.active_layers if tracked is not None else None)
+    served = {layer.name.lower() for layer in layers}
+    missing = [str(ref) for ref in extends if ref.repository.lower() not in served]
+    if missing:
+        raise Refusal(
+            409,
+            "bases_differ",
+            f"commit {snapshot.commit_sha[:7]} extends {', '.join(missing)}, which "
+            f"{state.effective_branch or 'the branch'} is not served with: it cannot be pinned",
+        )
+    return layers
 
 
 def check_valid(snapshot: Snapshot) -> None:
@@ -242,12 +273,7 @@ def check_readable(session: Session, state: GuildState, snapshot: Snapshot) -> N
     guild's own token must list the guild in that commit's `allowed_guilds` (403 otherwise)."""
     if not state.private or state.has_token:
         return
-    files = snapshots.snapshot_files(session, snapshot.id)
-    try:
-        allowed = load_repository(files).allowed_guilds
-    except RepositoryError:
-        allowed = ()
-    if state.guild_id not in allowed:
+    if state.guild_id not in snapshots.allowed_guilds(session, snapshot.id):
         raise Refusal(
             403,
             "no_access",

@@ -5,6 +5,10 @@ context) with no TTL: a push invalidates by switching the guild's active snapsho
 the old entries are simply never looked up again (and are dropped once no guild is served from
 them, so content of a repository that lost access leaves memory too).
 
+What a guild is served is keyed by its serving key (`store.layers.serving_key`): the snapshot id,
+or `own+base+...` when its PATH `extends` bases, so a push to a base (a new key) switches every
+guild built on it the same way. Everything below that says "snapshot" is per serving key.
+
 Memory scales with repositories, not guilds:
 - the guild map, `guild id -> Served` (promptrepo.answer), loaded from `serving.all_guild_states`
   at start and again whenever the activation generation changes (see
@@ -15,7 +19,7 @@ Memory scales with repositories, not guilds:
   leaves the guild out, so every guild on that snapshot shares one answer per context;
 - parsed snapshots (`LoadedSnapshot`: the `PromptRepository`, plus the content digest and the
   encoded files the stream sends) in an LRU bounded in bytes (SNAPSHOT_CACHE_BYTES), loaded once
-  per snapshot on the first miss (one database read, parsed in a thread).
+  per serving key on the first miss (one database read of every layer, parsed in a thread).
 
 `lookup` is the hit path: synchronous, no database, no network, no await. `resolve` is the
 miss path. Both must be called from the event loop that serves the bridge. Listeners
@@ -42,11 +46,19 @@ from sqlalchemy.orm import Session
 
 from github_app import metrics
 from github_app.runtime import Runtime
-from github_app.store import branches, previews, serving, snapshots
+from github_app.store import branches, layers, previews, serving, snapshots
 from github_app.store.models import BindingState
 from github_app.store.previews import ActivePreview
 from github_app.store.serving import GuildState
-from promptrepo import Context, ContextError, PromptRepository, RepositoryError, load_repository
+from promptrepo import (
+    Context,
+    ContextError,
+    Layer,
+    PromptRepository,
+    RepositoryError,
+    load_layers,
+    load_repository,
+)
 from promptrepo.answer import (
     GUILD_ID,
     UNBOUND,
@@ -56,6 +68,7 @@ from promptrepo.answer import (
     uses_guild,
     without_guild,
 )
+from promptrepo.layers import OWN
 
 __all__ = [
     "GUILD_ID",
@@ -73,6 +86,8 @@ log = logging.getLogger("guildprompts.bridge.cache")
 SNAPSHOT_BYTES = 256 * 1024 * 1024  # default byte budget of parsed snapshots
 CHANGE_LOG = 256  # generations whose changed guilds are remembered (stream resumes)
 Query = tuple[tuple[str, Any], ...]
+Key = int | str  # a serving key: snapshot id, or "own+base+..." (store.layers.serving_key)
+Files = Mapping[str, bytes]
 _CROSS_LOOP_WAIT = 10.0  # seconds an announcement from another loop waits for the reload
 _PARSED_OVERHEAD = 3  # a parsed snapshot takes about this many times its files' bytes
 
@@ -101,9 +116,9 @@ class ServedPrompt:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class LoadedSnapshot:
-    """One parsed snapshot, ready to resolve from."""
+    """One parsed serving key (a snapshot and its bases), ready to resolve from."""
 
-    snapshot_id: int
+    key: Key
     repository: PromptRepository
     guild_dependent: bool  # a file names the `guild` variable: answers differ per guild
     size: int  # bytes it is accounted for in the LRU
@@ -138,14 +153,19 @@ def serving_of(state: GuildState | None) -> Served:
     else:
         message = "not synced yet: built-in defaults until the first sync succeeds"
     return Served(
-        snapshot=state.snapshot_id,
+        snapshot=state.serving_key,
         repository=state.repository_full_name,
         branch=state.effective_branch or state.branch,
         commit_sha=state.commit_sha,
         is_stale=state.is_stale,
         status_message=message,
         bound=True,
+        bases=_bases(state.layers) if state.snapshot_id is not None else (),
     )
+
+
+def _bases(served: layers.Layers) -> tuple[tuple[str, str], ...]:
+    return tuple((layer.name, layer.commit_sha) for layer in served)
 
 
 def context_for(guild_id: str, query: Query) -> Context:
@@ -170,8 +190,9 @@ def _load_states(
 
 
 def preview_serving(preview: ActivePreview, state: GuildState | None) -> Served | None:
-    """What a channel previewing a pull request is served: its head, while the guild's binding
-    serves the same repository (None: the channel gets the guild's own answers)."""
+    """What a channel previewing a pull request is served: its head over the bases the guild
+    is served with, while the guild's binding serves the same repository (None: the channel
+    gets the guild's own answers)."""
     if (
         state is None
         or state.repository_id != preview.repository_id
@@ -180,7 +201,7 @@ def preview_serving(preview: ActivePreview, state: GuildState | None) -> Served 
     ):
         return None
     return Served(
-        snapshot=preview.snapshot_id,
+        snapshot=layers.serving_key(preview.snapshot_id, state.layers),
         repository=state.repository_full_name,
         branch=f"pull/{preview.pull_number}/head",
         commit_sha=preview.commit_sha,
@@ -188,29 +209,62 @@ def preview_serving(preview: ActivePreview, state: GuildState | None) -> Served 
         status_message=f"previewing pull request #{preview.pull_number} "
         f"({preview.commit_sha[:7]}) in this channel; the rest of the server keeps its branch",
         bound=True,
+        bases=_bases(state.layers),
     )
 
 
-def _loaded(snapshot_id: int, files: Mapping[str, bytes]) -> LoadedSnapshot:
-    """Parse a snapshot (runs in a thread)."""
-    raw = sum(len(content) for content in files.values())
+def _read_layers(session: Session, key: Key) -> list[Layer] | None:
+    """Every layer of a serving key in one transaction: its own snapshot's files, then each
+    base's, named `owner/name` (None when one of them is gone: purged)."""
+    ids = layers.snapshot_ids(key)
+    names = layers.layer_names(session, ids[1:])
+    found = [Layer(OWN, snapshots.snapshot_files(session, ids[0]))]
+    for snapshot_id in ids[1:]:
+        files = snapshots.snapshot_files(session, snapshot_id)
+        if snapshot_id not in names or not files:
+            return None
+        found.append(Layer(names[snapshot_id], files))
+    return found if found[0].files else None
+
+
+def _loaded(key: Key, stack: list[Layer]) -> LoadedSnapshot:
+    """Parse a serving key's layers (runs in a thread)."""
+    raw = sum(len(content) for layer in stack for content in layer.files.values())
     return LoadedSnapshot(
-        snapshot_id=snapshot_id,
-        repository=load_repository(files),
-        guild_dependent=uses_guild(files),
+        key=key,
+        repository=load_layers(stack) if len(stack) > 1 else load_repository(stack[0].files),
+        guild_dependent=any(uses_guild(layer.files) for layer in stack),
         size=raw * _PARSED_OVERHEAD + 4096,
     )
 
 
-def _encoded(files: Mapping[str, bytes]) -> tuple[str, bytes]:
-    """A snapshot as the stream sends it: its content digest and `{"path": "text"}` as JSON
-    (runs in a thread). Equal files, equal digest, whatever the snapshot's id."""
+def _encoded(stack: list[Layer]) -> tuple[str, bytes]:
+    """A serving key as the stream sends it: its content digest and the `snapshot` event's
+    JSON, `{"digest", "files": {path: text}, "layers"?: [{"name", "files"}]}` (runs in a
+    thread). Equal layers, equal digest, whatever the snapshots' ids. Every part is hashed
+    with its length, so no content can pass for another split into files or layers."""
     digest = hashlib.blake2b(digest_size=16)
-    texts: dict[str, str] = {}
-    for path in sorted(files):
-        digest.update(path.encode() + b"\0" + files[path] + b"\0")
-        texts[path] = files[path].decode("utf-8", "replace")
-    return digest.hexdigest(), json.dumps(texts, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def part(data: bytes) -> None:
+        digest.update(len(data).to_bytes(8, "big") + data)
+
+    def texts(files: Files) -> dict[str, str]:
+        part(str(len(files)).encode())
+        for path in sorted(files):
+            part(path.encode())
+            part(files[path])
+        return {path: files[path].decode("utf-8", "replace") for path in sorted(files)}
+
+    own = texts(stack[0].files)
+    bases = []
+    for layer in stack[1:]:
+        part(layer.name.encode())
+        bases.append({"name": layer.name, "files": texts(layer.files)})
+    body: dict[str, Any] = {"digest": digest.hexdigest(), "files": own}
+    if bases:
+        body["layers"] = bases
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return body["digest"], data
 
 
 def _with_guild(context: Context, guild_id: str) -> Context:
@@ -236,18 +290,18 @@ class ResolverCache:
         self._preview_guilds: frozenset[str] = frozenset()
         self._interned: dict[Served, Served] = {}
         self._live: frozenset[Served] = frozenset({UNBOUND})
-        self._live_snapshots: frozenset[int] = frozenset()
+        self._live_snapshots: frozenset[Key] = frozenset()
         self._entries: OrderedDict[tuple[Served, str], ServedPrompt] = OrderedDict()
         # raw query -> (its context key without the guild, that context): the same for all guilds
         self._contexts: dict[Query, tuple[str, Context]] = {}
-        self._snapshots: OrderedDict[int, LoadedSnapshot] = OrderedDict()
+        self._snapshots: OrderedDict[Key, LoadedSnapshot] = OrderedDict()
         self._snapshot_bytes = 0
-        self._dependence_known: set[int] = set()  # live snapshots parsed at least once
-        self._guild_dependent: set[int] = set()  # ... and whose answers depend on the guild
-        self._encoded: OrderedDict[int, tuple[str, bytes]] = OrderedDict()  # for the stream
+        self._dependence_known: set[Key] = set()  # live keys parsed at least once
+        self._guild_dependent: set[Key] = set()  # ... and whose answers depend on the guild
+        self._encoded: OrderedDict[Key, tuple[str, bytes]] = OrderedDict()  # for the stream
         self._encoded_bytes = 0
-        self._loading: dict[int, asyncio.Future[LoadedSnapshot | None]] = {}
-        self._freshness: dict[int, Freshness] = {}
+        self._loading: dict[Key, asyncio.Future[LoadedSnapshot | None]] = {}
+        self._freshness: dict[Key, Freshness] = {}
         self._changes: deque[tuple[int, frozenset[str]]] = deque()
         self._changes_floor = 0  # the changes after this generation are all in `_changes`
         self._listeners: list[Listener] = []
@@ -270,8 +324,8 @@ class ResolverCache:
         if known is None:
             return None
         served_state = self._serving_for(guild_id, known[1])
-        snapshot_id = served_state.snapshot
-        if snapshot_id is not None and snapshot_id not in self._dependence_known:
+        key_id = served_state.snapshot
+        if key_id is not None and key_id not in self._dependence_known:
             return None
         key = (served_state, self._key_text(served_state, known, guild_id))
         answer = self._entries.get(key)
@@ -303,19 +357,19 @@ class ResolverCache:
         retried = False
         while True:
             served_state = self._serving_for(guild_id, known[1])
-            snapshot_id = served_state.snapshot
+            key_id = served_state.snapshot
             loaded = None
-            if snapshot_id is not None and snapshot_id not in self._dependence_known:
-                loaded = await self.snapshot(int(snapshot_id))
+            if key_id is not None and key_id not in self._dependence_known:
+                loaded = await self.snapshot(key_id)
             key = (served_state, self._key_text(served_state, known, guild_id))
             answer = self._entries.get(key)
             if answer is not None:
                 self._entries.move_to_end(key)
                 metrics.record_resolve(True, time.perf_counter() - started)
                 return answer
-            if snapshot_id is not None and loaded is None:
-                loaded = await self.snapshot(int(snapshot_id))
-            if snapshot_id is not None and loaded is None and not retried:
+            if key_id is not None and loaded is None:
+                loaded = await self.snapshot(key_id)
+            if key_id is not None and loaded is None and not retried:
                 retried = True
                 await self.reload()  # purged or replaced meanwhile: look again
                 continue
@@ -343,10 +397,9 @@ class ResolverCache:
             current = self._previews.get((guild_id, channel), current)
         repository = None
         if current.snapshot is not None:
-            snapshot_id = int(current.snapshot)
-            loaded = self._snapshots.get(snapshot_id)
+            loaded = self._snapshots.get(current.snapshot)
             if loaded is None:
-                loaded = await self._read_snapshot(snapshot_id)
+                loaded = await self._read_snapshot(current.snapshot)
             repository = loaded.repository if loaded is not None else None
         answer = build_answer(current, context, repository, self._github_url).to_json()
         return Preview(answer, state, context)
@@ -393,67 +446,67 @@ class ResolverCache:
 
     # ---- parsed snapshots ---------------------------------------------------------------------
 
-    async def snapshot(self, snapshot_id: int) -> LoadedSnapshot | None:
-        """The parsed snapshot; concurrent misses on one snapshot share a single load."""
-        loaded = self._snapshots.get(snapshot_id)
+    async def snapshot(self, key: Key) -> LoadedSnapshot | None:
+        """The parsed serving key; concurrent misses on one key share a single load."""
+        loaded = self._snapshots.get(key)
         if loaded is not None:
-            self._snapshots.move_to_end(snapshot_id)
+            self._snapshots.move_to_end(key)
             return loaded
-        loading = self._loading.get(snapshot_id)
+        loading = self._loading.get(key)
         if loading is None:
-            loading = asyncio.ensure_future(self._load_snapshot(snapshot_id))
-            self._loading[snapshot_id] = loading
-            loading.add_done_callback(lambda _done: self._loading.pop(snapshot_id, None))
+            loading = asyncio.ensure_future(self._load_snapshot(key))
+            self._loading[key] = loading
+            loading.add_done_callback(lambda _done: self._loading.pop(key, None))
         return await asyncio.shield(loading)
 
-    async def _load_snapshot(self, snapshot_id: int) -> LoadedSnapshot | None:
-        loaded = await self._read_snapshot(snapshot_id)
-        if loaded is not None and snapshot_id in self._live_snapshots:
+    async def _load_snapshot(self, key: Key) -> LoadedSnapshot | None:
+        loaded = await self._read_snapshot(key)
+        if loaded is not None and key in self._live_snapshots:
             self._keep(loaded)
         return loaded
 
     def _keep(self, loaded: LoadedSnapshot) -> None:
-        previous = self._snapshots.pop(loaded.snapshot_id, None)
+        previous = self._snapshots.pop(loaded.key, None)
         if previous is not None:
             self._snapshot_bytes -= previous.size
-        self._snapshots[loaded.snapshot_id] = loaded
+        self._snapshots[loaded.key] = loaded
         self._snapshot_bytes += loaded.size
-        self._dependence_known.add(loaded.snapshot_id)
+        self._dependence_known.add(loaded.key)
         if loaded.guild_dependent:
-            self._guild_dependent.add(loaded.snapshot_id)
+            self._guild_dependent.add(loaded.key)
         while self._snapshot_bytes > self._snapshot_budget and len(self._snapshots) > 1:
             self._forget(next(iter(self._snapshots)))
 
-    def _forget(self, snapshot_id: int) -> None:
-        dropped = self._snapshots.pop(snapshot_id, None)
+    def _forget(self, key: Key) -> None:
+        dropped = self._snapshots.pop(key, None)
         if dropped is not None:
             self._snapshot_bytes -= dropped.size
 
-    async def _read_snapshot(self, snapshot_id: int) -> LoadedSnapshot | None:
-        files = await self.runtime.run_db(snapshots.snapshot_files, snapshot_id)
+    async def _read_snapshot(self, key: Key) -> LoadedSnapshot | None:
+        stack = await self.runtime.run_db(_read_layers, key)
         self.repositories_loaded += 1
-        if not files:
+        if stack is None:
             return None  # purged since the guild map was loaded
         try:
-            return await anyio.to_thread.run_sync(_loaded, snapshot_id, files)
+            return await anyio.to_thread.run_sync(_loaded, key, stack)
         except RepositoryError as exc:
-            log.error("active snapshot %s cannot be loaded: %s", snapshot_id, exc)
+            log.error("active snapshot %s cannot be loaded: %s", key, exc)
             return None
 
-    async def snapshot_event(self, snapshot_id: int) -> tuple[str, bytes] | None:
-        """The snapshot as the stream sends it (digest, files as JSON); None once purged.
-        Kept in a small LRU (an eighth of the snapshot budget): a new commit is read once
-        for every connected bot."""
-        encoded = self._encoded.get(snapshot_id)
+    async def snapshot_event(self, key: Key) -> tuple[str, bytes] | None:
+        """A serving key as the stream sends it (digest, the `snapshot` event's JSON); None
+        once purged. Kept in a small LRU (an eighth of the snapshot budget): a new commit is
+        read once for every connected bot."""
+        encoded = self._encoded.get(key)
         if encoded is not None:
-            self._encoded.move_to_end(snapshot_id)
+            self._encoded.move_to_end(key)
             return encoded
-        files = await self.runtime.run_db(snapshots.snapshot_files, snapshot_id)
-        if not files:
+        stack = await self.runtime.run_db(_read_layers, key)
+        if stack is None:
             return None
-        encoded = await anyio.to_thread.run_sync(_encoded, files)
-        if snapshot_id in self._live_snapshots and snapshot_id not in self._encoded:
-            self._encoded[snapshot_id] = encoded
+        encoded = await anyio.to_thread.run_sync(_encoded, stack)
+        if key in self._live_snapshots and key not in self._encoded:
+            self._encoded[key] = encoded
             self._encoded_bytes += len(encoded[1])
             while self._encoded_bytes > self._snapshot_budget // 8 and len(self._encoded) > 1:
                 self._encoded_bytes -= len(self._encoded.popitem(last=False)[1][1])
@@ -473,7 +526,7 @@ class ResolverCache:
         """When the served commit went live (None for the built-in defaults)."""
         if served_state.snapshot is None:
             return None
-        return self._freshness.get(int(served_state.snapshot))
+        return self._freshness.get(served_state.snapshot)
 
     def changes_since(self, generation: int) -> frozenset[str] | None:
         """Guilds whose state changed after `generation`; None when that is no longer known
@@ -578,9 +631,10 @@ class ResolverCache:
         changed = self._guilds.get(state.guild_id, UNBOUND) != shared
         self._guilds[state.guild_id] = shared
         self._live = self._live | {shared}
-        if state.snapshot_id is not None:
-            self._live_snapshots = self._live_snapshots | {state.snapshot_id}
-            self._freshness[state.snapshot_id] = Freshness(state.activated_at, state.head_at)
+        key = state.serving_key
+        if key is not None:
+            self._live_snapshots = self._live_snapshots | {key}
+            self._freshness[key] = Freshness(state.activated_at, state.head_at)
         self._generation = generation
         self._record(generation, frozenset({state.guild_id}) if changed else frozenset())
 
@@ -598,11 +652,11 @@ class ResolverCache:
             return shared
 
         guilds: dict[str, Served] = {}
-        freshness: dict[int, Freshness] = {}
+        freshness: dict[Key, Freshness] = {}
         for guild_id, state in states.items():
             guilds[guild_id] = intern(serving_of(state))
-            if state.snapshot_id is not None:
-                freshness[state.snapshot_id] = Freshness(state.activated_at, state.head_at)
+            if state.serving_key is not None:
+                freshness[state.serving_key] = Freshness(state.activated_at, state.head_at)
         channels: dict[tuple[str, str], Served] = {}
         for preview in active:
             found = preview_serving(preview, states.get(preview.guild_id))
@@ -622,17 +676,17 @@ class ResolverCache:
         self._preview_guilds = frozenset(guild for guild, _ in channels)
         live = set(interned)
         live.add(UNBOUND)
-        snapshots_live = frozenset(int(s.snapshot) for s in live if s.snapshot is not None)
+        snapshots_live = frozenset(s.snapshot for s in live if s.snapshot is not None)
         self._guilds, self._interned, self._live = guilds, interned, frozenset(live)
         self._live_snapshots, self._freshness = snapshots_live, freshness
         was_loaded = self._loaded
         self._generation, self._loaded = generation, True
         for key in [key for key in self._entries if key[0] not in self._live]:
             del self._entries[key]
-        for snapshot_id in [s for s in self._snapshots if s not in snapshots_live]:
-            self._forget(snapshot_id)
-        for snapshot_id in [s for s in self._encoded if s not in snapshots_live]:
-            self._encoded_bytes -= len(self._encoded.pop(snapshot_id)[1])
+        for gone in [s for s in self._snapshots if s not in snapshots_live]:
+            self._forget(gone)
+        for gone in [s for s in self._encoded if s not in snapshots_live]:
+            self._encoded_bytes -= len(self._encoded.pop(gone)[1])
         self._guild_dependent &= snapshots_live
         self._dependence_known &= snapshots_live
         if not was_loaded:

@@ -3,12 +3,15 @@
 Server-Sent Events over the resolver cache's guild map (so a bot learns of an activation as soon
 as this process does, and the stream costs no query of its own). Events, in order:
 - `hello` `{"github_url", "generation", "resumed"}`: once per connection;
-- `snapshot` `{"digest", "files": {path: text}}`: a snapshot's content, content-addressed and
-  sent once per connection however many guilds use it, always before the first `guild` event
-  that names it;
+- `snapshot` `{"digest", "files": {path: text}, "layers"?: [{"name", "files"}]}`: what a
+  guild is served, content-addressed and sent once per connection however many guilds use it,
+  always before the first `guild` event that names it. `layers`, present when the repository's
+  PATH `extends` bases, holds each base's files (`name` is its `owner/name`) nearest first, in
+  the order `promptrepo.load_layers` stacks them; the digest covers every layer;
 - `guild` `{"guild_id", "served": {...}, "activated_at", "head_at", "previews"?}`: a guild's
-  state (`promptrepo.answer.Served`, its `snapshot` being the digest; null: built-in defaults),
-  and `previews`, channel id -> state, for its channels previewing a pull request;
+  state (`promptrepo.answer.Served`, its `snapshot` being the digest; null: built-in defaults;
+  `bases` the commit of each base, for the links of files that come from one), and `previews`,
+  channel id -> state, for its channels previewing a pull request;
 - `sync` with `id: <generation>`: everything up to that activation generation has been sent.
   A reconnecting client sends it back as `Last-Event-ID` and gets only the guilds that changed
   since, and no snapshot it already holds (those of its unchanged guilds); when this process no
@@ -117,8 +120,7 @@ class StreamHub:
                 digests[state] = None if state.snapshot is None else (encoded or (MISSING,))[0]
                 if encoded is not None and encoded[0] not in sent:
                     sent.add(encoded[0])
-                    head = b'{"digest":"' + encoded[0].encode() + b'","files":'
-                    yield _event("snapshot", head + encoded[1] + b"}")
+                    yield _event("snapshot", encoded[1])
                     freshness = cache.freshness(state)
                     if observe and freshness is not None and freshness.head_at is not None:
                         late = datetime.now(UTC) - _aware(freshness.head_at)
@@ -142,7 +144,7 @@ class StreamHub:
         if served.snapshot is None:
             return None
         try:
-            return await self.cache.snapshot_event(int(served.snapshot))
+            return await self.cache.snapshot_event(served.snapshot)
         except Exception as exc:  # the database did not answer: the client falls back
             log.warning("snapshot %s could not be read for the stream: %s", served.snapshot, exc)
             return None

@@ -10,6 +10,9 @@
   read a public repository proves nothing about a private one).
 - publicized: the flag changes and the followed branches are synced again, which serves every
   guild following them (no token needed any more).
+- a base some branch extends, privatized: the guilds served it through such a branch that its
+  `allowed_guilds` does not list stop being served at once; privatized or publicized, those
+  branches are re-checked (`rebase`).
 - deleted: the content is purged and the bound guilds fall back to the built-in defaults.
 """
 
@@ -29,10 +32,11 @@ from github_app.handlers.common import (
     mapping,
     remember_installation,
 )
-from github_app.store import bindings, branches, installations
-from github_app.store.models import BindingState
+from github_app.store import bindings, branches, installations, layers
+from github_app.store.models import BindingState, Repository
 from github_app.store.snapshots import allowed_guilds
-from github_app.sync.messages import private_message
+from github_app.sync.jobs import enqueue_sync
+from github_app.sync.messages import base_refused_message, private_message
 from github_app.webhooks import Delivery, Router
 
 log = logging.getLogger("guildprompts.handlers.repositories")
@@ -157,10 +161,56 @@ def _visibility(
                 )
             bindings.set_binding_state(session, binding.guild_id, BindingState.NO_ACCESS, message)
             stopped += 1
+        stopped += _stop_base_readers(session, repository)
         if stopped:
             branches.bump_generation(session)
     queued = enqueue_followed(session, [repository_id], "refresh")
-    return f"{stopped} guilds stopped being served, {len(queued)} syncs queued"
+    rebased = _rebase_dependents(session, repository)
+    return f"{stopped} guilds stopped being served, {len(queued) + rebased} syncs queued"
+
+
+def _stop_base_readers(session: Session, repository: Repository) -> int:
+    """A base made private: the guilds served it through a branch extending it, that its
+    active commit's `allowed_guilds` does not list, stop being served now; how many."""
+    stopped = 0
+    for ref in layers.extended_refs(session, repository.full_name):
+        tracked = branches.get_branch(session, repository.id, ref)
+        active = tracked.active_snapshot_id if tracked is not None else None
+        allowed = allowed_guilds(session, active) if active is not None else ()
+        for dependent in layers.dependents(session, repository.full_name, ref):
+            for binding in bindings.bindings_for_repository(
+                session, repository_id=dependent.repository_id
+            ):
+                owner = installations.get_repository(session, dependent.repository_id)
+                follows = binding.branch or (owner.default_branch if owner else None)
+                if (
+                    follows != dependent.branch
+                    or binding.state != BindingState.ACTIVE
+                    or binding.guild_id in allowed
+                ):
+                    continue
+                message = base_refused_message(binding.guild_id, repository.full_name)
+                bindings.set_binding_state(
+                    session, binding.guild_id, BindingState.NO_ACCESS, message
+                )
+                stopped += 1
+    return stopped
+
+
+def _rebase_dependents(session: Session, repository: Repository) -> int:
+    """Re-check the branches built on this repository (their access to it changed)."""
+    queued = 0
+    for ref in layers.extended_refs(session, repository.full_name):
+        for dependent in layers.dependents(session, repository.full_name, ref):
+            enqueue_sync(
+                session,
+                full_name=dependent.full_name,
+                repository_id=dependent.repository_id,
+                branch=dependent.branch,
+                trigger="rebase",
+            )
+            queued += 1
+    return queued
 
 
 def _new_default_branch(session: Session, payload: Mapping[str, Any]) -> list[str]:

@@ -78,16 +78,20 @@ class HeadState:
     version: int
     latest_sha: str | None
     etag: str | None
+    kind: str | None = None  # "heads" or "tags": where the ref was found (a base may be a tag)
 
 
 def head_state(session: Session, repository_id: int, branch: str) -> HeadState:
     _ensure(session, repository_id, branch)
     row = session.execute(
-        select(TrackedBranch.head_version, TrackedBranch.latest_sha, TrackedBranch.etag).where(
-            _key(repository_id, branch)
-        )
+        select(
+            TrackedBranch.head_version,
+            TrackedBranch.latest_sha,
+            TrackedBranch.etag,
+            TrackedBranch.ref_kind,
+        ).where(_key(repository_id, branch))
     ).one()
-    return HeadState(int(row[0] or 0), row[1], row[2] if row[1] else None)
+    return HeadState(int(row[0] or 0), row[1], row[2] if row[1] else None, row[3])
 
 
 def conclude_head(
@@ -98,9 +102,11 @@ def conclude_head(
     etag: str | None,
     version: int,
     now: datetime | None = None,
+    kind: str | None = None,
 ) -> bool:
-    """Record `sha` as the branch head this sync concluded (with the ETag of the reading); False,
-    changing nothing, when another sync concluded the branch after `version` was read."""
+    """Record `sha` as the branch head this sync concluded (with the ETag of the reading, and
+    `kind`, where the ref was found); False, changing nothing, when another sync concluded the
+    branch after `version` was read."""
     now = now or utcnow()
     matched = affected_rows(
         session,
@@ -112,6 +118,7 @@ def conclude_head(
             latest_seen_at=now,
             etag=etag,
             updated_at=now,
+            **({"ref_kind": kind} if kind is not None else {}),
         ),
     )
     return matched == 1

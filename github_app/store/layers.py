@@ -178,6 +178,17 @@ def dependents(session: Session, full_name: str, ref: str) -> list[Dependent]:
     return [Dependent(int(r[0]), str(r[1]), str(r[2])) for r in session.execute(query)]
 
 
+def extended_refs(session: Session, full_name: str) -> list[str]:
+    """The refs of `full_name` that some branch extends."""
+    query = (
+        select(BranchBase.base_ref)
+        .where(BranchBase.base_full_name == full_name.lower())
+        .distinct()
+        .order_by(BranchBase.base_ref)
+    )
+    return [str(ref) for ref in session.scalars(query)]
+
+
 def is_base(session: Session, repository_id: int, ref: str) -> bool:
     """Does some branch extend this repository at `ref`? (A push to it then needs a sync.)"""
     full_name = session.scalar(select(Repository.full_name).where(Repository.id == repository_id))
@@ -197,6 +208,29 @@ def base_targets(session: Session) -> list[tuple[Repository, str]]:
         .distinct()
     )
     return [(repository, str(ref)) for repository, ref in session.execute(query)]
+
+
+def current_bases(
+    session: Session, bases: Sequence[tuple[str, str]], *, lock: bool = False
+) -> tuple[int | None, ...]:
+    """Each base's active snapshot id now (None: none, or not known). With `lock`, the bases'
+    branch rows stay locked until the transaction ends (PostgreSQL): a base activating now
+    waits, then sees this transaction's `branch_bases` and re-checks the branch."""
+    found: list[int | None] = []
+    for name, ref in bases:
+        repository_id = session.scalar(
+            select(Repository.id).where(func.lower(Repository.full_name) == name.lower())
+        )
+        if repository_id is None:
+            found.append(None)
+            continue
+        query = select(TrackedBranch.active_snapshot_id).where(
+            TrackedBranch.repository_id == repository_id, TrackedBranch.branch == ref
+        )
+        if lock:
+            query = query.with_for_update()
+        found.append(session.scalar(query))
+    return tuple(found)
 
 
 # ---- what a dependent composes with ------------------------------------------------------------

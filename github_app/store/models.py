@@ -252,6 +252,7 @@ class TrackedBranch(Base):
     latest_sha: Mapped[str | None] = mapped_column(SHA)
     latest_seen_at: Mapped[datetime | None] = mapped_column()
     etag: Mapped[str | None] = mapped_column(NAME)
+    ref_kind: Mapped[str | None] = mapped_column(String(8))  # "tags": a base following a tag
     head_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     status: Mapped[str] = mapped_column(String(16), default=BranchStatus.PENDING)
     status_message: Mapped[str] = mapped_column(Text, default="")

@@ -1,6 +1,8 @@
 """Pins: a guild served one chosen commit of its bound repository until it is unpinned.
 
-A pin names a stored, valid snapshot (the foreign key keeps retention from pruning it). Serving
+A pin names a stored, valid snapshot (the foreign key keeps retention from pruning it) and, for
+a commit whose PATH `extends` bases, the base commits it is served with (`layers`, kept by
+retention too), so that a push to a base does not move a pinned guild either. Serving
 (`store.serving`) answers from it instead of the branch's active snapshot while the binding is
 live and on the same repository, so the resolver cache and everything that reads guild states
 honour it without knowing about pins. Every change writes the guild's history and the audit log
@@ -9,6 +11,7 @@ and bumps the activation generation, in the caller's transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, select
@@ -16,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from github_app.store import audit, branches, history
 from github_app.store._sql import upsert
+from github_app.store.layers import ServedLayer, layers_json
 from github_app.store.models import GuildActivation, GuildPin, Snapshot, utcnow
 
 
@@ -31,9 +35,11 @@ def set_pin(
     actor: str,
     reason: str,
     keep: int,
+    layers: Sequence[ServedLayer] = (),
     now: datetime | None = None,
 ) -> GuildPin:
-    """Pin (or re-pin) the guild to `snapshot`, which must be valid."""
+    """Pin (or re-pin) the guild to `snapshot`, which must be valid, over the base commits
+    `layers` (store.layers; none for a commit without bases)."""
     if not snapshot.valid:
         raise ValueError(f"commit {snapshot.commit_sha[:7]} failed validation: it cannot be pinned")
     now = now or utcnow()
@@ -42,6 +48,7 @@ def set_pin(
         "repository_id": snapshot.repository_id,
         "snapshot_id": snapshot.id,
         "commit_sha": snapshot.commit_sha,
+        "layers": layers_json(layers),
         "reason": reason,
         "pinned_by": actor,
         "pinned_at": now,

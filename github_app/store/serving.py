@@ -85,6 +85,7 @@ class TrackedTarget:
     etag: str | None
     latest_sha: str | None
     active_sha: str | None
+    kind: str | None = None  # "tags": a base following a tag
 
 
 def _effective_branch(model: type[GuildBinding] | type[PendingBinding]) -> Any:
@@ -298,5 +299,6 @@ def tracked_targets(session: Session) -> list[TrackedTarget]:
             etag=branch.etag if branch is not None else None,
             latest_sha=branch.latest_sha if branch is not None else None,
             active_sha=active_sha,
+            kind=branch.ref_kind if branch is not None else None,
         )
     return sorted(readable.values(), key=lambda target: (target.repository_id, target.branch))

@@ -4,8 +4,7 @@ stored, with that commit's own bases (one database read; no GitHub request).
 A base is a branch like any other: the one sync path reads it (a `base` job the first time a
 branch extends it, then its pushes and the reconcile loop), concludes it at its head and keeps
 its last good commit. A dependent is composed from those last good commits, so a broken base
-push never reaches it, and re-synced (`rebase`) when one of them moves (`records`); a
-composition whose bases moved before it was recorded is not recorded (`is_current`).
+push never reaches it, and re-synced (`rebase`) when one of them moves (`records`).
 
 Each base is in one of three states for the dependent:
 - ready: it has an active commit, which (with its own layers) is what the dependent is built on
@@ -39,10 +38,6 @@ from promptrepo.pathfile import parse_path_file
 _EMPTY: Mapping[str, Mapping[str, bytes]] = MappingProxyType({})
 
 
-# (owner/name, ref, its active snapshot id, the snapshot ids of that commit's own bases)
-BaseReading = tuple[str, str, int | None, tuple[int, ...]]
-
-
 @dataclass(frozen=True)
 class BaseAccess:
     """Who may be served a base: anyone when it is public, else the guilds its PATH allows."""
@@ -65,10 +60,10 @@ class Composition:
     layers: Layers = ()  # what is served with the commit, in promptrepo's stack order
     access: tuple[BaseAccess, ...] = ()
     waiting: tuple[str, ...] = ()  # `owner/name@ref` not read yet: the dependent waits
-    to_read: tuple[tuple[str, str], ...] = ()  # bases to queue a first read of
+    to_read: tuple[tuple[str, str], ...] = ()  # bases to queue a read of (never read, unfollowed)
     failed: Mapping[str, str] = field(default_factory=dict)  # `owner/name@ref` -> its status
     cycles: tuple[Diagnostic, ...] = ()
-    read: tuple[BaseReading, ...] = ()  # what each base served when it was composed
+    bases_at: tuple[int | None, ...] = ()  # each direct base's active snapshot when composed
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -81,24 +76,6 @@ class Composition:
 
 
 NO_BASES = Composition()
-
-
-def _reading(name: str, ref: str, state: layers.BaseState) -> BaseReading:
-    return (
-        name.lower(),
-        ref,
-        state.snapshot_id,
-        tuple(layer.snapshot_id for layer in state.layers),
-    )
-
-
-def is_current(session: Session, composition: Composition) -> bool:
-    """Do its bases still serve what `composition` was built on? A commit checked over a base
-    commit that has moved since must not be recorded (it would serve the older base again)."""
-    return composition.read == tuple(
-        _reading(name, ref, layers.base_state(session, name, ref))
-        for name, ref in composition.extends
-    )
 
 
 def compose(
@@ -115,11 +92,9 @@ def compose(
     to_read: list[tuple[str, str]] = []
     failed: dict[str, str] = {}
     cycles: list[Diagnostic] = []
-    read: list[BaseReading] = []
     for name, ref in extends:
         key = f"{name}@{ref}"
         state = layers.base_state(session, name, ref)
-        read.append(_reading(name, ref, state))
         if state.snapshot_id is not None and state.repository_id is not None:
             assert state.commit_sha is not None
             if may_queue and not serving.is_tracked(session, state.repository_id, ref):
@@ -146,6 +121,7 @@ def compose(
                 to_read.append((name, ref))
         else:
             failed[key] = state.status_message or f"{key} has no valid commit"
+    bases_at = layers.current_bases(session, extends)
     stacked, _ = stack(files, found, full_name)
     chosen = tuple(
         served[(layer.name.lower(), layer.ref.ref)]
@@ -161,7 +137,7 @@ def compose(
         to_read=tuple(to_read),
         failed=failed,
         cycles=tuple(cycles),
-        read=tuple(read),
+        bases_at=bases_at,
     )
 
 

@@ -49,6 +49,7 @@ sync is asked to do, and what it did).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -123,6 +124,7 @@ class _Reading:
     sha: str
     version: int
     etag: str | None
+    kind: str | None = None  # "tags": the followed ref is a tag (only a base's may be)
 
 
 async def sync(runtime: Runtime, request: SyncRequest) -> SyncOutcome:
@@ -325,10 +327,12 @@ class _Run:
                 break
             readers = await self._token_readers()
             recorded = await self._record(
-                snapshot, Concluding(reading.version, reading.etag, readers)
+                snapshot, Concluding(reading.version, reading.etag, readers, reading.kind)
             )
             if not recorded.conflict:
                 break
+            if recorded.stale_bases:  # a base moved since the commit was composed: again
+                snapshot = await self._recomposed(snapshot)
             recorded = reading = None  # another sync concluded the branch: read the head again
         else:
             if tracked:
@@ -402,13 +406,30 @@ class _Run:
 
     async def _read_head(self) -> _Reading:
         """The branch head GitHub reports now, read after the branch's version (a 304 on the
-        stored ETag means the head is still the one last concluded, and costs no rate limit)."""
+        stored ETag means the head is still the one last concluded, and costs no rate limit).
+
+        A base's ref may be a tag (`owner/name@v1`): the first read of a base, and every read
+        of a ref found to be a tag, goes through `get_ref_head` (branches first, then tags);
+        a followed branch keeps its one request."""
         assert self.access is not None and self.branch is not None
         known = await self.runtime.run_db(head_state, self.repo_id, self.branch)
-        answer = await self._call(
-            self.runtime.github.get_branch_head(
-                self.repo_id, self.branch, etag=known.etag, **self.access.kwargs
+        github = self.runtime.github
+        if known.kind == "tags" or (self.request.trigger == "base" and known.kind is None):
+            found = await self._call(
+                github.get_ref_head(
+                    self.repo_id,
+                    self.branch,
+                    kind=known.kind,  # type: ignore[arg-type]
+                    etag=known.etag,
+                    **self.access.kwargs,
+                )
             )
+            if found is NOT_MODIFIED:
+                assert known.latest_sha is not None
+                return _Reading(known.latest_sha, known.version, known.etag, known.kind)
+            return _Reading(found.sha, known.version, found.etag, found.kind)
+        answer = await self._call(
+            github.get_branch_head(self.repo_id, self.branch, etag=known.etag, **self.access.kwargs)
         )
         if answer is NOT_MODIFIED:
             assert known.latest_sha is not None
@@ -467,6 +488,13 @@ class _Run:
             contents.update(await self.runtime.run_db(snapshots.load_blobs, present))
         files = {path: contents[blob] for path, blob in wanted.items()}
         return await self._validated(sha, files, tree_diagnostics, wanted, downloaded)
+
+    async def _recomposed(self, commit: CommitFiles) -> CommitFiles:
+        """The commit checked again over its bases as stored now (its snapshot is stored)."""
+        files = await self.runtime.run_db(_stored_files, self.repo_id, commit.sha)
+        tree = [item for item in commit.validation.diagnostics if item.code in TREE_CODES]
+        again = await self._validated(commit.sha, files, tree, {}, {})
+        return dataclasses.replace(again, blob_ids=commit.blob_ids, downloaded=commit.downloaded)
 
     async def _validated(
         self,

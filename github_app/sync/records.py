@@ -41,7 +41,7 @@ from github_app.store.models import (
     utcnow,
 )
 from github_app.sync.access import Access
-from github_app.sync.bases import BaseAccess, is_current
+from github_app.sync.bases import BaseAccess
 from github_app.sync.content import CommitFiles, Validation
 from github_app.sync.jobs import enqueue_sync
 from github_app.sync.messages import (
@@ -96,9 +96,8 @@ class Recorded:
     generation: int | None  # set when what guilds are served (or their status) changed
     serving: tuple[str, ...]
     pending: tuple[str, ...]
-    # another sync concluded the branch first, or a base the commit was checked over moved
-    # since: read the head again (`flow`)
-    conflict: bool = False
+    conflict: bool = False  # another sync concluded the branch first: read the head again
+    stale_bases: bool = False  # ... or a base moved since the commit was composed: compose again
     labels: tuple[str, ...] = ()  # the base commits the commit was checked with
     live_labels: tuple[str, ...] = ()  # the base commits served with live_sha
     waiting: tuple[str, ...] = ()  # bases not read yet: the commit is neither valid nor not
@@ -176,6 +175,7 @@ class Concluding:
     version: int
     etag: str | None
     token_readers: frozenset[str] = field(default=frozenset(), repr=False)  # tokens that read it
+    kind: str | None = None  # "tags" when the followed ref is a tag (a base may be)
 
 
 def record_commit(
@@ -222,17 +222,27 @@ def record_commit(
     generation = branches.current_generation(session) if previewed else None
     if head is None:  # not the branch head any more: stored and checked, never activated
         return Recorded(row.id, False, active_sha, True, generation, serving_now, pending_now)
-    if not is_current(session, snapshot.composition):  # a base moved since: check it again
+    composition = snapshot.composition
+    if layers.current_bases(session, composition.extends, lock=True) != composition.bases_at:
+        # A base moved after the commit was composed: the base's sync may not see this branch
+        # as its dependent yet, so this one composes again (the bases' rows stay locked).
         return Recorded(
-            row.id, False, active_sha, True, generation, serving_now, pending_now, conflict=True
+            row.id,
+            False,
+            active_sha,
+            True,
+            generation,
+            serving_now,
+            pending_now,
+            conflict=True,
+            stale_bases=True,
         )
     if not branches.conclude_head(
-        session, repository_id, branch, snapshot.sha, head.etag, head.version, now
+        session, repository_id, branch, snapshot.sha, head.etag, head.version, now, head.kind
     ):
         return Recorded(
             row.id, False, active_sha, True, generation, serving_now, pending_now, conflict=True
         )
-    composition = snapshot.composition
     layers.set_bases(session, repository_id, branch, composition.extends)
     live_labels = tuple(
         layer.label for layer in layers_from(before.active_layers if before else None)

@@ -1,5 +1,6 @@
 """Layers: a branch serves its commit together with the commits of the bases its PATH
-`extends` (`tracked_branches.active_layers`), a pin keeps the layers it was made with, and
+`extends` (`tracked_branches.active_layers`; `ref_kind` says whether a followed ref is a branch or
+a tag, since a base may follow a tag), a pin keeps the layers it was made with, and
 `branch_bases` says which branches extend which base, so that a push to a base re-syncs them.
 
 Revision ID: 0005_layers
@@ -21,6 +22,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("tracked_branches") as batch:
         batch.add_column(sa.Column("active_layers", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("ref_kind", sa.String(8), nullable=True))
     with op.batch_alter_table("guild_pins") as batch:
         batch.add_column(sa.Column("layers", sa.JSON(), nullable=True))
     op.create_table(
@@ -51,4 +53,5 @@ def downgrade() -> None:
     with op.batch_alter_table("guild_pins") as batch:
         batch.drop_column("layers")
     with op.batch_alter_table("tracked_branches") as batch:
+        batch.drop_column("ref_kind")
         batch.drop_column("active_layers")

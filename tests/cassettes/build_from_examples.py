@@ -5,7 +5,9 @@ Each answer is the example GitHub's OpenAPI description gives for that operation
 the project's fake. Edits, each said here: the installation token is "REDACTED" (cassettes hold
 no credentials); the blob example's `sha` is replaced by the git hash of its own content (the
 documented one is illustrative and would fail the client's check, which a test also shows); the
-tree's blob entry points at that sha. Addresses use REPLAY_URL.
+tree's blob entry points at that sha; the tag cassette's ref is the documented ref example
+named `refs/tags/v0.0.1` and pointing at the documented tag object (GitHub documents no
+annotated-tag ref), whose own example leads to its commit. Addresses use REPLAY_URL.
 
     python tests/cassettes/build_from_examples.py
 """
@@ -73,6 +75,29 @@ def content() -> list[dict[str, Any]]:
     ]
 
 
+def tag() -> list[dict[str, Any]]:
+    """A followed ref that is an annotated tag: the branch's 404, the tag ref, the tag object."""
+    tag_object = example("git-tag")
+    ref = example("git-ref")
+    repo = f"/repos/{OWNER_REPO}"
+    ref["ref"] = f"refs/tags/{tag_object['tag']}"
+    ref["url"] = f"https://api.github.com{repo}/git/{ref['ref']}"
+    ref["object"] = {"type": "tag", "sha": tag_object["sha"], "url": tag_object["url"]}
+    missing = {
+        "message": "Not Found",
+        "documentation_url": "https://docs.github.com/rest/git/refs#get-a-reference",
+        "status": "404",
+    }
+    return [
+        _interaction("POST", f"/app/installations/{INSTALLATION}/access_tokens", 201, _token()),
+        _interaction("GET", f"{repo}/git/ref/heads/{tag_object['tag']}", 404, missing),
+        _interaction(
+            "GET", f"{repo}/git/ref/tags/{tag_object['tag']}", 200, ref, {"etag": 'W/"tag"'}
+        ),
+        _interaction("GET", f"{repo}/git/tags/{tag_object['sha']}", 200, tag_object),
+    ]
+
+
 def moved() -> list[dict[str, Any]]:
     repository = example("full-repository-default-response")
     by_id = f"/repositories/{repository['id']}"
@@ -97,7 +122,8 @@ def deliveries() -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    for name, build in (("content", content), ("moved", moved), ("deliveries", deliveries)):
+    builds = (("content", content), ("moved", moved), ("deliveries", deliveries), ("tag", tag))
+    for name, build in builds:
         path = HERE / f"documented_{name}.yaml"
         path.write_text(yaml.safe_dump({"interactions": build(), "version": 1}, sort_keys=True))
         print(f"wrote {path}")

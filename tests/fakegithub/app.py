@@ -43,7 +43,7 @@ from starlette.responses import Response
 from github_app.auth import AppAuth
 from github_app.github import GitHubClient, RetryPolicy
 from tests.contract.openapi import with_documented_fields
-from tests.fakegithub.git import Repo, Submodule, Symlink, _git_hash
+from tests.fakegithub.git import TAGGER, Repo, Submodule, Symlink, _git_hash
 from tests.fakegithub.keys import (
     Clock,
     _iso,
@@ -145,7 +145,7 @@ class _Moved(Exception):
 
 
 # Routes GitHub answers `409 Git Repository is empty.` on while a repository has no commits.
-_GIT_ROUTES = frozenset({"ref", "tree", "blob", "contents", "tarball"})
+_GIT_ROUTES = frozenset({"ref", "tag", "tree", "blob", "contents", "tarball"})
 CODELOAD_PREFIX = "/_codeload"  # where the fake serves archives (codeload.github.com on GitHub)
 ARCHIVE_URL_TTL = 300  # seconds a signed archive URL stays valid (GitHub: 5 minutes)
 
@@ -164,6 +164,7 @@ _ROUTES: list[tuple[str, str, str, int]] = [
     ("GET", _BY_NAME, "repository", READ),
     ("GET", _BY_NAME + "/branches/{branch:path}", "branch", READ),
     ("GET", _BY_NAME + "/git/ref/{ref:path}", "ref", READ),
+    ("GET", _BY_NAME + "/git/tags/{sha}", "tag", READ),
     ("GET", _BY_NAME + "/git/trees/{sha}", "tree", READ),
     ("GET", _BY_NAME + "/git/blobs/{sha}", "blob", READ),
     ("GET", _BY_NAME + "/contents/{path:path}", "contents", READ),
@@ -324,6 +325,31 @@ class FakeGitHub:
             repo.branches[branch] = sha
             repo.reflog.setdefault(branch, []).append(sha)
 
+    def tag(self, full_name: str, name: str, target: str, *, message: str | None = None) -> str:
+        """Create or move (`git tag -f` and `git push --force`) the tag `name` on `target`: a
+        branch or any object's sha (a commit; an annotated tag's, making a tag of a tag; even a
+        tree's, as git allows). With `message` the tag is annotated (a tag object, as
+        `git tag -a`), else lightweight. Return what refs/tags/NAME now points to: the tag
+        object's sha, or `target`'s."""
+        with self._lock:
+            repo = self.repo(full_name)
+            sha = repo.branches.get(target, target)
+            if repo.kind_of(sha) is None:
+                raise KeyError(f"no object {target} in {full_name}")
+            if message is not None:
+                sha = repo.write_tag(name, sha, message, int(self.clock()))
+            repo.tags[name] = sha
+            repo.reflog.setdefault(f"refs/tags/{name}", []).append(sha)
+            return sha
+
+    def delete_tag(self, full_name: str, name: str) -> str:
+        """Delete a tag (`git push --delete origin NAME`); return what it pointed to."""
+        with self._lock:
+            repo = self.repo(full_name)
+            sha = repo.tags.pop(name)
+            repo.reflog.setdefault(f"refs/tags/{name}", []).append(ZERO_SHA)
+            return sha
+
     def revoke_pat(self, token: str) -> None:
         """The owner deleted the token: it is refused (401) from now on."""
         with self._lock:
@@ -447,10 +473,15 @@ class FakeGitHub:
     def head(self, full_name: str, branch: str) -> str | None:
         return self.repo(full_name).branches.get(branch)
 
-    def files(self, full_name: str, ref: str) -> dict[str, bytes]:
-        """The regular files at a branch or commit, path -> bytes."""
+    def tagged(self, full_name: str, tag: str) -> str | None:
+        """The commit a tag points to (an annotated tag dereferenced), None without the tag."""
         repo = self.repo(full_name)
-        commit = repo.commits[repo.branches.get(ref, ref)]
+        return repo.peel(repo.tags[tag]) if tag in repo.tags else None
+
+    def files(self, full_name: str, ref: str) -> dict[str, bytes]:
+        """The regular files at a branch, a tag or a commit, path -> bytes."""
+        repo = self.repo(full_name)
+        commit = repo.commits[repo.commit_of(ref)]
         return {
             path: repo.blobs[sha]
             for path, (mode, sha) in repo.flatten(commit["tree"]).items()
@@ -565,13 +596,18 @@ class FakeGitHub:
         self, full_name: str, branch: str, *, before: str | None = None, after: str | None = None
     ) -> dict[str, Any]:
         """A `push` event for the branch's last change (push or deletion), or for `before`/
-        `after`. `branch` may be a full ref ("refs/tags/v1")."""
+        `after`. `branch` may be a full ref: for a tag ("refs/tags/v1"), as GitHub sends it,
+        `after` is what the tag points to (an annotated tag's object), `commits` is empty and
+        `head_commit` is the tagged commit."""
         repo = self.repo(full_name)
         ref = branch if branch.startswith("refs/") else f"refs/heads/{branch}"
         log = repo.reflog.get(branch, [])
         after = after or (log[-1] if log else ZERO_SHA)
         before = before or (log[-2] if len(log) > 1 else ZERO_SHA)
-        commits = [] if after == ZERO_SHA else [self._commit_json(repo, after, before)]
+        head = None
+        if after != ZERO_SHA:
+            head = self._commit_json(repo, repo.peel(after), repo.peel(before))
+        commits = [] if head is None or ref.startswith("refs/tags/") else [head]
         return {
             "ref": ref,
             "before": before,
@@ -582,7 +618,7 @@ class FakeGitHub:
             "base_ref": None,
             "compare": f"https://github.com/{repo.full_name}/compare/{before[:12]}...{after[:12]}",
             "commits": commits,
-            "head_commit": commits[-1] if commits else None,
+            "head_commit": head,
             "pusher": {"name": "octocat", "email": "octocat@example.com"},
             **self._event_base(repo),
         }
@@ -1179,22 +1215,57 @@ class FakeGitHub:
         }
 
     def _h_ref(self, call: _Call) -> tuple:
+        """One ref, named exactly (`heads/NAME` or `tags/NAME`): its object is a commit, or
+        for an annotated tag the tag object (`git/tags/{sha}` leads on to the commit)."""
         repo, ref = call.repo, call.params["ref"]
         assert repo is not None
-        branch = ref.removeprefix("heads/")
-        if not ref.startswith("heads/") or branch not in repo.branches:
+        kind, _, name = ref.partition("/")
+        refs = {"heads": repo.branches, "tags": repo.tags}.get(kind, {})
+        if name not in refs:
             raise _Fail(404, "Not Found")
-        sha = repo.branches[branch]
+        sha = refs[name]
+        api = f"https://api.github.com/repos/{repo.full_name}/git"
+        what = repo.kind_of(sha)
         return 200, {
             "ref": f"refs/{ref}",
-            "node_id": f"REF_{repo.id}_{branch}",
-            "object": {"sha": sha, "type": "commit"},
+            "node_id": f"REF_{repo.id}_{ref}",
+            "url": f"{api}/refs/{ref}",
+            "object": {"sha": sha, "type": what, "url": f"{api}/{what}s/{sha}"},
+        }
+
+    def _h_tag(self, call: _Call) -> tuple:
+        """An annotated tag object: what it points to (a commit, or another tag object)."""
+        repo, sha = call.repo, call.params["sha"]
+        assert repo is not None
+        tag = repo.tag_objects.get(sha)
+        if tag is None:
+            raise _Fail(404, "Not Found")
+        api = f"https://api.github.com/repos/{repo.full_name}/git"
+        return 200, {
+            "node_id": f"TAG_{sha[:12]}",
+            "tag": tag["tag"],
+            "sha": sha,
+            "url": f"{api}/tags/{sha}",
+            "message": tag["message"],
+            "tagger": {"name": TAGGER[0], "email": TAGGER[1], "date": _iso(tag["at"])},
+            "object": {
+                "sha": tag["object"],
+                "type": tag["type"],
+                "url": f"{api}/{tag['type']}s/{tag['object']}",
+            },
+            "verification": {
+                "verified": False,
+                "reason": "unsigned",
+                "signature": None,
+                "payload": None,
+                "verified_at": None,
+            },
         }
 
     def _h_tree(self, call: _Call) -> tuple:
         repo, sha = call.repo, call.params["sha"]
         assert repo is not None
-        sha = repo.branches.get(sha, sha)
+        sha = repo.commit_of(sha)
         if sha in repo.commits:
             sha = repo.commits[sha]["tree"]
         if sha not in repo.trees:
@@ -1239,7 +1310,7 @@ class FakeGitHub:
         repo, path = call.repo, call.params["path"].strip("/")
         assert repo is not None
         ref = call.request.query_params.get("ref") or repo.default_branch
-        commit = repo.commits.get(repo.branches.get(ref, ref))
+        commit = repo.commits.get(repo.commit_of(ref))
         if commit is None:
             raise _Fail(404, f"No commit found for the ref {ref}")
         files = repo.flatten(commit["tree"])
@@ -1274,7 +1345,7 @@ class FakeGitHub:
         an API request and needs no credentials)."""
         repo, ref = call.repo, call.params["ref"]
         assert repo is not None
-        sha = repo.branches.get(ref, ref)
+        sha = repo.commit_of(ref)
         if sha not in repo.commits:
             raise _Fail(404, "Not Found")
         token = secrets.token_urlsafe(16)

@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+TAGGER = ("Fake Tagger", "tagger@example.com")  # who writes annotated tags
+
 
 @dataclass(frozen=True)
 class Symlink:
@@ -41,7 +43,11 @@ class Repo:
     trees: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)  # (mode, name, sha)
     commits: dict[str, dict[str, Any]] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)
-    reflog: dict[str, list[str]] = field(default_factory=dict)  # branch -> heads, ZERO_SHA = gone
+    # A tag -> what refs/tags/NAME points to: a commit (lightweight) or a tag object (annotated).
+    tags: dict[str, str] = field(default_factory=dict)
+    tag_objects: dict[str, dict[str, Any]] = field(default_factory=dict)  # sha -> tag object
+    # branch (or "refs/tags/NAME") -> what it pointed to, in order; ZERO_SHA = deleted
+    reflog: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def owner(self) -> str:
@@ -50,6 +56,47 @@ class Repo:
     @property
     def name(self) -> str:
         return self.full_name.split("/", 1)[1]
+
+    def peel(self, sha: str) -> str:
+        """The commit a sha names: itself, or what an annotated tag (of tags) points to."""
+        while sha in self.tag_objects:
+            sha = self.tag_objects[sha]["object"]
+        return sha
+
+    def commit_of(self, ref: str) -> str:
+        """The commit a branch, a tag or a sha names (a branch wins over a tag of its name);
+        an unknown name is returned as it is, for the caller's 404."""
+        if ref in self.branches:
+            return self.branches[ref]
+        return self.peel(self.tags.get(ref, ref))
+
+    def kind_of(self, sha: str) -> str | None:
+        """The type of a stored object ("commit", "tag", "tree" or "blob"), None if unknown."""
+        for kind, objects in (
+            ("commit", self.commits),
+            ("tag", self.tag_objects),
+            ("tree", self.trees),
+            ("blob", self.blobs),
+        ):
+            if sha in objects:
+                return kind
+        return None
+
+    def write_tag(self, name: str, target: str, message: str, at: int) -> str:
+        """Store an annotated tag object on `target` (a commit or a tag object), tagged at `at`
+        (epoch seconds), as `git tag -a` does; return its sha."""
+        kind = self.kind_of(target)
+        tagger = f"{TAGGER[0]} <{TAGGER[1]}> {at} +0000"
+        text = f"object {target}\ntype {kind}\ntag {name}\ntagger {tagger}\n\n{message}\n"
+        sha = _git_hash("tag", text.encode())
+        self.tag_objects[sha] = {
+            "tag": name,
+            "object": target,
+            "type": kind,
+            "message": message + "\n",
+            "at": at,
+        }
+        return sha
 
     def flatten(self, tree_sha: str, base: str = "") -> dict[str, tuple[str, str]]:
         """path -> (mode, sha) for every non-tree entry under a tree."""
