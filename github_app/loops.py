@@ -314,7 +314,8 @@ async def run_background(runtime: Runtime, stop: asyncio.Event, *, worker: bool 
     ]
     if worker:
         poll = worker_poll_interval(runtime)
-        tasks.append(asyncio.create_task(Worker(runtime, poll_interval=poll).run(stop)))
+        for _slot in range(runtime.settings.worker_concurrency):
+            tasks.append(asyncio.create_task(Worker(runtime, poll_interval=poll).run(stop)))
         tasks.append(asyncio.create_task(listen_for_work(runtime, stop)))
     try:
         await asyncio.gather(*tasks)

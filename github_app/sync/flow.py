@@ -209,6 +209,8 @@ class _Run:
 
     async def _follow_head(self, state: RepoState) -> SyncOutcome:
         sha, reading = self.request.sha, None
+        if sha is None and self.request.trigger == "rebase" and state.latest_sha is not None:
+            sha = state.latest_sha  # re-checked while the head is read (`_bring`): it rarely moved
         if sha is None:
             reading = await self._read_head()
             sha = reading.sha
