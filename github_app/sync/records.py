@@ -43,7 +43,7 @@ from github_app.store.models import (
 from github_app.sync.access import Access
 from github_app.sync.bases import BaseAccess
 from github_app.sync.content import CommitFiles, Validation
-from github_app.sync.jobs import enqueue_sync
+from github_app.sync.jobs import enqueue_rebases, enqueue_sync
 from github_app.sync.messages import (
     base_refused_message,
     first_error,
@@ -138,10 +138,12 @@ def read_commit(
     if can_check:
         runs = checkruns.check_runs_for(session, repository_id, sha)
         completed = any(run.status == "completed" for run in runs)
-        post = trigger in RERUN_TRIGGERS or not completed
         open_run = next(
             (run.check_run_id for run in reversed(runs) if run.status != "completed"), None
         )
+        # A run left in progress is completed even when another sync completed one of its own
+        # meanwhile (two syncs of one commit: a push and a reconcile job on two workers).
+        post = trigger in RERUN_TRIGGERS or not completed or open_run is not None
     if snapshot is None:
         return StoredCommit(None, (), {}, post, open_run)
     return StoredCommit(
@@ -346,19 +348,8 @@ def record_commit(
 def _queue_dependents(session: Session, repository: Repository, branch: str) -> bool:
     """Re-check every branch built on this one (`rebase`): it serves a new commit, or it has
     none and its dependents wait on it. True if any was queued."""
-    queued = False
-    for dependent in layers.dependents(session, repository.full_name, branch):
-        if (dependent.repository_id, dependent.branch) == (repository.id, branch):
-            continue
-        enqueue_sync(
-            session,
-            full_name=dependent.full_name,
-            repository_id=dependent.repository_id,
-            branch=dependent.branch,
-            trigger="rebase",
-        )
-        queued = True
-    return queued
+    skip = (repository.id, branch)
+    return enqueue_rebases(session, repository.full_name, [branch], skip=skip) > 0
 
 
 def _base_access(session: Session, served: Layers) -> tuple[BaseAccess, ...]:
