@@ -273,3 +273,27 @@ async def test_a_base_followed_at_a_tag_is_read_there_and_moves_with_it(world: H
     moved = world.fake.tagged(BASE, "v1")
     assert moved != v1
     assert [layer.commit_sha for layer in world.state().layers] == [moved]
+
+
+async def test_a_private_base_without_the_app_is_read_and_served_through_a_guilds_token(
+    database_url: str,
+) -> None:
+    async with harness(database_url, private=False) as world:
+        world.fake.add_repo(BASE, private=True)  # the App is not installed on the base
+        base_sha = world.fake.push(BASE, "main", example("base"))
+        token = world.fake.add_pat(repos=[BASE])
+        world.bind(GUILD, token=token)
+        world.bind(OTHER_GUILD)
+        await world.push(example("guild"))
+        await world.drain()
+        served = world.state(GUILD)
+        assert [layer.commit_sha for layer in served.layers] == [base_sha], served.status_message
+        other = world.state(OTHER_GUILD)
+        assert other.snapshot_id is None and other.state == BindingState.NO_ACCESS
+        assert f'add "{OTHER_GUILD}" to allowed_guilds' in other.status_message
+        world.fake.revoke_pat(token)  # no webhook says so: the next re-check finds out
+        world.fake.push(BASE, "main", {**example("base"), "prompts/extra.md": b"More.\n"})
+        assert await reconcile(world.runtime) == 0, "the base cannot be read any more"
+        await world.push({**example("guild"), "prompts/extra.md": b"Ours.\n"})
+        await world.drain()
+        assert world.state(GUILD).snapshot_id is None, "a revoked token serves nothing"

@@ -191,6 +191,9 @@ def _token(
             and _names(holder, repository_id, full_name)
         ):
             return bindings.binding_token(holder, vault)
+    if job.trigger in BASE_TRIGGERS:  # a base: a token of a guild built on it
+        ref = job.branch or (repository.default_branch if repository is not None else "main")
+        return bindings.base_token(session, vault, full_name, ref)
     return None
 
 

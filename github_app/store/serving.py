@@ -86,6 +86,7 @@ class TrackedTarget:
     latest_sha: str | None
     active_sha: str | None
     kind: str | None = None  # "tags": a base following a tag
+    private: bool = True  # False: a public base, read anonymously when nothing else can
 
 
 def _effective_branch(model: type[GuildBinding] | type[PendingBinding]) -> Any:
@@ -276,8 +277,6 @@ def tracked_targets(session: Session) -> list[TrackedTarget]:
             else None
         )
         installed = installation is not None and not installation.suspended
-        if not installed and repository.private:
-            continue
         active_sha = None
         if branch is not None and branch.active_snapshot_id is not None:
             active_sha = session.scalar(
@@ -303,4 +302,5 @@ def _target(
         latest_sha=branch.latest_sha if branch is not None else None,
         active_sha=active_sha,
         kind=branch.ref_kind if branch is not None else None,
+        private=repository.private,
     )

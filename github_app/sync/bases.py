@@ -38,14 +38,16 @@ _EMPTY: Mapping[str, Mapping[str, bytes]] = MappingProxyType({})
 
 @dataclass(frozen=True)
 class BaseAccess:
-    """Who may be served a base: anyone when it is public, else the guilds its PATH allows."""
+    """Who may be served a base: anyone when it is public, else the guilds its PATH allows and
+    those whose own token has just read it (`token_readers`, as for a bound repository)."""
 
     name: str
     private: bool
     allowed_guilds: tuple[str, ...]
+    repository_id: int = 0
 
-    def allows(self, guild_id: str) -> bool:
-        return not self.private or guild_id in self.allowed_guilds
+    def allows(self, guild_id: str, token_readers: frozenset[str] = frozenset()) -> bool:
+        return not self.private or guild_id in self.allowed_guilds or guild_id in token_readers
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,9 @@ class Composition:
         """`owner/base@abc1234` for each base commit: what statuses and check runs name."""
         return tuple(layer.label for layer in self.layers)
 
-    def refused(self, guild_id: str) -> BaseAccess | None:
-        """The first private base this guild may not be served, if any."""
-        return next((base for base in self.access if not base.allows(guild_id)), None)
+    def private_bases(self) -> tuple[ServedLayer, ...]:
+        """The private base commits served with the commit (a guild's token may read them)."""
+        return tuple(layer for layer in self.layers if layer.private)
 
 
 NO_BASES = Composition()
@@ -139,7 +141,7 @@ def compose(
 
 def _access(layer: ServedLayer, found: Mapping[str, Mapping[str, bytes]]) -> BaseAccess:
     files = found.get(f"{layer.name}@{layer.ref}", {})
-    return BaseAccess(layer.name, layer.private, _allowed_guilds(files))
+    return BaseAccess(layer.name, layer.private, _allowed_guilds(files), layer.repository_id)
 
 
 def _allowed_guilds(files: Mapping[str, bytes]) -> tuple[str, ...]:
