@@ -9,7 +9,8 @@ push never reaches it, and re-synced (`rebase`) when one of them moves (`records
 Each base is in one of three states for the dependent:
 - ready: it has an active commit, which (with its own layers) is what the dependent is built on;
 - waiting: never read yet, or read but waiting on its own bases: the dependent waits too (a
-  `pending` status, no rejection), and a sync that is not itself a `rebase` queues the first read;
+  `pending` status, no rejection), and a sync that is not itself a `rebase` queues the first read
+  (whose failure, `branch_bases.problem`, makes the base failed for the `rebase` it queues);
 - failed: read, and it has no good commit (unreadable, deleted, rejected): the dependent is
   checked without it, which `promptrepo` reports as `base-missing`, here with the base's status.
 A base that extends the dependent back (through stored `branch_bases`) is a cycle, reported at
@@ -113,6 +114,8 @@ def compose(
             cycles.append(
                 diagnostic("extends-cycle", PATH_FILE, f"`extends` goes round in a circle: {loop}")
             )
+        elif not state.known and not may_queue and (why := layers.base_problem(session, name, ref)):
+            failed[key] = why  # its read failed; a push of this branch tries it again
         elif not state.known or state.status == BranchStatus.PENDING.value:
             waiting.append(key)
             if not state.known and may_queue:
