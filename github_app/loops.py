@@ -82,7 +82,11 @@ async def _reconcile_target(runtime: Runtime, target: TrackedTarget) -> bool:
     token = None
     if target.installation_id is None:
         token = await runtime.run_db(bindings.repository_token, runtime.vault, target.repository_id)
-        if token is None:
+        if token is None:  # a base nobody bound: a token of a guild built on it
+            token = await runtime.run_db(
+                bindings.base_token, runtime.vault, target.full_name, target.branch
+            )
+        if token is None and target.private:
             return False
     where = f"{target.full_name}@{target.branch}"
     try:
@@ -314,7 +318,8 @@ async def run_background(runtime: Runtime, stop: asyncio.Event, *, worker: bool 
     ]
     if worker:
         poll = worker_poll_interval(runtime)
-        tasks.append(asyncio.create_task(Worker(runtime, poll_interval=poll).run(stop)))
+        for _slot in range(runtime.settings.worker_concurrency):
+            tasks.append(asyncio.create_task(Worker(runtime, poll_interval=poll).run(stop)))
         tasks.append(asyncio.create_task(listen_for_work(runtime, stop)))
     try:
         await asyncio.gather(*tasks)

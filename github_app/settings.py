@@ -228,6 +228,13 @@ class Settings:
         doc="Seconds a worker holds a delivery without renewing; renewed while it works, so a "
         "crashed worker's delivery is taken over within one lease.",
     )
+    worker_concurrency: int = _var(
+        "WORKER_CONCURRENCY",
+        2,
+        _positive_int,
+        doc="Deliveries one `serve` or `worker` process works on at once, each claimed with its "
+        "own lease (so the re-checks a base push queues start while its check run completes).",
+    )
     sync_concurrency: int = _var(
         "SYNC_CONCURRENCY", 8, _positive_int, doc="Blob downloads in flight per sync."
     )

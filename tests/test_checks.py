@@ -201,6 +201,26 @@ async def test_a_run_left_in_progress_is_completed_by_the_retry(world: World) ->
     assert run["status"] == "completed" and run["conclusion"] == "success"
 
 
+async def test_a_run_left_in_progress_is_completed_even_when_another_sync_completed_one(
+    world: World,
+) -> None:
+    """Two syncs of one commit on two workers (say a push, and a reconcile job that saw no run
+    yet): one completes its run, the other's attempt fails and leaves its run in progress; any
+    later sync of the commit completes the run left behind."""
+    sha = world.push(VALID)
+    await world.sync(sha)  # a run, completed
+    world.fake.fail_next(r"/check-runs/\d+$", status=502, times=4, method="PATCH")
+    with pytest.raises(TransientError):
+        await world.sync(sha, trigger="check_run")  # another, left in progress
+    statuses = sorted(run["status"] for run in world.fake.check_runs_for(world.full_name, sha))
+    assert statuses == ["completed", "in_progress"]
+
+    await world.sync(sha)
+
+    runs = world.fake.check_runs_for(world.full_name, sha)
+    assert len(runs) == 2 and all(run["status"] == "completed" for run in runs)
+
+
 async def test_a_pull_request_from_a_fork_is_checked_without_a_branch(world: World) -> None:
     world.bind(GUILD)
     sha = world.push(

@@ -170,7 +170,7 @@ async def test_a_private_base_serves_only_the_guilds_its_path_allows(world: Harn
     assert BASE in other.status_message and OTHER_GUILD in other.status_message
 
 
-async def test_a_guild_waits_for_a_base_nobody_can_read_without_being_rejected(
+async def test_a_base_nobody_can_read_is_reported_and_tried_again_on_the_next_push(
     world: Harness,
 ) -> None:
     files = example("guild")
@@ -179,10 +179,20 @@ async def test_a_guild_waits_for_a_base_nobody_can_read_without_being_rejected(
     await world.drain()
     state = world.state()
     assert state.snapshot_id is None
-    assert state.branch_status == BranchStatus.PENDING
+    assert state.branch_status == BranchStatus.REJECTED
     assert "someone/secret-pack@main" in state.status_message
+    diagnostics = [d for d in state.diagnostics if d["code"] == "base-missing"]
+    assert (
+        diagnostics
+        and "guildprompts cannot read someone/secret-pack@main" in diagnostics[0]["hint"]
+    )
     runs = world.check_runs(sha)
-    assert runs and runs[-1]["conclusion"] == "neutral"
+    assert [run["conclusion"] for run in runs] == ["neutral", "failure"]  # waited, then failed
+    world.fake.add_repo("someone/secret-pack", private=False)  # it exists now, and is public
+    world.fake.push("someone/secret-pack", "main", example("base"))
+    await world.push({**files, "prompts/extra.md": b"Ours.\n"})
+    await world.drain()
+    assert world.state().branch_status == BranchStatus.OK, world.state().status_message
 
 
 async def test_extending_a_base_that_extends_back_is_a_cycle(world: Harness) -> None:
@@ -273,3 +283,27 @@ async def test_a_base_followed_at_a_tag_is_read_there_and_moves_with_it(world: H
     moved = world.fake.tagged(BASE, "v1")
     assert moved != v1
     assert [layer.commit_sha for layer in world.state().layers] == [moved]
+
+
+async def test_a_private_base_without_the_app_is_read_and_served_through_a_guilds_token(
+    database_url: str,
+) -> None:
+    async with harness(database_url, private=False) as world:
+        world.fake.add_repo(BASE, private=True)  # the App is not installed on the base
+        base_sha = world.fake.push(BASE, "main", example("base"))
+        token = world.fake.add_pat(repos=[BASE])
+        world.bind(GUILD, token=token)
+        world.bind(OTHER_GUILD)
+        await world.push(example("guild"))
+        await world.drain()
+        served = world.state(GUILD)
+        assert [layer.commit_sha for layer in served.layers] == [base_sha], served.status_message
+        other = world.state(OTHER_GUILD)
+        assert other.snapshot_id is None and other.state == BindingState.NO_ACCESS
+        assert f'add "{OTHER_GUILD}" to allowed_guilds' in other.status_message
+        world.fake.revoke_pat(token)  # no webhook says so: the next re-check finds out
+        world.fake.push(BASE, "main", {**example("base"), "prompts/extra.md": b"More.\n"})
+        assert await reconcile(world.runtime) == 0, "the base cannot be read any more"
+        await world.push({**example("guild"), "prompts/extra.md": b"Ours.\n"})
+        await world.drain()
+        assert world.state(GUILD).snapshot_id is None, "a revoked token serves nothing"

@@ -72,6 +72,7 @@ def test_a_worker_killed_mid_sync_is_taken_over_within_one_lease(
             GITHUB_PRIVATE_KEY=fake.private_key_pem,
             GITHUB_WEBHOOK_SECRET=fake.webhook_secret,
             WORKER_LEASE_SECONDS=str(LEASE),
+            WORKER_CONCURRENCY="1",  # one delivery, one worker: no reconcile job beside it
             RECONCILE_INTERVAL="3600",
             REDELIVERY_INTERVAL="3600",
         )

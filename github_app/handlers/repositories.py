@@ -35,7 +35,7 @@ from github_app.handlers.common import (
 from github_app.store import bindings, branches, installations, layers
 from github_app.store.models import BindingState, Repository
 from github_app.store.snapshots import allowed_guilds
-from github_app.sync.jobs import enqueue_sync
+from github_app.sync.jobs import enqueue_rebases
 from github_app.sync.messages import base_refused_message, private_message
 from github_app.webhooks import Delivery, Router
 
@@ -199,18 +199,9 @@ def _stop_base_readers(session: Session, repository: Repository) -> int:
 
 def _rebase_dependents(session: Session, repository: Repository) -> int:
     """Re-check the branches built on this repository (their access to it changed)."""
-    queued = 0
-    for ref in layers.extended_refs(session, repository.full_name):
-        for dependent in layers.dependents(session, repository.full_name, ref):
-            enqueue_sync(
-                session,
-                full_name=dependent.full_name,
-                repository_id=dependent.repository_id,
-                branch=dependent.branch,
-                trigger="rebase",
-            )
-            queued += 1
-    return queued
+    return enqueue_rebases(
+        session, repository.full_name, layers.extended_refs(session, repository.full_name)
+    )
 
 
 def _new_default_branch(session: Session, payload: Mapping[str, Any]) -> list[str]:

@@ -30,10 +30,10 @@ from github_app.handlers.common import (
 )
 from github_app.logs import log_context
 from github_app.secrets import Vault
-from github_app.store import bindings, checkruns, installations
+from github_app.store import bindings, checkruns, installations, layers
 from github_app.store.models import GuildBinding, PendingBinding, Repository
 from github_app.sync import SyncRequest, sync
-from github_app.sync.jobs import SNAPSHOT_ONLY, SYNC_EVENT
+from github_app.sync.jobs import SNAPSHOT_ONLY, SYNC_EVENT, enqueue_rebases
 from github_app.sync.request import JOB_TRIGGERS
 from github_app.webhooks import Delivery, Router
 
@@ -106,6 +106,9 @@ async def on_sync_job(delivery: Delivery, ctx: HandlerContext) -> None:
                 job = replace(job, repository_id=discovered)
                 target = await ctx.db(_target, job, vault)
         if target is None or not target.readable:
+            if job.trigger in BASE_TRIGGERS:
+                await ctx.db(_base_unreadable, job)
+                ctx.runtime.wake_worker()
             waiting = await ctx.db(_mark_waiting, job)
             log.info(
                 "sync of %s (%s): the App cannot read it and no token was given; %d "
@@ -115,6 +118,8 @@ async def on_sync_job(delivery: Delivery, ctx: HandlerContext) -> None:
                 waiting,
             )
             return
+        if job.trigger in BASE_TRIGGERS:
+            await ctx.db(layers.set_base_problem, job.full_name, target.branch, None)
         await sync(
             ctx.runtime,
             SyncRequest(
@@ -191,6 +196,9 @@ def _token(
             and _names(holder, repository_id, full_name)
         ):
             return bindings.binding_token(holder, vault)
+    if job.trigger in BASE_TRIGGERS:  # a base: a token of a guild built on it
+        ref = job.branch or (repository.default_branch if repository is not None else "main")
+        return bindings.base_token(session, vault, full_name, ref)
     return None
 
 
@@ -244,6 +252,18 @@ def _store(
         return None
     bindings.link_pending(session, job.full_name, stored.id)
     return stored.id
+
+
+def _base_unreadable(session: Session, job: SyncJob) -> None:
+    """A base nothing can read: the branches extending it say so (a `rebase` of each), rather
+    than wait for it; their next push tries it again."""
+    ref = job.branch or "main"
+    problem = (
+        f"guildprompts cannot read {job.full_name}@{ref}: it does not exist, or it is private "
+        "and neither the GitHub App nor a token given for a repository extending it can read it"
+    )
+    layers.set_base_problem(session, job.full_name, ref, problem)
+    enqueue_rebases(session, job.full_name, [ref])  # a rebase never queues a read: no loop
 
 
 def _mark_waiting(session: Session, job: SyncJob) -> int:

@@ -21,6 +21,7 @@ from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from github_app.secrets import Vault
+from github_app.store import layers
 from github_app.store._sql import affected_rows, insert_ignoring_conflicts
 from github_app.store.audit import record_audit
 from github_app.store.branches import bump_generation
@@ -311,6 +312,16 @@ def repository_token(session: Session, vault: Vault, repository_id: int) -> str 
         session, PendingBinding, repository_id
     )
     return None if holder is None else binding_token(holder, vault)
+
+
+def base_token(session: Session, vault: Vault, full_name: str, ref: str) -> str | None:
+    """A token for a base (`full_name`@`ref`) the App is not installed on: one given by a guild
+    bound to a branch that extends it (the rule of a binding: its token may read the base)."""
+    for dependent in layers.dependents(session, full_name, ref):
+        token = repository_token(session, vault, dependent.repository_id)
+        if token is not None:
+            return token
+    return None
 
 
 def _newest_token_holder(

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from github_app.store.models import (
@@ -155,6 +155,24 @@ def set_bases(
         )
     session.flush()
     return True
+
+
+def set_base_problem(session: Session, full_name: str, ref: str, problem: str | None) -> None:
+    """Why `full_name`@`ref` cannot be read (None: it can), for every branch extending it."""
+    session.execute(
+        update(BranchBase)
+        .where(BranchBase.base_full_name == full_name.lower(), BranchBase.base_ref == ref)
+        .values(problem=problem)
+    )
+
+
+def base_problem(session: Session, full_name: str, ref: str) -> str | None:
+    query = select(BranchBase.problem).where(
+        BranchBase.base_full_name == full_name.lower(),
+        BranchBase.base_ref == ref,
+        BranchBase.problem.is_not(None),
+    )
+    return session.scalar(query.limit(1))
 
 
 def bases_of(session: Session, repository_id: int, branch: str) -> list[tuple[str, str]]:

@@ -277,6 +277,7 @@ class BranchBase(Base):
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     base_full_name: Mapped[str] = mapped_column(NAME)  # lower case
     base_ref: Mapped[str] = mapped_column(NAME)
+    problem: Mapped[str | None] = mapped_column(Text)  # why the base could not be read
 
 
 class ActivationGeneration(Base):

@@ -86,6 +86,7 @@ class TrackedTarget:
     latest_sha: str | None
     active_sha: str | None
     kind: str | None = None  # "tags": a base following a tag
+    private: bool = True  # False: a public base, read anonymously when nothing else can
 
 
 def _effective_branch(model: type[GuildBinding] | type[PendingBinding]) -> Any:
@@ -264,15 +265,7 @@ def tracked_targets(session: Session) -> list[TrackedTarget]:
             known = readable.get(key)
             if known is not None and known.installation_id is not None:
                 continue
-            readable[key] = TrackedTarget(
-                repository_id=repository.id,
-                full_name=repository.full_name,
-                branch=branch_name,
-                installation_id=repository.installation_id if installed else None,
-                etag=branch.etag if branch is not None else None,
-                latest_sha=branch.latest_sha if branch is not None else None,
-                active_sha=active_sha,
-            )
+            readable[key] = _target(repository, branch_name, installed, branch, active_sha)
     for repository, ref in layers.base_targets(session):  # bases some branch extends
         key = (repository.id, ref)
         if key in readable:
@@ -284,21 +277,30 @@ def tracked_targets(session: Session) -> list[TrackedTarget]:
             else None
         )
         installed = installation is not None and not installation.suspended
-        if not installed and repository.private:
-            continue
         active_sha = None
         if branch is not None and branch.active_snapshot_id is not None:
             active_sha = session.scalar(
                 select(Snapshot.commit_sha).where(Snapshot.id == branch.active_snapshot_id)
             )
-        readable[key] = TrackedTarget(
-            repository_id=repository.id,
-            full_name=repository.full_name,
-            branch=ref,
-            installation_id=repository.installation_id if installed else None,
-            etag=branch.etag if branch is not None else None,
-            latest_sha=branch.latest_sha if branch is not None else None,
-            active_sha=active_sha,
-            kind=branch.ref_kind if branch is not None else None,
-        )
+        readable[key] = _target(repository, ref, installed, branch, active_sha)
     return sorted(readable.values(), key=lambda target: (target.repository_id, target.branch))
+
+
+def _target(
+    repository: Repository,
+    branch_name: str,
+    installed: bool,
+    branch: TrackedBranch | None,
+    active_sha: str | None,
+) -> TrackedTarget:
+    return TrackedTarget(
+        repository_id=repository.id,
+        full_name=repository.full_name,
+        branch=branch_name,
+        installation_id=repository.installation_id if installed else None,
+        etag=branch.etag if branch is not None else None,
+        latest_sha=branch.latest_sha if branch is not None else None,
+        active_sha=active_sha,
+        kind=branch.ref_kind if branch is not None else None,
+        private=repository.private,
+    )

@@ -11,7 +11,8 @@ Each base is in one of three states for the dependent:
   (a base nothing followed until now, whose pushes were not synced, is also queued a read: a
   newer head re-checks the dependent);
 - waiting: never read yet, or read but waiting on its own bases: the dependent waits too (a
-  `pending` status, no rejection), and a sync that is not itself a `rebase` queues the first read;
+  `pending` status, no rejection), and a sync that is not itself a `rebase` queues the first read
+  (whose failure, `branch_bases.problem`, makes the base failed for the `rebase` it queues);
 - failed: read, and it has no good commit (unreadable, deleted, rejected): the dependent is
   checked without it, which `promptrepo` reports as `base-missing`, here with the base's status.
 A base that extends the dependent back (through stored `branch_bases`) is a cycle, reported at
@@ -40,14 +41,16 @@ _EMPTY: Mapping[str, Mapping[str, bytes]] = MappingProxyType({})
 
 @dataclass(frozen=True)
 class BaseAccess:
-    """Who may be served a base: anyone when it is public, else the guilds its PATH allows."""
+    """Who may be served a base: anyone when it is public, else the guilds its PATH allows and
+    those whose own token has just read it (`token_readers`, as for a bound repository)."""
 
     name: str
     private: bool
     allowed_guilds: tuple[str, ...]
+    repository_id: int = 0
 
-    def allows(self, guild_id: str) -> bool:
-        return not self.private or guild_id in self.allowed_guilds
+    def allows(self, guild_id: str, token_readers: frozenset[str] = frozenset()) -> bool:
+        return not self.private or guild_id in self.allowed_guilds or guild_id in token_readers
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,9 @@ class Composition:
         """`owner/base@abc1234` for each base commit: what statuses and check runs name."""
         return tuple(layer.label for layer in self.layers)
 
-    def refused(self, guild_id: str) -> BaseAccess | None:
-        """The first private base this guild may not be served, if any."""
-        return next((base for base in self.access if not base.allows(guild_id)), None)
+    def private_bases(self) -> tuple[ServedLayer, ...]:
+        """The private base commits served with the commit (a guild's token may read them)."""
+        return tuple(layer for layer in self.layers if layer.private)
 
 
 NO_BASES = Composition()
@@ -115,6 +118,8 @@ def compose(
             cycles.append(
                 diagnostic("extends-cycle", PATH_FILE, f"`extends` goes round in a circle: {loop}")
             )
+        elif not state.known and not may_queue and (why := layers.base_problem(session, name, ref)):
+            failed[key] = why  # its read failed; a push of this branch tries it again
         elif not state.known or state.status == BranchStatus.PENDING.value:
             waiting.append(key)
             if not state.known and may_queue:
@@ -143,7 +148,7 @@ def compose(
 
 def _access(layer: ServedLayer, found: Mapping[str, Mapping[str, bytes]]) -> BaseAccess:
     files = found.get(f"{layer.name}@{layer.ref}", {})
-    return BaseAccess(layer.name, layer.private, _allowed_guilds(files))
+    return BaseAccess(layer.name, layer.private, _allowed_guilds(files), layer.repository_id)
 
 
 def _allowed_guilds(files: Mapping[str, bytes]) -> tuple[str, ...]:

@@ -209,6 +209,8 @@ class _Run:
 
     async def _follow_head(self, state: RepoState) -> SyncOutcome:
         sha, reading = self.request.sha, None
+        if sha is None and self.request.trigger == "rebase" and state.latest_sha is not None:
+            sha = state.latest_sha  # re-checked while the head is read (`_bring`): it rarely moved
         if sha is None:
             reading = await self._read_head()
             sha = reading.sha
@@ -326,9 +328,11 @@ class _Run:
             if reading.sha != sha:
                 break
             readers = await self._token_readers()
-            recorded = await self._record(
-                snapshot, Concluding(reading.version, reading.etag, readers, reading.kind)
+            base_readers = await self._base_token_readers(snapshot)
+            concluding = Concluding(
+                reading.version, reading.etag, readers, base_readers, kind=reading.kind
             )
+            recorded = await self._record(snapshot, concluding)
             if not recorded.conflict:
                 break
             if recorded.stale_bases:  # a base moved since the commit was composed: again
@@ -450,17 +454,51 @@ class _Run:
                 works.add(token)
         return frozenset(works)
 
-    async def _token_reads(self, token: str) -> bool:
+    async def _token_reads(
+        self, token: str, repository_id: int | None = None, ref: str | None = None
+    ) -> bool:
+        """Does `token` read this branch (or the ref of another repository: a base's)?"""
         assert self.branch is not None
         try:
-            await self._call(
-                self.runtime.github.get_branch_head(self.repo_id, self.branch, token=token)
-            )
+            if repository_id is None:
+                await self._call(
+                    self.runtime.github.get_branch_head(self.repo_id, self.branch, token=token)
+                )
+            else:
+                await self._call(
+                    self.runtime.github.get_ref_head(repository_id, ref or "", token=token)
+                )
         except GitHubError as exc:
             if is_access_problem(exc):
                 return False
             raise
         return True
+
+    async def _base_token_readers(self, commit: CommitFiles) -> dict[int, frozenset[str]]:
+        """Private base repository id -> the guilds following this branch whose own token
+        has just read that base: they may be served it without being in its allowed_guilds
+        (the rule of a bound repository). Only tokens of guilds the base does not list."""
+        private = commit.composition.private_bases()
+        if not private or self.branch is None:
+            return {}
+        holders = await self.runtime.run_db(
+            token_holders, self.runtime.vault, self.repo_id, self.branch, any_visibility=True
+        )
+        access = {base.repository_id: base for base in commit.composition.access}
+        found: dict[int, frozenset[str]] = {}
+        for layer in private:
+            listed = access[layer.repository_id].allowed_guilds
+            guilds: set[str] = set()
+            tried: dict[str, bool] = {}
+            for (guild_id, _pending), token in sorted(holders.items()):
+                if guild_id in listed:
+                    continue
+                if token not in tried:
+                    tried[token] = await self._token_reads(token, layer.repository_id, layer.ref)
+                if tried[token]:
+                    guilds.add(guild_id)
+            found[layer.repository_id] = frozenset(guilds)
+        return found
 
     async def _readable(self) -> bool:
         """After a 404: is the repository itself still readable (then the commit is gone)?"""

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from github_app.store import deliveries
+from github_app.store import deliveries, layers
 from github_app.sync.request import JOB_TRIGGERS
 
 SYNC_EVENT = "guildprompts.sync"
@@ -53,3 +53,28 @@ def enqueue_sync(
     }
     deliveries.record_delivery(session, guid, SYNC_EVENT, None, None, repository_id, payload)
     return guid
+
+
+def enqueue_rebases(
+    session: Session,
+    full_name: str,
+    refs: list[str],
+    *,
+    skip: tuple[int, str] | None = None,
+) -> int:
+    """Queue a `rebase` sync of every branch whose head extends `full_name` at one of `refs`
+    (its base moved, or who may read it changed); returns how many."""
+    queued = 0
+    for ref in refs:
+        for dependent in layers.dependents(session, full_name, ref):
+            if (dependent.repository_id, dependent.branch) == skip:
+                continue
+            enqueue_sync(
+                session,
+                full_name=dependent.full_name,
+                repository_id=dependent.repository_id,
+                branch=dependent.branch,
+                trigger="rebase",
+            )
+            queued += 1
+    return queued

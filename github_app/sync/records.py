@@ -43,7 +43,7 @@ from github_app.store.models import (
 from github_app.sync.access import Access
 from github_app.sync.bases import BaseAccess
 from github_app.sync.content import CommitFiles, Validation
-from github_app.sync.jobs import enqueue_sync
+from github_app.sync.jobs import enqueue_rebases, enqueue_sync
 from github_app.sync.messages import (
     base_refused_message,
     first_error,
@@ -138,10 +138,12 @@ def read_commit(
     if can_check:
         runs = checkruns.check_runs_for(session, repository_id, sha)
         completed = any(run.status == "completed" for run in runs)
-        post = trigger in RERUN_TRIGGERS or not completed
         open_run = next(
             (run.check_run_id for run in reversed(runs) if run.status != "completed"), None
         )
+        # A run left in progress is completed even when another sync completed one of its own
+        # meanwhile (two syncs of one commit: a push and a reconcile job on two workers).
+        post = trigger in RERUN_TRIGGERS or not completed or open_run is not None
     if snapshot is None:
         return StoredCommit(None, (), {}, post, open_run)
     return StoredCommit(
@@ -175,6 +177,8 @@ class Concluding:
     version: int
     etag: str | None
     token_readers: frozenset[str] = field(default=frozenset(), repr=False)  # tokens that read it
+    # base repository id -> guilds whose own token has just read that (private) base
+    base_readers: Mapping[int, frozenset[str]] = field(default_factory=dict)
     kind: str | None = None  # "tags" when the followed ref is a tag (a base may be)
 
 
@@ -302,7 +306,16 @@ def record_commit(
     )
     changed = (
         _bindings_follow(
-            session, vault, repository, branch, validation, message, readers, served_bases, good
+            session,
+            vault,
+            repository,
+            branch,
+            validation,
+            message,
+            readers,
+            served_bases,
+            good,
+            head.base_readers,
         )
         or changed
     )
@@ -317,6 +330,7 @@ def record_commit(
             readers,
             history_keep,
             message if waiting else None,
+            head.base_readers,
         )
         or changed
     )
@@ -346,37 +360,32 @@ def record_commit(
 def _queue_dependents(session: Session, repository: Repository, branch: str) -> bool:
     """Re-check every branch built on this one (`rebase`): it serves a new commit, or it has
     none and its dependents wait on it. True if any was queued."""
-    queued = False
-    for dependent in layers.dependents(session, repository.full_name, branch):
-        if (dependent.repository_id, dependent.branch) == (repository.id, branch):
-            continue
-        enqueue_sync(
-            session,
-            full_name=dependent.full_name,
-            repository_id=dependent.repository_id,
-            branch=dependent.branch,
-            trigger="rebase",
-        )
-        queued = True
-    return queued
+    skip = (repository.id, branch)
+    return enqueue_rebases(session, repository.full_name, [branch], skip=skip) > 0
 
 
 def _base_access(session: Session, served: Layers) -> tuple[BaseAccess, ...]:
     """Who may be served the base commits a branch serves now (its last good pair)."""
     return tuple(
-        BaseAccess(layer.name, layer.private, snapshots.allowed_guilds(session, layer.snapshot_id))
+        BaseAccess(
+            layer.name,
+            layer.private,
+            snapshots.allowed_guilds(session, layer.snapshot_id),
+            layer.repository_id,
+        )
         for layer in served
     )
 
 
 def token_holders(
-    session: Session, vault: Vault, repository_id: int, branch: str
+    session: Session, vault: Vault, repository_id: int, branch: str, *, any_visibility: bool = False
 ) -> dict[tuple[str, bool], str]:
     """(guild id, pending?) -> its own token, for the live bindings and pending requests on this
     branch of a private repository that gave one (each token is tried on the branch before a
-    guild is served through it)."""
+    guild is served through it). With `any_visibility`, of a public one too: its tokens may
+    read a private base it extends."""
     repository = installations.get_repository(session, repository_id)
-    if repository is None or not repository.private:
+    if repository is None or not (repository.private or any_visibility):
         return {}
     holders: list[GuildBinding | PendingBinding] = [
         *bindings.bindings_for_repository(session, repository_id=repository_id),
@@ -425,6 +434,7 @@ def _bindings_follow(
     token_readers: frozenset[str],
     bases: Sequence[BaseAccess] = (),
     good: bool = True,
+    base_readers: Mapping[int, frozenset[str]] | None = None,
 ) -> bool:
     """Live bindings on the branch: the sync's status, and access checked again against the
     allowed_guilds of what the branch serves now (the new commit if valid, else the last good
@@ -441,7 +451,7 @@ def _bindings_follow(
             wanted = (BindingState.ACTIVE.value, message)
         elif not _allowed(binding, repository, allowed, token_readers, vault):
             wanted = (BindingState.NO_ACCESS.value, private_message(binding.guild_id))
-        elif (refused := _refused_base(bases, binding.guild_id)) is not None:
+        elif (refused := _refused_base(bases, binding.guild_id, base_readers)) is not None:
             wanted = (BindingState.NO_ACCESS.value, base_refused_message(binding.guild_id, refused))
         else:
             wanted = (BindingState.ACTIVE.value, message)
@@ -476,9 +486,17 @@ def _previews_follow(
     return True
 
 
-def _refused_base(bases: Sequence[BaseAccess], guild_id: str) -> str | None:
+def _refused_base(
+    bases: Sequence[BaseAccess],
+    guild_id: str,
+    base_readers: Mapping[int, frozenset[str]] | None = None,
+) -> str | None:
     """The first private base this guild may not be served (its name), if any."""
-    return next((base.name for base in bases if not base.allows(guild_id)), None)
+    readers = base_readers or {}
+    for base in bases:
+        if not base.allows(guild_id, readers.get(base.repository_id, frozenset())):
+            return base.name
+    return None
 
 
 def _serving_allowed_guilds(
@@ -504,6 +522,7 @@ def _settle_pending(
     token_readers: frozenset[str],
     history_keep: int,
     waiting: str | None = None,
+    base_readers: Mapping[int, frozenset[str]] | None = None,
 ) -> bool:
     """Promote the pending requests on this branch that may read it; tell the others why not
     (`waiting`: the commit waits for its bases). True if a binding went live."""
@@ -515,7 +534,7 @@ def _settle_pending(
     for request in pending:
         if not _follows(request, repository, branch):
             continue
-        refused = _refused_base(snapshot.composition.access, request.guild_id)
+        refused = _refused_base(snapshot.composition.access, request.guild_id, base_readers)
         if waiting is not None:
             message = waiting
         elif not validation.valid or validation.repository is None:

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("base_full_name", sa.String(255), nullable=False),
         sa.Column("base_ref", sa.String(255), nullable=False),
+        sa.Column("problem", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(
             ["repository_id"],
             ["repositories.id"],
