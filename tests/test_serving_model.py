@@ -486,16 +486,13 @@ def test_a_sync_that_loses_the_branch_to_a_rebase_does_not_bring_back_the_older_
     _layered(upgraded, scenario)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bridge.binding_store._live_already trusts a branch row nothing kept up to date",
-)
 def test_binding_again_a_branch_nobody_followed_meanwhile_serves_its_new_head(
     upgraded: str,
 ) -> None:
     """While no guild bound the base (and nothing extended it) its push was not synced; binding
     it again found the stored commit `ok` and live, went live on it at once without a sync, and
-    served the older commit until the reconcile loop came by."""
+    served the older commit until the reconcile loop came by. Only a followed branch binds at
+    once now."""
 
     async def scenario(system: LayeredSystem) -> None:
         system.push_dependent("standalone")  # nothing extends the base

@@ -83,6 +83,10 @@ def request_binding(
     repository = installations.repository_by_name(session, wanted.full_name)
     full_name = repository.full_name if repository is not None else wanted.full_name
     repository_id = repository.id if repository is not None else None
+    # A branch nobody followed was not synced on its pushes: its stored commit may be old.
+    followed = repository is not None and serving.is_tracked(
+        session, repository.id, wanted.branch or repository.default_branch
+    )
     pending = bindings.save_pending(
         session,
         guild_id,
@@ -98,6 +102,7 @@ def request_binding(
     if (
         wanted.token is None
         and repository is not None
+        and followed
         and _live_already(session, repository, wanted.branch, guild_id)
     ):  # the commit is live and the guild may read it: nothing to sync
         bindings.promote_pending(session, guild_id, actor=wanted.actor)

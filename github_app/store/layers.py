@@ -228,26 +228,35 @@ def base_targets(session: Session) -> list[tuple[Repository, str]]:
     return [(repository, str(ref)) for repository, ref in session.execute(query)]
 
 
+BasesAt = tuple[tuple[int | None, tuple[int, ...]], ...]
+
+
 def current_bases(
     session: Session, bases: Sequence[tuple[str, str]], *, lock: bool = False
-) -> tuple[int | None, ...]:
-    """Each base's active snapshot id now (None: none, or not known). With `lock`, the bases'
-    branch rows stay locked until the transaction ends (PostgreSQL): a base activating now
-    waits, then sees this transaction's `branch_bases` and re-checks the branch."""
-    found: list[int | None] = []
+) -> BasesAt:
+    """What each base serves now: its active snapshot id (None: none, or not known) and the
+    snapshot ids of its own bases. With `lock`, the bases' branch rows stay locked until the
+    transaction ends (PostgreSQL): a base activating now waits, then sees this transaction's
+    `branch_bases` and re-checks the branch."""
+    found: list[tuple[int | None, tuple[int, ...]]] = []
     for name, ref in bases:
         repository_id = session.scalar(
             select(Repository.id).where(func.lower(Repository.full_name) == name.lower())
         )
         if repository_id is None:
-            found.append(None)
+            found.append((None, ()))
             continue
-        query = select(TrackedBranch.active_snapshot_id).where(
+        query = select(TrackedBranch.active_snapshot_id, TrackedBranch.active_layers).where(
             TrackedBranch.repository_id == repository_id, TrackedBranch.branch == ref
         )
         if lock:
             query = query.with_for_update()
-        found.append(session.scalar(query))
+        row = session.execute(query).first()
+        if row is None:
+            found.append((None, ()))
+            continue
+        below = tuple(layer.snapshot_id for layer in layers_from(row[1]))
+        found.append((row[0], below))
     return tuple(found)
 
 

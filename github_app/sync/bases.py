@@ -28,7 +28,7 @@ from types import MappingProxyType
 from sqlalchemy.orm import Session
 
 from github_app.store import layers, serving, snapshots
-from github_app.store.layers import Layers, ServedLayer
+from github_app.store.layers import BasesAt, Layers, ServedLayer
 from github_app.store.models import BranchStatus
 from promptrepo import Diagnostic
 from promptrepo.diagnostics import diagnostic
@@ -66,7 +66,7 @@ class Composition:
     to_read: tuple[tuple[str, str], ...] = ()  # bases to queue a read of (never read, unfollowed)
     failed: Mapping[str, str] = field(default_factory=dict)  # `owner/name@ref` -> its status
     cycles: tuple[Diagnostic, ...] = ()
-    bases_at: tuple[int | None, ...] = ()  # each direct base's active snapshot when composed
+    bases_at: BasesAt = ()  # what each direct base served when composed
 
     @property
     def labels(self) -> tuple[str, ...]:
