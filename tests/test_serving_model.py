@@ -61,32 +61,41 @@ FAULTS = {
 FAULT_PATHS = ("/git/ref/", "/git/trees/", "/git/blobs/", "/check-runs", "/access_tokens")
 
 
-class ServingMachine(RuleBasedStateMachine):
+class _DrivenMachine(RuleBasedStateMachine):
+    """A machine driving a `System` (of `system_type`) on an event loop of its own, one per
+    example, and counting examples and steps for the run's summary."""
+
     database_url: str = ""
     examples = 0
     steps = 0
+    system_type: type[System] = System
 
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
-        self.system = System(self.database_url)
+        self.system = self.system_type(self.database_url)
         self.run(self.system.start())
-        ServingMachine.examples += 1
-
-    @invariant()
-    def count(self) -> None:
-        """Counts steps for the run's summary (checked after every rule)."""
-        ServingMachine.steps += 1
+        type(self).examples += 1
 
     def run(self, coroutine: Any) -> Any:
         return self.loop.run_until_complete(coroutine)
 
+    async def final_check(self) -> None:
+        await self.system.check()
+
     def teardown(self) -> None:
         try:
-            self.run(self.system.check())
+            self.run(self.final_check())
         finally:
             self.run(self.system.close())
             self.loop.close()
+
+
+class ServingMachine(_DrivenMachine):
+    @invariant()
+    def count(self) -> None:
+        """Counts steps for the run's summary (checked after every rule)."""
+        ServingMachine.steps += 1
 
     # ---- GitHub ------------------------------------------------------------------------------
 
@@ -314,32 +323,17 @@ def layered_settings() -> settings:
     return settings(current, **LAYERED_CI)
 
 
-class LayeredMachine(RuleBasedStateMachine):
-    database_url: str = ""
-    examples = 0
-    steps = 0
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.system = LayeredSystem(self.database_url)
-        self.run(self.system.start())
-        LayeredMachine.examples += 1
+class LayeredMachine(_DrivenMachine):
+    system_type = LayeredSystem
+    system: LayeredSystem
 
     @invariant()
     def served_pairs_are_valid(self) -> None:
         LayeredMachine.steps += 1
         self.system.check_step()
 
-    def run(self, coroutine: Any) -> Any:
-        return self.loop.run_until_complete(coroutine)
-
-    def teardown(self) -> None:
-        try:
-            self.run(self.system.check_layers())
-        finally:
-            self.run(self.system.close())
-            self.loop.close()
+    async def final_check(self) -> None:
+        await self.system.check_layers()
 
     # ---- GitHub ------------------------------------------------------------------------------
 
