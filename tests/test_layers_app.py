@@ -277,12 +277,17 @@ async def test_a_base_followed_at_a_tag_is_read_there_and_moves_with_it(world: H
     changed = example("base")
     changed["prompts/discussion.md"] += b"\nSecond edition.\n"
     world.fake.push(BASE, "main", changed)
-    world.fake.tag(BASE, "v1", "main", message="the second pack")  # moved: no webhook serves it
-    assert await reconcile(world.runtime) >= 1
+    world.fake.tag(BASE, "v1", "main", message="the second pack")  # moved, and pushed
+    response = await world.deliver("push", world.fake.push_payload(BASE, "refs/tags/v1"))
+    assert response.status_code == 202
     await world.drain()
     moved = world.fake.tagged(BASE, "v1")
     assert moved != v1
     assert [layer.commit_sha for layer in world.state().layers] == [moved]
+    world.fake.tag(BASE, "v1", v1)  # moved back without a webhook: the reconcile loop sees it
+    assert await reconcile(world.runtime) >= 1
+    await world.drain()
+    assert [layer.commit_sha for layer in world.state().layers] == [v1]
 
 
 async def test_a_private_base_without_the_app_is_read_and_served_through_a_guilds_token(

@@ -1,7 +1,8 @@
 """`push` and `delete`: keep tracked branches current, check commits on the other branches.
 
 - A tag push, or a push already superseded by a newer stored push to the same branch, costs
-  nothing (coalescing: the newer one syncs the branch).
+  nothing (coalescing: the newer one syncs the branch); except a tag that a branch extends as
+  its base (`owner/name@v1`), which is synced like a branch.
 - A deleted branch keeps its last good snapshot and gets a status saying so.
 - A tracked branch (some guild's binding or pending request follows it) is synced and may
   become active; the sync also posts the `guildprompts` check run.
@@ -34,7 +35,15 @@ from github_app.handlers.common import (
     remember_installation,
 )
 from github_app.secrets import Vault
-from github_app.store import bindings, deliveries, installations, serving, snapshots
+from github_app.store import (
+    bindings,
+    branches,
+    deliveries,
+    installations,
+    layers,
+    serving,
+    snapshots,
+)
 from github_app.store.models import SnapshotFile
 from github_app.sync import SyncRequest, sync
 from github_app.webhooks import Delivery, Router
@@ -61,6 +70,10 @@ async def on_push(delivery: Delivery, ctx: HandlerContext) -> None:
         log.info("push without a repository: nothing to do")
         return
     if delivery.branch is None:
+        tag = (delivery.ref or "").removeprefix("refs/tags/")
+        if delivery.ref and delivery.ref.startswith("refs/tags/") and tag:
+            await _tag_pushed(ctx, delivery, tag)
+            return
         log.info("push to %s is not a branch push: nothing to sync", delivery.ref)
         return
     if delivery.payload.get("deleted") is True:
@@ -92,6 +105,45 @@ async def on_push(delivery: Delivery, ctx: HandlerContext) -> None:
             pushed_by=_pusher(delivery.payload),
         ),
     )
+
+
+async def _tag_pushed(ctx: HandlerContext, delivery: Delivery, tag: str) -> None:
+    """A tag that some branch extends as its base (`owner/name@tag`, read as a tag before):
+    synced like a branch push, its commit read from the tag (an annotated tag's `after` is
+    the tag object, not the commit). Any other tag push costs nothing."""
+    assert delivery.repository_id is not None and delivery.repository is not None
+    plan = await ctx.db(_tag_plan, delivery.repository_id, tag)
+    if plan is None or delivery.payload.get("deleted") is True:
+        log.info("push of tag %s: no branch follows it as a base", tag)
+        return
+    await sync(
+        ctx.runtime,
+        SyncRequest(
+            repository_id=delivery.repository_id,
+            full_name=delivery.repository,
+            branch=tag,
+            sha=None,
+            trigger="push",
+            installation_id=plan.installation_id,
+            token=plan.token,
+            check_run=False,  # a tag names a commit checked on its branch
+            received_at=ctx.received_at,
+        ),
+    )
+
+
+def _tag_plan(session: Session, repository_id: int, tag: str) -> _Plan | None:
+    followed = branches.get_branch(session, repository_id, tag)
+    if (
+        followed is None
+        or followed.ref_kind != "tags"
+        or not layers.is_base(session, repository_id, tag)
+    ):
+        return None
+    repository = installations.get_repository(session, repository_id)
+    if repository is None or not installations.has_app_access(session, repository_id):
+        return None  # its webhooks come from an installation: without one, reconcile reads it
+    return _Plan(tracked=True, installation_id=repository.installation_id)
 
 
 @router.register("delete")
