@@ -312,3 +312,31 @@ async def test_a_private_base_without_the_app_is_read_and_served_through_a_guild
         await world.push({**example("guild"), "prompts/extra.md": b"Ours.\n"})
         await world.drain()
         assert world.state(GUILD).snapshot_id is None, "a revoked token serves nothing"
+
+
+async def test_a_private_base_the_app_is_uninstalled_from_stops_being_served_at_once(
+    database_url: str,
+) -> None:
+    async with harness(database_url, private=False) as world:
+        base_installation = world.fake.add_installation("guildprompts")
+        world.fake.add_repo(BASE, private=True, installation=base_installation)
+        files = example("base")
+        files["PATH"] += f'allowed_guilds: ["{GUILD}"]\n'.encode()
+        world.fake.push(BASE, "main", files)
+        payload = world.fake.installation_payload(base_installation)
+        assert (await world.deliver("installation", payload)).status_code == 202
+        world.bind(GUILD)
+        await world.push(example("guild"))
+        await world.drain()
+        assert world.state().layers, world.state().status_message
+        deleted = world.fake.installation_payload(base_installation, "deleted")
+        world.fake.delete_installation(base_installation)
+        assert (await world.deliver("installation", deleted)).status_code == 202
+        assert await Worker(world.runtime, worker_id="one").run_once()  # the event alone
+        state = world.state()
+        assert state.snapshot_id is None and state.state == BindingState.NO_ACCESS
+        assert f"the base {BASE} cannot be read any more" in state.status_message
+        await world.push({**example("guild"), "prompts/extra.md": b"Ours.\n"})
+        await world.drain()
+        state = world.state()
+        assert state.snapshot_id is None and BASE in state.status_message

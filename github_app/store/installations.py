@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from github_app.store import layers
 from github_app.store._sql import affected_rows
 from github_app.store.branches import bump_generation
 from github_app.store.models import (
@@ -246,6 +247,34 @@ class PurgeReport:
     bindings: int  # live bindings now without access
 
 
+def _stop_dependents(session: Session, repository_id: int, reason: str) -> int:
+    """A base read no more: the guilds served it through a branch extending it stop being
+    served (their next sync says more, and serves them again if the base can be read)."""
+    repository = get_repository(session, repository_id)
+    if repository is None:
+        return 0
+    stopped = 0
+    for ref in layers.extended_refs(session, repository.full_name):
+        for dependent in layers.dependents(session, repository.full_name, ref):
+            default = session.scalar(
+                select(Repository.default_branch).where(Repository.id == dependent.repository_id)
+            )
+            follows = GuildBinding.branch == dependent.branch
+            if default == dependent.branch:
+                follows = or_(follows, GuildBinding.branch.is_(None))
+            stopped += affected_rows(
+                session,
+                update(GuildBinding)
+                .where(GuildBinding.repository_id == dependent.repository_id, follows)
+                .values(
+                    state=BindingState.NO_ACCESS.value,
+                    status_message=f"the base {repository.full_name} cannot be read any more "
+                    f"({reason})",
+                ),
+            )
+    return stopped
+
+
 def purge_repository_content(session: Session, repository_id: int, *, reason: str) -> PurgeReport:
     """Delete everything read from a repository; its token-less bindings get NO_ACCESS + reason."""
     snapshot_ids = select(Snapshot.id).where(Snapshot.repository_id == repository_id)
@@ -272,5 +301,6 @@ def purge_repository_content(session: Session, repository_id: int, *, reason: st
         .where(GuildBinding.repository_id == repository_id, GuildBinding.token_ciphertext.is_(None))
         .values(state=BindingState.NO_ACCESS.value, status_message=reason),
     )
+    bindings += _stop_dependents(session, repository_id, reason)
     bump_generation(session)
     return PurgeReport(snapshots=snapshots, blobs=blobs, bindings=bindings)

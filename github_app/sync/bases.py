@@ -48,8 +48,11 @@ class BaseAccess:
     private: bool
     allowed_guilds: tuple[str, ...]
     repository_id: int = 0
+    gone: bool = False  # its content was purged (the App lost it): nobody may be served it
 
     def allows(self, guild_id: str, token_readers: frozenset[str] = frozenset()) -> bool:
+        if self.gone:
+            return False
         return not self.private or guild_id in self.allowed_guilds or guild_id in token_readers
 
 

@@ -372,6 +372,7 @@ def _base_access(session: Session, served: Layers) -> tuple[BaseAccess, ...]:
             layer.private,
             snapshots.allowed_guilds(session, layer.snapshot_id),
             layer.repository_id,
+            gone=snapshots.get_snapshot(session, layer.snapshot_id) is None,
         )
         for layer in served
     )
@@ -452,7 +453,7 @@ def _bindings_follow(
         elif not _allowed(binding, repository, allowed, token_readers, vault):
             wanted = (BindingState.NO_ACCESS.value, private_message(binding.guild_id))
         elif (refused := _refused_base(bases, binding.guild_id, base_readers)) is not None:
-            wanted = (BindingState.NO_ACCESS.value, base_refused_message(binding.guild_id, refused))
+            wanted = (BindingState.NO_ACCESS.value, refused)
         else:
             wanted = (BindingState.ACTIVE.value, message)
         if (binding.state, binding.status_message) != wanted:
@@ -491,11 +492,13 @@ def _refused_base(
     guild_id: str,
     base_readers: Mapping[int, frozenset[str]] | None = None,
 ) -> str | None:
-    """The first private base this guild may not be served (its name), if any."""
+    """Why this guild may not be served a base of the commit (None: it may)."""
     readers = base_readers or {}
     for base in bases:
+        if base.gone:
+            return f"the base {base.name} cannot be read any more: serving the built-in defaults"
         if not base.allows(guild_id, readers.get(base.repository_id, frozenset())):
-            return base.name
+            return base_refused_message(guild_id, base.name)
     return None
 
 
@@ -548,7 +551,7 @@ def _settle_pending(
         ):
             message = private_message(request.guild_id)
         elif refused is not None:
-            message = base_refused_message(request.guild_id, refused)
+            message = refused
         else:
             try:
                 if request.repository_id is None:  # asked by name before the repository was known
