@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .diagnostics import Diagnostic, diagnostic
 from .files import PATH_FILE
-from .pathfile import MAX_BASES, BaseRef, parse_path_file
+from .pathfile import MAX_BASES, BaseRef, path_file_of
 
 MAX_DEPTH = MAX_BASES  # layers below the repository, along any chain of `extends`
 OWN = ""  # the name of the repository's own layer
@@ -32,14 +32,7 @@ class Layer:
 
 def extends_of(files: Mapping[str, bytes]) -> tuple[BaseRef, ...]:
     """The bases a repository's PATH names, as written (nearest last); () when it has none."""
-    data = files.get(PATH_FILE)
-    if data is None:
-        return ()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return ()
-    path_file, _ = parse_path_file(text)
+    path_file = path_file_of(files)
     return path_file.extends if path_file is not None else ()
 
 

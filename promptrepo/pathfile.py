@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -216,6 +216,19 @@ def parse_path_file(text: str) -> tuple[PathFile | None, list[Diagnostic]]:
     if _YAML_START.match(first):
         return _YamlPath(lines).parse()
     return _parse_lines(content)
+
+
+def path_file_of(files: Mapping[str, bytes]) -> PathFile | None:
+    """The parsed PATH of a repository's files, without reading the rest of it (None when it
+    has no usable PATH): for what PATH alone says, such as `extends` and `allowed_guilds`."""
+    data = files.get(PATH_FILE)
+    if data is None:
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return parse_path_file(text)[0]
 
 
 def _parse_lines(content: list[tuple[int, str]]) -> tuple[PathFile | None, list[Diagnostic]]:

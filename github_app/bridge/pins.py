@@ -38,7 +38,6 @@ from github_app.store.layers import Layers, layers_from
 from github_app.store.models import BindingState, DeliveryState, Snapshot
 from github_app.store.serving import GuildState
 from github_app.sync import jobs
-from promptrepo.layers import extends_of
 
 __all__ = ["pin_routes"]
 
@@ -239,7 +238,8 @@ def pinned_layers(session: Session, state: GuildState, snapshot: Snapshot) -> La
     could not be served whole)."""
     if snapshot.id == state.snapshot_id:
         return state.layers
-    extends = extends_of(snapshots.snapshot_files(session, snapshot.id))
+    read = snapshots.path_file(session, snapshot.id)
+    extends = read.extends if read is not None else ()
     if not extends:
         return ()
     tracked = branches.get_branch(session, snapshot.repository_id, state.effective_branch or "")

@@ -173,27 +173,17 @@ def _stop_base_readers(session: Session, repository: Repository) -> int:
     """A base made private: the guilds served it through a branch extending it, that its
     active commit's `allowed_guilds` does not list, stop being served now; how many."""
     stopped = 0
-    for ref in layers.extended_refs(session, repository.full_name):
-        tracked = branches.get_branch(session, repository.id, ref)
-        active = tracked.active_snapshot_id if tracked is not None else None
-        allowed = allowed_guilds(session, active) if active is not None else ()
-        for dependent in layers.dependents(session, repository.full_name, ref):
-            for binding in bindings.bindings_for_repository(
-                session, repository_id=dependent.repository_id
-            ):
-                owner = installations.get_repository(session, dependent.repository_id)
-                follows = binding.branch or (owner.default_branch if owner else None)
-                if (
-                    follows != dependent.branch
-                    or binding.state != BindingState.ACTIVE
-                    or binding.guild_id in allowed
-                ):
-                    continue
-                message = base_refused_message(binding.guild_id, repository.full_name)
-                bindings.set_binding_state(
-                    session, binding.guild_id, BindingState.NO_ACCESS, message
-                )
-                stopped += 1
+    allowed: dict[str, tuple[str, ...]] = {}  # ref -> the base's allowed_guilds there
+    for binding, ref in layers.dependent_bindings(session, repository.full_name):
+        if ref not in allowed:
+            tracked = branches.get_branch(session, repository.id, ref)
+            active = tracked.active_snapshot_id if tracked is not None else None
+            allowed[ref] = allowed_guilds(session, active) if active is not None else ()
+        if binding.state != BindingState.ACTIVE or binding.guild_id in allowed[ref]:
+            continue
+        message = base_refused_message(binding.guild_id, repository.full_name)
+        bindings.set_binding_state(session, binding.guild_id, BindingState.NO_ACCESS, message)
+        stopped += 1
     return stopped
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from github_app.store import layers
@@ -253,26 +253,14 @@ def _stop_dependents(session: Session, repository_id: int, reason: str) -> int:
     repository = get_repository(session, repository_id)
     if repository is None:
         return 0
-    stopped = 0
-    for ref in layers.extended_refs(session, repository.full_name):
-        for dependent in layers.dependents(session, repository.full_name, ref):
-            default = session.scalar(
-                select(Repository.default_branch).where(Repository.id == dependent.repository_id)
-            )
-            follows = GuildBinding.branch == dependent.branch
-            if default == dependent.branch:
-                follows = or_(follows, GuildBinding.branch.is_(None))
-            stopped += affected_rows(
-                session,
-                update(GuildBinding)
-                .where(GuildBinding.repository_id == dependent.repository_id, follows)
-                .values(
-                    state=BindingState.NO_ACCESS.value,
-                    status_message=f"the base {repository.full_name} cannot be read any more "
-                    f"({reason})",
-                ),
-            )
-    return stopped
+    message = f"the base {repository.full_name} cannot be read any more ({reason})"
+    stopped = {
+        binding for binding, _ref in layers.dependent_bindings(session, repository.full_name)
+    }
+    for binding in stopped:
+        binding.state, binding.status_message = BindingState.NO_ACCESS.value, message
+    session.flush()
+    return len(stopped)
 
 
 def purge_repository_content(session: Session, repository_id: int, *, reason: str) -> PurgeReport:

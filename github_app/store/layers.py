@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from github_app.store.models import (
     BranchBase,
     BranchStatus,
+    GuildBinding,
     GuildPin,
     Repository,
     Snapshot,
@@ -240,14 +241,12 @@ def current_bases(
     `branch_bases` and re-checks the branch."""
     found: list[tuple[int | None, tuple[int, ...]]] = []
     for name, ref in bases:
-        repository_id = session.scalar(
-            select(Repository.id).where(func.lower(Repository.full_name) == name.lower())
-        )
-        if repository_id is None:
+        repository = _named(session, name)
+        if repository is None:
             found.append((None, ()))
             continue
         query = select(TrackedBranch.active_snapshot_id, TrackedBranch.active_layers).where(
-            TrackedBranch.repository_id == repository_id, TrackedBranch.branch == ref
+            TrackedBranch.repository_id == repository.id, TrackedBranch.branch == ref
         )
         if lock:
             query = query.with_for_update()
@@ -280,9 +279,7 @@ class BaseState:
 
 
 def base_state(session: Session, full_name: str, ref: str) -> BaseState:
-    repository = session.scalar(
-        select(Repository).where(func.lower(Repository.full_name) == full_name.lower())
-    )
+    repository = _named(session, full_name)
     if repository is None:
         return BaseState(False, None, None, True, None, None, (), None, "")
     tracked = session.get(TrackedBranch, (repository.id, ref), populate_existing=True)
@@ -308,6 +305,32 @@ def base_state(session: Session, full_name: str, ref: str) -> BaseState:
         status=tracked.status,
         status_message=tracked.status_message,
     )
+
+
+def _named(session: Session, full_name: str) -> Repository | None:
+    """A base by the name an `extends:` entry gives it, in any case (`store.installations`
+    imports this module, so its `repository_by_name` cannot be called from here)."""
+    query = select(Repository).where(func.lower(Repository.full_name) == full_name.lower())
+    return session.scalar(query.order_by(Repository.updated_at.desc()).limit(1))
+
+
+def dependent_bindings(session: Session, full_name: str) -> list[tuple[GuildBinding, str]]:
+    """Every live binding following a branch that extends `full_name`, with the ref it extends:
+    the guilds served that base (a binding counted once per ref)."""
+    effective = func.coalesce(GuildBinding.branch, Repository.default_branch)
+    query = (
+        select(GuildBinding, BranchBase.base_ref)
+        .join(Repository, Repository.id == GuildBinding.repository_id)
+        .join(
+            BranchBase,
+            (BranchBase.repository_id == GuildBinding.repository_id)
+            & (BranchBase.branch == effective),
+        )
+        .where(BranchBase.base_full_name == full_name.lower())
+        .order_by(GuildBinding.guild_id, BranchBase.base_ref)
+    )
+    found = dict.fromkeys((binding, str(ref)) for binding, ref in session.execute(query))
+    return list(found)
 
 
 def base_snapshot_ids(session: Session) -> set[int]:

@@ -18,9 +18,8 @@ from sqlalchemy.orm import Session
 from github_app.store._sql import insert_ignoring_conflicts
 from github_app.store.errors import InvalidSnapshotError
 from github_app.store.models import Blob, Snapshot, SnapshotFile, utcnow
-from promptrepo import RepositoryError, load_repository
 from promptrepo.files import PATH_FILE
-from promptrepo.pathfile import parse_path_file
+from promptrepo.pathfile import PathFile, path_file_of
 
 _CHUNK = 500  # keeps IN (...) lists well under SQLite's bound-parameter limit
 
@@ -142,11 +141,19 @@ def snapshot_files(session: Session, snapshot_id: int) -> dict[str, bytes]:
 
 
 def allowed_guilds(session: Session, snapshot_id: int) -> tuple[str, ...]:
-    """The `allowed_guilds` of a snapshot's PATH (none when it cannot be read); a commit that
-    `extends` bases is read without them, since only its own PATH says whom it allows."""
-    files = snapshot_files(session, snapshot_id)
-    try:
-        return load_repository(files).allowed_guilds
-    except RepositoryError:
-        path_file = parse_path_file(files.get(PATH_FILE, b"").decode("utf-8", "replace"))[0]
-        return path_file.allowed_guilds if path_file is not None else ()
+    """The `allowed_guilds` of a snapshot's PATH (none when it cannot be read): PATH alone says
+    it, also for a commit that `extends` bases."""
+    found = path_file(session, snapshot_id)
+    return found.allowed_guilds if found is not None else ()
+
+
+def path_file(session: Session, snapshot_id: int) -> PathFile | None:
+    """A snapshot's parsed PATH, read and parsed alone (what PATH says: its `extends`, its
+    `allowed_guilds`); None when it has no usable PATH."""
+    query = (
+        select(Blob.content)
+        .join(SnapshotFile, SnapshotFile.blob_sha == Blob.sha)
+        .where(SnapshotFile.snapshot_id == snapshot_id, SnapshotFile.path == PATH_FILE)
+    )
+    content = session.scalar(query)
+    return path_file_of({PATH_FILE: content}) if content is not None else None

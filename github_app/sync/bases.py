@@ -34,7 +34,7 @@ from promptrepo import Diagnostic
 from promptrepo.diagnostics import diagnostic
 from promptrepo.files import PATH_FILE
 from promptrepo.layers import MAX_DEPTH, extends_of, stack
-from promptrepo.pathfile import parse_path_file
+from promptrepo.pathfile import path_file_of
 
 _EMPTY: Mapping[str, Mapping[str, bytes]] = MappingProxyType({})
 
@@ -98,9 +98,11 @@ def compose(
     to_read: list[tuple[str, str]] = []
     failed: dict[str, str] = {}
     cycles: list[Diagnostic] = []
+    bases_at = []  # what `layers.current_bases` will find unless a base moves meanwhile
     for name, ref in extends:
         key = f"{name}@{ref}"
         state = layers.base_state(session, name, ref)
+        bases_at.append((state.snapshot_id, tuple(below.snapshot_id for below in state.layers)))
         if state.snapshot_id is not None and state.repository_id is not None:
             assert state.commit_sha is not None
             if may_queue and not serving.is_tracked(session, state.repository_id, ref):
@@ -129,7 +131,6 @@ def compose(
                 to_read.append((name, ref))
         else:
             failed[key] = state.status_message or f"{key} has no valid commit"
-    bases_at = layers.current_bases(session, extends)
     stacked, _ = stack(files, found, full_name)
     chosen = tuple(
         served[(layer.name.lower(), layer.ref.ref)]
@@ -145,19 +146,14 @@ def compose(
         to_read=tuple(to_read),
         failed=failed,
         cycles=tuple(cycles),
-        bases_at=bases_at,
+        bases_at=tuple(bases_at),
     )
 
 
 def _access(layer: ServedLayer, found: Mapping[str, Mapping[str, bytes]]) -> BaseAccess:
-    files = found.get(f"{layer.name}@{layer.ref}", {})
-    return BaseAccess(layer.name, layer.private, _allowed_guilds(files), layer.repository_id)
-
-
-def _allowed_guilds(files: Mapping[str, bytes]) -> tuple[str, ...]:
-    text = files.get(PATH_FILE, b"").decode("utf-8", "replace")
-    path_file = parse_path_file(text)[0]
-    return path_file.allowed_guilds if path_file is not None else ()
+    path_file = path_file_of(found.get(f"{layer.name}@{layer.ref}", {}))
+    allowed = path_file.allowed_guilds if path_file is not None else ()
+    return BaseAccess(layer.name, layer.private, allowed, layer.repository_id)
 
 
 def _cycle(session: Session, own: str, name: str, ref: str) -> str | None:

@@ -124,6 +124,10 @@ def waiting_message(sha: str, waiting: Sequence[str]) -> str:
     )
 
 
+def base_gone_message(base: str) -> str:
+    return f"the base {base} cannot be read any more: serving the built-in defaults"
+
+
 def base_refused_message(guild_id: str, base: str) -> str:
     return f'the base {base} is private: add "{guild_id}" to allowed_guilds in its PATH'
 

@@ -45,6 +45,7 @@ from github_app.sync.bases import BaseAccess
 from github_app.sync.content import CommitFiles, Validation
 from github_app.sync.jobs import enqueue_rebases, enqueue_sync
 from github_app.sync.messages import (
+    base_gone_message,
     base_refused_message,
     first_error,
     plural,
@@ -248,9 +249,8 @@ def record_commit(
             row.id, False, active_sha, True, generation, serving_now, pending_now, conflict=True
         )
     layers.set_bases(session, repository_id, branch, composition.extends)
-    live_labels = tuple(
-        layer.label for layer in layers_from(before.active_layers if before else None)
-    )
+    served_layers = layers_from(before.active_layers if before else None)  # the last good pair's
+    live_labels = tuple(layer.label for layer in served_layers)
     waiting = composition.waiting if not composition.cycles else ()
     queued = False
     activated = False
@@ -299,11 +299,7 @@ def record_commit(
         synced_at=now,
     )
     readers = head.token_readers
-    served_bases = (
-        composition.access
-        if good
-        else _base_access(session, layers_from(before.active_layers if before else None))
-    )
+    served_bases = composition.access if good else _base_access(session, served_layers)
     changed = (
         _bindings_follow(
             session,
@@ -496,7 +492,7 @@ def _refused_base(
     readers = base_readers or {}
     for base in bases:
         if base.gone:
-            return f"the base {base.name} cannot be read any more: serving the built-in defaults"
+            return base_gone_message(base.name)
         if not base.allows(guild_id, readers.get(base.repository_id, frozenset())):
             return base_refused_message(guild_id, base.name)
     return None
